@@ -1,0 +1,4 @@
+//! pgpilot: a guide through PostgreSQL migration runbooks.
+pub mod diag;
+pub mod runbook;
+pub mod sandbox;

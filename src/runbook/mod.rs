@@ -1,0 +1,310 @@
+//! The runbook model: what a runbook file says, validated, with the places it
+//! said it so later stages can point back into the file.
+
+mod duration;
+mod parse;
+mod toml_string;
+pub mod vars;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::diag::{Location, SourceFile};
+
+pub use duration::{format_duration, parse_duration};
+pub use parse::{load, parse_str};
+
+/// A validated runbook.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub file: Arc<SourceFile>,
+    /// SHA-256 of the runbook file and every SQL file it includes, in order.
+    pub sha256: String,
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub change_type: ChangeType,
+    pub declared_risk: Option<Risk>,
+    pub declared_risk_at: Option<Location>,
+    pub ticket: Option<String>,
+    pub target: Target,
+    pub settings: Settings,
+    pub phases: Vec<Phase>,
+}
+
+impl Runbook {
+    pub fn path(&self) -> &std::path::Path {
+        &self.file.path
+    }
+
+    /// Every step with the phase it belongs to, in runbook order.
+    pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps().map(|(_, s)| s).find(|s| s.id == id)
+    }
+}
+
+/// The seeds' change classes: major breaks consumers, minor adds, patch fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeType {
+    Major,
+    Minor,
+    Patch,
+}
+
+impl ChangeType {
+    pub const NAMES: [&'static str; 3] = ["major", "minor", "patch"];
+
+    pub fn parse(s: &str) -> Option<ChangeType> {
+        match s {
+            "major" => Some(ChangeType::Major),
+            "minor" => Some(ChangeType::Minor),
+            "patch" => Some(ChangeType::Patch),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::Major => "major",
+            ChangeType::Minor => "minor",
+            ChangeType::Patch => "patch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub const NAMES: [&'static str; 3] = ["low", "medium", "high"];
+
+    pub fn parse(s: &str) -> Option<Risk> {
+        match s {
+            "low" => Some(Risk::Low),
+            "medium" => Some(Risk::Medium),
+            "high" => Some(Risk::High),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// Where a runbook may run; checked by the engine's guards before the first change.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub environments: Vec<String>,
+    pub database: Option<String>,
+    pub require_primary: bool,
+}
+
+/// What to do when sessions already hold locks on a table a step is about to lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBlockers {
+    Ask,
+    Wait,
+    Proceed,
+}
+
+impl OnBlockers {
+    pub const NAMES: [&'static str; 3] = ["ask", "wait", "proceed"];
+
+    pub fn parse(s: &str) -> Option<OnBlockers> {
+        match s {
+            "ask" => Some(OnBlockers::Ask),
+            "wait" => Some(OnBlockers::Wait),
+            "proceed" => Some(OnBlockers::Proceed),
+            _ => None,
+        }
+    }
+}
+
+/// Execution settings; the runbook's defaults, overridden per step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Never zero: bounding the lock wait is the point of pgpilot.
+    pub lock_timeout: Duration,
+    /// Zero means no limit, as in PostgreSQL.
+    pub statement_timeout: Duration,
+    pub lock_retries: u32,
+    pub retry_backoff: Duration,
+    pub long_transaction: Duration,
+    pub on_blockers: OnBlockers,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            lock_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(15 * 60),
+            lock_retries: 5,
+            retry_backoff: Duration::from_secs(1),
+            long_transaction: Duration::from_secs(5 * 60),
+            on_blockers: OnBlockers::Ask,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub id: String,
+    pub title: String,
+    pub at: Location,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    Check,
+    Change,
+    Verify,
+    Backup,
+    Pause,
+}
+
+impl StepKind {
+    pub const NAMES: [&'static str; 5] = ["check", "change", "verify", "backup", "pause"];
+
+    pub fn parse(s: &str) -> Option<StepKind> {
+        match s {
+            "check" => Some(StepKind::Check),
+            "change" => Some(StepKind::Change),
+            "verify" => Some(StepKind::Verify),
+            "backup" => Some(StepKind::Backup),
+            "pause" => Some(StepKind::Pause),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// SQL text and the map from its bytes back to the file it was written in.
+#[derive(Debug, Clone)]
+pub struct SqlText {
+    pub text: String,
+    file: Arc<SourceFile>,
+    /// File offset of each byte of `text`, or `None` when `text` is the file's
+    /// text from `base` on (a .sql file, a literal string).
+    offsets: Option<Vec<usize>>,
+    base: usize,
+}
+
+impl SqlText {
+    pub(crate) fn new(text: String, file: Arc<SourceFile>, offsets: Option<Vec<usize>>, base: usize) -> SqlText {
+        SqlText {
+            text,
+            file,
+            offsets,
+            base,
+        }
+    }
+
+    /// SQL that came from elsewhere (a generated statement); locations point at `at`.
+    pub fn detached(text: String, file: Arc<SourceFile>, at: usize) -> SqlText {
+        SqlText::new(text, file, Some(Vec::new()), at)
+    }
+
+    /// Where byte `offset` of the SQL text stands in its file.
+    pub fn location(&self, offset: usize) -> Location {
+        let file_offset = match &self.offsets {
+            None => self.base + offset,
+            Some(map) if map.is_empty() => self.base,
+            Some(map) => map
+                .get(offset)
+                .or_else(|| map.last())
+                .copied()
+                .unwrap_or(self.base),
+        };
+        self.file.location(file_offset)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.file.path
+    }
+}
+
+/// What a check or verify step expects of its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Rows(u64),
+    Scalar(String),
+    Empty(bool),
+}
+
+#[derive(Debug, Clone)]
+pub enum StepBody {
+    Sql(SqlText),
+    Instructions(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub title: Option<String>,
+    pub kind: StepKind,
+    pub at: Location,
+    pub body: StepBody,
+    /// The .sql file the step's SQL came from, relative to the runbook.
+    pub file: Option<PathBuf>,
+    pub expect: Option<Expect>,
+    pub capture: Option<String>,
+    pub rollback: Option<SqlText>,
+    pub transaction: Option<bool>,
+    pub confirm: Option<String>,
+    pub explain: Option<String>,
+    pub irreversible: Option<String>,
+    pub settings: Settings,
+    /// Places of keys that later validation may complain about.
+    pub spans: StepSpans,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepSpans {
+    pub kind: Option<Location>,
+    pub sql: Option<Location>,
+    pub transaction: Option<Location>,
+    pub rollback: Option<Location>,
+}
+
+impl Step {
+    pub fn sql(&self) -> Option<&SqlText> {
+        match &self.body {
+            StepBody::Sql(sql) => Some(sql),
+            StepBody::Instructions(_) => None,
+        }
+    }
+
+    pub fn instructions(&self) -> Option<&str> {
+        match &self.body {
+            StepBody::Instructions(text) => Some(text),
+            StepBody::Sql(_) => None,
+        }
+    }
+}
