@@ -1,0 +1,961 @@
+//! Throwaway PostgreSQL clusters for `pgpilot demo` and the integration tests.
+//!
+//! A [`Sandbox`] runs `initdb` into a temporary directory, starts the server
+//! with `pg_ctl` on a free loopback port, and stops it and deletes the
+//! directory on drop (also when a test panics, because `Drop` runs on
+//! unwind). When the process runs as root the cluster is created and run as
+//! the `postgres` user, because PostgreSQL refuses to run as root.
+//!
+//! [`test_server`] lets tests use an existing server named by `DATABASE_URL`
+//! instead, with the same `conninfo`/`create_database` interface.
+
+use std::ffi::{CString, OsStr};
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
+
+/// Loopback address the sandbox listens on (never a public interface).
+const HOST: &str = "127.0.0.1";
+/// Superuser created by `initdb -U`.
+const SUPERUSER: &str = "postgres";
+/// Server start attempts; a retry picks a new port, in case another process
+/// grabbed ours between probing and binding.
+const START_ATTEMPTS: usize = 5;
+/// Seconds `pg_ctl -w` waits for start/stop before giving up.
+const PG_CTL_TIMEOUT_SECS: &str = "60";
+/// Lines of the server log quoted in start errors.
+const LOG_TAIL_LINES: usize = 40;
+/// Client connect timeout, so a dead server fails fast instead of hanging.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a sandbox or test server could not be provided. Each message says
+/// what the user can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No `initdb`/`pg_ctl` pair was found.
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
+         /usr/lib/postgresql/*/bin (searched: {searched}). Install them with \
+         `apt-get install postgresql` (or run scripts/setup), or set DATABASE_URL \
+         to use an existing server"
+    )]
+    BinariesNotFound {
+        /// Directories that were searched.
+        searched: String,
+    },
+
+    /// Running as root but there is no `postgres` account to drop to.
+    #[error(
+        "running as root, but there is no `postgres` user to run the server as \
+         (PostgreSQL refuses to run as root). Install the `postgresql` package \
+         (it creates the user), create the user with `useradd --system postgres`, \
+         or run as an ordinary user"
+    )]
+    NoPostgresUser,
+
+    /// A filesystem or process operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A PostgreSQL tool exited unsuccessfully.
+    #[error("`{command}` failed ({status}):\n{output}")]
+    Command {
+        /// The command line that failed.
+        command: String,
+        /// Exit status as text.
+        status: String,
+        /// Captured stdout and stderr.
+        output: String,
+    },
+
+    /// The server did not come up.
+    #[error(
+        "PostgreSQL server failed to start after {attempts} attempt(s); \
+         last lines of its log:\n{log_tail}"
+    )]
+    Start {
+        /// How many ports were tried.
+        attempts: usize,
+        /// Tail of the server log (or why it could not be read).
+        log_tail: String,
+    },
+
+    /// A `-c name=value` setting that could not be passed safely.
+    #[error(
+        "invalid server setting name {0:?}: use a PostgreSQL parameter name \
+         (letters, digits, `_` and `.`)"
+    )]
+    InvalidSetting(String),
+
+    /// `DATABASE_URL` (or a conninfo string) could not be parsed.
+    #[error(
+        "cannot parse connection string {conninfo:?}: {source}. Use a URL like \
+         postgresql://user@host:5432/dbname or unset DATABASE_URL to use a sandbox"
+    )]
+    InvalidConninfo {
+        /// The offending string, password removed.
+        conninfo: String,
+        /// Parser error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// Could not connect to the server.
+    #[error(
+        "could not connect to {conninfo}: {source}. Check that the server is \
+         running and accepts this user (DATABASE_URL, or the sandbox log)"
+    )]
+    Connect {
+        /// Where we tried to connect, password removed.
+        conninfo: String,
+        /// Driver error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// A statement failed.
+    #[error("`{sql}` failed: {detail}")]
+    Query {
+        /// The statement.
+        sql: String,
+        /// Server message, including detail and hint when present.
+        detail: String,
+    },
+
+    /// The helper thread that talks to the server could not run.
+    #[error("database helper thread failed: {0}")]
+    Runtime(String),
+}
+
+impl SandboxError {
+    fn io(context: impl Into<String>, source: io::Error) -> Self {
+        SandboxError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Settings for [`Sandbox::start_with`].
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// `max_connections` for the server (default 100).
+    pub max_connections: u32,
+    /// Extra `-c name=value` server settings, applied last (so they win).
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            max_connections: 100,
+            settings: Vec::new(),
+        }
+    }
+}
+
+impl SandboxOptions {
+    /// Sets `max_connections`.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Adds a `-c name=value` server setting.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A running throwaway PostgreSQL cluster; stopped and deleted on drop.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// Held only so it is deleted after the server stops (field drop runs
+    /// after `Drop::drop`).
+    dir: TempDir,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    bin_dir: PathBuf,
+    run_as: Option<RunAs>,
+    port: u16,
+    /// Whether a server may be running that `Drop` must stop.
+    started: bool,
+}
+
+/// The account the server runs as when we are root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+}
+
+impl Sandbox {
+    /// Starts a sandbox with default [`SandboxOptions`].
+    pub fn start() -> Result<Sandbox, SandboxError> {
+        Sandbox::start_with(SandboxOptions::default())
+    }
+
+    /// Creates, starts and returns a fresh cluster.
+    pub fn start_with(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        for (name, _) in &opts.settings {
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if !ok {
+                return Err(SandboxError::InvalidSetting(name.clone()));
+            }
+        }
+
+        let bin_dir = find_bin_dir()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let run_as = if unsafe { libc::geteuid() } == 0 {
+            Some(lookup_user(SUPERUSER)?.ok_or(SandboxError::NoPostgresUser)?)
+        } else {
+            None
+        };
+
+        let dir = tempfile::Builder::new()
+            .prefix("pgpilot-sandbox-")
+            .tempdir()
+            .map_err(|e| {
+                SandboxError::io("cannot create a temporary directory (check TMPDIR)", e)
+            })?;
+        let root = dir.path().to_path_buf();
+        let socket_dir = root.join("sock");
+        fs::create_dir(&socket_dir)
+            .map_err(|e| SandboxError::io(format!("cannot create {}", socket_dir.display()), e))?;
+        if let Some(user) = run_as {
+            for path in [&root, &socket_dir] {
+                chown(path, user)?;
+            }
+            // The server user must be able to reach the directory; a root-only
+            // TMPDIR (e.g. under /root) would make initdb fail obscurely.
+            check_traversable(&root)?;
+        }
+
+        let mut sandbox = Sandbox {
+            data_dir: root.join("data"),
+            log_path: root.join("server.log"),
+            dir,
+            bin_dir,
+            run_as,
+            port: 0,
+            started: false,
+        };
+        sandbox.initdb()?;
+
+        let mut last_err = None;
+        for attempt in 1..=START_ATTEMPTS {
+            sandbox.port = free_port()?;
+            sandbox.started = true;
+            match sandbox.pg_ctl_start(&socket_dir, &opts) {
+                Ok(()) => return Ok(sandbox),
+                Err(err) => {
+                    // Make sure nothing half-started survives before retrying.
+                    sandbox.stop();
+                    let log_tail = sandbox.log_tail();
+                    let retryable = port_collision(&log_tail);
+                    last_err = Some(match err {
+                        SandboxError::Command { .. } => SandboxError::Start {
+                            attempts: attempt,
+                            log_tail: if log_tail.trim().is_empty() {
+                                err.to_string()
+                            } else {
+                                log_tail
+                            },
+                        },
+                        other => other,
+                    });
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| SandboxError::Start {
+            attempts: START_ATTEMPTS,
+            log_tail: sandbox.log_tail(),
+        }))
+    }
+
+    /// TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Host the server listens on (always loopback).
+    pub fn host(&self) -> &'static str {
+        HOST
+    }
+
+    /// libpq/tokio-postgres key=value connection string for `dbname`.
+    pub fn conninfo(&self, dbname: &str) -> String {
+        format!(
+            "host={HOST} port={} user={SUPERUSER} dbname={}",
+            self.port,
+            quote_conninfo_value(dbname)
+        )
+    }
+
+    /// `postgresql://` URL for `dbname`.
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://{SUPERUSER}@{HOST}:{}/{}",
+            self.port,
+            percent_encode(dbname)
+        )
+    }
+
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server log, useful when a test fails.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Directory the PostgreSQL binaries were taken from.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The server's `server_version` (e.g. "15.8").
+    pub fn server_version(&self) -> Result<String, SandboxError> {
+        let rows = simple_query(&self.conninfo("postgres"), "SHOW server_version")?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+            .unwrap_or_default())
+    }
+
+    /// Creates database `name` (synchronous, usable from tests and `demo`).
+    pub fn create_database(&self, name: &str) -> Result<(), SandboxError> {
+        create_database_at(&self.conninfo("postgres"), name)
+    }
+
+    /// The last lines of the server log (empty if it does not exist yet).
+    pub fn log_tail(&self) -> String {
+        match fs::read_to_string(&self.log_path) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+                lines[start..].join("\n")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => format!("(cannot read {}: {e})", self.log_path.display()),
+        }
+    }
+
+    /// A command for a PostgreSQL tool, run as the server user when root.
+    fn tool(&self, name: &str) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(name));
+        // A directory the server user can enter; root's cwd may not be.
+        cmd.current_dir(self.dir.path());
+        // Keep the caller's libpq settings from leaking into the tools.
+        for var in ["PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGOPTIONS"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("LC_MESSAGES", "C");
+        if let Some(user) = self.run_as {
+            // std drops supplementary groups before setuid when root.
+            cmd.uid(user.uid).gid(user.gid);
+        }
+        cmd
+    }
+
+    fn initdb(&self) -> Result<(), SandboxError> {
+        let mut cmd = self.tool("initdb");
+        cmd.arg("-D")
+            .arg(&self.data_dir)
+            .args(["-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-sync"])
+            .arg("--locale=C");
+        run(cmd)
+    }
+
+    fn pg_ctl_start(&self, socket_dir: &Path, opts: &SandboxOptions) -> Result<(), SandboxError> {
+        // pg_ctl hands -o to /bin/sh, so every word is shell-quoted.
+        let mut words = vec![
+            "-p".to_string(),
+            self.port.to_string(),
+            "-c".to_string(),
+            format!("listen_addresses={HOST}"),
+            "-k".to_string(),
+            socket_dir.display().to_string(),
+        ];
+        let mut settings = vec![
+            ("fsync".to_string(), "off".to_string()),
+            ("synchronous_commit".to_string(), "off".to_string()),
+            ("full_page_writes".to_string(), "off".to_string()),
+            (
+                "max_connections".to_string(),
+                opts.max_connections.to_string(),
+            ),
+        ];
+        settings.extend(opts.settings.iter().cloned());
+        for (name, value) in settings {
+            words.push("-c".to_string());
+            words.push(format!("{name}={value}"));
+        }
+        let options = words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ");
+
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("start")
+            .arg("-w")
+            .args(["-t", PG_CTL_TIMEOUT_SECS])
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_path)
+            .arg("-o")
+            .arg(options);
+        run(cmd)
+    }
+
+    /// Stops the server if it may be running; best effort, never panics.
+    fn stop(&mut self) {
+        if !self.started {
+            return;
+        }
+        self.started = false;
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("stop")
+            .args(["-m", "immediate", "-w", "-t", PG_CTL_TIMEOUT_SECS])
+            .arg("-D")
+            .arg(&self.data_dir);
+        let stopped = cmd.output().is_ok_and(|o| o.status.success());
+        if !stopped {
+            // pg_ctl may be gone or the server wedged: signal the postmaster
+            // directly so no server outlives its (about to be deleted) data.
+            kill_postmaster(&self.data_dir);
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop();
+        // `self.dir` (TempDir) is dropped after this and removes the files.
+    }
+}
+
+/// A server for tests: `DATABASE_URL` when set, else a fresh [`Sandbox`].
+#[derive(Debug)]
+pub struct TestServer {
+    inner: TestServerInner,
+}
+
+#[derive(Debug)]
+enum TestServerInner {
+    Sandbox(Sandbox),
+    External { url: String },
+}
+
+/// Returns the server tests should use: the one named by `DATABASE_URL` if
+/// set (so CI can supply a server), otherwise a new sandbox.
+pub fn test_server() -> Result<TestServer, SandboxError> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let url = url.trim().to_string();
+            // Validate early so a typo fails with a clear message.
+            url.parse::<tokio_postgres::Config>().map_err(|source| {
+                SandboxError::InvalidConninfo {
+                    conninfo: redact(&url),
+                    source,
+                }
+            })?;
+            Ok(TestServer {
+                inner: TestServerInner::External { url },
+            })
+        }
+        _ => Ok(TestServer {
+            inner: TestServerInner::Sandbox(Sandbox::start()?),
+        }),
+    }
+}
+
+impl TestServer {
+    /// Connection string for `dbname` on this server.
+    pub fn conninfo(&self, dbname: &str) -> String {
+        match &self.inner {
+            TestServerInner::Sandbox(s) => s.conninfo(dbname),
+            TestServerInner::External { url } => with_dbname(url, dbname),
+        }
+    }
+
+    /// Creates database `name`; fails if it already exists.
+    pub fn create_database(&self, name: &str) -> Result<(), SandboxError> {
+        match &self.inner {
+            TestServerInner::Sandbox(s) => s.create_database(name),
+            TestServerInner::External { url } => create_database_at(url, name),
+        }
+    }
+
+    /// Creates a database with a unique name starting with `prefix` and
+    /// returns the name; safe on a shared `DATABASE_URL` server across runs.
+    pub fn fresh_database(&self, prefix: &str) -> Result<String, SandboxError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "{prefix}_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        self.create_database(&name)?;
+        Ok(name)
+    }
+
+    /// The sandbox, when not using `DATABASE_URL`.
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        match &self.inner {
+            TestServerInner::Sandbox(s) => Some(s),
+            TestServerInner::External { .. } => None,
+        }
+    }
+}
+
+/// Locates a directory holding both `initdb` and `pg_ctl`: PATH first, then
+/// the newest /usr/lib/postgresql/*/bin (Debian keeps them off PATH).
+fn find_bin_dir() -> Result<PathBuf, SandboxError> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let mut versioned: Vec<(Vec<u32>, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let version = parse_version(&name)?;
+                    Some((version, e.path().join("bin")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.extend(versioned.into_iter().map(|(_, p)| p));
+
+    candidates
+        .iter()
+        .find(|dir| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl")))
+        .cloned()
+        .ok_or_else(|| SandboxError::BinariesNotFound {
+            searched: if candidates.is_empty() {
+                "nothing".to_string()
+            } else {
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            },
+        })
+}
+
+/// "15" -> [15], "9.6" -> [9, 6]; None for non-version names.
+fn parse_version(name: &OsStr) -> Option<Vec<u32>> {
+    name.to_str()?
+        .split('.')
+        .map(|part| part.parse().ok())
+        .collect()
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Looks up a user's uid/gid (reentrant variant, safe with parallel tests).
+fn lookup_user(name: &str) -> Result<Option<RunAs>, SandboxError> {
+    let cname = CString::new(name)
+        .map_err(|e| SandboxError::io("invalid user name", io::Error::other(e)))?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value for an out-parameter.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the duration of the call and
+    // buf.len() is its real size.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 {
+        return Err(SandboxError::io(
+            format!("cannot look up user `{name}`"),
+            io::Error::from_raw_os_error(rc),
+        ));
+    }
+    if result.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(RunAs {
+        uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
+    }))
+}
+
+fn chown(path: &Path, user: RunAs) -> Result<(), SandboxError> {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|e| {
+        SandboxError::io(
+            format!("cannot hand {} to the postgres user", path.display()),
+            e,
+        )
+    })
+}
+
+/// Fails with advice when a parent of `dir` is not searchable by others,
+/// which would stop the `postgres` user from reaching the sandbox.
+fn check_traversable(dir: &Path) -> Result<(), SandboxError> {
+    for ancestor in dir.ancestors().skip(1) {
+        if let Ok(meta) = fs::metadata(ancestor)
+            && meta.permissions().mode() & 0o001 == 0
+        {
+            return Err(SandboxError::io(
+                format!(
+                    "the postgres user cannot enter {} (parent of the sandbox); \
+                     set TMPDIR to a world-searchable directory such as /tmp",
+                    ancestor.display()
+                ),
+                io::Error::from(io::ErrorKind::PermissionDenied),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Asks the kernel for a free loopback port. Another process may take it
+/// before the server binds; the caller retries on that.
+fn free_port() -> Result<u16, SandboxError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| SandboxError::io("cannot bind a probe socket on 127.0.0.1", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| SandboxError::io("cannot read the probe socket's port", e))?
+        .port();
+    Ok(port)
+}
+
+/// Whether a failed start looks like a lost race for the port.
+fn port_collision(log: &str) -> bool {
+    [
+        "Address already in use",
+        "could not bind",
+        "could not create any TCP/IP sockets",
+        "could not create lock file",
+    ]
+    .iter()
+    .any(|needle| log.contains(needle))
+}
+
+/// Runs a tool, turning a non-zero exit into [`SandboxError::Command`].
+fn run(mut cmd: Command) -> Result<(), SandboxError> {
+    let line = command_line(&cmd);
+    let output: Output = cmd
+        .output()
+        .map_err(|e| SandboxError::io(format!("cannot run `{line}`"), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Err(SandboxError::Command {
+        command: line,
+        status: output.status.to_string(),
+        output: text.trim_end().to_string(),
+    })
+}
+
+fn command_line(cmd: &Command) -> String {
+    let mut line = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        let _ = write!(line, " {}", shell_quote(&arg.to_string_lossy()));
+    }
+    line
+}
+
+/// Single-quotes a word for /bin/sh unless it is plainly safe.
+fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Last resort when `pg_ctl stop` fails: SIGQUIT (immediate shutdown) to the
+/// postmaster named in postmaster.pid, then SIGKILL if it lingers.
+fn kill_postmaster(data_dir: &Path) {
+    let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<libc::pid_t>().ok())
+    else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: plain syscalls on a pid; a stale pid at worst yields ESRCH.
+    unsafe {
+        libc::kill(pid, libc::SIGQUIT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: signal 0 only checks for existence.
+    while Instant::now() < deadline && unsafe { libc::kill(pid, 0) } == 0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe {
+        if libc::kill(pid, 0) == 0 {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Quotes a conninfo value when it contains spaces, quotes or backslashes.
+fn quote_conninfo_value(value: &str) -> String {
+    if !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
+    {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'"))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Replaces the database of a URL (`postgres[ql]://.../db?...`) or, for a
+/// key=value conninfo, appends `dbname=` (later keys override earlier ones).
+fn with_dbname(conninfo: &str, dbname: &str) -> String {
+    let scheme_end = ["postgresql://", "postgres://"]
+        .iter()
+        .find(|s| conninfo.starts_with(*s))
+        .map(|s| s.len());
+    let Some(scheme_end) = scheme_end else {
+        return format!("{conninfo} dbname={}", quote_conninfo_value(dbname));
+    };
+    let (body, query) = match conninfo.find('?') {
+        Some(q) => conninfo.split_at(q),
+        None => (conninfo, ""),
+    };
+    let authority_end = body[scheme_end..]
+        .find('/')
+        .map_or(body.len(), |i| scheme_end + i);
+    format!(
+        "{}/{}{}",
+        &body[..authority_end],
+        percent_encode(dbname),
+        query
+    )
+}
+
+/// Hides a URL password before it goes into an error message.
+fn redact(conninfo: &str) -> String {
+    if let Some(rest) = conninfo
+        .strip_prefix("postgresql://")
+        .or_else(|| conninfo.strip_prefix("postgres://"))
+    {
+        let scheme = &conninfo[..conninfo.len() - rest.len()];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            return format!("{scheme}{}:***{}", &rest[..colon], &rest[at..]);
+        }
+        return conninfo.to_string();
+    }
+    conninfo
+        .split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn create_database_at(conninfo: &str, name: &str) -> Result<(), SandboxError> {
+    simple_query(conninfo, &format!("CREATE DATABASE {}", quote_ident(name))).map(|_| ())
+}
+
+/// Runs one statement and returns its rows as text. Uses its own thread and
+/// current-thread runtime so it works from sync code and from inside an
+/// async runtime alike (nested `block_on` would panic).
+fn simple_query(conninfo: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, SandboxError> {
+    let mut config: tokio_postgres::Config =
+        conninfo
+            .parse()
+            .map_err(|source| SandboxError::InvalidConninfo {
+                conninfo: redact(conninfo),
+                source,
+            })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let shown = redact(conninfo);
+    let sql = sql.to_string();
+    let handle = std::thread::Builder::new()
+        .name("pgpilot-sandbox-sql".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SandboxError::io("cannot start a tokio runtime", e))?;
+            rt.block_on(async move {
+                let (client, connection) =
+                    config
+                        .connect(tokio_postgres::NoTls)
+                        .await
+                        .map_err(|source| SandboxError::Connect {
+                            conninfo: shown,
+                            source,
+                        })?;
+                let conn = tokio::spawn(connection);
+                let result = client.simple_query(&sql).await;
+                drop(client);
+                let _ = conn.await;
+                let messages = result.map_err(|e| SandboxError::Query {
+                    sql: sql.clone(),
+                    detail: db_error_text(&e),
+                })?;
+                Ok(messages
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_string))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect())
+            })
+        })
+        .map_err(|e| SandboxError::io("cannot spawn a database helper thread", e))?;
+    handle
+        .join()
+        .map_err(|_| SandboxError::Runtime("the helper thread panicked".into()))?
+}
+
+/// Server message with detail and hint, or the driver's text.
+fn db_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                let _ = write!(text, " (detail: {detail})");
+            }
+            if let Some(hint) = db.hint() {
+                let _ = write!(text, " (hint: {hint})");
+            }
+            text
+        }
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_dbname_is_replaced() {
+        assert_eq!(
+            with_dbname("postgresql://u:p@h:5432/old?sslmode=disable", "new db"),
+            "postgresql://u:p@h:5432/new%20db?sslmode=disable"
+        );
+        assert_eq!(with_dbname("postgres://h", "x"), "postgres://h/x");
+        assert_eq!(with_dbname("postgres://h/", "x"), "postgres://h/x");
+        assert_eq!(with_dbname("postgres://h?a=b", "x"), "postgres://h/x?a=b");
+    }
+
+    #[test]
+    fn keyvalue_dbname_is_appended_and_wins() {
+        let s = with_dbname("host=h dbname=old", "it's");
+        let config: tokio_postgres::Config = s.parse().unwrap();
+        assert_eq!(config.get_dbname(), Some("it's"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("host=h password=x"), "host=h password=***");
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("fsync=off"), "fsync=off");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn versions_sort_numerically() {
+        let mut v = vec![
+            parse_version(OsStr::new("9.6")).unwrap(),
+            parse_version(OsStr::new("15")).unwrap(),
+            parse_version(OsStr::new("10")).unwrap(),
+        ];
+        v.sort();
+        assert_eq!(v, vec![vec![9, 6], vec![10], vec![15]]);
+        assert!(parse_version(OsStr::new("common")).is_none());
+    }
+}
