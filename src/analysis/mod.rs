@@ -1,0 +1,254 @@
+//! What each statement of a runbook does to a live database, from PostgreSQL's
+//! own parser: locks, transactionality, rewrites, destruction, and findings
+//! with the safer alternative.
+
+mod classify;
+pub mod lock;
+mod parse;
+mod rules;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::diag::Diagnostic;
+use crate::runbook::{Runbook, SqlText, Step, StepKind, vars};
+
+pub use lock::LockMode;
+pub use parse::{SyntaxError, parse_statements};
+pub use rules::RULES;
+
+/// A lock a statement takes on a relation that exists before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelationLock {
+    pub relation: String,
+    pub mode: LockMode,
+}
+
+/// A rule's verdict on a statement, with what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub message: String,
+    pub advice: String,
+    /// Errors fail `check`; warnings inform.
+    pub severity: FindingSeverity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingSeverity {
+    Warning,
+    Error,
+}
+
+/// What a destructive statement puts at risk, for the confirmation phrase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AtRisk {
+    pub verb: &'static str,
+    pub object: String,
+}
+
+impl AtRisk {
+    pub fn phrase(&self) -> String {
+        format!("{} {}", self.verb, self.object)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementAnalysis {
+    pub sql: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub relations: Vec<String>,
+    pub lock: Option<LockMode>,
+    pub locks: Vec<RelationLock>,
+    pub transactional: bool,
+    pub destructive: bool,
+    pub rewrites: bool,
+    pub breaking: bool,
+    /// pgpilot cannot see what the statement does (DO, CALL): it is treated as destructive.
+    pub opaque: bool,
+    pub at_risk: Option<AtRisk>,
+    pub creates: Vec<String>,
+    pub findings: Vec<Finding>,
+    #[serde(skip)]
+    pub start: usize,
+    #[serde(skip)]
+    pub end: usize,
+}
+
+/// Facts a statement leaves for the statements after it in the same runbook.
+#[derive(Debug, Default, Clone)]
+pub struct Context {
+    /// Relations created earlier in the runbook: locks on them hurt nobody.
+    pub created: HashSet<String>,
+    /// CHECK (col IS NOT NULL) constraints: name → (table, column), and which are validated.
+    pub not_null_checks: HashMap<String, (String, String)>,
+    pub validated_not_null: HashSet<(String, String)>,
+}
+
+/// Analyzes SQL text: statements with their facts, or the syntax error.
+/// `{{variables}}` are replaced by same-length placeholders first.
+pub fn analyze_sql(text: &str, ctx: &mut Context) -> Result<Vec<StatementAnalysis>, SyntaxError> {
+    let parsable = vars::placeholder_text(text);
+    let parsed = parse_statements(&parsable)?;
+    Ok(parsed
+        .into_iter()
+        .map(|p| {
+            let sql = text[p.start..p.end].to_string();
+            let mut a = match &p.node {
+                Some(node) => classify::classify(node, ctx),
+                None => classify::Facts::unknown("Empty"),
+            }
+            .into_analysis(sql, ctx);
+            a.start = p.start;
+            a.end = p.end;
+            a
+        })
+        .collect())
+}
+
+/// The analysis of one step: its statements and the strongest of their facts.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepAnalysis {
+    pub statements: Vec<StatementAnalysis>,
+    pub rollback: Vec<StatementAnalysis>,
+    pub lock: Option<LockMode>,
+    pub transactional: bool,
+    pub destructive: bool,
+    pub rewrites: bool,
+    pub breaking: bool,
+    pub confirm: Option<String>,
+    pub rollback_destructive: bool,
+    pub rollback_confirm: Option<String>,
+    pub risk: crate::runbook::Risk,
+}
+
+impl StepAnalysis {
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.statements.iter().flat_map(|s| s.findings.iter())
+    }
+}
+
+/// The whole runbook's analysis, step by step in runbook order.
+#[derive(Debug, Clone)]
+pub struct RunbookAnalysis {
+    pub steps: Vec<StepAnalysis>,
+    pub risk: crate::runbook::Risk,
+}
+
+impl RunbookAnalysis {
+    pub fn step(&self, runbook: &Runbook, id: &str) -> Option<&StepAnalysis> {
+        runbook
+            .steps()
+            .position(|(_, s)| s.id == id)
+            .and_then(|i| self.steps.get(i))
+    }
+}
+
+/// Analyzes every step; syntax errors become diagnostics at their place.
+pub fn analyze_runbook(runbook: &Runbook) -> Result<RunbookAnalysis, Vec<Diagnostic>> {
+    let mut ctx = Context::default();
+    let mut steps = Vec::new();
+    let mut diags = Vec::new();
+    for (_, step) in runbook.steps() {
+        match analyze_step(step, &mut ctx) {
+            Ok(a) => steps.push(a),
+            Err(d) => diags.push(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let risk = steps
+        .iter()
+        .map(|s| s.risk)
+        .max()
+        .unwrap_or(crate::runbook::Risk::Low);
+    Ok(RunbookAnalysis { steps, risk })
+}
+
+fn syntax_diagnostic(sql: &SqlText, e: &SyntaxError, what: &str) -> Diagnostic {
+    Diagnostic::error(sql.location(e.offset), format!("SQL syntax error in {what}: {}", e.message))
+        .with_help("pgpilot parses SQL with PostgreSQL's own parser; fix the statement at this place")
+}
+
+pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diagnostic> {
+    let statements = match step.sql() {
+        Some(sql) => analyze_sql(&sql.text, ctx).map_err(|e| syntax_diagnostic(sql, &e, "the step"))?,
+        None => Vec::new(),
+    };
+    // The rollback runs against the state after the step; its facts do not
+    // carry into later steps.
+    let rollback = match &step.rollback {
+        Some(sql) => analyze_sql(&sql.text, &mut ctx.clone()).map_err(|e| syntax_diagnostic(sql, &e, "the rollback"))?,
+        None => Vec::new(),
+    };
+    let lock = statements.iter().filter_map(|s| s.lock).max();
+    let transactional = step.transaction != Some(false) && statements.iter().all(|s| s.transactional);
+    let destructive = statements.iter().any(|s| s.destructive);
+    let rewrites = statements.iter().any(|s| s.rewrites);
+    let breaking = statements.iter().any(|s| s.breaking);
+    let confirm = destructive.then(|| {
+        step.confirm
+            .clone()
+            .unwrap_or_else(|| phrase_for(&statements, &step.id))
+    });
+    let rollback_destructive = rollback.iter().any(|s| s.destructive);
+    let rollback_confirm = rollback_destructive.then(|| format!("rollback {}", phrase_for(&rollback, &step.id)));
+    let risk = if step.kind == StepKind::Pause {
+        crate::runbook::Risk::Low
+    } else {
+        step_risk(&statements, transactional)
+    };
+    Ok(StepAnalysis {
+        statements,
+        rollback,
+        lock,
+        transactional,
+        destructive,
+        rewrites,
+        breaking,
+        confirm,
+        rollback_destructive,
+        rollback_confirm,
+        risk,
+    })
+}
+
+/// The phrase an operator types: what is at risk, in the statements' words.
+fn phrase_for(statements: &[StatementAnalysis], step_id: &str) -> String {
+    let mut seen = BTreeSet::new();
+    let phrases: Vec<String> = statements
+        .iter()
+        .filter(|s| s.destructive)
+        .map(|s| match &s.at_risk {
+            Some(r) => r.phrase(),
+            None => format!("run {step_id}"),
+        })
+        .filter(|p| seen.insert(p.clone()))
+        .collect();
+    if phrases.is_empty() {
+        format!("run {step_id}")
+    } else {
+        phrases.join(", ")
+    }
+}
+
+/// DESIGN.md's risk: high if destructive or breaking; medium if ACCESS
+/// EXCLUSIVE on an existing table, a rewrite, or outside a transaction; low otherwise.
+fn step_risk(statements: &[StatementAnalysis], transactional: bool) -> crate::runbook::Risk {
+    use crate::runbook::Risk;
+    if statements.iter().any(|s| s.destructive || s.breaking) {
+        Risk::High
+    } else if !transactional
+        || statements
+            .iter()
+            .any(|s| s.rewrites || s.lock == Some(LockMode::AccessExclusive))
+    {
+        Risk::Medium
+    } else {
+        Risk::Low
+    }
+}
