@@ -1,1 +1,6 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    if let Err(e) = color_eyre::install() {
+        eprintln!("pgpilot: {e}");
+    }
+    pgpilot::cli::main()
+}

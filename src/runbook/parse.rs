@@ -682,12 +682,29 @@ fn explain_toml_message(message: &str, text: &str, span: Option<std::ops::Range<
         return (format!("missing key `{key}`"), Some(format!("add {key} = …")));
     }
     if message.starts_with("invalid type") {
-        return (message.replace("invalid type: ", "wrong type: found "), Some("see docs/runbook-format.md for each key's type".into()));
+        let message = message
+            .replace("invalid type: ", "wrong type: found ")
+            .replace("expected i64", "expected an integer")
+            .replace("expected a string", "expected a string in quotes")
+            .replace("expected a boolean", "expected true or false");
+        let key = span.map(|s| key_before(text, s.start)).unwrap_or_default();
+        let message = if key.is_empty() { message } else { format!("{key}: {message}") };
+        return (message, Some("see docs/runbook-format.md for each key's type".into()));
     }
     if message.contains("did not match any variant") {
         return ("wrong type for expect.scalar".into(), Some("write the expected value as a string, e.g. scalar = \"42\"".into()));
     }
     (format!("invalid TOML: {message}"), Some("fix the TOML syntax at this place; see docs/runbook-format.md".into()))
+}
+
+/// The key whose value starts at `offset` (`key = value` on one line).
+fn key_before(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.rsplit('\n').next().unwrap_or_default();
+    match line.rsplit_once('=') {
+        Some((key, _)) => key.trim().trim_start_matches('{').trim().rsplit([',', '{']).next().unwrap_or_default().trim().to_string(),
+        None => String::new(),
+    }
 }
 
 /// The `[table]` or `[[array]]` header in force at `offset`, for messages.

@@ -1,0 +1,146 @@
+//! `pgpilot check`: a runbook read, analyzed, and held to the rules that need
+//! both (transaction blocks, rollbacks for destructive steps, declared risk).
+
+use std::path::Path;
+
+use crate::analysis::{FindingSeverity, RunbookAnalysis, StepAnalysis, analyze_runbook};
+use crate::diag::Diagnostic;
+use crate::runbook::{Runbook, Step, StepKind, load};
+
+/// A runbook that passed every check, with its analysis and the warnings worth showing.
+pub struct Checked {
+    pub runbook: Runbook,
+    pub analysis: RunbookAnalysis,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads, analyzes and validates a runbook; all errors at once where possible.
+pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
+    let runbook = load(path)?;
+    let analysis = analyze_runbook(&runbook)?;
+    let mut diags = Vec::new();
+    for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
+        check_step(step, a, &mut diags);
+    }
+    if let (Some(declared), Some(at)) = (runbook.declared_risk, &runbook.declared_risk_at)
+        && declared < analysis.risk
+    {
+        let why = runbook
+            .steps()
+            .zip(&analysis.steps)
+            .find(|(_, a)| a.risk == analysis.risk)
+            .map(|((_, s), a)| format!("step {} is {}", s.id, risk_reason(a)))
+            .unwrap_or_default();
+        diags.push(
+            Diagnostic::error(
+                at.clone(),
+                format!(
+                    "declared risk \"{}\" is lower than the computed risk \"{}\"",
+                    declared.as_str(),
+                    analysis.risk.as_str()
+                ),
+            )
+            .with_help(format!("{why}; declare risk = \"{}\" or make the step safer", analysis.risk.as_str())),
+        );
+    }
+    let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
+    if errors.is_empty() {
+        Ok(Checked {
+            runbook,
+            analysis,
+            warnings,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Why a step has its risk, in a few words.
+pub fn risk_reason(a: &StepAnalysis) -> String {
+    if let Some(s) = a.statements.iter().find(|s| s.destructive) {
+        return match &s.at_risk {
+            Some(r) => format!("destructive ({})", r.phrase()),
+            None => format!("destructive ({} cannot be analyzed)", s.kind),
+        };
+    }
+    if a.breaking {
+        return "breaking for running clients".into();
+    }
+    if a.rewrites {
+        return "rewriting a table".into();
+    }
+    if !a.transactional {
+        return "running outside a transaction".into();
+    }
+    if a.lock == Some(crate::analysis::LockMode::AccessExclusive) {
+        return "taking ACCESS EXCLUSIVE on an existing table".into();
+    }
+    "low risk".into()
+}
+
+fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
+    let Some(sql) = step.sql() else { return };
+    let at = |offset: usize| sql.location(offset);
+
+    // A statement that cannot run in a transaction block stands alone.
+    if a.statements.len() > 1 {
+        for s in a.statements.iter().filter(|s| !s.transactional) {
+            diags.push(
+                Diagnostic::error(
+                    at(s.start),
+                    format!("{} cannot run inside a transaction block, so it must be the only statement of its step", first_words(&s.sql)),
+                )
+                .with_help("move the other statements of this step into steps of their own"),
+            );
+        }
+    }
+    if step.transaction == Some(true)
+        && let Some(s) = a.statements.iter().find(|s| !s.transactional)
+    {
+        let place = step.spans.transaction.clone().unwrap_or_else(|| at(s.start));
+        diags.push(
+            Diagnostic::error(place, format!("transaction = true, but {} cannot run inside a transaction block", first_words(&s.sql)))
+                .with_help("remove `transaction = true`; pgpilot runs this step in autocommit"),
+        );
+    }
+    for s in &a.statements {
+        for f in s.findings.iter().filter(|f| f.severity == FindingSeverity::Error) {
+            diags.push(Diagnostic::error(at(s.start), format!("{}: {}", f.rule, f.message)).with_help(f.advice.clone()));
+        }
+        for f in s.findings.iter().filter(|f| f.severity == FindingSeverity::Warning) {
+            diags.push(Diagnostic::warning(at(s.start), format!("{}: {}", f.rule, f.message)).with_help(f.advice.clone()));
+        }
+    }
+    match step.kind {
+        StepKind::Check | StepKind::Verify => {
+            if let Some(s) = a.statements.iter().find(|s| s.destructive) {
+                diags.push(
+                    Diagnostic::error(at(s.start), format!("a {} step must not change data, but {} is destructive", step.kind.as_str(), first_words(&s.sql)))
+                        .with_help("make it a change step, with a rollback"),
+                );
+            }
+        }
+        StepKind::Change if a.destructive && step.rollback.is_none() && step.irreversible.is_none() => {
+            let what = a
+                .statements
+                .iter()
+                .find_map(|s| s.at_risk.as_ref().map(|r| r.phrase()))
+                .unwrap_or_else(|| "a statement pgpilot cannot analyze".into());
+            diags.push(
+                Diagnostic::error(step.spans.sql.clone().unwrap_or_else(|| step.at.clone()), format!("step {} is destructive ({what}) but has no rollback", step.id))
+                    .with_help("add rollback = \"…\" that undoes it, or irreversible = \"why it cannot be undone\" (and a backup step before it)"),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The first few words of a statement, for messages.
+pub fn first_words(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().take(4).collect();
+    let mut s = words.join(" ");
+    if sql.split_whitespace().count() > 4 {
+        s.push_str(" …");
+    }
+    s
+}

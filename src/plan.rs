@@ -1,0 +1,293 @@
+//! `pgpilot plan`: every step with its analysis, risk and confirmation phrase,
+//! as JSON for scripts (a contract, see DESIGN.md) or as text for a trainee.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::analysis::{LockMode, StatementAnalysis, StepAnalysis};
+use crate::check::{Checked, risk_reason};
+use crate::runbook::{ChangeType, Expect, Risk, Runbook, Step, StepKind, format_duration};
+use crate::style::Style;
+
+#[derive(Serialize)]
+pub struct Plan<'a> {
+    pub runbook: RunbookSummary<'a>,
+    pub steps: Vec<PlanStep<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct RunbookSummary<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub change_type: ChangeType,
+    pub risk: Risk,
+    pub declared_risk: Option<Risk>,
+    pub ticket: Option<&'a str>,
+    pub path: String,
+    pub sha256: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct PlanStep<'a> {
+    pub phase: &'a str,
+    pub id: &'a str,
+    pub kind: StepKind,
+    pub title: Option<&'a str>,
+    pub transactional: bool,
+    pub destructive: bool,
+    pub rewrites: bool,
+    pub lock: Option<LockMode>,
+    pub confirm: Option<&'a str>,
+    pub risk: Risk,
+    pub statements: &'a [StatementAnalysis],
+    pub rollback: Option<&'a str>,
+    pub rollback_statements: &'a [StatementAnalysis],
+    pub rollback_confirm: Option<&'a str>,
+    pub expect: Option<&'a Expect>,
+    pub capture: Option<&'a str>,
+    pub instructions: Option<&'a str>,
+    pub explain: Option<&'a str>,
+    pub lock_timeout: String,
+    pub statement_timeout: String,
+    pub lock_retries: u32,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(c: &'a Checked) -> Plan<'a> {
+        let r = &c.runbook;
+        Plan {
+            runbook: RunbookSummary {
+                id: &r.id,
+                title: &r.title,
+                change_type: r.change_type,
+                risk: c.analysis.risk,
+                declared_risk: r.declared_risk,
+                ticket: r.ticket.as_deref(),
+                path: r.path().display().to_string(),
+                sha256: &r.sha256,
+            },
+            steps: r
+                .steps()
+                .zip(&c.analysis.steps)
+                .map(|((phase, step), a)| PlanStep {
+                    phase: &phase.id,
+                    id: &step.id,
+                    kind: step.kind,
+                    title: step.title.as_deref(),
+                    transactional: a.transactional,
+                    destructive: a.destructive,
+                    rewrites: a.rewrites,
+                    lock: a.lock,
+                    confirm: a.confirm.as_deref(),
+                    risk: a.risk,
+                    statements: &a.statements,
+                    rollback: step.rollback.as_ref().map(|s| s.text.as_str()),
+                    rollback_statements: &a.rollback,
+                    rollback_confirm: a.rollback_confirm.as_deref(),
+                    expect: step.expect.as_ref(),
+                    capture: step.capture.as_deref(),
+                    instructions: step.instructions(),
+                    explain: step.explain.as_deref(),
+                    lock_timeout: format_duration(step.settings.lock_timeout),
+                    statement_timeout: format_duration(step.settings.statement_timeout),
+                    lock_retries: step.settings.lock_retries,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn to_json(c: &Checked) -> String {
+    serde_json::to_string_pretty(&Plan::new(c)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// The plan in words, for a person reading it before the change window.
+pub fn to_text(c: &Checked, st: Style) -> String {
+    let r = &c.runbook;
+    let mut out = String::new();
+    let steps = r.steps().count();
+    let _ = writeln!(out, "{} {}", st.bold(&r.title), st.dim(&format!("({})", r.id)));
+    let mut facts = vec![
+        format!("change {}", r.change_type.as_str()),
+        format!("risk {}", st.risk(c.analysis.risk)),
+        format!("{} phases, {steps} steps", r.phases.len()),
+    ];
+    if let Some(t) = &r.ticket {
+        facts.insert(2, format!("ticket {t}"));
+    }
+    let _ = writeln!(out, "  {}", facts.join(" · "));
+    if let Some(d) = &r.description {
+        out.push_str(&wrap(d, "  ", 88));
+    }
+    target_line(&mut out, r);
+    let s = &r.settings;
+    let _ = writeln!(
+        out,
+        "  settings: lock_timeout {}, statement_timeout {}, {} lock retries {} apart, long transactions over {}",
+        format_duration(s.lock_timeout),
+        format_duration(s.statement_timeout),
+        s.lock_retries,
+        format_duration(s.retry_backoff),
+        format_duration(s.long_transaction),
+    );
+    let mut n = 0;
+    let mut steps_iter = r.steps().zip(&c.analysis.steps).peekable();
+    for phase in &r.phases {
+        let _ = writeln!(out, "\n{} {} {}", st.bold("Phase"), st.bold(&phase.id), st.dim(&format!("— {}", phase.title)));
+        while let Some(((p, step), a)) = steps_iter.peek() {
+            if p.id != phase.id {
+                break;
+            }
+            n += 1;
+            step_text(&mut out, n, step, a, st);
+            steps_iter.next();
+        }
+    }
+    out
+}
+
+fn target_line(out: &mut String, r: &Runbook) {
+    let t = &r.target;
+    let mut parts = Vec::new();
+    if let Some(db) = &t.database {
+        parts.push(format!("database {db}"));
+    }
+    if t.require_primary {
+        parts.push("primary only".into());
+    }
+    if !t.environments.is_empty() {
+        parts.push(format!("environments {}", t.environments.join(", ")));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(out, "  target: {}", parts.join(", "));
+    }
+}
+
+fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Style) {
+    let title = step.title.as_deref().map(|t| format!(" — {t}")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\n  {n}. {} [{}]{title}  {} risk{}",
+        st.bold(&step.id),
+        step.kind.as_str(),
+        st.risk(a.risk),
+        if a.risk > Risk::Low { format!(": {}", risk_reason(a)) } else { String::new() },
+    );
+    if let Some(text) = step.instructions() {
+        let _ = write!(out, "     {} ", st.cyan("pause:"));
+        out.push_str(wrap(text, "            ", 88).trim_start());
+        return;
+    }
+    for s in &a.statements {
+        let _ = writeln!(out, "     {}", st.cyan(&one_line(&s.sql, 100)));
+        let reads: Vec<&str> = s.locks.iter().filter(|l| l.mode == LockMode::AccessShare).map(|l| l.relation.as_str()).collect();
+        if !reads.is_empty() {
+            let _ = writeln!(out, "       reads {} (ACCESS SHARE: only ACCESS EXCLUSIVE waits for it)", reads.join(", "));
+        }
+        for l in s.locks.iter().filter(|l| l.mode != LockMode::AccessShare) {
+            let _ = writeln!(out, "       lock {} on {}: {}", st.bold(l.mode.sql_name()), l.relation, l.mode.blocks());
+        }
+        let mut facts = Vec::new();
+        if !s.transactional {
+            facts.push("cannot run in a transaction block: runs in autocommit".to_string());
+        }
+        if s.rewrites {
+            facts.push("rewrites the table".into());
+        }
+        if s.destructive {
+            facts.push(match &s.at_risk {
+                Some(r) => format!("destructive: {}", r.phrase()),
+                None => "destructive: its effects cannot be analyzed".into(),
+            });
+        }
+        if s.breaking {
+            facts.push("breaks clients that use the old shape".into());
+        }
+        if !facts.is_empty() {
+            let _ = writeln!(out, "       {}", facts.join("; "));
+        }
+        for f in &s.findings {
+            let _ = writeln!(out, "       {} {}: {}", st.yellow("!"), st.yellow(f.rule), f.message);
+            let _ = writeln!(out, "         instead: {}", f.advice);
+        }
+    }
+    if a.lock.is_some_and(|l| l > LockMode::AccessShare) && a.transactional {
+        let _ = writeln!(
+            out,
+            "     waits at most {} for its locks, retried {} times; runs at most {}",
+            format_duration(step.settings.lock_timeout),
+            step.settings.lock_retries,
+            if step.settings.statement_timeout.is_zero() { "without limit".to_string() } else { format_duration(step.settings.statement_timeout) },
+        );
+    }
+    match &step.expect {
+        Some(Expect::Rows(n)) => {
+            let _ = writeln!(out, "     expects {n} row(s)");
+        }
+        Some(Expect::Scalar(v)) => {
+            let _ = writeln!(out, "     expects the value {v:?}");
+        }
+        Some(Expect::Empty(e)) => {
+            let _ = writeln!(out, "     expects {}", if *e { "no rows" } else { "at least one row" });
+        }
+        None => {}
+    }
+    if let Some(c) = &step.capture {
+        let _ = writeln!(out, "     keeps the result as {{{{{c}}}}}");
+    }
+    if let Some(rb) = &step.rollback {
+        let _ = writeln!(out, "     rollback: {}", one_line(&rb.text, 100));
+    } else if let Some(why) = &step.irreversible {
+        let _ = writeln!(out, "     {} {}", st.red("irreversible:"), why.trim());
+    }
+    if let Some(phrase) = &a.confirm {
+        let _ = writeln!(out, "     {} {}", st.bold("type to confirm:"), st.red(phrase));
+    }
+    if let Some(e) = &step.explain {
+        let _ = write!(out, "     {} ", st.dim("why:"));
+        out.push_str(wrap(e, "          ", 88).trim_start());
+    }
+}
+
+fn one_line(sql: &str, max: usize) -> String {
+    let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > max {
+        let cut: String = s.chars().take(max - 1).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+/// Reflows text into lines of at most `width` characters, each starting with
+/// `indent`; blank lines and list items ("- …") keep their own lines.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    let flush = |line: &mut String, out: &mut String| {
+        if !line.is_empty() {
+            out.push_str(indent);
+            out.push_str(line);
+            out.push('\n');
+            line.clear();
+        }
+    };
+    for raw in text.trim().lines() {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.starts_with("- ") || raw.starts_with("* ") {
+            flush(&mut line, &mut out);
+        }
+        for word in raw.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width.saturating_sub(indent.len()) {
+                flush(&mut line, &mut out);
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    flush(&mut line, &mut out);
+    out
+}
