@@ -14,6 +14,16 @@ pub struct Checked {
     pub warnings: Vec<Diagnostic>,
 }
 
+impl Checked {
+    /// The risk to treat the runbook with: the computed one, or the declared
+    /// one when the author knows of more (a policy, a large table).
+    pub fn effective_risk(&self) -> crate::runbook::Risk {
+        self.runbook
+            .declared_risk
+            .map_or(self.analysis.risk, |d| d.max(self.analysis.risk))
+    }
+}
+
 /// Loads, analyzes and validates a runbook; all errors at once where possible.
 pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let runbook = load(path)?;
@@ -40,7 +50,10 @@ pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
                     analysis.risk.as_str()
                 ),
             )
-            .with_help(format!("{why}; declare risk = \"{}\" or make the step safer", analysis.risk.as_str())),
+            .with_help(format!(
+                "{why}; declare risk = \"{}\" or make the step safer",
+                analysis.risk.as_str()
+            )),
         );
     }
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
@@ -97,30 +110,63 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
     if step.transaction == Some(true)
         && let Some(s) = a.statements.iter().find(|s| !s.transactional)
     {
-        let place = step.spans.transaction.clone().unwrap_or_else(|| at(s.start));
+        let place = step
+            .spans
+            .transaction
+            .clone()
+            .unwrap_or_else(|| at(s.start));
         diags.push(
-            Diagnostic::error(place, format!("transaction = true, but {} cannot run inside a transaction block", first_words(&s.sql)))
-                .with_help("remove `transaction = true`; pgpilot runs this step in autocommit"),
+            Diagnostic::error(
+                place,
+                format!(
+                    "transaction = true, but {} cannot run inside a transaction block",
+                    first_words(&s.sql)
+                ),
+            )
+            .with_help("remove `transaction = true`; pgpilot runs this step in autocommit"),
         );
     }
     for s in &a.statements {
-        for f in s.findings.iter().filter(|f| f.severity == FindingSeverity::Error) {
-            diags.push(Diagnostic::error(at(s.start), format!("{}: {}", f.rule, f.message)).with_help(f.advice.clone()));
+        for f in s
+            .findings
+            .iter()
+            .filter(|f| f.severity == FindingSeverity::Error)
+        {
+            diags.push(
+                Diagnostic::error(at(s.start), format!("{}: {}", f.rule, f.message))
+                    .with_help(f.advice.clone()),
+            );
         }
-        for f in s.findings.iter().filter(|f| f.severity == FindingSeverity::Warning) {
-            diags.push(Diagnostic::warning(at(s.start), format!("{}: {}", f.rule, f.message)).with_help(f.advice.clone()));
+        for f in s
+            .findings
+            .iter()
+            .filter(|f| f.severity == FindingSeverity::Warning)
+        {
+            diags.push(
+                Diagnostic::warning(at(s.start), format!("{}: {}", f.rule, f.message))
+                    .with_help(f.advice.clone()),
+            );
         }
     }
     match step.kind {
         StepKind::Check | StepKind::Verify => {
             if let Some(s) = a.statements.iter().find(|s| s.destructive) {
                 diags.push(
-                    Diagnostic::error(at(s.start), format!("a {} step must not change data, but {} is destructive", step.kind.as_str(), first_words(&s.sql)))
-                        .with_help("make it a change step, with a rollback"),
+                    Diagnostic::error(
+                        at(s.start),
+                        format!(
+                            "a {} step must not change data, but {} is destructive",
+                            step.kind.as_str(),
+                            first_words(&s.sql)
+                        ),
+                    )
+                    .with_help("make it a change step, with a rollback"),
                 );
             }
         }
-        StepKind::Change if a.destructive && step.rollback.is_none() && step.irreversible.is_none() => {
+        StepKind::Change
+            if a.destructive && step.rollback.is_none() && step.irreversible.is_none() =>
+        {
             let what = a
                 .statements
                 .iter()

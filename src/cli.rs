@@ -19,7 +19,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "pgpilot", version, about = "Walk through a PostgreSQL migration runbook with its locks in view.")]
+#[command(
+    name = "pgpilot",
+    version,
+    about = "Walk through a PostgreSQL migration runbook with its locks in view."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -53,7 +57,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     ExitCode::from(match cli.command {
@@ -80,8 +88,12 @@ fn check(paths: &[PathBuf]) -> u8 {
                     "{}: ok: {} phases, {steps} steps, risk {}{}",
                     path.display(),
                     c.runbook.phases.len(),
-                    st.risk(c.analysis.risk),
-                    if c.warnings.is_empty() { String::new() } else { format!(", {} warnings", c.warnings.len()) },
+                    st.risk(c.effective_risk()),
+                    if c.warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} warnings", c.warnings.len())
+                    },
                 );
             }
             Err(diags) => {

@@ -1,4 +1,11 @@
 //! pgpilot: a guide through PostgreSQL migration runbooks.
+//!
+//! Data flows one way: runbook file → [`runbook`] → [`analysis`] → engine →
+//! UI and audit. Nothing a user or the server can cause may panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 pub mod analysis;
 pub mod check;
 pub mod cli;

@@ -21,7 +21,9 @@ pub struct RunbookSummary<'a> {
     pub id: &'a str,
     pub title: &'a str,
     pub change_type: ChangeType,
+    /// The runbook's risk: the computed one, or the declared one when higher.
     pub risk: Risk,
+    pub computed_risk: Risk,
     pub declared_risk: Option<Risk>,
     pub ticket: Option<&'a str>,
     pub path: String,
@@ -61,7 +63,8 @@ impl<'a> Plan<'a> {
                 id: &r.id,
                 title: &r.title,
                 change_type: r.change_type,
-                risk: c.analysis.risk,
+                risk: c.effective_risk(),
+                computed_risk: c.analysis.risk,
                 declared_risk: r.declared_risk,
                 ticket: r.ticket.as_deref(),
                 path: r.path().display().to_string(),
@@ -99,7 +102,8 @@ impl<'a> Plan<'a> {
 }
 
 pub fn to_json(c: &Checked) -> String {
-    serde_json::to_string_pretty(&Plan::new(c)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    serde_json::to_string_pretty(&Plan::new(c))
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 /// The plan in words, for a person reading it before the change window.
@@ -107,10 +111,23 @@ pub fn to_text(c: &Checked, st: Style) -> String {
     let r = &c.runbook;
     let mut out = String::new();
     let steps = r.steps().count();
-    let _ = writeln!(out, "{} {}", st.bold(&r.title), st.dim(&format!("({})", r.id)));
+    let _ = writeln!(
+        out,
+        "{} {}",
+        st.bold(&r.title),
+        st.dim(&format!("({})", r.id))
+    );
     let mut facts = vec![
         format!("change {}", r.change_type.as_str()),
-        format!("risk {}", st.risk(c.analysis.risk)),
+        if c.effective_risk() > c.analysis.risk {
+            format!(
+                "risk {} (declared; computed {})",
+                st.risk(c.effective_risk()),
+                c.analysis.risk.as_str()
+            )
+        } else {
+            format!("risk {}", st.risk(c.analysis.risk))
+        },
         format!("{} phases, {steps} steps", r.phases.len()),
     ];
     if let Some(t) = &r.ticket {
@@ -134,7 +151,13 @@ pub fn to_text(c: &Checked, st: Style) -> String {
     let mut n = 0;
     let mut steps_iter = r.steps().zip(&c.analysis.steps).peekable();
     for phase in &r.phases {
-        let _ = writeln!(out, "\n{} {} {}", st.bold("Phase"), st.bold(&phase.id), st.dim(&format!("— {}", phase.title)));
+        let _ = writeln!(
+            out,
+            "\n{} {} {}",
+            st.bold("Phase"),
+            st.bold(&phase.id),
+            st.dim(&format!("— {}", phase.title))
+        );
         while let Some(((p, step), a)) = steps_iter.peek() {
             if p.id != phase.id {
                 break;
@@ -165,14 +188,22 @@ fn target_line(out: &mut String, r: &Runbook) {
 }
 
 fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Style) {
-    let title = step.title.as_deref().map(|t| format!(" — {t}")).unwrap_or_default();
+    let title = step
+        .title
+        .as_deref()
+        .map(|t| format!(" — {t}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "\n  {n}. {} [{}]{title}  {} risk{}",
         st.bold(&step.id),
         step.kind.as_str(),
         st.risk(a.risk),
-        if a.risk > Risk::Low { format!(": {}", risk_reason(a)) } else { String::new() },
+        if a.risk > Risk::Low {
+            format!(": {}", risk_reason(a))
+        } else {
+            String::new()
+        },
     );
     if let Some(text) = step.instructions() {
         let _ = write!(out, "     {} ", st.cyan("pause:"));
@@ -181,12 +212,27 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     }
     for s in &a.statements {
         let _ = writeln!(out, "     {}", st.cyan(&one_line(&s.sql, 100)));
-        let reads: Vec<&str> = s.locks.iter().filter(|l| l.mode == LockMode::AccessShare).map(|l| l.relation.as_str()).collect();
+        let reads: Vec<&str> = s
+            .locks
+            .iter()
+            .filter(|l| l.mode == LockMode::AccessShare)
+            .map(|l| l.relation.as_str())
+            .collect();
         if !reads.is_empty() {
-            let _ = writeln!(out, "       reads {} (ACCESS SHARE: only ACCESS EXCLUSIVE waits for it)", reads.join(", "));
+            let _ = writeln!(
+                out,
+                "       reads {} (ACCESS SHARE: only ACCESS EXCLUSIVE waits for it)",
+                reads.join(", ")
+            );
         }
         for l in s.locks.iter().filter(|l| l.mode != LockMode::AccessShare) {
-            let _ = writeln!(out, "       lock {} on {}: {}", st.bold(l.mode.sql_name()), l.relation, l.mode.blocks());
+            let _ = writeln!(
+                out,
+                "       lock {} on {}: {}",
+                st.bold(l.mode.sql_name()),
+                l.relation,
+                l.mode.blocks()
+            );
         }
         let mut facts = Vec::new();
         if !s.transactional {
@@ -208,7 +254,13 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             let _ = writeln!(out, "       {}", facts.join("; "));
         }
         for f in &s.findings {
-            let _ = writeln!(out, "       {} {}: {}", st.yellow("!"), st.yellow(f.rule), f.message);
+            let _ = writeln!(
+                out,
+                "       {} {}: {}",
+                st.yellow("!"),
+                st.yellow(f.rule),
+                f.message
+            );
             let _ = writeln!(out, "         instead: {}", f.advice);
         }
     }
@@ -218,7 +270,11 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             "     waits at most {} for its locks, retried {} times; runs at most {}",
             format_duration(step.settings.lock_timeout),
             step.settings.lock_retries,
-            if step.settings.statement_timeout.is_zero() { "without limit".to_string() } else { format_duration(step.settings.statement_timeout) },
+            if step.settings.statement_timeout.is_zero() {
+                "without limit".to_string()
+            } else {
+                format_duration(step.settings.statement_timeout)
+            },
         );
     }
     match &step.expect {
@@ -229,7 +285,11 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             let _ = writeln!(out, "     expects the value {v:?}");
         }
         Some(Expect::Empty(e)) => {
-            let _ = writeln!(out, "     expects {}", if *e { "no rows" } else { "at least one row" });
+            let _ = writeln!(
+                out,
+                "     expects {}",
+                if *e { "no rows" } else { "at least one row" }
+            );
         }
         None => {}
     }
@@ -242,7 +302,12 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
         let _ = writeln!(out, "     {} {}", st.red("irreversible:"), why.trim());
     }
     if let Some(phrase) = &a.confirm {
-        let _ = writeln!(out, "     {} {}", st.bold("type to confirm:"), st.red(phrase));
+        let _ = writeln!(
+            out,
+            "     {} {}",
+            st.bold("type to confirm:"),
+            st.red(phrase)
+        );
     }
     if let Some(e) = &step.explain {
         let _ = write!(out, "     {} ", st.dim("why:"));
@@ -279,7 +344,10 @@ fn wrap(text: &str, indent: &str, width: usize) -> String {
             flush(&mut line, &mut out);
         }
         for word in raw.split_whitespace() {
-            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width.saturating_sub(indent.len()) {
+            if !line.is_empty()
+                && line.chars().count() + 1 + word.chars().count()
+                    > width.saturating_sub(indent.len())
+            {
                 flush(&mut line, &mut out);
             }
             if !line.is_empty() {

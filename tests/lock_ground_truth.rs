@@ -132,7 +132,11 @@ async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
 }
 
 /// The strongest lock each relation (by name) holds or awaits for `pid`.
-async fn locks_of(observer: &Client, pid: &str, granted: Option<bool>) -> HashMap<String, LockMode> {
+async fn locks_of(
+    observer: &Client,
+    pid: &str,
+    granted: Option<bool>,
+) -> HashMap<String, LockMode> {
     let filter = match granted {
         Some(true) => "AND l.granted",
         Some(false) => "AND NOT l.granted",
@@ -145,7 +149,8 @@ async fn locks_of(observer: &Client, pid: &str, granted: Option<bool>) -> HashMa
     );
     let mut out: HashMap<String, LockMode> = HashMap::new();
     for row in rows(observer, &sql).await {
-        let mode = LockMode::from_name(&row[1]).unwrap_or_else(|| panic!("unknown mode {}", row[1]));
+        let mode =
+            LockMode::from_name(&row[1]).unwrap_or_else(|| panic!("unknown mode {}", row[1]));
         let e = out.entry(row[0].clone()).or_insert(mode);
         *e = (*e).max(mode);
     }
@@ -167,18 +172,29 @@ async fn table_of(client: &Client, relation: &str) -> String {
 async fn fresh_db(server: &TestServer, n: usize) -> String {
     let name = format!("case_{n}_{}", std::process::id());
     let admin = connect(&server.conninfo("postgres")).await;
-    rows(&admin, &format!("CREATE DATABASE {name} TEMPLATE lock_fixture")).await;
+    rows(
+        &admin,
+        &format!("CREATE DATABASE {name} TEMPLATE lock_fixture"),
+    )
+    .await;
     server.conninfo(&name)
 }
 
-async fn check_transactional(server: &TestServer, n: usize, sql: &str, claims: &HashMap<String, LockMode>) -> Vec<String> {
+async fn check_transactional(
+    server: &TestServer,
+    n: usize,
+    sql: &str,
+    claims: &HashMap<String, LockMode>,
+) -> Vec<String> {
     let conninfo = fresh_db(server, n).await;
     let client = connect(&conninfo).await;
     let observer = connect(&conninfo).await;
     let pid = rows(&client, "SELECT pg_backend_pid()").await[0][0].clone();
     rows(&client, "BEGIN").await;
     if let Err(e) = client.simple_query(sql).await {
-        return vec![format!("{sql}: the analyzer says it runs in a transaction block, but the server said: {e}")];
+        return vec![format!(
+            "{sql}: the analyzer says it runs in a transaction block, but the server said: {e}"
+        )];
     }
     let observed = locks_of(&observer, &pid, Some(true)).await;
     rows(&client, "ROLLBACK").await;
@@ -186,20 +202,35 @@ async fn check_transactional(server: &TestServer, n: usize, sql: &str, claims: &
     for (rel, mode) in claims {
         match observed.get(rel) {
             Some(seen) if seen == mode => {}
-            other => problems.push(format!("{sql}: claims {mode} on {rel}, server holds {other:?}")),
+            other => problems.push(format!(
+                "{sql}: claims {mode} on {rel}, server holds {other:?}"
+            )),
         }
     }
     // Every table-like relation named in the statement must be claimed as the server locks it.
-    let words: Vec<&str> = sql.split(|c: char| !(c.is_alphanumeric() || c == '_')).collect();
+    let words: Vec<&str> = sql
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .collect();
     for (rel, seen) in &observed {
-        if words.contains(&rel.as_str()) && !claims.contains_key(rel) && !rel.ends_with("_idx") && !rel.ends_with("_pkey") {
-            problems.push(format!("{sql}: server holds {seen} on {rel}, the analyzer claims nothing"));
+        if words.contains(&rel.as_str())
+            && !claims.contains_key(rel)
+            && !rel.ends_with("_idx")
+            && !rel.ends_with("_pkey")
+        {
+            problems.push(format!(
+                "{sql}: server holds {seen} on {rel}, the analyzer claims nothing"
+            ));
         }
     }
     problems
 }
 
-async fn check_autocommit(server: &TestServer, n: usize, sql: &str, claims: &HashMap<String, LockMode>) -> Vec<String> {
+async fn check_autocommit(
+    server: &TestServer,
+    n: usize,
+    sql: &str,
+    claims: &HashMap<String, LockMode>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     // The server must refuse it inside a transaction block.
     {
@@ -208,7 +239,9 @@ async fn check_autocommit(server: &TestServer, n: usize, sql: &str, claims: &Has
         rows(&client, "BEGIN").await;
         match client.simple_query(sql).await {
             Err(e) if e.code().map(|c| c.code()) == Some("25001") => {}
-            other => problems.push(format!("{sql}: the analyzer says it cannot run in a transaction block; server: {other:?}")),
+            other => problems.push(format!(
+                "{sql}: the analyzer says it cannot run in a transaction block; server: {other:?}"
+            )),
         }
     }
     for (i, (rel, mode)) in claims.iter().enumerate() {
@@ -222,7 +255,14 @@ async fn check_autocommit(server: &TestServer, n: usize, sql: &str, claims: &Has
             .into_iter()
             .find(|m| m.conflicts_with(*mode))
             .unwrap_or(LockMode::AccessExclusive);
-        rows(&blocker, &format!("BEGIN; LOCK TABLE {table} IN {} MODE", weakest_conflict.sql_name())).await;
+        rows(
+            &blocker,
+            &format!(
+                "BEGIN; LOCK TABLE {table} IN {} MODE",
+                weakest_conflict.sql_name()
+            ),
+        )
+        .await;
         let statement = sql.to_string();
         let run = tokio::spawn(async move { client.simple_query(&statement).await.map(|_| ()) });
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -253,7 +293,10 @@ async fn analyzer_lock_claims_match_pg_locks() {
     rows(&admin, "DROP DATABASE IF EXISTS lock_fixture").await;
     rows(&admin, "CREATE DATABASE lock_fixture").await;
     let fixture = connect(&server.conninfo("lock_fixture")).await;
-    fixture.batch_execute(FIXTURE).await.expect("fixture schema");
+    fixture
+        .batch_execute(FIXTURE)
+        .await
+        .expect("fixture schema");
     drop(fixture);
 
     assert!(STATEMENTS.len() >= 30);
@@ -263,8 +306,15 @@ async fn analyzer_lock_claims_match_pg_locks() {
         let analysis = analyze_sql(sql, &mut Context::default()).expect("parses");
         assert_eq!(analysis.len(), 1, "{sql}");
         let a = &analysis[0];
-        let claims: HashMap<String, LockMode> = a.locks.iter().map(|l| (l.relation.clone(), l.mode)).collect();
-        assert!(!claims.is_empty(), "{sql}: the analyzer claims no lock at all");
+        let claims: HashMap<String, LockMode> = a
+            .locks
+            .iter()
+            .map(|l| (l.relation.clone(), l.mode))
+            .collect();
+        assert!(
+            !claims.is_empty(),
+            "{sql}: the analyzer claims no lock at all"
+        );
         if a.transactional {
             problems.extend(check_transactional(&server, n, sql, &claims).await);
         } else {
@@ -272,6 +322,14 @@ async fn analyzer_lock_claims_match_pg_locks() {
             problems.extend(check_autocommit(&server, n, sql, &claims).await);
         }
     }
-    assert!(checked_autocommit >= 7, "the non-transactional forms were all checked");
-    assert!(problems.is_empty(), "{} claims disagree with the server:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        checked_autocommit >= 7,
+        "the non-transactional forms were all checked"
+    );
+    assert!(
+        problems.is_empty(),
+        "{} claims disagree with the server:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -3,11 +3,11 @@
 //! AlterTableGetLockLevel; tests/lock_ground_truth.rs checks every claim
 //! against pg_locks on a real server.
 
+use pb::AlterTableType as At;
+use pb::ObjectType as Ot;
 use pg_query::NodeEnum as N;
 use pg_query::NodeRef;
 use pg_query::protobuf as pb;
-use pb::AlterTableType as At;
-use pb::ObjectType as Ot;
 
 use super::lock::LockMode::{self, *};
 use super::rules::finding;
@@ -123,7 +123,11 @@ fn str_of(node: &pb::Node) -> Option<&str> {
 
 /// A dotted name from a list of String nodes (DROP objects, COMMENT targets).
 fn dotted(nodes: &[pb::Node]) -> String {
-    nodes.iter().filter_map(str_of).collect::<Vec<_>>().join(".")
+    nodes
+        .iter()
+        .filter_map(str_of)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn object_name(node: &pb::Node) -> String {
@@ -139,7 +143,12 @@ fn object_name(node: &pb::Node) -> String {
 /// The list items of a DROP/COMMENT object (`[schema, table, column]`).
 fn object_parts(node: &pb::Node) -> Vec<String> {
     match node.node.as_ref() {
-        Some(N::List(l)) => l.items.iter().filter_map(str_of).map(str::to_string).collect(),
+        Some(N::List(l)) => l
+            .items
+            .iter()
+            .filter_map(str_of)
+            .map(str::to_string)
+            .collect(),
         Some(N::String(s)) => vec![s.sval.clone()],
         _ => Vec::new(),
     }
@@ -163,7 +172,8 @@ fn range_vars(node: &N) -> Vec<String> {
     for (n, ..) in &all {
         if let NodeRef::RangeVar(rv) = n {
             let name = rv_name(rv);
-            if !(rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str())) && !out.contains(&name) {
+            let is_cte = rv.schemaname.is_empty() && ctes.contains(&rv.relname.as_str());
+            if !is_cte && !out.contains(&name) {
                 out.push(name);
             }
         }
@@ -196,14 +206,23 @@ const VOLATILE_FUNCTIONS: &[&str] = &[
     "pg_current_xact_id",
 ];
 
-const SERIAL_TYPES: &[&str] = &["serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"];
+const SERIAL_TYPES: &[&str] = &[
+    "serial",
+    "bigserial",
+    "smallserial",
+    "serial2",
+    "serial4",
+    "serial8",
+];
 
 fn volatile_call(expr: &pb::Node) -> Option<String> {
     let node = expr.node.as_ref()?;
     node.nodes().into_iter().find_map(|(n, ..)| match n {
         NodeRef::FuncCall(fc) => {
             let name = fc.funcname.last().and_then(str_of)?;
-            VOLATILE_FUNCTIONS.contains(&name).then(|| format!("{name}()"))
+            VOLATILE_FUNCTIONS
+                .contains(&name)
+                .then(|| format!("{name}()"))
         }
         _ => None,
     })
@@ -263,13 +282,19 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         N::CopyStmt(s) => {
             let mut f = Facts::new("CopyStmt");
             if let Some(rv) = &s.relation {
-                f.lock(rv_name(rv), if s.is_from { RowExclusive } else { AccessShare });
+                f.lock(
+                    rv_name(rv),
+                    if s.is_from { RowExclusive } else { AccessShare },
+                );
             } else {
                 read_all(&mut f, node, &[]);
             }
             if s.is_program {
                 f.opaque = true;
-                f.find("opaque-statement", "COPY … PROGRAM runs a shell command on the server");
+                f.find(
+                    "opaque-statement",
+                    "COPY … PROGRAM runs a shell command on the server",
+                );
             }
             f
         }
@@ -309,15 +334,32 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             } else {
                 f.lock(&table, Share);
                 if !ctx.created.contains(&table) {
-                    f.find("index-not-concurrent", format!("CREATE INDEX on {table} blocks writes to it while the index builds"));
+                    f.find(
+                        "index-not-concurrent",
+                        format!(
+                            "CREATE INDEX on {table} blocks writes to it while the index builds"
+                        ),
+                    );
                 }
             }
             if !s.idxname.is_empty() {
-                f.creates.push(if s.relation.as_ref().is_some_and(|r| !r.schemaname.is_empty()) {
-                    format!("{}.{}", s.relation.as_ref().map(|r| r.schemaname.as_str()).unwrap_or(""), s.idxname)
-                } else {
-                    s.idxname.clone()
-                });
+                f.creates.push(
+                    if s.relation
+                        .as_ref()
+                        .is_some_and(|r| !r.schemaname.is_empty())
+                    {
+                        format!(
+                            "{}.{}",
+                            s.relation
+                                .as_ref()
+                                .map(|r| r.schemaname.as_str())
+                                .unwrap_or(""),
+                            s.idxname
+                        )
+                    } else {
+                        s.idxname.clone()
+                    },
+                );
             }
             f
         }
@@ -336,7 +378,13 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 f.lock(n, AccessExclusive);
             }
             if s.behavior == pb::DropBehavior::DropCascade as i32 {
-                f.find("truncate-cascade", format!("TRUNCATE {} CASCADE also empties the tables that reference it", names.join(", ")));
+                f.find(
+                    "truncate-cascade",
+                    format!(
+                        "TRUNCATE {} CASCADE also empties the tables that reference it",
+                        names.join(", ")
+                    ),
+                );
             }
             f.destroy("truncate", names.join(", "));
             f
@@ -359,7 +407,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                     f.lock(rv_name(rv), mode);
                 }
             }
-            f.find("lock-table", format!("LOCK TABLE … IN {} MODE", mode.sql_name()));
+            f.find(
+                "lock-table",
+                format!("LOCK TABLE … IN {} MODE", mode.sql_name()),
+            );
             f
         }
         N::VacuumStmt(s) => vacuum(s),
@@ -369,7 +420,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 Some(rv) => {
                     let t = rv_name(rv);
                     f.lock(&t, AccessExclusive);
-                    f.find("cluster", format!("CLUSTER {t} rewrites it under ACCESS EXCLUSIVE"));
+                    f.find(
+                        "cluster",
+                        format!("CLUSTER {t} rewrites it under ACCESS EXCLUSIVE"),
+                    );
                 }
                 // CLUSTER without a table cannot run inside a transaction block (CLUSTER docs).
                 None => f.transactional = false,
@@ -385,7 +439,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 f.lock(v, Exclusive);
             } else {
                 f.lock(&v, AccessExclusive);
-                f.find("refresh-matview-not-concurrent", format!("REFRESH MATERIALIZED VIEW {v} blocks its readers"));
+                f.find(
+                    "refresh-matview-not-concurrent",
+                    format!("REFRESH MATERIALIZED VIEW {v} blocks its readers"),
+                );
             }
             f
         }
@@ -412,12 +469,19 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             f
         }
         N::DoStmt(_) | N::CallStmt(_) => {
-            let mut f = Facts::new(if matches!(node, N::DoStmt(_)) { "DoStmt" } else { "CallStmt" });
+            let mut f = Facts::new(if matches!(node, N::DoStmt(_)) {
+                "DoStmt"
+            } else {
+                "CallStmt"
+            });
             f.opaque = true;
             f.find("opaque-statement", "its effects cannot be analyzed");
             f
         }
-        N::CreatedbStmt(_) | N::AlterSystemStmt(_) | N::CreateTableSpaceStmt(_) | N::DropTableSpaceStmt(_) => {
+        N::CreatedbStmt(_)
+        | N::AlterSystemStmt(_)
+        | N::CreateTableSpaceStmt(_)
+        | N::DropTableSpaceStmt(_) => {
             // These cannot run inside a transaction block (their reference pages).
             let mut f = Facts::new(stmt_name(node));
             f.transactional = false;
@@ -443,7 +507,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             f
         }
         N::ExplainStmt(s) => {
-            let analyze = s.options.iter().any(|o| matches!(o.node.as_ref(), Some(N::DefElem(d)) if d.defname == "analyze"));
+            let analyze = s
+                .options
+                .iter()
+                .any(|o| matches!(o.node.as_ref(), Some(N::DefElem(d)) if d.defname == "analyze"));
             let inner = s.query.as_ref().and_then(|q| q.node.as_ref());
             match inner {
                 // EXPLAIN ANALYZE runs the statement.
@@ -496,7 +563,14 @@ fn select(node: &N, s: &pb::SelectStmt) -> Facts {
         .collect();
     for r in range_vars(node) {
         // SELECT … FOR UPDATE/SHARE takes ROW SHARE on the locked tables.
-        f.lock(&r, if locked.contains(&r) { RowShare } else { AccessShare });
+        f.lock(
+            &r,
+            if locked.contains(&r) {
+                RowShare
+            } else {
+                AccessShare
+            },
+        );
     }
     if let Some(into) = &s.into_clause
         && let Some(rv) = &into.rel
@@ -509,7 +583,10 @@ fn select(node: &N, s: &pb::SelectStmt) -> Facts {
 fn column_type_findings(f: &mut Facts, table: &str, col: &str, t: &pb::TypeName) {
     match type_last_name(t) {
         "json" => f.find("prefer-jsonb", format!("{table}.{col} is json")),
-        "timestamp" => f.find("prefer-timestamptz", format!("{table}.{col} is timestamp without time zone")),
+        "timestamp" => f.find(
+            "prefer-timestamptz",
+            format!("{table}.{col} is timestamp without time zone"),
+        ),
         _ => {}
     }
 }
@@ -520,7 +597,14 @@ fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
     for parent in &s.inh_relations {
         if let Some(N::RangeVar(rv)) = parent.node.as_ref() {
             // PARTITION OF locks the parent ACCESS EXCLUSIVE; INHERITS takes SHARE UPDATE EXCLUSIVE.
-            f.lock(rv_name(rv), if s.partbound.is_some() { AccessExclusive } else { ShareUpdateExclusive });
+            f.lock(
+                rv_name(rv),
+                if s.partbound.is_some() {
+                    AccessExclusive
+                } else {
+                    ShareUpdateExclusive
+                },
+            );
         }
     }
     let mut constraints: Vec<&pb::Constraint> = Vec::new();
@@ -574,7 +658,11 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
         _ => ("drop", false),
     };
     match kind {
-        Ot::ObjectTable | Ot::ObjectMatview | Ot::ObjectView | Ot::ObjectSequence | Ot::ObjectForeignTable => {
+        Ot::ObjectTable
+        | Ot::ObjectMatview
+        | Ot::ObjectView
+        | Ot::ObjectSequence
+        | Ot::ObjectForeignTable => {
             for n in &names {
                 f.lock(n, AccessExclusive);
             }
@@ -596,7 +684,10 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
                 for n in &names {
                     f.lock(n, AccessExclusive);
                     if !ctx.created.contains(n) {
-                        f.find("drop-index-not-concurrent", format!("DROP INDEX {n} locks its table ACCESS EXCLUSIVE"));
+                        f.find(
+                            "drop-index-not-concurrent",
+                            format!("DROP INDEX {n} locks its table ACCESS EXCLUSIVE"),
+                        );
                     }
                 }
             }
@@ -613,7 +704,14 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
         _ => {}
     }
     if data_holding || cascade {
-        f.destroy(if cascade && !data_holding { "drop (cascade)" } else { verb }, names.join(", "));
+        f.destroy(
+            if cascade && !data_holding {
+                "drop (cascade)"
+            } else {
+                verb
+            },
+            names.join(", "),
+        );
     }
     f
 }
@@ -623,7 +721,9 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
     let table = s.relation.as_ref().map(rv_name).unwrap_or_default();
     let existing = !ctx.created.contains(&table);
     for cmd in &s.cmds {
-        let Some(N::AlterTableCmd(c)) = cmd.node.as_ref() else { continue };
+        let Some(N::AlterTableCmd(c)) = cmd.node.as_ref() else {
+            continue;
+        };
         let subtype = At::try_from(c.subtype).unwrap_or(At::Undefined);
         let def = c.def.as_ref().and_then(|d| d.node.as_ref());
         let col = &c.name;
@@ -637,14 +737,20 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             At::AtDropColumn => {
                 f.destroy("drop column", format!("{table}.{col}"));
                 f.breaking = true;
-                f.find("drop-column", format!("dropping {table}.{col} loses its data"));
+                f.find(
+                    "drop-column",
+                    format!("dropping {table}.{col} loses its data"),
+                );
                 AccessExclusive
             }
             At::AtAlterColumnType => {
                 f.destroy("retype column", format!("{table}.{col}"));
                 f.rewrites = true;
                 f.breaking = true;
-                f.find("column-type-change", format!("changing the type of {table}.{col}"));
+                f.find(
+                    "column-type-change",
+                    format!("changing the type of {table}.{col}"),
+                );
                 if let Some(N::ColumnDef(cd)) = def
                     && let Some(t) = &cd.type_name
                 {
@@ -654,8 +760,17 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             }
             At::AtSetNotNull => {
                 f.breaking = true;
-                if existing && !ctx.validated_not_null.contains(&(table.clone(), col.clone())) {
-                    f.find("set-not-null", format!("SET NOT NULL on {table}.{col} scans the table under ACCESS EXCLUSIVE"));
+                if existing
+                    && !ctx
+                        .validated_not_null
+                        .contains(&(table.clone(), col.clone()))
+                {
+                    f.find(
+                        "set-not-null",
+                        format!(
+                            "SET NOT NULL on {table}.{col} scans the table under ACCESS EXCLUSIVE"
+                        ),
+                    );
                 }
                 AccessExclusive
             }
@@ -669,8 +784,14 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 }
                 ShareUpdateExclusive
             }
-            At::AtSetStatistics | At::AtSetOptions | At::AtResetOptions | At::AtClusterOn | At::AtDropCluster => ShareUpdateExclusive,
-            At::AtSetRelOptions | At::AtResetRelOptions | At::AtReplaceRelOptions => rel_options_lock(def),
+            At::AtSetStatistics
+            | At::AtSetOptions
+            | At::AtResetOptions
+            | At::AtClusterOn
+            | At::AtDropCluster => ShareUpdateExclusive,
+            At::AtSetRelOptions | At::AtResetRelOptions | At::AtReplaceRelOptions => {
+                rel_options_lock(def)
+            }
             At::AtEnableTrig
             | At::AtEnableAlwaysTrig
             | At::AtEnableReplicaTrig
@@ -698,7 +819,11 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             }
             At::AtDetachPartition => {
                 let concurrent = matches!(def, Some(N::PartitionCmd(pc)) if pc.concurrent);
-                let mode = if concurrent { ShareUpdateExclusive } else { AccessExclusive };
+                let mode = if concurrent {
+                    ShareUpdateExclusive
+                } else {
+                    AccessExclusive
+                };
                 if concurrent {
                     // DETACH PARTITION CONCURRENTLY cannot run in a transaction block (ALTER TABLE docs).
                     f.transactional = false;
@@ -729,7 +854,9 @@ fn rel_options_lock(def: Option<&N>) -> LockMode {
         "vacuum_index_cleanup",
         "log_autovacuum_min_duration",
     ];
-    let Some(N::List(list)) = def else { return AccessExclusive };
+    let Some(N::List(list)) = def else {
+        return AccessExclusive;
+    };
     let light = list.items.iter().all(|i| match i.node.as_ref() {
         Some(N::DefElem(d)) => {
             let name = d.defname.as_str();
@@ -737,7 +864,11 @@ fn rel_options_lock(def: Option<&N>) -> LockMode {
         }
         _ => false,
     });
-    if light { ShareUpdateExclusive } else { AccessExclusive }
+    if light {
+        ShareUpdateExclusive
+    } else {
+        AccessExclusive
+    }
 }
 
 fn add_column(f: &mut Facts, table: &str, cd: &pb::ColumnDef, existing: bool) {
@@ -746,7 +877,13 @@ fn add_column(f: &mut Facts, table: &str, cd: &pb::ColumnDef, existing: bool) {
         column_type_findings(f, table, col, t);
         if SERIAL_TYPES.contains(&type_last_name(t)) && existing {
             f.rewrites = true;
-            f.find("volatile-default", format!("{table}.{col} is {} (a nextval() default): every existing row is rewritten", type_last_name(t)));
+            f.find(
+                "volatile-default",
+                format!(
+                    "{table}.{col} is {} (a nextval() default): every existing row is rewritten",
+                    type_last_name(t)
+                ),
+            );
         }
     }
     let mut has_default = false;
@@ -783,24 +920,43 @@ fn add_column(f: &mut Facts, table: &str, cd: &pb::ColumnDef, existing: bool) {
             Ok(pb::ConstrType::ConstrUnique | pb::ConstrType::ConstrPrimary)
         ) && existing
         {
-            f.find("unique-constraint", format!("{table}.{col} is added with a unique index built under ACCESS EXCLUSIVE"));
+            f.find(
+                "unique-constraint",
+                format!("{table}.{col} is added with a unique index built under ACCESS EXCLUSIVE"),
+            );
         }
     }
     if not_null && !has_default && existing {
         f.breaking = true;
-        f.find("add-column-not-null", format!("{table}.{col} is NOT NULL without a default"));
+        f.find(
+            "add-column-not-null",
+            format!("{table}.{col} is NOT NULL without a default"),
+        );
     }
 }
 
-fn add_constraint(f: &mut Facts, table: &str, con: &pb::Constraint, existing: bool, ctx: &mut Context) -> LockMode {
-    let name = if con.conname.is_empty() { "(unnamed)" } else { con.conname.as_str() };
+fn add_constraint(
+    f: &mut Facts,
+    table: &str,
+    con: &pb::Constraint,
+    existing: bool,
+    ctx: &mut Context,
+) -> LockMode {
+    let name = if con.conname.is_empty() {
+        "(unnamed)"
+    } else {
+        con.conname.as_str()
+    };
     match pb::ConstrType::try_from(con.contype).unwrap_or(pb::ConstrType::Undefined) {
         pb::ConstrType::ConstrForeign => {
             if let Some(pk) = &con.pktable {
                 f.lock(rv_name(pk), ShareRowExclusive);
             }
             if !con.skip_validation && existing {
-                f.find("foreign-key-not-valid", format!("foreign key {name} on {table} is validated while it is added"));
+                f.find(
+                    "foreign-key-not-valid",
+                    format!("foreign key {name} on {table} is validated while it is added"),
+                );
             }
             ShareRowExclusive
         }
@@ -808,20 +964,31 @@ fn add_constraint(f: &mut Facts, table: &str, con: &pb::Constraint, existing: bo
             if let Some(column) = is_not_null_check(con) {
                 let target = (table.to_string(), column);
                 if !con.conname.is_empty() {
-                    ctx.not_null_checks.insert(con.conname.clone(), target.clone());
+                    ctx.not_null_checks
+                        .insert(con.conname.clone(), target.clone());
                 }
                 if !con.skip_validation {
                     ctx.validated_not_null.insert(target);
                 }
             }
             if !con.skip_validation && existing {
-                f.find("check-not-valid", format!("CHECK constraint {name} on {table} scans the table under ACCESS EXCLUSIVE"));
+                f.find(
+                    "check-not-valid",
+                    format!(
+                        "CHECK constraint {name} on {table} scans the table under ACCESS EXCLUSIVE"
+                    ),
+                );
             }
             AccessExclusive
         }
-        pb::ConstrType::ConstrUnique | pb::ConstrType::ConstrPrimary | pb::ConstrType::ConstrExclusion => {
+        pb::ConstrType::ConstrUnique
+        | pb::ConstrType::ConstrPrimary
+        | pb::ConstrType::ConstrExclusion => {
             if con.indexname.is_empty() && existing {
-                f.find("unique-constraint", format!("constraint {name} on {table} builds its index under ACCESS EXCLUSIVE"));
+                f.find(
+                    "unique-constraint",
+                    format!("constraint {name} on {table} builds its index under ACCESS EXCLUSIVE"),
+                );
             }
             AccessExclusive
         }
@@ -840,7 +1007,9 @@ fn is_not_null_check(con: &pb::Constraint) -> Option<String> {
     if t.nulltesttype != pb::NullTestType::IsNotNull as i32 {
         return None;
     }
-    let N::ColumnRef(cr) = t.arg.as_ref()?.node.as_ref()? else { return None };
+    let N::ColumnRef(cr) = t.arg.as_ref()?.node.as_ref()? else {
+        return None;
+    };
     cr.fields.last().and_then(str_of).map(str::to_string)
 }
 
@@ -851,16 +1020,25 @@ fn rename(s: &pb::RenameStmt) -> Facts {
         Ot::ObjectColumn => {
             f.lock(&rel, AccessExclusive);
             f.breaking = true;
-            f.find("rename-column", format!("renaming {rel}.{} to {}", s.subname, s.newname));
+            f.find(
+                "rename-column",
+                format!("renaming {rel}.{} to {}", s.subname, s.newname),
+            );
         }
-        Ot::ObjectTable | Ot::ObjectView | Ot::ObjectMatview | Ot::ObjectSequence | Ot::ObjectForeignTable => {
+        Ot::ObjectTable
+        | Ot::ObjectView
+        | Ot::ObjectMatview
+        | Ot::ObjectSequence
+        | Ot::ObjectForeignTable => {
             f.lock(&rel, AccessExclusive);
             f.breaking = true;
             f.find("rename-table", format!("renaming {rel} to {}", s.newname));
         }
         // ALTER INDEX … RENAME takes SHARE UPDATE EXCLUSIVE since PostgreSQL 12.
         Ot::ObjectIndex => f.lock(&rel, ShareUpdateExclusive),
-        Ot::ObjectTabconstraint | Ot::ObjectTrigger | Ot::ObjectRule | Ot::ObjectPolicy => f.lock(&rel, AccessExclusive),
+        Ot::ObjectTabconstraint | Ot::ObjectTrigger | Ot::ObjectRule | Ot::ObjectPolicy => {
+            f.lock(&rel, AccessExclusive)
+        }
         _ => {}
     }
     f
@@ -868,13 +1046,18 @@ fn rename(s: &pb::RenameStmt) -> Facts {
 
 fn comment(s: &pb::CommentStmt) -> Facts {
     let mut f = Facts::new("CommentStmt");
-    let Some(obj) = s.object.as_ref() else { return f };
+    let Some(obj) = s.object.as_ref() else {
+        return f;
+    };
     let parts = object_parts(obj);
     // COMMENT ON a relation or column takes SHARE UPDATE EXCLUSIVE on the relation.
     let rel = match Ot::try_from(s.objtype).unwrap_or(Ot::Undefined) {
-        Ot::ObjectTable | Ot::ObjectView | Ot::ObjectMatview | Ot::ObjectIndex | Ot::ObjectSequence | Ot::ObjectForeignTable => {
-            Some(parts.join("."))
-        }
+        Ot::ObjectTable
+        | Ot::ObjectView
+        | Ot::ObjectMatview
+        | Ot::ObjectIndex
+        | Ot::ObjectSequence
+        | Ot::ObjectForeignTable => Some(parts.join(".")),
         Ot::ObjectColumn if parts.len() >= 2 => Some(parts[..parts.len() - 1].join(".")),
         _ => None,
     };
@@ -887,12 +1070,14 @@ fn comment(s: &pb::CommentStmt) -> Facts {
 fn has_option(options: &[pb::Node], name: &str) -> bool {
     options.iter().any(|o| match o.node.as_ref() {
         // A bare option (VACUUM (FULL)) has no argument; FULL false is written as an argument.
-        Some(N::DefElem(d)) if d.defname == name => match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
-            Some(N::String(s)) => !matches!(s.sval.as_str(), "false" | "off" | "0"),
-            Some(N::Boolean(b)) => b.boolval,
-            Some(N::Integer(i)) => i.ival != 0,
-            _ => true,
-        },
+        Some(N::DefElem(d)) if d.defname == name => {
+            match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                Some(N::String(s)) => !matches!(s.sval.as_str(), "false" | "off" | "0"),
+                Some(N::Boolean(b)) => b.boolval,
+                Some(N::Integer(i)) => i.ival != 0,
+                _ => true,
+            }
+        }
         _ => false,
     })
 }
@@ -902,7 +1087,11 @@ fn vacuum(s: &pb::VacuumStmt) -> Facts {
     let full = s.is_vacuumcmd && has_option(&s.options, "full");
     // VACUUM cannot run inside a transaction block; ANALYZE alone can (VACUUM, ANALYZE docs).
     f.transactional = !s.is_vacuumcmd;
-    let mode = if full { AccessExclusive } else { ShareUpdateExclusive };
+    let mode = if full {
+        AccessExclusive
+    } else {
+        ShareUpdateExclusive
+    };
     let mut names = Vec::new();
     for r in &s.rels {
         if let Some(N::VacuumRelation(vr)) = r.node.as_ref()
@@ -925,7 +1114,10 @@ fn reindex(s: &pb::ReindexStmt) -> Facts {
     let kind = pb::ReindexObjectType::try_from(s.kind).unwrap_or(pb::ReindexObjectType::Undefined);
     // REINDEX CONCURRENTLY, and REINDEX SCHEMA/DATABASE/SYSTEM, cannot run in a transaction block.
     f.transactional = !concurrent
-        && matches!(kind, pb::ReindexObjectType::ReindexObjectIndex | pb::ReindexObjectType::ReindexObjectTable);
+        && matches!(
+            kind,
+            pb::ReindexObjectType::ReindexObjectIndex | pb::ReindexObjectType::ReindexObjectTable
+        );
     let name = s.relation.as_ref().map(rv_name);
     if let Some(name) = name {
         let mode = match (concurrent, kind) {

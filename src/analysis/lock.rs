@@ -88,14 +88,22 @@ impl LockMode {
     /// in words for the plan and the TUI.
     pub fn blocks(self) -> &'static str {
         match self {
-            AccessShare => "blocks only ACCESS EXCLUSIVE (DROP, most ALTER TABLE, VACUUM FULL); reads and writes go on",
+            AccessShare => {
+                "blocks only ACCESS EXCLUSIVE (DROP, most ALTER TABLE, VACUUM FULL); reads and writes go on"
+            }
             RowShare => "blocks EXCLUSIVE and ACCESS EXCLUSIVE; reads and writes go on",
-            RowExclusive => "blocks CREATE INDEX (non-concurrent) and stronger; reads and writes go on",
-            ShareUpdateExclusive => "blocks VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY and other schema changes; reads and writes go on",
+            RowExclusive => {
+                "blocks CREATE INDEX (non-concurrent) and stronger; reads and writes go on"
+            }
+            ShareUpdateExclusive => {
+                "blocks VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY and other schema changes; reads and writes go on"
+            }
             Share => "blocks writes (INSERT, UPDATE, DELETE); reads go on",
             ShareRowExclusive => "blocks writes and other schema changes; reads go on",
             Exclusive => "blocks writes and SELECT … FOR UPDATE/SHARE; plain reads go on",
-            AccessExclusive => "blocks everything, plain SELECT included, and every later query on the table queues behind it",
+            AccessExclusive => {
+                "blocks everything, plain SELECT included, and every later query on the table queues behind it"
+            }
         }
     }
 

@@ -170,23 +170,30 @@ pub fn analyze_runbook(runbook: &Runbook) -> Result<RunbookAnalysis, Vec<Diagnos
 }
 
 fn syntax_diagnostic(sql: &SqlText, e: &SyntaxError, what: &str) -> Diagnostic {
-    Diagnostic::error(sql.location(e.offset), format!("SQL syntax error in {what}: {}", e.message))
-        .with_help("pgpilot parses SQL with PostgreSQL's own parser; fix the statement at this place")
+    Diagnostic::error(
+        sql.location(e.offset),
+        format!("SQL syntax error in {what}: {}", e.message),
+    )
+    .with_help("pgpilot parses SQL with PostgreSQL's own parser; fix the statement at this place")
 }
 
 pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diagnostic> {
     let statements = match step.sql() {
-        Some(sql) => analyze_sql(&sql.text, ctx).map_err(|e| syntax_diagnostic(sql, &e, "the step"))?,
+        Some(sql) => {
+            analyze_sql(&sql.text, ctx).map_err(|e| syntax_diagnostic(sql, &e, "the step"))?
+        }
         None => Vec::new(),
     };
     // The rollback runs against the state after the step; its facts do not
     // carry into later steps.
     let rollback = match &step.rollback {
-        Some(sql) => analyze_sql(&sql.text, &mut ctx.clone()).map_err(|e| syntax_diagnostic(sql, &e, "the rollback"))?,
+        Some(sql) => analyze_sql(&sql.text, &mut ctx.clone())
+            .map_err(|e| syntax_diagnostic(sql, &e, "the rollback"))?,
         None => Vec::new(),
     };
     let lock = statements.iter().filter_map(|s| s.lock).max();
-    let transactional = step.transaction != Some(false) && statements.iter().all(|s| s.transactional);
+    let transactional =
+        step.transaction != Some(false) && statements.iter().all(|s| s.transactional);
     let destructive = statements.iter().any(|s| s.destructive);
     let rewrites = statements.iter().any(|s| s.rewrites);
     let breaking = statements.iter().any(|s| s.breaking);
@@ -196,7 +203,8 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
             .unwrap_or_else(|| phrase_for(&statements, &step.id))
     });
     let rollback_destructive = rollback.iter().any(|s| s.destructive);
-    let rollback_confirm = rollback_destructive.then(|| format!("rollback {}", phrase_for(&rollback, &step.id)));
+    let rollback_confirm =
+        rollback_destructive.then(|| format!("rollback {}", phrase_for(&rollback, &step.id)));
     let risk = if step.kind == StepKind::Pause {
         crate::runbook::Risk::Low
     } else {

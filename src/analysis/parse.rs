@@ -40,13 +40,20 @@ pub fn parse_statements(text: &str) -> Result<Vec<ParsedStatement>, SyntaxError>
 }
 
 fn statement(text: &str, raw: RawStmt) -> ParsedStatement {
-    let from = usize::try_from(raw.stmt_location).unwrap_or(0).min(text.len());
+    let from = usize::try_from(raw.stmt_location)
+        .unwrap_or(0)
+        .min(text.len());
     let to = match usize::try_from(raw.stmt_len) {
         Ok(0) | Err(_) => text.len(),
         Ok(len) => (from + len).min(text.len()),
     };
     let start = skip_blanks_and_comments(text, from, to);
-    let end = from + text[from..to].trim_end().trim_end_matches(';').trim_end().len();
+    let end = from
+        + text[from..to]
+            .trim_end()
+            .trim_end_matches(';')
+            .trim_end()
+            .len();
     ParsedStatement {
         node: raw.stmt.and_then(|n| n.node),
         start,

@@ -22,7 +22,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad(text));
         }
@@ -45,7 +47,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn bad(text: &str) -> String {
-    format!("invalid duration {text:?}: write a number and a unit (ms, s, min, h, d), e.g. 500ms, 2s, 5min, 1h")
+    format!(
+        "invalid duration {text:?}: write a number and a unit (ms, s, min, h, d), e.g. 500ms, 2s, 5min, 1h"
+    )
 }
 
 /// Formats a duration the way runbooks write it, and the way PostgreSQL's
@@ -56,7 +60,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0".into();
     }
     for (unit, size) in UNITS.iter().rev() {
-        if ms % size == 0 {
+        if ms.is_multiple_of(*size) {
             return format!("{}{unit}", ms / size);
         }
     }

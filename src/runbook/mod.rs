@@ -216,7 +216,12 @@ pub struct SqlText {
 }
 
 impl SqlText {
-    pub(crate) fn new(text: String, file: Arc<SourceFile>, offsets: Option<Vec<usize>>, base: usize) -> SqlText {
+    pub(crate) fn new(
+        text: String,
+        file: Arc<SourceFile>,
+        offsets: Option<Vec<usize>>,
+        base: usize,
+    ) -> SqlText {
         SqlText {
             text,
             file,

@@ -121,8 +121,13 @@ impl ScalarValue {
 /// Reads and validates a runbook file and the SQL files it names.
 pub fn load(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     let bytes = std::fs::read(path).map_err(|e| {
-        vec![Diagnostic::error(Location::file(path), format!("cannot read the runbook: {e}"))
-            .with_help("check the path; runbooks are TOML files such as runbooks/add-column.toml")]
+        vec![
+            Diagnostic::error(
+                Location::file(path),
+                format!("cannot read the runbook: {e}"),
+            )
+            .with_help("check the path; runbooks are TOML files such as runbooks/add-column.toml"),
+        ]
     })?;
     let text = text_of(path, bytes).map_err(|d| vec![d])?;
     parse_str(path, text)
@@ -131,11 +136,10 @@ pub fn load(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
 /// The bytes of a runbook or SQL file as text, or a diagnostic saying why not.
 fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
     if bytes.contains(&0) {
-        return Err(Diagnostic::error(
-            Location::file(path),
-            "this is a binary file, not text",
-        )
-        .with_help("point pgpilot at the runbook's .toml file"));
+        return Err(
+            Diagnostic::error(Location::file(path), "this is a binary file, not text")
+                .with_help("point pgpilot at the runbook's .toml file"),
+        );
     }
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
@@ -216,17 +220,27 @@ impl Parser {
         let title = match header.title {
             Some(t) if !t.get_ref().trim().is_empty() => t.into_inner(),
             Some(t) => {
-                self.error(t.span().start, "the runbook title is empty", Some("say in a few words what the change does".into()));
+                self.error(
+                    t.span().start,
+                    "the runbook title is empty",
+                    Some("say in a few words what the change does".into()),
+                );
                 String::new()
             }
             None => {
-                self.error(header_at, "[runbook] has no title", Some("add title = \"What the change does\"".into()));
+                self.error(
+                    header_at,
+                    "[runbook] has no title",
+                    Some("add title = \"What the change does\"".into()),
+                );
                 String::new()
             }
         };
         let change_type = match header.change_type {
             None => ChangeType::Minor,
-            Some(c) => self.choice(&c, &ChangeType::NAMES, "change_type", ChangeType::parse).unwrap_or(ChangeType::Minor),
+            Some(c) => self
+                .choice(&c, &ChangeType::NAMES, "change_type", ChangeType::parse)
+                .unwrap_or(ChangeType::Minor),
         };
         let (declared_risk, declared_risk_at) = match header.risk {
             None => (None, None),
@@ -272,14 +286,29 @@ impl Parser {
         })
     }
 
-    fn required_id(&mut self, id: Option<Spanned<String>>, table_at: usize, what: &str, table: &str) -> Option<String> {
+    fn required_id(
+        &mut self,
+        id: Option<Spanned<String>>,
+        table_at: usize,
+        what: &str,
+        table: &str,
+    ) -> Option<String> {
         let Some(id) = id else {
-            self.error(table_at, format!("{table} has no id"), Some(format!("add id = \"…\": the {what}, letters, digits, '.', '_' and '-'")));
+            self.error(
+                table_at,
+                format!("{table} has no id"),
+                Some(format!(
+                    "add id = \"…\": the {what}, letters, digits, '.', '_' and '-'"
+                )),
+            );
             return None;
         };
         let valid = !id.get_ref().is_empty()
             && id.get_ref().len() <= 63
-            && id.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && id
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
             self.error(
                 id.span().start,
@@ -291,14 +320,27 @@ impl Parser {
         Some(id.into_inner())
     }
 
-    fn choice<T>(&mut self, value: &Spanned<String>, names: &[&str], key: &str, parse: fn(&str) -> Option<T>) -> Option<T> {
+    fn choice<T>(
+        &mut self,
+        value: &Spanned<String>,
+        names: &[&str],
+        key: &str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
         let parsed = parse(value.get_ref());
         if parsed.is_none() {
             let help = match nearest(value.get_ref(), names.iter().copied()) {
-                Some(n) => format!("did you mean \"{n}\"? {key} is one of: {}", names.join(", ")),
+                Some(n) => format!(
+                    "did you mean \"{n}\"? {key} is one of: {}",
+                    names.join(", ")
+                ),
                 None => format!("{key} is one of: {}", names.join(", ")),
             };
-            self.error(value.span().start, format!("{key} {:?} is not known", value.get_ref()), Some(help));
+            self.error(
+                value.span().start,
+                format!("{key} {:?} is not known", value.get_ref()),
+                Some(help),
+            );
         }
         parsed
     }
@@ -346,7 +388,11 @@ impl Parser {
         if let Some(v) = &raw.lock_retries {
             match u32::try_from(*v.get_ref()) {
                 Ok(n) if n <= 1000 => s.lock_retries = n,
-                _ => self.error(v.span().start, format!("lock_retries = {} is out of range", v.get_ref()), Some("use a whole number from 0 to 1000".into())),
+                _ => self.error(
+                    v.span().start,
+                    format!("lock_retries = {} is out of range", v.get_ref()),
+                    Some("use a whole number from 0 to 1000".into()),
+                ),
             }
         }
         if let Some(v) = &raw.on_blockers
@@ -366,13 +412,25 @@ impl Parser {
             let at = phase.span().start;
             let phase = phase.into_inner();
             let id_at = phase.id.as_ref().map(|i| i.span().start).unwrap_or(at);
-            let Some(id) = self.required_id(phase.id, at, "phase id", "[[phase]]") else { continue };
+            let Some(id) = self.required_id(phase.id, at, "phase id", "[[phase]]") else {
+                continue;
+            };
             if let Some(first) = phase_ids.get(&id) {
-                self.error(id_at, format!("phase id {id:?} is used twice"), Some(format!("it is first used at {first}; phase ids must be unique")));
+                self.error(
+                    id_at,
+                    format!("phase id {id:?} is used twice"),
+                    Some(format!(
+                        "it is first used at {first}; phase ids must be unique"
+                    )),
+                );
             }
             phase_ids.insert(id.clone(), self.at(id_at));
             if phase.step.is_empty() {
-                self.error(at, format!("phase {id:?} has no steps"), Some("add a [[phase.step]] under it, or remove the phase".into()));
+                self.error(
+                    at,
+                    format!("phase {id:?} has no steps"),
+                    Some("add a [[phase.step]] under it, or remove the phase".into()),
+                );
             }
             let mut steps = Vec::new();
             for step in phase.step {
@@ -403,14 +461,27 @@ impl Parser {
         let id = self.required_id(raw.id.take(), at, "step id", "[[phase.step]]");
         if let Some(id) = &id {
             if let Some(first) = step_ids.get(id) {
-                self.error(id_at, format!("step id {id:?} is used twice"), Some(format!("it is first used at {first}; step ids are unique within a runbook")));
+                self.error(
+                    id_at,
+                    format!("step id {id:?} is used twice"),
+                    Some(format!(
+                        "it is first used at {first}; step ids are unique within a runbook"
+                    )),
+                );
             } else {
                 step_ids.insert(id.clone(), self.at(id_at));
             }
         }
         let kind = match &raw.kind {
             None => {
-                self.error(at, "the step has no kind", Some(format!("add kind = \"…\", one of: {}", StepKind::NAMES.join(", "))));
+                self.error(
+                    at,
+                    "the step has no kind",
+                    Some(format!(
+                        "add kind = \"…\", one of: {}",
+                        StepKind::NAMES.join(", ")
+                    )),
+                );
                 None
             }
             Some(k) => self.choice(k, &StepKind::NAMES, "kind", StepKind::parse),
@@ -431,19 +502,31 @@ impl Parser {
                 (raw.irreversible.is_some(), "irreversible"),
             ] {
                 if present {
-                    self.error(at, format!("a pause step cannot have {key}"), Some("pause steps only show instructions and wait for the operator".into()));
+                    self.error(
+                        at,
+                        format!("a pause step cannot have {key}"),
+                        Some("pause steps only show instructions and wait for the operator".into()),
+                    );
                 }
             }
         }
         if let Some(r) = &raw.rollback
             && matches!(kind, StepKind::Check | StepKind::Verify)
         {
-            self.error(r.span().start, format!("a {} step cannot have a rollback", kind.as_str()), Some("only change and backup steps are rolled back; checks change nothing".into()));
+            self.error(
+                r.span().start,
+                format!("a {} step cannot have a rollback", kind.as_str()),
+                Some("only change and backup steps are rolled back; checks change nothing".into()),
+            );
         }
         if let Some(i) = &raw.irreversible
             && kind != StepKind::Change
         {
-            self.error(i.span().start, "irreversible is only for change steps", None);
+            self.error(
+                i.span().start,
+                "irreversible is only for change steps",
+                None,
+            );
         }
 
         let expect_at = raw.expect_at();
@@ -457,7 +540,10 @@ impl Parser {
         };
 
         // Variables: each {{name}} must be captured by an earlier step.
-        let capture = raw.capture.as_ref().map(|c| (c.span().start, c.get_ref().clone()));
+        let capture = raw
+            .capture
+            .as_ref()
+            .map(|c| (c.span().start, c.get_ref().clone()));
         if let (Some(StepBody::Sql(sql)), Some(step_id)) = (&body, &id) {
             self.check_vars_in_sql(sql, captured, step_id);
         }
@@ -466,9 +552,17 @@ impl Parser {
         }
         if let Some((c_at, name)) = &capture {
             if !vars::is_identifier(name) {
-                self.error(*c_at, format!("capture name {name:?} is not a variable name"), Some("use letters, digits and _, e.g. capture = \"rows_before\"".into()));
+                self.error(
+                    *c_at,
+                    format!("capture name {name:?} is not a variable name"),
+                    Some("use letters, digits and _, e.g. capture = \"rows_before\"".into()),
+                );
             } else if !captured.insert(name.clone()) {
-                self.error(*c_at, format!("variable {name:?} is already captured by an earlier step"), Some("give this capture another name".into()));
+                self.error(
+                    *c_at,
+                    format!("variable {name:?} is already captured by an earlier step"),
+                    Some("give this capture another name".into()),
+                );
             }
         }
         let rollback = raw.rollback.as_ref().map(|r| {
@@ -477,7 +571,11 @@ impl Parser {
         });
         if let (Some(rb), Some(step_id)) = (&rollback, &id) {
             if rb.text.trim().is_empty() {
-                self.error(raw.rollback.as_ref().map(|r| r.span().start).unwrap_or(at), "the rollback is empty", Some("write the SQL that undoes this step, or remove the key".into()));
+                self.error(
+                    raw.rollback.as_ref().map(|r| r.span().start).unwrap_or(at),
+                    "the rollback is empty",
+                    Some("write the SQL that undoes this step, or remove the key".into()),
+                );
             }
             self.check_vars_in_sql(rb, captured, step_id);
         }
@@ -512,35 +610,71 @@ impl Parser {
         })
     }
 
-    fn step_body(&mut self, kind: StepKind, raw: &RawStep, at: usize, spans: &mut StepSpans) -> Option<StepBody> {
+    fn step_body(
+        &mut self,
+        kind: StepKind,
+        raw: &RawStep,
+        at: usize,
+        spans: &mut StepSpans,
+    ) -> Option<StepBody> {
         if kind == StepKind::Pause {
             if let Some(s) = raw.sql.as_ref().or(raw.file.as_ref()) {
                 self.error(s.span().start, "a pause step has no SQL", Some("pause steps show `instructions` and wait; put SQL in a check or change step".into()));
             }
             return match &raw.instructions {
-                Some(i) if !i.get_ref().trim().is_empty() => Some(StepBody::Instructions(i.get_ref().clone())),
+                Some(i) if !i.get_ref().trim().is_empty() => {
+                    Some(StepBody::Instructions(i.get_ref().clone()))
+                }
                 _ => {
-                    self.error(at, "a pause step needs instructions", Some("add instructions = \"What the operator does before continuing\"".into()));
+                    self.error(
+                        at,
+                        "a pause step needs instructions",
+                        Some(
+                            "add instructions = \"What the operator does before continuing\""
+                                .into(),
+                        ),
+                    );
                     None
                 }
             };
         }
         if let Some(i) = &raw.instructions {
-            self.error(i.span().start, format!("instructions are only for pause steps, not {} steps", kind.as_str()), Some("use explain = \"…\" to describe a step to trainees".into()));
+            self.error(
+                i.span().start,
+                format!(
+                    "instructions are only for pause steps, not {} steps",
+                    kind.as_str()
+                ),
+                Some("use explain = \"…\" to describe a step to trainees".into()),
+            );
         }
         match (&raw.sql, &raw.file) {
             (Some(_), Some(f)) => {
-                self.error(f.span().start, "a step has either sql or file, not both", Some("keep one of them".into()));
+                self.error(
+                    f.span().start,
+                    "a step has either sql or file, not both",
+                    Some("keep one of them".into()),
+                );
                 None
             }
             (None, None) => {
-                self.error(at, format!("the {} step has no SQL", kind.as_str()), Some("add sql = \"…\" or file = \"sql/….sql\" (relative to the runbook)".into()));
+                self.error(
+                    at,
+                    format!("the {} step has no SQL", kind.as_str()),
+                    Some(
+                        "add sql = \"…\" or file = \"sql/….sql\" (relative to the runbook)".into(),
+                    ),
+                );
                 None
             }
             (Some(sql), None) => {
                 spans.sql = Some(self.at(sql.span().start));
                 if sql.get_ref().trim().is_empty() {
-                    self.error(sql.span().start, "the step's sql is empty", Some("write the statement(s) the step runs".into()));
+                    self.error(
+                        sql.span().start,
+                        "the step's sql is empty",
+                        Some("write the statement(s) the step runs".into()),
+                    );
                     return None;
                 }
                 Some(StepBody::Sql(self.inline_sql(sql)))
@@ -556,7 +690,9 @@ impl Parser {
         let span = value.span();
         let text = value.get_ref().clone();
         match decode_offsets(&self.file.text, span.start, span.end) {
-            Some(map) if map.len() == text.len() => SqlText::new(text, self.file.clone(), Some(map), span.start),
+            Some(map) if map.len() == text.len() => {
+                SqlText::new(text, self.file.clone(), Some(map), span.start)
+            }
             _ => SqlText::detached(text, self.file.clone(), span.start),
         }
     }
@@ -582,7 +718,11 @@ impl Parser {
                 None
             }
             Ok(text) if text.trim().is_empty() => {
-                self.diags.push(Diagnostic::error(Location::file(&path), "the SQL file is empty").with_help("write the step's statements in it, or point file at another file"));
+                self.diags.push(
+                    Diagnostic::error(Location::file(&path), "the SQL file is empty").with_help(
+                        "write the step's statements in it, or point file at another file",
+                    ),
+                );
                 None
             }
             Ok(text) => {
@@ -593,7 +733,10 @@ impl Parser {
     }
 
     fn expect(&mut self, at: usize, e: RawExpect) -> Option<Expect> {
-        let given = [e.rows.is_some(), e.scalar.is_some(), e.empty.is_some()].iter().filter(|b| **b).count();
+        let given = [e.rows.is_some(), e.scalar.is_some(), e.empty.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if given != 1 {
             self.error(at, "expect takes exactly one of rows, scalar or empty", Some("e.g. expect = { rows = 0 }, expect = { scalar = \"42\" } or expect = { empty = true }".into()));
             return None;
@@ -615,11 +758,18 @@ impl Parser {
 
     fn check_vars_in_sql(&mut self, sql: &SqlText, captured: &HashSet<String>, step_id: &str) {
         match vars::references(&sql.text) {
-            Err(e) => self.diags.push(Diagnostic::error(sql.location(e.offset), e.message)),
+            Err(e) => self
+                .diags
+                .push(Diagnostic::error(sql.location(e.offset), e.message)),
             Ok(refs) => {
                 for r in refs {
                     if !captured.contains(&r.name) {
-                        self.diags.push(undefined_var(sql.location(r.start), &r.name, step_id, captured));
+                        self.diags.push(undefined_var(
+                            sql.location(r.start),
+                            &r.name,
+                            step_id,
+                            captured,
+                        ));
                     }
                 }
             }
@@ -632,7 +782,8 @@ impl Parser {
             Ok(refs) => {
                 for r in refs {
                     if !captured.contains(&r.name) {
-                        self.diags.push(undefined_var(self.at(at), &r.name, "this", captured));
+                        self.diags
+                            .push(undefined_var(self.at(at), &r.name, "this", captured));
                     }
                 }
             }
@@ -646,17 +797,34 @@ impl RawStep {
     }
 }
 
-fn undefined_var(at: Location, name: &str, step_id: &str, captured: &HashSet<String>) -> Diagnostic {
+fn undefined_var(
+    at: Location,
+    name: &str,
+    step_id: &str,
+    captured: &HashSet<String>,
+) -> Diagnostic {
     let help = match nearest(name, captured.iter().map(String::as_str)) {
-        Some(n) => format!("did you mean {{{{{n}}}}}? Variables come from capture = \"…\" on a step before {step_id}"),
-        None => format!("add capture = \"{name}\" to a step before {step_id} that selects the value"),
+        Some(n) => format!(
+            "did you mean {{{{{n}}}}}? Variables come from capture = \"…\" on a step before {step_id}"
+        ),
+        None => {
+            format!("add capture = \"{name}\" to a step before {step_id} that selects the value")
+        }
     };
-    Diagnostic::error(at, format!("variable {{{{{name}}}}} is not captured by any earlier step")).with_help(help)
+    Diagnostic::error(
+        at,
+        format!("variable {{{{{name}}}}} is not captured by any earlier step"),
+    )
+    .with_help(help)
 }
 
 /// Rewrites serde's and toml's messages into pgpilot's words, with a suggestion
 /// for a misspelled key.
-fn explain_toml_message(message: &str, text: &str, span: Option<std::ops::Range<usize>>) -> (String, Option<String>) {
+fn explain_toml_message(
+    message: &str,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> (String, Option<String>) {
     let message = message.trim().replace('\n', "; ");
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -671,7 +839,10 @@ fn explain_toml_message(message: &str, text: &str, span: Option<std::ops::Range<
             format!("unknown key `{key}` in {table}")
         };
         let help = match nearest(key, allowed.iter().copied()) {
-            Some(n) => format!("did you mean `{n}`? Keys allowed here: {}", allowed.join(", ")),
+            Some(n) => format!(
+                "did you mean `{n}`? Keys allowed here: {}",
+                allowed.join(", ")
+            ),
             None if allowed.is_empty() => "remove it".to_string(),
             None => format!("keys allowed here: {}", allowed.join(", ")),
         };
@@ -679,7 +850,10 @@ fn explain_toml_message(message: &str, text: &str, span: Option<std::ops::Range<
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or_default();
-        return (format!("missing key `{key}`"), Some(format!("add {key} = …")));
+        return (
+            format!("missing key `{key}`"),
+            Some(format!("add {key} = …")),
+        );
     }
     if message.starts_with("invalid type") {
         let message = message
@@ -688,13 +862,26 @@ fn explain_toml_message(message: &str, text: &str, span: Option<std::ops::Range<
             .replace("expected a string", "expected a string in quotes")
             .replace("expected a boolean", "expected true or false");
         let key = span.map(|s| key_before(text, s.start)).unwrap_or_default();
-        let message = if key.is_empty() { message } else { format!("{key}: {message}") };
-        return (message, Some("see docs/runbook-format.md for each key's type".into()));
+        let message = if key.is_empty() {
+            message
+        } else {
+            format!("{key}: {message}")
+        };
+        return (
+            message,
+            Some("see docs/runbook-format.md for each key's type".into()),
+        );
     }
     if message.contains("did not match any variant") {
-        return ("wrong type for expect.scalar".into(), Some("write the expected value as a string, e.g. scalar = \"42\"".into()));
+        return (
+            "wrong type for expect.scalar".into(),
+            Some("write the expected value as a string, e.g. scalar = \"42\"".into()),
+        );
     }
-    (format!("invalid TOML: {message}"), Some("fix the TOML syntax at this place; see docs/runbook-format.md".into()))
+    (
+        format!("invalid TOML: {message}"),
+        Some("fix the TOML syntax at this place; see docs/runbook-format.md".into()),
+    )
 }
 
 /// The key whose value starts at `offset` (`key = value` on one line).
@@ -702,7 +889,15 @@ fn key_before(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line = before.rsplit('\n').next().unwrap_or_default();
     match line.rsplit_once('=') {
-        Some((key, _)) => key.trim().trim_start_matches('{').trim().rsplit([',', '{']).next().unwrap_or_default().trim().to_string(),
+        Some((key, _)) => key
+            .trim()
+            .trim_start_matches('{')
+            .trim()
+            .rsplit([',', '{'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         None => String::new(),
     }
 }
@@ -715,8 +910,19 @@ fn enclosing_table(text: &str, offset: usize) -> String {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| l.split(']').next().map(|h| format!("{h}]")).unwrap_or_default())
-        .map(|h| if h.starts_with("[[") { format!("{h}]") } else { h })
+        .map(|l| {
+            l.split(']')
+                .next()
+                .map(|h| format!("{h}]"))
+                .unwrap_or_default()
+        })
+        .map(|h| {
+            if h.starts_with("[[") {
+                format!("{h}]")
+            } else {
+                h
+            }
+        })
         .unwrap_or_default()
 }
 
@@ -746,8 +952,14 @@ mod tests {
         let errs = parse(&text).unwrap_err();
         let e = &errs[0];
         assert_eq!(e.location.line, 9);
-        assert!(e.message.contains("unknown key `tittle` in [[phase.step]]"), "{e}");
-        assert!(e.help.as_deref().unwrap().contains("did you mean `title`"), "{e}");
+        assert!(
+            e.message.contains("unknown key `tittle` in [[phase.step]]"),
+            "{e}"
+        );
+        assert!(
+            e.help.as_deref().unwrap().contains("did you mean `title`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -756,12 +968,18 @@ mod tests {
             + "lock_timeout = \"500ms\"\n";
         let r = parse(&text).unwrap();
         assert_eq!(r.settings.lock_timeout, Duration::from_secs(1));
-        assert_eq!(r.phases[0].steps[0].settings.lock_timeout, Duration::from_millis(500));
+        assert_eq!(
+            r.phases[0].steps[0].settings.lock_timeout,
+            Duration::from_millis(500)
+        );
     }
 
     #[test]
     fn sql_locations_point_into_the_runbook() {
-        let text = MINIMAL.replace("sql = \"SELECT 1\"", "sql = \"\"\"\nSELECT 1;\nSELEC 2\"\"\"");
+        let text = MINIMAL.replace(
+            "sql = \"SELECT 1\"",
+            "sql = \"\"\"\nSELECT 1;\nSELEC 2\"\"\"",
+        );
         let r = parse(&text).unwrap();
         let sql = r.phases[0].steps[0].sql().unwrap();
         let at = sql.location(sql.text.find("SELEC 2").unwrap());

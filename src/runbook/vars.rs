@@ -66,7 +66,12 @@ pub fn placeholder_text(text: &str) -> String {
         out.push_str(&text[last..r.start]);
         let width = r.end - r.start;
         out.push('"');
-        let inner: String = r.name.chars().chain(std::iter::repeat('_')).take(width - 2).collect();
+        let inner: String = r
+            .name
+            .chars()
+            .chain(std::iter::repeat('_'))
+            .take(width - 2)
+            .collect();
         out.push_str(&inner);
         out.push('"');
         last = r.end;
