@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::check_file;
 use crate::diag::Diagnostic;
+use crate::engine::headless::Driver;
+use crate::engine::{EngineIo, Mode, RunOptions, parse_confirms};
 use crate::style::Style;
 
 /// Exit codes (a contract, see DESIGN.md).
@@ -43,6 +45,116 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Apply a runbook's pending steps to a database.
+    Run {
+        #[arg(value_name = "RUNBOOK")]
+        runbook: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+        /// The environment this target is (must be one the runbook names).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// Run everything in one transaction and roll it back at the end.
+        #[arg(long)]
+        rehearse: bool,
+        #[command(flatten)]
+        drive: Drive,
+        /// Start at this step (earlier ones are not run).
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+    },
+    /// Roll back applied steps in reverse order.
+    Rollback {
+        #[arg(value_name = "RUNBOOK")]
+        runbook: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+        /// Stop before this step: it stays applied.
+        #[arg(long, value_name = "STEP")]
+        to: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        #[command(flatten)]
+        drive: Drive,
+    },
+    /// What is applied on a target, from the database itself.
+    Status {
+        #[arg(value_name = "RUNBOOK")]
+        runbook: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The local audit log: verify its hash chain, show or export records.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: any edit, insertion or deletion fails.
+    Verify {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print records, one line each.
+    Show {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+    /// Export records as JSON, CSV, or a Markdown change record.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct AuditFilter {
+    /// Only this runbook id.
+    #[arg(long)]
+    pub runbook: Option<String>,
+    /// Only records at or after this date or time (2026-11-23, RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this action (step_success, confirmation, rollback_start, …).
+    #[arg(long)]
+    pub action: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    Csv,
+    Markdown,
+}
+
+/// Where to connect: libpq's conventions (PGHOST, PGPORT, PGUSER, PGDATABASE,
+/// PGPASSWORD, PGSSLMODE, PGAPPNAME, ~/.pgpass) fill in what --db leaves out.
+#[derive(clap::Args, Clone)]
+pub struct Conn {
+    /// A connection URI (postgresql://user@host:port/db?sslmode=require) or key=value string.
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Drive {
+    /// Print progress line by line instead of opening the TUI.
+    #[arg(long)]
+    pub headless: bool,
+    /// The phrase for a step's typed confirmation, for runs without a terminal. Repeatable.
+    #[arg(long = "confirm", value_name = "STEP=PHRASE")]
+    pub confirm: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +179,41 @@ pub fn main() -> ExitCode {
     ExitCode::from(match cli.command {
         Command::Check { runbooks } => check(&runbooks),
         Command::Plan { runbook, format } => plan(&runbook, format),
+        Command::Run {
+            runbook,
+            conn,
+            env,
+            rehearse,
+            drive,
+            from,
+        } => {
+            let options = RunOptions {
+                mode: Mode::Run { from },
+                env,
+                rehearse,
+            };
+            drive_engine(&runbook, conn, options, drive)
+        }
+        Command::Rollback {
+            runbook,
+            conn,
+            to,
+            env,
+            drive,
+        } => {
+            let options = RunOptions {
+                mode: Mode::Rollback { to },
+                env,
+                rehearse: false,
+            };
+            drive_engine(&runbook, conn, options, drive)
+        }
+        Command::Status {
+            runbook,
+            conn,
+            format,
+        } => status(&runbook, conn, format),
+        Command::Audit { command } => audit(command),
     })
 }
 
@@ -118,6 +265,161 @@ fn plan(path: &std::path::Path, format: Format) -> u8 {
         Err(diags) => {
             print_diagnostics(&diags);
             exit::FAILED
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("pgpilot: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: Drive) -> u8 {
+    let confirms = match parse_confirms(&drive.confirm) {
+        Ok(c) => c,
+        Err(m) => {
+            eprintln!("pgpilot: {m}");
+            return exit::USAGE;
+        }
+    };
+    let checked = match check_file(path) {
+        Ok(c) => c,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return exit::FAILED;
+        }
+    };
+    if !drive.headless {
+        eprintln!("pgpilot: the TUI is not built yet; running headless");
+    }
+    let Some(rt) = runtime() else {
+        return exit::FAILED;
+    };
+    rt.block_on(async move {
+        let session = match crate::engine::open::open(
+            checked.runbook,
+            checked.analysis,
+            conn.db.as_deref(),
+            options,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("pgpilot: {}", e.message);
+                return e.code;
+            }
+        };
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        let io = EngineIo {
+            events: events_tx,
+            replies: replies_rx,
+            control: control_rx,
+        };
+        let engine = tokio::spawn(crate::engine::execute(session, io));
+        let shown = Driver::new(confirms)
+            .drive(events_rx, replies_tx, control_tx)
+            .await;
+        match engine.await {
+            Ok(outcome) => outcome.exit_code(),
+            Err(_) => shown.exit_code(),
+        }
+    })
+}
+
+fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
+    let checked = match check_file(path) {
+        Ok(c) => c,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return exit::FAILED;
+        }
+    };
+    let Some(rt) = runtime() else {
+        return exit::FAILED;
+    };
+    rt.block_on(async move {
+        let spec = match crate::pg::ConnSpec::resolve(conn.db.as_deref()) {
+            Ok(s) => s.with_application_name("pgpilot"),
+            Err(e) => {
+                eprintln!("pgpilot: {e}");
+                return exit::FAILED;
+            }
+        };
+        let connection = match spec.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgpilot: {e}");
+                return exit::FAILED;
+            }
+        };
+        let steps = match crate::engine::status::step_statuses(&connection.client, &checked.runbook)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "pgpilot: cannot read pgpilot.step_state: {}",
+                    crate::pg::redact(&e.to_string())
+                );
+                return exit::FAILED;
+            }
+        };
+        let t = spec.target();
+        match format {
+            Format::Json => {
+                let doc = serde_json::json!({
+                    "runbook": { "id": checked.runbook.id, "title": checked.runbook.title },
+                    "target": { "host": t.host, "port": t.port, "database": t.database },
+                    "steps": steps,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            Format::Text => print!(
+                "{}",
+                crate::engine::status::to_text(
+                    &checked.runbook,
+                    &format!("{}:{}/{}", t.host, t.port, t.database),
+                    &steps
+                )
+            ),
+        }
+        exit::OK
+    })
+}
+
+fn audit(command: AuditCommand) -> u8 {
+    use crate::audit::cli as a;
+    let filter = |f: AuditFilter| a::Filter {
+        runbook: f.runbook,
+        since: f.since,
+        action: f.action,
+    };
+    match command {
+        AuditCommand::Verify { file } => a::verify_cmd(file.as_deref()),
+        AuditCommand::Show { file, filter: f } => a::show_cmd(file.as_deref(), &filter(f)),
+        AuditCommand::Export {
+            format,
+            file,
+            filter: f,
+        } => {
+            let format = match format {
+                ExportFormat::Json => a::ExportFormat::Json,
+                ExportFormat::Csv => a::ExportFormat::Csv,
+                ExportFormat::Markdown => a::ExportFormat::Markdown,
+            };
+            a::export_cmd(file.as_deref(), format, &filter(f))
         }
     }
 }

@@ -7,9 +7,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 pub mod analysis;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod engine;
+pub mod pg;
 pub mod plan;
 pub mod runbook;
 pub mod sandbox;

@@ -197,11 +197,13 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
     let destructive = statements.iter().any(|s| s.destructive);
     let rewrites = statements.iter().any(|s| s.rewrites);
     let breaking = statements.iter().any(|s| s.breaking);
-    let confirm = destructive.then(|| {
-        step.confirm
-            .clone()
-            .unwrap_or_else(|| phrase_for(&statements, &step.id))
-    });
+    // A destructive step always asks; `confirm` sets the phrase, and on a
+    // step that is not destructive asks for it all the same.
+    let confirm = match (&step.confirm, destructive) {
+        (Some(phrase), _) => Some(phrase.clone()),
+        (None, true) => Some(phrase_for(&statements, &step.id)),
+        (None, false) => None,
+    };
     let rollback_destructive = rollback.iter().any(|s| s.destructive);
     let rollback_confirm =
         rollback_destructive.then(|| format!("rollback {}", phrase_for(&rollback, &step.id)));

@@ -114,7 +114,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "transaction-control",
         catches: "BEGIN, COMMIT, ROLLBACK or SAVEPOINT inside a step breaks pgpilot's transaction around the step and its exactly-once state",
-        advice: "remove it: pgpilot runs each step in its own transaction; split work into steps, or set transaction = false",
+        advice: "remove it: pgpilot runs each step in its own transaction (or in autocommit when a statement needs it); split the work into steps",
         severity: FindingSeverity::Error,
     },
     warn(

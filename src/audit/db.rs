@@ -1,0 +1,419 @@
+//! The database copy of the audit: `pgpilot.audit_log` in the target, with a
+//! local spool for records that could not be sent.
+//!
+//! Order of writes: the caller appends each record to the local log first
+//! ([`super::local::AuditLog::append`], fsynced) and only then passes the
+//! returned record to [`DbAudit::write`]. A failed database write never stops
+//! a run: the record waits in `spool.jsonl` (same data directory, mode 0600,
+//! fsynced) and goes out, oldest first, before the next record. Rows are
+//! keyed by (session, seq), so sending a record twice is harmless.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::SecondsFormat;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::chain;
+use super::error::AuditError;
+use super::local::{FileLock, ensure_dir, open_private};
+use super::record::{AuditRecord, AuditTarget};
+use super::redact::redact;
+
+/// The spool's file name in the data directory.
+pub const SPOOL_FILE: &str = "spool.jsonl";
+/// Serializes spool access across processes; never renamed, unlike the spool.
+const SPOOL_LOCK_FILE: &str = "spool.lock";
+
+/// Creates the schema and table when missing. Columns mirror [`AuditRecord`];
+/// the target is split into three columns so it can be queried.
+const CREATE_SQL: &str = "\
+CREATE SCHEMA IF NOT EXISTS pgpilot;
+CREATE TABLE IF NOT EXISTS pgpilot.audit_log (
+    session         text        NOT NULL,
+    seq             bigint      NOT NULL,
+    ts              timestamptz NOT NULL,
+    operator        text        NOT NULL,
+    role            text,
+    client_host     text        NOT NULL,
+    target_host     text,
+    target_port     integer,
+    target_database text,
+    runbook         text,
+    runbook_sha256  text,
+    ticket          text,
+    phase           text,
+    step            text,
+    action          text        NOT NULL,
+    sql             text,
+    sql_sha256      text,
+    outcome         text,
+    duration_ms     bigint,
+    rows            bigint,
+    sqlstate        text,
+    message         text,
+    attempt         bigint,
+    rehearsal       boolean     NOT NULL,
+    prev_hash       text        NOT NULL,
+    hash            text        NOT NULL,
+    inserted_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (session, seq)
+);
+COMMENT ON TABLE pgpilot.audit_log IS
+    'pgpilot audit records; the hash chain is verified on the local log with pgpilot audit verify';
+CREATE INDEX IF NOT EXISTS audit_log_runbook_ts ON pgpilot.audit_log (runbook, ts);";
+
+const EXISTS_SQL: &str = "SELECT to_regclass('pgpilot.audit_log') IS NOT NULL";
+
+/// ts travels as RFC 3339 text (no chrono feature needed in tokio-postgres);
+/// records carry microseconds, so the timestamptz holds the same instant.
+/// `ON CONFLICT DO NOTHING` has no conflict target on purpose: naming
+/// (session, seq) would need SELECT on those columns (INSERT alone then
+/// fails), and the primary key is the table's only unique constraint anyway.
+const INSERT_SQL: &str = "\
+INSERT INTO pgpilot.audit_log (session, seq, ts, operator, role, client_host,
+    target_host, target_port, target_database, runbook, runbook_sha256, ticket,
+    phase, step, action, sql, sql_sha256, outcome, duration_ms, rows, sqlstate,
+    message, attempt, rehearsal, prev_hash, hash)
+VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+    $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+ON CONFLICT DO NOTHING";
+
+/// What became of a record's database copy. Neither stops the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum DbWrite {
+    /// In `pgpilot.audit_log` (or already there).
+    Written,
+    /// Kept in the spool for the next write; `reason` says why, to show the operator.
+    Spooled { reason: String },
+}
+
+/// Writes records to `pgpilot.audit_log`, spooling what cannot be sent.
+#[derive(Debug)]
+pub struct DbAudit {
+    dir: PathBuf,
+    spool: PathBuf,
+    lock: PathBuf,
+    /// The schema and table were created (or found) on this connection's database.
+    ready: bool,
+    /// The database this copy goes to; the spool is shared by every pgpilot
+    /// using the data directory, and only this target's records are sent here.
+    target: Option<AuditTarget>,
+    /// Spool length after the last flush that found nothing of ours to send.
+    idle_len: Option<u64>,
+}
+
+impl DbAudit {
+    /// A database copy spooling into `dir` (the local log's data directory).
+    /// The target is learnt from the first record written.
+    pub fn new(dir: &Path) -> DbAudit {
+        DbAudit {
+            dir: dir.to_path_buf(),
+            spool: dir.join(SPOOL_FILE),
+            lock: dir.join(SPOOL_LOCK_FILE),
+            ready: false,
+            target: None,
+            idle_len: None,
+        }
+    }
+
+    /// Sets the target whose spooled records [`DbAudit::flush_spool`] sends.
+    pub fn with_target(mut self, target: Option<AuditTarget>) -> DbAudit {
+        self.target = target;
+        self
+    }
+
+    pub fn spool_path(&self) -> &Path {
+        &self.spool
+    }
+
+    /// Sends `rec` to the database after any spooled records of the same
+    /// target; if that fails, spools it. `Err` only when the spool itself
+    /// cannot be written (the record is still in the local log).
+    pub async fn write(
+        &mut self,
+        client: &Client,
+        rec: &AuditRecord,
+    ) -> Result<DbWrite, AuditError> {
+        if rec.target.is_some() {
+            self.target = rec.target.clone();
+        }
+        if self.spool_may_hold_ours()
+            && let Err(e) = self.flush_spool(client).await
+        {
+            self.spool_record(rec)?;
+            return Ok(DbWrite::Spooled {
+                reason: e.to_string(),
+            });
+        }
+        match self.insert(client, rec).await {
+            Ok(()) => Ok(DbWrite::Written),
+            Err(e) => {
+                self.spool_record(rec)?;
+                Ok(DbWrite::Spooled {
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Sends this target's spooled records, oldest first, and removes them
+    /// from the spool only once all were accepted. Returns how many were sent.
+    pub async fn flush_spool(&mut self, client: &Client) -> Result<usize, AuditError> {
+        let (snapshot, len) = self.read_spool()?;
+        let mine: Vec<AuditRecord> = parse_lines(&snapshot)
+            .into_iter()
+            .filter_map(|(_, rec)| rec)
+            .filter(|rec| rec.target == self.target)
+            .collect();
+        if mine.is_empty() {
+            self.idle_len = Some(len);
+            return Ok(0);
+        }
+        for rec in &mine {
+            self.insert(client, rec).await?;
+        }
+        let sent: HashSet<(String, u64, String)> = mine.iter().map(key).collect();
+        self.remove_from_spool(&sent)?;
+        self.idle_len = None;
+        Ok(mine.len())
+    }
+
+    /// Records waiting in the spool, for every target.
+    pub fn spooled(&self) -> Result<usize, AuditError> {
+        let (bytes, _) = self.read_spool()?;
+        Ok(parse_lines(&bytes).len())
+    }
+
+    fn spool_may_hold_ours(&self) -> bool {
+        match fs::metadata(&self.spool) {
+            Ok(m) => m.len() > 0 && self.idle_len != Some(m.len()),
+            Err(_) => false,
+        }
+    }
+
+    async fn insert(&mut self, client: &Client, rec: &AuditRecord) -> Result<(), AuditError> {
+        self.ensure_table(client).await?;
+        match insert_row(client, rec).await {
+            Err(e) if matches!(e.code(), Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME) =>
+            {
+                // Dropped since, or created in a transaction that was rolled back.
+                self.ready = false;
+                self.ensure_table(client).await?;
+                insert_row(client, rec)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| db_error("insert into", &e))
+            }
+            other => other.map(|_| ()).map_err(|e| db_error("insert into", &e)),
+        }
+    }
+
+    async fn ensure_table(&mut self, client: &Client) -> Result<(), AuditError> {
+        if self.ready {
+            return Ok(());
+        }
+        // Look first: CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on
+        // the database before it looks, so a role allowed only to INSERT into
+        // an existing table would fail on it.
+        let exists: bool = client
+            .query_one(EXISTS_SQL, &[])
+            .await
+            .map_err(|e| db_error("look for", &e))?
+            .try_get(0)
+            .map_err(|e| db_error("look for", &e))?;
+        if !exists {
+            let mut result = client.batch_execute(CREATE_SQL).await;
+            // Two sessions creating the schema at once: one loses with a unique
+            // violation on the catalog; by then the object exists.
+            if let Err(e) = &result
+                && matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_SCHEMA || *c == SqlState::DUPLICATE_TABLE)
+            {
+                result = client.batch_execute(CREATE_SQL).await;
+            }
+            result.map_err(|e| db_error("create", &e))?;
+        }
+        self.ready = true;
+        Ok(())
+    }
+
+    fn lock_file(&self) -> Result<File, AuditError> {
+        ensure_dir(&self.dir)?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&self.lock)
+            .map_err(|e| AuditError::io("open", &self.lock, e))
+    }
+
+    fn spool_record(&self, rec: &AuditRecord) -> Result<(), AuditError> {
+        let lock = self.lock_file()?;
+        let _guard = FileLock::exclusive(&lock, &self.lock)?;
+        let mut line = serde_json::to_string(rec)
+            .map_err(|e| AuditError::io("encode a record for", &self.spool, io::Error::other(e)))?;
+        line.push('\n');
+        let mut file = open_private(&self.spool)?;
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| AuditError::io("append to", &self.spool, e))
+    }
+
+    /// The spool's bytes and length, read under the lock.
+    fn read_spool(&self) -> Result<(Vec<u8>, u64), AuditError> {
+        let lock = self.lock_file()?;
+        let _guard = FileLock::exclusive(&lock, &self.lock)?;
+        let mut bytes = Vec::new();
+        match File::open(&self.spool) {
+            Ok(mut f) => {
+                f.read_to_end(&mut bytes)
+                    .map_err(|e| AuditError::io("read", &self.spool, e))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AuditError::io("read", &self.spool, e)),
+        }
+        let len = bytes.len() as u64;
+        Ok((bytes, len))
+    }
+
+    /// Drops the sent records, keeping everything else (other targets',
+    /// records spooled meanwhile, lines that cannot be read) in order.
+    fn remove_from_spool(&self, sent: &HashSet<(String, u64, String)>) -> Result<(), AuditError> {
+        let lock = self.lock_file()?;
+        let _guard = FileLock::exclusive(&lock, &self.lock)?;
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = File::open(&self.spool) {
+            f.read_to_end(&mut bytes)
+                .map_err(|e| AuditError::io("read", &self.spool, e))?;
+        }
+        let mut keep = Vec::new();
+        for (line, rec) in parse_lines(&bytes) {
+            if rec.as_ref().is_some_and(|r| sent.contains(&key(r))) {
+                continue;
+            }
+            keep.extend_from_slice(line);
+            keep.push(b'\n');
+        }
+        if keep.is_empty() {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&self.spool)
+                .map_err(|e| AuditError::io("open", &self.spool, e))?;
+            return f
+                .set_len(0)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| AuditError::io("empty", &self.spool, e));
+        }
+        // Rewritten aside and renamed, so a crash leaves the old or the new spool.
+        let tmp = self.spool.with_extension("jsonl.tmp");
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&keep)?;
+            f.sync_all()
+        };
+        write().map_err(|e| AuditError::io("write", &tmp, e))?;
+        fs::rename(&tmp, &self.spool).map_err(|e| AuditError::io("replace", &self.spool, e))?;
+        chain::sync_dir(&self.dir);
+        Ok(())
+    }
+}
+
+/// Spool lines with their record, `None` for a line that cannot be read.
+fn parse_lines(bytes: &[u8]) -> Vec<(&[u8], Option<AuditRecord>)> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|l| (l, serde_json::from_slice(l).ok()))
+        .collect()
+}
+
+fn key(rec: &AuditRecord) -> (String, u64, String) {
+    (rec.session.clone(), rec.seq, rec.hash.clone())
+}
+
+async fn insert_row(client: &Client, rec: &AuditRecord) -> Result<u64, tokio_postgres::Error> {
+    let seq = i64::try_from(rec.seq).unwrap_or(i64::MAX);
+    let ts = rec.ts.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let (host, port, database) = match &rec.target {
+        Some(t) => (
+            Some(t.host.as_str()),
+            Some(i32::from(t.port)),
+            Some(t.database.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    let duration = rec
+        .duration_ms
+        .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+    let rows = rec.rows.map(|r| i64::try_from(r).unwrap_or(i64::MAX));
+    let attempt = rec.attempt.map(i64::from);
+    client
+        .execute(
+            INSERT_SQL,
+            &[
+                &rec.session,
+                &seq,
+                &ts,
+                &rec.operator,
+                &rec.role,
+                &rec.client_host,
+                &host,
+                &port,
+                &database,
+                &rec.runbook,
+                &rec.runbook_sha256,
+                &rec.ticket,
+                &rec.phase,
+                &rec.step,
+                &rec.action.as_str(),
+                &rec.sql,
+                &rec.sql_sha256,
+                &rec.outcome,
+                &duration,
+                &rows,
+                &rec.sqlstate,
+                &rec.message,
+                &attempt,
+                &rec.rehearsal,
+                &rec.prev_hash,
+                &rec.hash,
+            ],
+        )
+        .await
+}
+
+fn db_error(action: &'static str, e: &tokio_postgres::Error) -> AuditError {
+    let detail = match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} [{}]", db.message(), db.code().code());
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE {
+                text.push_str(
+                    "; grant the role CREATE on the database (to create schema pgpilot), or \
+                     USAGE on schema pgpilot and INSERT on pgpilot.audit_log; records wait in \
+                     the local spool meanwhile",
+                );
+            }
+            text
+        }
+        None => format!(
+            "{}; records wait in the local spool until the next write",
+            redact(&e.to_string())
+        ),
+    };
+    AuditError::Database { action, detail }
+}

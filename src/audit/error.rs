@@ -1,0 +1,90 @@
+//! What can go wrong with the audit trail, each message saying what to do.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An audit failure. Tampering found by `audit verify` is not an error but a
+/// [`crate::audit::verify::VerifyReport`] finding; these are the failures
+/// that stop a record from being written or a log from being read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Neither `PGPILOT_DATA_DIR` nor a home directory is available.
+    #[error(
+        "cannot find a data directory for the audit log (no home directory); \
+         set PGPILOT_DATA_DIR to a directory pgpilot may write"
+    )]
+    NoDataDir,
+
+    /// A file operation failed.
+    #[error("cannot {action} {}: {source}{}", path.display(), io_hint(source))]
+    Io {
+        /// What was being done, as a verb phrase ("append to", "lock").
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A record needed to continue the chain cannot be read.
+    #[error(
+        "{}: {reason}; run `pgpilot audit verify {}`, keep the file for \
+         investigation, and move it (with its .head file) aside to start a new log",
+        location(path, *line), path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        /// 1-based, when known.
+        line: Option<u64>,
+        reason: String,
+    },
+
+    /// The head file disagrees with the end of the log: records were removed
+    /// from its end, or the log was replaced.
+    #[error(
+        "{}: {detail}; records were removed from its end or the file was replaced. \
+         Nothing more is appended to it: keep both files for investigation, run \
+         `pgpilot audit verify {}`, then move {} and {} aside to start a new log",
+        path.display(), path.display(), path.display(), head.display()
+    )]
+    HeadMismatch {
+        path: PathBuf,
+        head: PathBuf,
+        detail: String,
+    },
+
+    /// The database copy could not be written.
+    #[error("cannot {action} pgpilot.audit_log: {detail}")]
+    Database {
+        action: &'static str,
+        detail: String,
+    },
+}
+
+impl AuditError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> AuditError {
+        AuditError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn location(path: &Path, line: Option<u64>) -> String {
+    match line {
+        Some(n) => format!("{}:{n}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn io_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "; check the permissions of the data directory, or set PGPILOT_DATA_DIR \
+             to a directory you own"
+        }
+        io::ErrorKind::NotFound => "; check the path",
+        io::ErrorKind::StorageFull => "; free some disk space: nothing can be recorded until then",
+        _ => "",
+    }
+}

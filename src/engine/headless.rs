@@ -1,0 +1,200 @@
+//! `--headless`: the engine's events as lines, typed confirmations read from
+//! the terminal, or given by `--confirm STEP=PHRASE` when there is no terminal.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::{Ask, Control, EngineEvent, Outcome, Reply, StepOutcome};
+
+pub struct Driver {
+    pub confirms: HashMap<String, String>,
+    /// Read answers from the terminal (stdin is one).
+    pub interactive: bool,
+}
+
+impl Driver {
+    pub fn new(confirms: HashMap<String, String>) -> Driver {
+        Driver {
+            confirms,
+            interactive: std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// Prints events until the engine finishes; answers its questions.
+    pub async fn drive(
+        self,
+        mut events: UnboundedReceiver<EngineEvent>,
+        replies: UnboundedSender<Reply>,
+        control: UnboundedSender<Control>,
+    ) -> Outcome {
+        let mut applied = 0;
+        let mut passed = 0;
+        let mut cancel_sent = false;
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => e,
+                _ = tokio::signal::ctrl_c(), if !cancel_sent => {
+                    println!("pgpilot: cancelling the running statement (Ctrl-C)");
+                    let _ = control.send(Control::Cancel);
+                    cancel_sent = true;
+                    continue;
+                }
+            };
+            let Some(event) = event else {
+                return Outcome::Failed("the engine stopped without a result".into());
+            };
+            match event {
+                EngineEvent::Connected(t) => println!(
+                    "pgpilot: connected to {}:{}/{} as {} (PostgreSQL {}, {}), pid {}",
+                    t.host,
+                    t.port,
+                    t.database,
+                    t.role,
+                    t.server_version,
+                    if t.primary { "primary" } else { "replica" },
+                    t.pid
+                ),
+                EngineEvent::Guard {
+                    name,
+                    passed,
+                    detail,
+                } => {
+                    println!(
+                        "guard {name}: {} ({detail})",
+                        if passed { "pass" } else { "FAIL" }
+                    )
+                }
+                EngineEvent::StepStarted { step, attempt, of } => {
+                    if attempt == 1 {
+                        println!("[{step}] running");
+                    } else {
+                        println!("[{step}] running (attempt {attempt}/{of})");
+                    }
+                }
+                EngineEvent::Retrying {
+                    step,
+                    attempt,
+                    of,
+                    message,
+                    ..
+                } => println!("[{step}] attempt {attempt}/{of}: {message}"),
+                EngineEvent::Notice {
+                    step,
+                    severity,
+                    message,
+                } => match step {
+                    Some(s) => println!("[{s}] {severity}: {message}"),
+                    None => println!("pgpilot: {severity}: {message}"),
+                },
+                EngineEvent::StepDone {
+                    step,
+                    outcome,
+                    duration,
+                    rows,
+                    captured,
+                } => {
+                    let what = match outcome {
+                        StepOutcome::Applied => {
+                            applied += 1;
+                            "applied"
+                        }
+                        StepOutcome::Passed => {
+                            passed += 1;
+                            "passed"
+                        }
+                        StepOutcome::Acknowledged => "acknowledged",
+                        StepOutcome::Rehearsed => "rehearsed",
+                    };
+                    let rows = rows.map(|r| format!(", {r} row(s)")).unwrap_or_default();
+                    let cap = captured
+                        .map(|(n, v)| format!(", {{{{{n}}}}} = {v}"))
+                        .unwrap_or_default();
+                    println!("[{step}] {what} in {}{rows}{cap}", human(duration));
+                }
+                EngineEvent::StepFailed {
+                    step,
+                    sqlstate,
+                    message,
+                } => {
+                    println!(
+                        "[{step}] FAILED{}: {message}",
+                        sqlstate.map(|c| format!(" [{c}]")).unwrap_or_default()
+                    )
+                }
+                EngineEvent::StepSkipped { step, reason } => println!("[{step}] skipped: {reason}"),
+                EngineEvent::RolledBack { step, duration } => {
+                    println!("[{step}] rolled back in {}", human(duration))
+                }
+                EngineEvent::Asks(ask) => {
+                    let reply = self.answer(&ask).await;
+                    let _ = replies.send(reply);
+                }
+                EngineEvent::Finished(outcome) => {
+                    match &outcome {
+                        Outcome::Done => {
+                            println!("pgpilot: done ({applied} applied, {passed} checks passed)")
+                        }
+                        Outcome::Failed(m) => eprintln!("pgpilot: failed: {m}"),
+                        Outcome::Refused(m) => eprintln!("pgpilot: refused: {m}"),
+                        Outcome::Interrupted => eprintln!(
+                            "pgpilot: interrupted; the running step was cancelled and marked failed"
+                        ),
+                    }
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    async fn answer(&self, ask: &Ask) -> Reply {
+        if let Ask::Next { .. } = ask {
+            return Reply::Run;
+        }
+        let prompt = match ask {
+            Ask::Confirm { step, phrase, what } => {
+                format!("[{step}] destructive: {what}\n  type {phrase:?} to run it: ")
+            }
+            Ask::Acknowledge { step, instructions } => format!(
+                "[{step}] pause: {}\n  type \"done\" when it is done: ",
+                instructions.trim()
+            ),
+            Ask::DatabaseName { database } => {
+                format!("production target: type the database name ({database}) to go on: ")
+            }
+            Ask::Next { .. } => String::new(),
+        };
+        if let Some(given) = self.confirms.get(ask.confirm_key()) {
+            println!(
+                "{} (answered by --confirm)",
+                prompt.lines().next().unwrap_or_default()
+            );
+            return Reply::Typed(given.clone());
+        }
+        if !self.interactive {
+            println!("{}", prompt.lines().next().unwrap_or_default());
+            return Reply::Missing;
+        }
+        print!("{prompt}");
+        let _ = std::io::stdout().flush();
+        let line = tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            std::io::stdin().lock().read_line(&mut s).map(|n| (n, s))
+        })
+        .await;
+        match line {
+            Ok(Ok((0, _))) | Ok(Err(_)) | Err(_) => Reply::Missing,
+            Ok(Ok((_, s))) => Reply::Typed(s.trim_end_matches(['\n', '\r']).to_string()),
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}

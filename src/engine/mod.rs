@@ -1,0 +1,227 @@
+//! The step state machine and executor: guards, lock-bounded retries,
+//! expectations, rehearsal, rollback, resume. It emits [`EngineEvent`]s and asks
+//! its driver (the headless printer or the TUI) through [`Ask`]; it knows
+//! nothing of terminals.
+
+pub mod failpoint;
+pub mod headless;
+pub mod open;
+mod recorder;
+mod rehearse;
+mod run;
+pub mod state;
+pub mod status;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::analysis::RunbookAnalysis;
+use crate::cli::exit;
+use crate::pg::{ConnSpec, Connection};
+use crate::runbook::Runbook;
+
+pub use recorder::Recorder;
+pub use run::execute;
+
+/// What the engine is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Apply pending steps, from the first or from `from`.
+    Run { from: Option<String> },
+    /// Roll back applied steps in reverse order, stopping before `to`.
+    Rollback { to: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub env: Option<String>,
+    /// Run everything in one transaction and roll it back at the end.
+    pub rehearse: bool,
+}
+
+/// Everything one engine run works with.
+pub struct Session {
+    pub runbook: Runbook,
+    pub analysis: RunbookAnalysis,
+    pub options: RunOptions,
+    pub spec: ConnSpec,
+    pub conn: Connection,
+    pub recorder: Recorder,
+}
+
+/// The target as the executor's connection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInfo {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub role: String,
+    pub server_version: String,
+    pub primary: bool,
+    pub pid: i32,
+}
+
+/// What the engine tells its driver, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    Connected(TargetInfo),
+    Guard {
+        name: String,
+        passed: bool,
+        detail: String,
+    },
+    /// A step is about to run (attempt n of m).
+    StepStarted {
+        step: String,
+        attempt: u32,
+        of: u32,
+    },
+    /// The step waited longer than lock_timeout (55P03) and will be retried.
+    Retrying {
+        step: String,
+        attempt: u32,
+        of: u32,
+        wait: Duration,
+        message: String,
+    },
+    Notice {
+        step: Option<String>,
+        severity: String,
+        message: String,
+    },
+    StepDone {
+        step: String,
+        outcome: StepOutcome,
+        duration: Duration,
+        rows: Option<u64>,
+        captured: Option<(String, String)>,
+    },
+    StepFailed {
+        step: String,
+        sqlstate: Option<String>,
+        message: String,
+    },
+    /// Nothing to do for this step on this target.
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    RolledBack {
+        step: String,
+        duration: Duration,
+    },
+    Asks(Ask),
+    Finished(Outcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    Applied,
+    Passed,
+    Acknowledged,
+    Rehearsed,
+}
+
+/// A question only the operator can answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// The next step is ready; reply `Run`, `Skip(reason)` or `Quit`.
+    Next { step: String },
+    /// Type `phrase` to run something destructive.
+    Confirm {
+        step: String,
+        phrase: String,
+        what: String,
+    },
+    /// A pause step: do what it says, then type `done`.
+    Acknowledge { step: String, instructions: String },
+    /// A production target: type the database's name to go on.
+    DatabaseName { database: String },
+}
+
+impl Ask {
+    /// The text an operator must type, if the question is answered by typing.
+    pub fn expected(&self) -> Option<&str> {
+        match self {
+            Ask::Next { .. } => None,
+            Ask::Confirm { phrase, .. } => Some(phrase),
+            Ask::Acknowledge { .. } => Some(PAUSE_PHRASE),
+            Ask::DatabaseName { database } => Some(database),
+        }
+    }
+
+    /// The key `--confirm KEY=PHRASE` answers this question with.
+    pub fn confirm_key(&self) -> &str {
+        match self {
+            Ask::Next { step } | Ask::Confirm { step, .. } | Ask::Acknowledge { step, .. } => step,
+            Ask::DatabaseName { .. } => PRODUCTION_KEY,
+        }
+    }
+}
+
+/// What a pause step asks to be typed.
+pub const PAUSE_PHRASE: &str = "done";
+/// `--confirm @production=DBNAME` answers the production guard (`@` cannot start a step id).
+pub const PRODUCTION_KEY: &str = "@production";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Run,
+    Skip(String),
+    Quit,
+    /// What the operator typed.
+    Typed(String),
+    /// No answer can be had (no terminal and no --confirm for it).
+    Missing,
+}
+
+/// The operator's commands that do not answer a question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Cancel the running statement (protocol cancel request).
+    Cancel,
+}
+
+/// How a run ended; maps onto the exit codes of DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed(String),
+    Refused(String),
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Done => exit::OK,
+            Outcome::Failed(_) => exit::FAILED,
+            Outcome::Refused(_) => exit::REFUSED,
+            Outcome::Interrupted => exit::INTERRUPTED,
+        }
+    }
+}
+
+/// The channels between the engine and its driver.
+pub struct EngineIo {
+    pub events: UnboundedSender<EngineEvent>,
+    pub replies: UnboundedReceiver<Reply>,
+    pub control: UnboundedReceiver<Control>,
+}
+
+/// `--confirm STEP=PHRASE` values, parsed.
+pub fn parse_confirms(values: &[String]) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    for v in values {
+        let Some((step, phrase)) = v.split_once('=') else {
+            return Err(format!(
+                "--confirm {v:?}: write STEP=PHRASE, e.g. --confirm drop-legacy='drop column users.legacy_id'"
+            ));
+        };
+        out.insert(step.trim().to_string(), phrase.to_string());
+    }
+    Ok(out)
+}

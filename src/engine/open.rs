@@ -1,0 +1,92 @@
+//! Opening a session: the runbook checked, the target connected, the audit ready.
+
+use crate::analysis::RunbookAnalysis;
+use crate::audit::db::DbAudit;
+use crate::audit::local::AuditLog;
+use crate::audit::record::{AuditTarget, Context};
+use crate::pg::ConnSpec;
+use crate::runbook::Runbook;
+
+use super::{Recorder, RunOptions, Session};
+
+/// Why a session could not be opened, and the exit code that says so.
+pub struct OpenError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl OpenError {
+    fn failed(message: impl Into<String>) -> OpenError {
+        OpenError {
+            code: crate::cli::exit::FAILED,
+            message: message.into(),
+        }
+    }
+}
+
+/// The OS user running pgpilot.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", unsafe_uid()))
+}
+
+fn unsafe_uid() -> u32 {
+    // SAFETY: getuid(2) has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// This machine's host name, for the audit's client host.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+pub async fn open(
+    runbook: Runbook,
+    analysis: RunbookAnalysis,
+    db: Option<&str>,
+    options: RunOptions,
+) -> Result<Session, OpenError> {
+    let spec = ConnSpec::resolve(db)
+        .map_err(|e| OpenError::failed(e.to_string()))?
+        .with_application_name("pgpilot");
+    let target = spec.target();
+    let local = AuditLog::open_default()
+        .map_err(|e| OpenError::failed(format!("cannot open the local audit log: {e}")))?;
+    let dbaudit = DbAudit::new(local.dir());
+    let ctx = Context {
+        session: format!("{:016x}", fastrand::u64(..)),
+        operator: os_user(),
+        role: Some(target.user.clone()),
+        client_host: host_name(),
+        target: Some(AuditTarget {
+            host: target.host.clone(),
+            port: target.port,
+            database: target.database.clone(),
+        }),
+        runbook: Some(runbook.id.clone()),
+        runbook_sha256: Some(runbook.sha256.clone()),
+        ticket: runbook.ticket.clone(),
+        rehearsal: options.rehearse,
+    };
+    let conn = spec
+        .connect()
+        .await
+        .map_err(|e| OpenError::failed(e.to_string()))?;
+    Ok(Session {
+        runbook,
+        analysis,
+        options,
+        spec,
+        conn,
+        recorder: Recorder::new(ctx, local, dbaudit),
+    })
+}

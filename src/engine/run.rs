@@ -1,0 +1,1414 @@
+//! The executor: guards first, then each step in its own transaction (or in
+//! autocommit when it must), bounded by lock_timeout and retried on 55P03.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::state::{self, Status, StepState, UPSERT_SQL};
+use super::{
+    Ask, Control, EngineEvent, EngineIo, Mode, Outcome, Reply, Session, StepOutcome, TargetInfo,
+    failpoint, rehearse,
+};
+use crate::analysis::{StatementAnalysis, StepAnalysis};
+use crate::audit::record::{Action, Event};
+use crate::runbook::{Expect, Phase, Settings, Step, StepKind, format_duration, vars};
+
+/// SQLSTATE lock_not_available: lock_timeout expired.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// SQLSTATE query_canceled: a cancel request or statement_timeout.
+const QUERY_CANCELED: &str = "57014";
+
+struct Exec<'a> {
+    s: &'a mut Session,
+    io: &'a mut EngineIo,
+    states: HashMap<String, StepState>,
+    captured: HashMap<String, String>,
+    /// Inside the rehearsal's one transaction.
+    rehearsal_open: bool,
+}
+
+/// A statement's or step's failure, as the server reported it.
+#[derive(Debug)]
+struct SqlFailure {
+    sqlstate: Option<String>,
+    message: String,
+    cancelled_by_operator: bool,
+}
+
+impl SqlFailure {
+    fn from_pg(e: &tokio_postgres::Error) -> SqlFailure {
+        let (sqlstate, message) = match e.as_db_error() {
+            Some(db) => (Some(db.code().code().to_string()), db.message().to_string()),
+            None => (None, crate::pg::redact(&e.to_string())),
+        };
+        SqlFailure {
+            sqlstate,
+            message,
+            cancelled_by_operator: false,
+        }
+    }
+
+    fn plain(message: impl Into<String>) -> SqlFailure {
+        SqlFailure {
+            sqlstate: None,
+            message: message.into(),
+            cancelled_by_operator: false,
+        }
+    }
+}
+
+/// The last result set of a step: what `expect` and `capture` look at.
+#[derive(Debug, Default)]
+struct StepResult {
+    /// Rows returned by the last statement that returned rows, else its count.
+    rows: u64,
+    first_value: Option<Option<String>>,
+    returned_rows: bool,
+}
+
+/// Runs the session to its end; every path records its outcome in the audit.
+pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
+    let mut exec = Exec {
+        s: &mut session,
+        io: &mut io,
+        states: HashMap::new(),
+        captured: HashMap::new(),
+        rehearsal_open: false,
+    };
+    let outcome = exec.run().await;
+    if exec.rehearsal_open {
+        let _ = exec.client().batch_execute("ROLLBACK").await;
+    }
+    exec.s.recorder.flush(&exec.s.conn.client).await;
+    let mut ev = Event::new(Action::SessionEnd);
+    ev.outcome = Some(outcome_word(&outcome).into());
+    ev.message = outcome_message(&outcome);
+    exec.record(ev).await;
+    let _ = exec.io.events.send(EngineEvent::Finished(outcome.clone()));
+    outcome
+}
+
+fn outcome_word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Done => "done",
+        Outcome::Failed(_) => "failed",
+        Outcome::Refused(_) => "refused",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+fn outcome_message(o: &Outcome) -> Option<String> {
+    match o {
+        Outcome::Failed(m) | Outcome::Refused(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+impl Exec<'_> {
+    fn client(&self) -> &Client {
+        &self.s.conn.client
+    }
+
+    fn emit(&self, e: EngineEvent) {
+        let _ = self.io.events.send(e);
+    }
+
+    /// Local first, then the database copy (outside any step transaction).
+    async fn record(&mut self, ev: Event) {
+        let defer = self.rehearsal_open;
+        self.s.recorder.record(&self.s.conn.client, ev, defer).await;
+    }
+
+    async fn ask(&mut self, ask: Ask) -> Reply {
+        self.emit(EngineEvent::Asks(ask));
+        self.io.replies.recv().await.unwrap_or(Reply::Quit)
+    }
+
+    async fn run(&mut self) -> Outcome {
+        let mut ev = Event::new(Action::SessionStart);
+        ev.outcome = Some(
+            match (&self.s.options.mode, self.s.options.rehearse) {
+                (Mode::Run { .. }, false) => "run",
+                (Mode::Run { .. }, true) => "rehearsal",
+                (Mode::Rollback { .. }, _) => "rollback",
+            }
+            .into(),
+        );
+        ev.message = self.s.options.env.as_ref().map(|e| format!("env={e}"));
+        self.record(ev).await;
+        if let Err(o) = self.guards().await {
+            return o;
+        }
+        match self.s.options.mode.clone() {
+            Mode::Run { from } => self.apply(from.as_deref()).await,
+            Mode::Rollback { to } => self.rollback(to.as_deref()).await,
+        }
+    }
+
+    async fn guard(&mut self, name: &str, passed: bool, detail: String) -> Result<(), Outcome> {
+        self.emit(EngineEvent::Guard {
+            name: name.into(),
+            passed,
+            detail: detail.clone(),
+        });
+        let mut ev = Event::new(Action::Guard);
+        ev.outcome = Some(if passed { "pass" } else { "fail" }.into());
+        ev.message = Some(format!("{name}: {detail}"));
+        self.record(ev).await;
+        if passed {
+            Ok(())
+        } else {
+            Err(Outcome::Refused(format!("{name}: {detail}")))
+        }
+    }
+
+    async fn guards(&mut self) -> Result<(), Outcome> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| Outcome::Failed(format!("cannot read the target: {}", SqlFailure::from_pg(&e).message)))?;
+        let target = self.s.spec.target();
+        let info = TargetInfo {
+            host: target.host.clone(),
+            port: target.port,
+            database: row.get(0),
+            role: row.get(1),
+            primary: row.get(2),
+            server_version: row.get(3),
+            pid: row.get(4),
+        };
+        self.s.recorder.set_role(&info.role);
+        self.emit(EngineEvent::Connected(info.clone()));
+        let rb = &self.s.runbook;
+        let envs = rb.target.environments.clone();
+        let wanted_db = rb.target.database.clone();
+        let require_primary = rb.target.require_primary;
+
+        if !envs.is_empty() || self.s.options.env.is_some() {
+            let (ok, detail) = match &self.s.options.env {
+                None => (
+                    false,
+                    format!(
+                        "this runbook names its environments ({}); say which with --env",
+                        envs.join(", ")
+                    ),
+                ),
+                Some(e) if envs.is_empty() || envs.contains(e) => (true, format!("--env {e}")),
+                Some(e) => (
+                    false,
+                    format!(
+                        "--env {e} is not one of this runbook's environments ({})",
+                        envs.join(", ")
+                    ),
+                ),
+            };
+            self.guard("environment", ok, detail).await?;
+        }
+        if let Some(db) = &wanted_db {
+            let ok = *db == info.database;
+            self.guard(
+                "database",
+                ok,
+                if ok {
+                    format!("connected to {db}")
+                } else {
+                    format!(
+                        "connected to {}, but the runbook is for {db}",
+                        info.database
+                    )
+                },
+            )
+            .await?;
+        }
+        if require_primary {
+            self.guard(
+                "primary",
+                info.primary,
+                if info.primary {
+                    "the target is a primary".into()
+                } else {
+                    "the target is a replica (in recovery); connect to the primary".into()
+                },
+            )
+            .await?;
+        }
+        self.advisory_lock().await?;
+        if self.s.options.rehearse {
+            self.client()
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| Outcome::Failed(SqlFailure::from_pg(&e).message))?;
+            self.rehearsal_open = true;
+        }
+        state::ensure_schema(self.client()).await.map_err(|e| {
+            Outcome::Failed(format!(
+                "cannot create schema pgpilot for the step state: {}",
+                SqlFailure::from_pg(&e).message
+            ))
+        })?;
+        self.states = state::load(self.client(), &self.s.runbook.id)
+            .await
+            .map_err(|e| {
+                Outcome::Failed(format!(
+                    "cannot read pgpilot.step_state: {}",
+                    SqlFailure::from_pg(&e).message
+                ))
+            })?;
+        for st in self.states.values() {
+            if let Some(c) = &st.captured
+                && let Ok(map) = serde_json::from_str::<HashMap<String, String>>(c)
+            {
+                self.captured.extend(map);
+            }
+        }
+        let changed: Vec<String> = self
+            .s
+            .runbook
+            .steps()
+            .filter_map(|(_, step)| {
+                let st = self.states.get(&step.id)?;
+                (st.status == Status::Applied && st.step_sha256 != state::step_hash(step))
+                    .then(|| step.id.clone())
+            })
+            .collect();
+        let ok = changed.is_empty();
+        self.guard(
+            "runbook unchanged",
+            ok,
+            if ok {
+                format!("sha256 {}", &self.s.runbook.sha256[..12])
+            } else {
+                format!("applied step(s) {} changed since they were applied; roll them back first or write a new runbook", changed.join(", "))
+            },
+        )
+        .await?;
+        if self.s.options.env.as_deref().is_some_and(is_production) {
+            let reply = self
+                .ask(Ask::DatabaseName {
+                    database: info.database.clone(),
+                })
+                .await;
+            self.confirmation(None, &info.database, reply).await?;
+        }
+        Ok(())
+    }
+
+    /// One operator per (runbook, database): a session-level advisory lock.
+    async fn advisory_lock(&mut self) -> Result<(), Outcome> {
+        let id = self.s.runbook.id.clone();
+        let got: bool = self
+            .client()
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('pgpilot'), hashtext($1))",
+                &[&id],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Outcome::Failed(SqlFailure::from_pg(&e).message))?;
+        if got {
+            return self
+                .guard(
+                    "single operator",
+                    true,
+                    format!("holding the lock for runbook {id}"),
+                )
+                .await;
+        }
+        let holder = self
+            .client()
+            .query_opt(
+                "SELECT a.usename::text, coalesce(host(a.client_addr), 'local socket'), a.pid,
+                        to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), a.application_name
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = hashtext('pgpilot')::oid AND l.objid = hashtext($1)::oid",
+                &[&id],
+            )
+            .await
+            .ok()
+            .flatten();
+        let who = match holder {
+            Some(r) => format!(
+                "role {} from {} (pid {}, {}) since {}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, i32>(2),
+                r.get::<_, String>(4),
+                r.get::<_, String>(3)
+            ),
+            None => "another session".into(),
+        };
+        self.guard(
+            "single operator",
+            false,
+            format!("runbook {id} is being run by {who}; wait for it to finish"),
+        )
+        .await
+    }
+
+    /// Checks a typed answer; a wrong or missing one is audited and refuses the run.
+    async fn confirmation(
+        &mut self,
+        step: Option<&str>,
+        expected: &str,
+        reply: Reply,
+    ) -> Result<(), Outcome> {
+        let (outcome, typed) = match &reply {
+            Reply::Typed(t) if t.trim() == expected => ("accepted", t.clone()),
+            Reply::Typed(t) => ("wrong", t.clone()),
+            Reply::Quit => ("declined", String::new()),
+            _ => ("missing", String::new()),
+        };
+        let mut ev = Event::new(Action::Confirmation);
+        ev.step = step.map(str::to_string);
+        ev.outcome = Some(outcome.into());
+        ev.message = Some(match outcome {
+            "accepted" => format!("typed {expected:?}"),
+            "wrong" => format!("expected {expected:?}, typed {typed:?}"),
+            _ => format!("expected {expected:?}, no answer"),
+        });
+        self.record(ev).await;
+        match outcome {
+            "accepted" => Ok(()),
+            "declined" => Err(Outcome::Refused("stopped by the operator".into())),
+            "wrong" => Err(Outcome::Refused(format!(
+                "the phrase typed does not match {expected:?}; nothing was run"
+            ))),
+            _ => Err(Outcome::Refused(match step {
+                Some(s) => format!(
+                    "step {s} needs the phrase {expected:?}: type it, or pass --confirm {s}={expected:?}; nothing was run"
+                ),
+                None => format!(
+                    "type the database name, or pass --confirm {}={expected}; nothing was run",
+                    super::PRODUCTION_KEY
+                ),
+            })),
+        }
+    }
+
+    fn steps_in_order(&self) -> Vec<(usize, Phase, Step)> {
+        self.s
+            .runbook
+            .steps()
+            .enumerate()
+            .map(|(i, (p, s))| (i, p.clone(), s.clone()))
+            .collect()
+    }
+
+    async fn apply(&mut self, from: Option<&str>) -> Outcome {
+        let steps = self.steps_in_order();
+        if let Some(f) = from
+            && !steps.iter().any(|(_, _, s)| s.id == f)
+        {
+            return Outcome::Refused(format!(
+                "--from {f}: no such step in runbook {}",
+                self.s.runbook.id
+            ));
+        }
+        let mut started = from.is_none();
+        for (i, phase, step) in steps {
+            if !started {
+                if Some(step.id.as_str()) != from {
+                    continue;
+                }
+                started = true;
+            }
+            let analysis = self.s.analysis.steps[i].clone();
+            let st = self.states.get(&step.id).map(|s| s.status);
+            match (step.kind, st) {
+                (StepKind::Change | StepKind::Backup, Some(Status::Applied)) => {
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason: "already applied on this target".into(),
+                    });
+                    continue;
+                }
+                (StepKind::Pause, Some(Status::Acknowledged)) => {
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason: "acknowledged on an earlier run".into(),
+                    });
+                    continue;
+                }
+                (_, Some(Status::Skipped)) => {
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason: "skipped on an earlier run".into(),
+                    });
+                    continue;
+                }
+                _ => {}
+            }
+            match self
+                .ask(Ask::Next {
+                    step: step.id.clone(),
+                })
+                .await
+            {
+                Reply::Run | Reply::Typed(_) => {}
+                Reply::Skip(reason) => {
+                    if let Err(o) = self.skip(&phase, &step, reason).await {
+                        return o;
+                    }
+                    continue;
+                }
+                Reply::Quit | Reply::Missing => {
+                    return Outcome::Refused("stopped by the operator".into());
+                }
+            }
+            let result = if step.kind == StepKind::Pause {
+                self.pause(&phase, &step).await
+            } else {
+                self.sql_step(&phase, &step, &analysis, st).await
+            };
+            if let Err(o) = result {
+                return o;
+            }
+        }
+        if self.rehearsal_open {
+            let _ = self.client().batch_execute("ROLLBACK").await;
+            self.rehearsal_open = false;
+            self.emit(EngineEvent::Notice {
+                step: None,
+                severity: "INFO".into(),
+                message: "rehearsal finished: everything was rolled back".into(),
+            });
+        }
+        Outcome::Done
+    }
+
+    async fn skip(&mut self, phase: &Phase, step: &Step, reason: String) -> Result<(), Outcome> {
+        if reason.trim().is_empty() {
+            return Err(Outcome::Refused(format!(
+                "skipping {} needs a reason",
+                step.id
+            )));
+        }
+        self.write_state_autocommit(step, Status::Skipped, None, None)
+            .await?;
+        let mut ev = Event::new(Action::Skip);
+        ev.phase = Some(phase.id.clone());
+        ev.step = Some(step.id.clone());
+        ev.message = Some(reason.clone());
+        self.record(ev).await;
+        self.emit(EngineEvent::StepSkipped {
+            step: step.id.clone(),
+            reason,
+        });
+        Ok(())
+    }
+
+    async fn pause(&mut self, phase: &Phase, step: &Step) -> Result<(), Outcome> {
+        let instructions = step.instructions().unwrap_or_default().to_string();
+        let reply = self
+            .ask(Ask::Acknowledge {
+                step: step.id.clone(),
+                instructions,
+            })
+            .await;
+        match reply {
+            Reply::Typed(t) if t.trim() == super::PAUSE_PHRASE => {}
+            Reply::Skip(reason) => return self.skip(phase, step, reason).await,
+            Reply::Typed(t) => {
+                return Err(Outcome::Refused(format!(
+                    "pause {}: type {:?} when it is done (typed {t:?})",
+                    step.id,
+                    super::PAUSE_PHRASE
+                )));
+            }
+            _ => {
+                return Err(Outcome::Refused(format!(
+                    "pause {} needs acknowledgment: type {:?}, or pass --confirm {}={}",
+                    step.id,
+                    super::PAUSE_PHRASE,
+                    step.id,
+                    super::PAUSE_PHRASE
+                )));
+            }
+        }
+        self.write_state_autocommit(step, Status::Acknowledged, None, None)
+            .await?;
+        let mut ev = Event::new(Action::PauseAcknowledged);
+        ev.phase = Some(phase.id.clone());
+        ev.step = Some(step.id.clone());
+        self.record(ev).await;
+        self.emit(EngineEvent::StepDone {
+            step: step.id.clone(),
+            outcome: StepOutcome::Acknowledged,
+            duration: Duration::ZERO,
+            rows: None,
+            captured: None,
+        });
+        Ok(())
+    }
+
+    /// Records a status outside a step transaction (pause, skip, autocommit bookkeeping).
+    async fn write_state_autocommit(
+        &mut self,
+        step: &Step,
+        status: Status,
+        rows: Option<u64>,
+        duration: Option<Duration>,
+    ) -> Result<(), Outcome> {
+        let sql = self.state_params(step, status, rows, duration);
+        self.exec_state(&sql).await.map_err(|e| {
+            Outcome::Failed(format!(
+                "cannot record the state of {}: {}",
+                step.id, e.message
+            ))
+        })
+    }
+
+    fn state_params(
+        &self,
+        step: &Step,
+        status: Status,
+        rows: Option<u64>,
+        duration: Option<Duration>,
+    ) -> StateWrite {
+        let captured = step.capture.as_ref().and_then(|name| {
+            self.captured
+                .get(name)
+                .map(|v| serde_json::json!({ name: v }).to_string())
+        });
+        StateWrite {
+            runbook: self.s.runbook.id.clone(),
+            step: step.id.clone(),
+            status: status.as_str(),
+            step_sha: state::step_hash(step),
+            runbook_sha: self.s.runbook.sha256.clone(),
+            operator: self.s.recorder.operator().to_string(),
+            host: self.s.recorder.client_host().to_string(),
+            captured,
+            rows: rows.map(|r| r as i64),
+            duration_ms: duration.map(|d| d.as_millis() as i64),
+        }
+    }
+
+    async fn exec_state(&self, w: &StateWrite) -> Result<(), SqlFailure> {
+        self.client()
+            .execute(
+                UPSERT_SQL,
+                &[
+                    &w.runbook,
+                    &w.step,
+                    &w.status,
+                    &w.step_sha,
+                    &w.runbook_sha,
+                    &w.operator,
+                    &w.host,
+                    &w.captured,
+                    &w.rows,
+                    &w.duration_ms,
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| SqlFailure::from_pg(&e))
+    }
+
+    async fn sql_step(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        a: &StepAnalysis,
+        previous: Option<Status>,
+    ) -> Result<(), Outcome> {
+        let Some(sql) = step.sql() else { return Ok(()) };
+        let text = vars::substitute(&sql.text, &self.captured).map_err(|m| {
+            Outcome::Failed(format!(
+                "step {}: {m}; run the step that captures it first",
+                step.id
+            ))
+        })?;
+        if let Some(phrase) = &a.confirm {
+            let what = a
+                .statements
+                .iter()
+                .filter_map(|s| s.at_risk.as_ref())
+                .map(|r| r.phrase())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reply = self
+                .ask(Ask::Confirm {
+                    step: step.id.clone(),
+                    phrase: phrase.clone(),
+                    what,
+                })
+                .await;
+            self.confirmation(Some(&step.id), phrase, reply).await?;
+        }
+        if previous == Some(Status::InProgress)
+            && !self.rehearsal_open
+            && self.in_doubt(step, a).await?
+        {
+            self.write_state_autocommit(step, Status::Applied, None, None)
+                .await?;
+            let mut ev = Event::new(Action::StepSuccess);
+            ev.phase = Some(phase.id.clone());
+            ev.step = Some(step.id.clone());
+            ev.outcome = Some("completed on an earlier run".into());
+            self.record(ev).await;
+            self.emit(EngineEvent::StepDone {
+                step: step.id.clone(),
+                outcome: StepOutcome::Applied,
+                duration: Duration::ZERO,
+                rows: None,
+                captured: None,
+            });
+            return Ok(());
+        }
+        let (text, autocommit) = if self.rehearsal_open && !a.transactional {
+            match rehearse::transactional_form(&text) {
+                Some(t) => {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: "INFO".into(),
+                        message: format!("rehearsal runs it in its transactional form: {t}"),
+                    });
+                    (t, false)
+                }
+                None => {
+                    let reason =
+                        "cannot run inside the rehearsal's transaction; skipped in rehearsal"
+                            .to_string();
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason: reason.clone(),
+                    });
+                    let mut ev = Event::new(Action::Skip);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.message = Some(reason);
+                    self.record(ev).await;
+                    return Ok(());
+                }
+            }
+        } else {
+            (text, !a.transactional)
+        };
+        let settings = step.settings.clone();
+        let of = settings.lock_retries + 1;
+        let started = Instant::now();
+        for attempt in 1..=of {
+            self.emit(EngineEvent::StepStarted {
+                step: step.id.clone(),
+                attempt,
+                of,
+            });
+            if attempt == 1 {
+                let mut ev = Event::new(Action::StepStart);
+                ev.phase = Some(phase.id.clone());
+                ev.step = Some(step.id.clone());
+                ev.sql = Some(text.clone());
+                ev.attempt = Some(attempt);
+                self.record(ev).await;
+            }
+            failpoint::point("step-start");
+            let attempt_started = Instant::now();
+            let result = if autocommit {
+                self.autocommit_once(step, &text, &settings, &a.statements)
+                    .await
+            } else {
+                self.transaction_once(step, &text, &settings).await
+            };
+            self.drain_notices(phase, step).await;
+            match result {
+                Ok(r) => {
+                    let duration = started.elapsed();
+                    let outcome = match (self.rehearsal_open, step.kind) {
+                        (true, _) => StepOutcome::Rehearsed,
+                        (false, StepKind::Check | StepKind::Verify) => StepOutcome::Passed,
+                        _ => StepOutcome::Applied,
+                    };
+                    let mut ev = Event::new(Action::StepSuccess);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.duration_ms = Some(duration.as_millis() as u64);
+                    ev.rows = Some(r.rows);
+                    ev.attempt = Some(attempt);
+                    self.record(ev).await;
+                    failpoint::point("after-success-audit");
+                    let captured = step
+                        .capture
+                        .as_ref()
+                        .and_then(|n| self.captured.get(n).map(|v| (n.clone(), v.clone())));
+                    self.emit(EngineEvent::StepDone {
+                        step: step.id.clone(),
+                        outcome,
+                        duration,
+                        rows: Some(r.rows),
+                        captured,
+                    });
+                    return Ok(());
+                }
+                Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
+                    let wait = backoff(settings.retry_backoff, attempt);
+                    let message = format!(
+                        "waited {} for a lock ({}); retrying in {:.1}s",
+                        format_duration(settings.lock_timeout),
+                        f.message,
+                        wait.as_secs_f64()
+                    );
+                    let mut ev = Event::new(Action::Retry);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.attempt = Some(attempt);
+                    ev.sqlstate = f.sqlstate.clone();
+                    ev.message = Some(message.clone());
+                    ev.duration_ms = Some(attempt_started.elapsed().as_millis() as u64);
+                    self.record(ev).await;
+                    self.emit(EngineEvent::Retrying {
+                        step: step.id.clone(),
+                        attempt,
+                        of,
+                        wait,
+                        message,
+                    });
+                    if self.sleep_or_cancel(wait).await {
+                        return Err(self
+                            .step_failed(
+                                phase,
+                                step,
+                                started,
+                                SqlFailure {
+                                    sqlstate: Some(QUERY_CANCELED.into()),
+                                    message: "cancelled by the operator while waiting to retry"
+                                        .into(),
+                                    cancelled_by_operator: true,
+                                },
+                            )
+                            .await);
+                    }
+                }
+                Err(f) => return Err(self.step_failed(phase, step, started, f).await),
+            }
+        }
+        Err(Outcome::Failed(format!(
+            "step {} did not get its locks",
+            step.id
+        )))
+    }
+
+    async fn step_failed(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        started: Instant,
+        f: SqlFailure,
+    ) -> Outcome {
+        let mut ev = Event::new(Action::StepFailure);
+        ev.phase = Some(phase.id.clone());
+        ev.step = Some(step.id.clone());
+        ev.duration_ms = Some(started.elapsed().as_millis() as u64);
+        ev.sqlstate = f.sqlstate.clone();
+        ev.message = Some(f.message.clone());
+        if f.cancelled_by_operator {
+            let mut c = Event::new(Action::Cancel);
+            c.phase = Some(phase.id.clone());
+            c.step = Some(step.id.clone());
+            self.record(c).await;
+        }
+        self.record(ev).await;
+        self.emit(EngineEvent::StepFailed {
+            step: step.id.clone(),
+            sqlstate: f.sqlstate.clone(),
+            message: f.message.clone(),
+        });
+        if f.cancelled_by_operator {
+            Outcome::Interrupted
+        } else {
+            let code = f.sqlstate.map(|c| format!(" [{c}]")).unwrap_or_default();
+            Outcome::Failed(format!("step {} failed{code}: {}", step.id, f.message))
+        }
+    }
+
+    /// Sleeps, unless the operator cancels first (true).
+    async fn sleep_or_cancel(&mut self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            c = self.io.control.recv() => matches!(c, Some(Control::Cancel)),
+        }
+    }
+
+    /// Runs SQL, sending a protocol cancel request if the operator cancels.
+    async fn query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, SqlFailure> {
+        let client = &self.s.conn.client;
+        let fut = client.simple_query(sql);
+        tokio::pin!(fut);
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                r = &mut fut => {
+                    return r.map_err(|e| {
+                        let mut f = SqlFailure::from_pg(&e);
+                        f.cancelled_by_operator = cancelled && f.sqlstate.as_deref() == Some(QUERY_CANCELED);
+                        if f.cancelled_by_operator {
+                            f.message = "cancelled by the operator".into();
+                        }
+                        f
+                    });
+                }
+                c = self.io.control.recv(), if !cancelled => {
+                    if matches!(c, Some(Control::Cancel)) {
+                        cancelled = true;
+                        let _ = self.s.spec.cancel_query(self.s.conn.cancel.clone()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn transaction_once(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+    ) -> Result<StepResult, SqlFailure> {
+        let (begin, commit, abort) = if self.rehearsal_open {
+            (
+                "SAVEPOINT pgpilot_step",
+                "RELEASE SAVEPOINT pgpilot_step",
+                "ROLLBACK TO SAVEPOINT pgpilot_step",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        let setup = format!(
+            "{begin}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+            settings.lock_timeout.as_millis(),
+            settings.statement_timeout.as_millis()
+        );
+        self.query(&setup).await?;
+        failpoint::point("in-transaction");
+        let outcome = async {
+            let messages = self.query(sql).await?;
+            failpoint::point("after-statements");
+            let result = evaluate(step, &messages, &mut self.captured)?;
+            let status = if matches!(step.kind, StepKind::Check | StepKind::Verify) {
+                Status::Passed
+            } else {
+                Status::Applied
+            };
+            let w = self.state_params(step, status, Some(result.rows), None);
+            self.exec_state(&w).await?;
+            failpoint::point("before-commit");
+            Ok(result)
+        }
+        .await;
+        match outcome {
+            Ok(r) => {
+                self.query(commit).await?;
+                failpoint::point("after-commit");
+                Ok(r)
+            }
+            Err(f) => {
+                let _ = self.client().batch_execute(abort).await;
+                Err(f)
+            }
+        }
+    }
+
+    /// A statement that cannot run in a transaction block: its state is
+    /// written before (in_progress) and after (applied).
+    async fn autocommit_once(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+        analyzed: &[StatementAnalysis],
+    ) -> Result<StepResult, SqlFailure> {
+        let w = self.state_params(step, Status::InProgress, None, None);
+        self.exec_state(&w).await?;
+        failpoint::point("autocommit-in-progress");
+        self.query(&format!(
+            "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+            settings.lock_timeout.as_millis(),
+            settings.statement_timeout.as_millis()
+        ))
+        .await?;
+        // Each statement on its own: a multi-statement query string would run
+        // as one implicit transaction, which these statements cannot be in.
+        let statements = pg_query::split_with_parser(sql)
+            .map(|v| v.into_iter().map(str::to_string).collect())
+            .unwrap_or_else(|_| vec![sql.to_string()]);
+        let mut result = Ok(Vec::new());
+        for stmt in &statements {
+            match self.query(stmt).await {
+                Ok(m) => result = Ok(m),
+                Err(f) => {
+                    result = Err(f);
+                    break;
+                }
+            }
+        }
+        let _ = self
+            .client()
+            .batch_execute("RESET lock_timeout; RESET statement_timeout")
+            .await;
+        let messages = match result {
+            Ok(m) => m,
+            Err(f) => {
+                // A CONCURRENTLY build that failed leaves an INVALID index behind;
+                // drop it so the retry (or a later run) starts clean.
+                self.drop_invalid_indexes(analyzed).await;
+                return Err(f);
+            }
+        };
+        failpoint::point("autocommit-after-statement");
+        let result = evaluate(step, &messages, &mut self.captured)?;
+        let w = self.state_params(step, Status::Applied, Some(result.rows), None);
+        self.exec_state(&w).await?;
+        failpoint::point("autocommit-applied");
+        Ok(result)
+    }
+
+    async fn invalid_indexes(&self, statements: &[StatementAnalysis]) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in statements.iter().filter(|s| s.kind == "IndexStmt") {
+            for name in &s.creates {
+                let invalid = self
+                    .client()
+                    .query_opt(
+                        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                        &[name],
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.get::<_, bool>(0));
+                if invalid {
+                    out.push(name.clone());
+                }
+            }
+        }
+        out
+    }
+
+    async fn drop_invalid_indexes(&mut self, statements: &[StatementAnalysis]) {
+        for name in self.invalid_indexes(statements).await {
+            let sql = format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                quote_qualified(&name)
+            );
+            let ok = self.client().batch_execute(&sql).await.is_ok();
+            self.emit(EngineEvent::Notice {
+                step: None,
+                severity: "INFO".into(),
+                message: if ok {
+                    format!("dropped the invalid index {name} left by the failed build")
+                } else {
+                    format!("could not drop the invalid index {name}; drop it by hand: {sql}")
+                },
+            });
+        }
+    }
+
+    /// A step that started on an earlier run and never recorded its end.
+    /// Returns true when its work is found complete (a valid index it built).
+    async fn in_doubt(&mut self, step: &Step, a: &StepAnalysis) -> Result<bool, Outcome> {
+        let invalid = self.invalid_indexes(&a.statements).await;
+        self.emit(EngineEvent::Notice {
+            step: Some(step.id.clone()),
+            severity: "WARNING".into(),
+            message: format!(
+                "step {} was interrupted on an earlier run (state in_progress)",
+                step.id
+            ),
+        });
+        if invalid.is_empty() {
+            let built: Vec<&String> = a
+                .statements
+                .iter()
+                .filter(|s| s.kind == "IndexStmt")
+                .flat_map(|s| s.creates.iter())
+                .collect();
+            let mut all_valid = !built.is_empty();
+            for name in built {
+                let valid = self
+                    .client()
+                    .query_opt(
+                        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                        &[name],
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.get::<_, bool>(0));
+                all_valid &= valid;
+            }
+            return Ok(all_valid);
+        }
+        let phrase = format!("drop invalid index {}", invalid.join(", "));
+        let reply = self
+            .ask(Ask::Confirm { step: step.id.clone(), phrase: phrase.clone(), what: format!("the interrupted build left INVALID index {}; it must be dropped before building again", invalid.join(", ")) })
+            .await;
+        self.confirmation(Some(&step.id), &phrase, reply).await?;
+        self.drop_invalid_indexes(&a.statements).await;
+        Ok(false)
+    }
+
+    async fn drain_notices(&mut self, phase: &Phase, step: &Step) {
+        while let Ok(n) = self.s.conn.notices.try_recv() {
+            self.emit(EngineEvent::Notice {
+                step: Some(step.id.clone()),
+                severity: n.severity.clone(),
+                message: n.message.clone(),
+            });
+            let mut ev = Event::new(Action::Notice);
+            ev.phase = Some(phase.id.clone());
+            ev.step = Some(step.id.clone());
+            ev.outcome = Some(n.severity.clone());
+            ev.sqlstate = Some(n.code.clone());
+            ev.message = Some(n.message.clone());
+            self.record(ev).await;
+        }
+    }
+
+    async fn rollback(&mut self, to: Option<&str>) -> Outcome {
+        let steps = self.steps_in_order();
+        if let Some(t) = to
+            && !steps.iter().any(|(_, _, s)| s.id == t)
+        {
+            return Outcome::Refused(format!(
+                "--to {t}: no such step in runbook {}",
+                self.s.runbook.id
+            ));
+        }
+        for (i, phase, step) in steps.into_iter().rev() {
+            if Some(step.id.as_str()) == to {
+                break;
+            }
+            if !matches!(step.kind, StepKind::Change | StepKind::Backup)
+                || self.states.get(&step.id).map(|s| s.status) != Some(Status::Applied)
+            {
+                continue;
+            }
+            let a = self.s.analysis.steps[i].clone();
+            let Some(rb) = step.rollback.clone() else {
+                if let Some(why) = &step.irreversible {
+                    return Outcome::Refused(format!(
+                        "step {} cannot be rolled back: irreversible: {why}",
+                        step.id
+                    ));
+                }
+                // Nothing to undo (ANALYZE, VALIDATE CONSTRAINT): marked rolled
+                // back so that a later run applies it again after what it
+                // depended on is re-applied.
+                if let Err(o) = self
+                    .write_state_autocommit(&step, Status::RolledBack, None, None)
+                    .await
+                {
+                    return o;
+                }
+                let mut ev = Event::new(Action::RollbackSuccess);
+                ev.phase = Some(phase.id.clone());
+                ev.step = Some(step.id.clone());
+                ev.message = Some("no rollback SQL: nothing to undo".into());
+                self.record(ev).await;
+                self.emit(EngineEvent::StepSkipped {
+                    step: step.id.clone(),
+                    reason: "no rollback SQL: nothing to undo; marked rolled back".into(),
+                });
+                continue;
+            };
+            match self
+                .ask(Ask::Next {
+                    step: step.id.clone(),
+                })
+                .await
+            {
+                Reply::Run | Reply::Typed(_) => {}
+                Reply::Skip(reason) => {
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                Reply::Quit | Reply::Missing => {
+                    return Outcome::Refused("stopped by the operator".into());
+                }
+            }
+            if let Some(phrase) = &a.rollback_confirm {
+                let what = a
+                    .rollback
+                    .iter()
+                    .filter_map(|s| s.at_risk.as_ref())
+                    .map(|r| r.phrase())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let reply = self
+                    .ask(Ask::Confirm {
+                        step: step.id.clone(),
+                        phrase: phrase.clone(),
+                        what,
+                    })
+                    .await;
+                if let Err(o) = self.confirmation(Some(&step.id), phrase, reply).await {
+                    return o;
+                }
+            }
+            let text = match vars::substitute(&rb.text, &self.captured) {
+                Ok(t) => t,
+                Err(m) => return Outcome::Failed(format!("rollback of {}: {m}", step.id)),
+            };
+            if let Err(o) = self.rollback_step(&phase, &step, &a, &text).await {
+                return o;
+            }
+        }
+        Outcome::Done
+    }
+
+    async fn rollback_step(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        a: &StepAnalysis,
+        sql: &str,
+    ) -> Result<(), Outcome> {
+        let mut ev = Event::new(Action::RollbackStart);
+        ev.phase = Some(phase.id.clone());
+        ev.step = Some(step.id.clone());
+        ev.sql = Some(sql.to_string());
+        self.record(ev).await;
+        let settings = step.settings.clone();
+        let autocommit = a.rollback.iter().any(|s| !s.transactional);
+        let started = Instant::now();
+        let of = settings.lock_retries + 1;
+        for attempt in 1..=of {
+            self.emit(EngineEvent::StepStarted {
+                step: step.id.clone(),
+                attempt,
+                of,
+            });
+            let w = self.state_params(step, Status::RolledBack, None, None);
+            let result: Result<(), SqlFailure> = if autocommit {
+                async {
+                    self.query(&format!(
+                        "SET lock_timeout = '{}ms'",
+                        settings.lock_timeout.as_millis()
+                    ))
+                    .await?;
+                    let r = self.query(sql).await;
+                    let _ = self.client().batch_execute("RESET lock_timeout").await;
+                    r?;
+                    self.exec_state(&w).await
+                }
+                .await
+            } else {
+                async {
+                    self.query(&format!(
+                        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+                        settings.lock_timeout.as_millis(),
+                        settings.statement_timeout.as_millis()
+                    ))
+                    .await?;
+                    let r = async {
+                        self.query(sql).await?;
+                        self.exec_state(&w).await
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => self.query("COMMIT").await.map(|_| ()),
+                        Err(f) => {
+                            let _ = self.client().batch_execute("ROLLBACK").await;
+                            Err(f)
+                        }
+                    }
+                }
+                .await
+            };
+            self.drain_notices(phase, step).await;
+            match result {
+                Ok(()) => {
+                    let mut ev = Event::new(Action::RollbackSuccess);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.duration_ms = Some(started.elapsed().as_millis() as u64);
+                    self.record(ev).await;
+                    self.emit(EngineEvent::RolledBack {
+                        step: step.id.clone(),
+                        duration: started.elapsed(),
+                    });
+                    return Ok(());
+                }
+                Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
+                    let wait = backoff(settings.retry_backoff, attempt);
+                    let mut ev = Event::new(Action::Retry);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.attempt = Some(attempt);
+                    ev.sqlstate = f.sqlstate.clone();
+                    ev.message = Some(f.message.clone());
+                    self.record(ev).await;
+                    self.emit(EngineEvent::Retrying {
+                        step: step.id.clone(),
+                        attempt,
+                        of,
+                        wait,
+                        message: f.message.clone(),
+                    });
+                    if self.sleep_or_cancel(wait).await {
+                        return Err(Outcome::Interrupted);
+                    }
+                }
+                Err(f) => {
+                    let mut ev = Event::new(Action::RollbackFailure);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.sqlstate = f.sqlstate.clone();
+                    ev.message = Some(f.message.clone());
+                    self.record(ev).await;
+                    self.emit(EngineEvent::StepFailed {
+                        step: step.id.clone(),
+                        sqlstate: f.sqlstate.clone(),
+                        message: f.message.clone(),
+                    });
+                    return Err(if f.cancelled_by_operator {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Failed(format!("rollback of {} failed: {}", step.id, f.message))
+                    });
+                }
+            }
+        }
+        Err(Outcome::Failed(format!(
+            "rollback of {} did not get its locks",
+            step.id
+        )))
+    }
+}
+
+struct StateWrite {
+    runbook: String,
+    step: String,
+    status: &'static str,
+    step_sha: String,
+    runbook_sha: String,
+    operator: String,
+    host: String,
+    captured: Option<String>,
+    rows: Option<i64>,
+    duration_ms: Option<i64>,
+}
+
+fn is_production(env: &str) -> bool {
+    matches!(env.to_ascii_lowercase().as_str(), "production" | "prod")
+}
+
+/// Exponential backoff from `base`, capped at 30 s, with ±25 % jitter so two
+/// waiting sessions do not retry in lock step.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(10));
+    let capped = exp.min(Duration::from_secs(30));
+    capped.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+fn quote_qualified(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Checks the step's expectation on its last result and keeps its capture.
+fn evaluate(
+    step: &Step,
+    messages: &[SimpleQueryMessage],
+    captured: &mut HashMap<String, String>,
+) -> Result<StepResult, SqlFailure> {
+    let mut last = StepResult::default();
+    let mut current_rows = 0u64;
+    let mut current_first: Option<Option<String>> = None;
+    let mut in_rows = false;
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(_) => {
+                in_rows = true;
+                current_rows = 0;
+                current_first = None;
+            }
+            SimpleQueryMessage::Row(r) => {
+                in_rows = true;
+                if current_rows == 0 {
+                    current_first = Some(r.get(0).map(str::to_string));
+                }
+                current_rows += 1;
+            }
+            SimpleQueryMessage::CommandComplete(n) => {
+                last = if in_rows {
+                    StepResult {
+                        rows: current_rows,
+                        first_value: current_first.take(),
+                        returned_rows: true,
+                    }
+                } else {
+                    StepResult {
+                        rows: *n,
+                        first_value: None,
+                        returned_rows: false,
+                    }
+                };
+                in_rows = false;
+                current_rows = 0;
+            }
+            _ => {}
+        }
+    }
+    if let Some(expect) = &step.expect {
+        let expected_scalar = match expect {
+            Expect::Scalar(s) => Some(vars::substitute(s, captured).map_err(SqlFailure::plain)?),
+            _ => None,
+        };
+        let ok = match expect {
+            Expect::Rows(n) => last.rows == *n,
+            Expect::Empty(true) => last.rows == 0,
+            Expect::Empty(false) => last.rows > 0,
+            Expect::Scalar(_) => {
+                last.first_value.as_ref().and_then(|v| v.as_deref()) == expected_scalar.as_deref()
+            }
+        };
+        if !ok {
+            let got = match expect {
+                Expect::Scalar(_) => format!(
+                    "got {}",
+                    last.first_value
+                        .as_ref()
+                        .map(|v| v.as_deref().unwrap_or("NULL"))
+                        .map(|v| format!("{v:?}"))
+                        .unwrap_or_else(|| "no rows".into())
+                ),
+                _ => format!("got {} row(s)", last.rows),
+            };
+            let want = match expect {
+                Expect::Rows(n) => format!("{n} row(s)"),
+                Expect::Empty(true) => "no rows".into(),
+                Expect::Empty(false) => "at least one row".into(),
+                Expect::Scalar(_) => format!("{:?}", expected_scalar.unwrap_or_default()),
+            };
+            return Err(SqlFailure::plain(format!(
+                "expectation not met: expected {want}, {got}"
+            )));
+        }
+    }
+    if let Some(name) = &step.capture {
+        match last.first_value.clone().flatten() {
+            Some(v) if last.returned_rows => {
+                captured.insert(name.clone(), v);
+            }
+            _ => {
+                return Err(SqlFailure::plain(format!(
+                    "capture {name}: the step returned no value to keep"
+                )));
+            }
+        }
+    }
+    Ok(last)
+}

@@ -1,0 +1,160 @@
+//! What is applied on a target, kept in the target itself (`pgpilot.step_state`)
+//! and written in the same transaction as the step, so "applied" is exactly
+//! true after any crash.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::runbook::{Step, StepBody};
+
+pub const SCHEMA_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS pgpilot;
+CREATE TABLE IF NOT EXISTS pgpilot.step_state (
+    runbook_id     text NOT NULL,
+    step_id        text NOT NULL,
+    status         text NOT NULL,
+    step_sha256    text NOT NULL,
+    runbook_sha256 text NOT NULL,
+    operator       text NOT NULL,
+    role           text NOT NULL DEFAULT current_user,
+    client_host    text NOT NULL,
+    captured       text,
+    rows           bigint,
+    duration_ms    bigint,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (runbook_id, step_id)
+)";
+
+/// A step's state on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A change or backup step committed.
+    Applied,
+    /// A check or verify step passed.
+    Passed,
+    /// A pause acknowledged.
+    Acknowledged,
+    Skipped,
+    /// An autocommit step started and did not record its end: in doubt.
+    InProgress,
+    RolledBack,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Applied => "applied",
+            Status::Passed => "passed",
+            Status::Acknowledged => "acknowledged",
+            Status::Skipped => "skipped",
+            Status::InProgress => "in_progress",
+            Status::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Applied,
+            Status::Passed,
+            Status::Acknowledged,
+            Status::Skipped,
+            Status::InProgress,
+            Status::RolledBack,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepState {
+    pub step: String,
+    pub status: Status,
+    pub step_sha256: String,
+    pub operator: String,
+    pub role: String,
+    pub client_host: String,
+    pub captured: Option<String>,
+    pub rows: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub updated_at: String,
+}
+
+/// A hash of what a step does, so a changed applied step is noticed while
+/// edits to pending steps (or comments elsewhere) are not.
+pub fn step_hash(step: &Step) -> String {
+    let mut h = Sha256::new();
+    h.update(step.kind.as_str());
+    h.update([0]);
+    match &step.body {
+        StepBody::Sql(sql) => h.update(sql.text.as_bytes()),
+        StepBody::Instructions(text) => h.update(text.as_bytes()),
+    }
+    h.update([0]);
+    if let Some(rb) = &step.rollback {
+        h.update(rb.text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(SCHEMA_SQL).await
+}
+
+/// Every step's state for a runbook, by step id. An absent table means nothing applied.
+pub async fn load(
+    client: &Client,
+    runbook_id: &str,
+) -> Result<HashMap<String, StepState>, tokio_postgres::Error> {
+    let exists = client
+        .query_one("SELECT to_regclass('pgpilot.step_state') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT step_id, status, step_sha256, operator, role, client_host, captured, rows, duration_ms,
+                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+               FROM pgpilot.step_state WHERE runbook_id = $1",
+            &[&runbook_id],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let status = Status::parse(r.get::<_, &str>(1))?;
+            Some((
+                r.get::<_, String>(0),
+                StepState {
+                    step: r.get(0),
+                    status,
+                    step_sha256: r.get(2),
+                    operator: r.get(3),
+                    role: r.get(4),
+                    client_host: r.get(5),
+                    captured: r.get(6),
+                    rows: r.get(7),
+                    duration_ms: r.get(8),
+                    updated_at: r.get(9),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The upsert that records a step's new status; run inside the step's transaction.
+pub const UPSERT_SQL: &str = "
+INSERT INTO pgpilot.step_state
+    (runbook_id, step_id, status, step_sha256, runbook_sha256, operator, client_host, captured, rows, duration_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (runbook_id, step_id) DO UPDATE SET
+    status = EXCLUDED.status, step_sha256 = EXCLUDED.step_sha256,
+    runbook_sha256 = EXCLUDED.runbook_sha256, operator = EXCLUDED.operator,
+    role = current_user, client_host = EXCLUDED.client_host, captured = EXCLUDED.captured,
+    rows = EXCLUDED.rows, duration_ms = EXCLUDED.duration_ms, updated_at = now()";

@@ -1,0 +1,74 @@
+//! `pgpilot status`: what is applied on a target, from the target itself.
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::state::{self, Status};
+use crate::runbook::Runbook;
+
+#[derive(Serialize)]
+pub struct StepStatus {
+    pub phase: String,
+    pub id: String,
+    pub kind: &'static str,
+    /// `pending` when the target has no record of the step.
+    pub status: String,
+    pub operator: Option<String>,
+    pub role: Option<String>,
+    pub client_host: Option<String>,
+    pub at: Option<String>,
+    pub duration_ms: Option<i64>,
+    /// The applied step differs from the runbook's current text.
+    pub changed: bool,
+}
+
+pub async fn step_statuses(
+    client: &Client,
+    runbook: &Runbook,
+) -> Result<Vec<StepStatus>, tokio_postgres::Error> {
+    let states = state::load(client, &runbook.id).await?;
+    Ok(runbook
+        .steps()
+        .map(|(phase, step)| {
+            let st = states.get(&step.id);
+            StepStatus {
+                phase: phase.id.clone(),
+                id: step.id.clone(),
+                kind: step.kind.as_str(),
+                status: st
+                    .map(|s| s.status.as_str())
+                    .unwrap_or("pending")
+                    .to_string(),
+                operator: st.map(|s| s.operator.clone()),
+                role: st.map(|s| s.role.clone()),
+                client_host: st.map(|s| s.client_host.clone()),
+                at: st.map(|s| s.updated_at.clone()),
+                duration_ms: st.and_then(|s| s.duration_ms),
+                changed: st.is_some_and(|s| {
+                    s.status == Status::Applied && s.step_sha256 != state::step_hash(step)
+                }),
+            }
+        })
+        .collect())
+}
+
+pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String {
+    let mut out = format!("{} ({}) on {target}\n", runbook.title, runbook.id);
+    let width = steps.iter().map(|s| s.id.len()).max().unwrap_or(4);
+    for s in steps {
+        let who = match (&s.operator, &s.role, &s.client_host, &s.at) {
+            (Some(o), Some(r), Some(h), Some(at)) => format!("by {o} (role {r}) from {h} at {at}"),
+            _ => String::new(),
+        };
+        let changed = if s.changed {
+            "  CHANGED since applied"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {:<width$}  {:<7}  {:<12}  {who}{changed}\n",
+            s.id, s.kind, s.status
+        ));
+    }
+    out
+}

@@ -1,0 +1,376 @@
+//! `pgpilot run`, `rollback` and `status` headless against a real server: the
+//! sample runbooks end to end, resume, --from, rollback --to, rehearsal,
+//! confirmations, and a password that never shows.
+
+mod common;
+
+use common::{Lab, column, confirms_for, scalar};
+
+fn run_args<'a>(runbook: &'a str, db: &'a str, extra: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec!["run", runbook, "--headless", "--db", db, "--env", "staging"];
+    args.extend(extra.iter().map(String::as_str));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_runbooks_apply_and_roll_back_end_to_end() {
+    let lab = Lab::new();
+    let groups: &[(&str, &[&str], &[&str])] = &[
+        (
+            "weatherinsight",
+            &["weatherinsight.sql"],
+            &[
+                "runbooks/add-nullable-column-backfill.toml",
+                "runbooks/change-column-type.toml",
+                "runbooks/add-not-null-via-check.toml",
+                "runbooks/create-index-concurrently.toml",
+                "runbooks/split-station-metadata.toml",
+            ],
+        ),
+        (
+            "diagnosticpro",
+            &["diagnosticpro.sql"],
+            &[
+                "runbooks/rename-column-expand-contract.toml",
+                "runbooks/users-high-risk-change.toml",
+            ],
+        ),
+        (
+            "diagnosticpro",
+            &["diagnosticpro.sql", "diagnosticpro-incident.sql"],
+            &["runbooks/emergency-manual-rollback.toml"],
+        ),
+    ];
+    for (db, assets, runbooks) in groups {
+        let client = lab.database(db, assets).await;
+        let conninfo = lab.conninfo(db);
+        for rb in *runbooks {
+            let confirms = confirms_for(rb, false);
+            let ran = lab.run(&run_args(rb, &conninfo, &confirms));
+            assert_eq!(ran.code, 0, "{rb}\n{ran}");
+            assert!(ran.stdout.contains("pgpilot: done"), "{rb}\n{ran}");
+            let status = lab.run(&["status", rb, "--db", &conninfo, "--format", "json"]);
+            assert_eq!(status.code, 0, "{status}");
+            let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
+            for s in doc["steps"].as_array().unwrap() {
+                let want = match s["kind"].as_str().unwrap() {
+                    "change" | "backup" => "applied",
+                    "check" | "verify" => "passed",
+                    _ => "acknowledged",
+                };
+                assert_eq!(s["status"], want, "{rb}: {s}");
+            }
+        }
+        // Every applied change is rolled back, newest runbook first.
+        for rb in runbooks.iter().rev() {
+            let confirms = confirms_for(rb, true);
+            let mut args = vec![
+                "rollback",
+                rb,
+                "--headless",
+                "--db",
+                &conninfo,
+                "--env",
+                "staging",
+            ];
+            args.extend(confirms.iter().map(String::as_str));
+            let ran = lab.run(&args);
+            assert_eq!(ran.code, 0, "rollback {rb}\n{ran}");
+        }
+        let applied = column(
+            &client,
+            "SELECT step_id FROM pgpilot.step_state WHERE status = 'applied'",
+        )
+        .await;
+        assert!(
+            applied.is_empty(),
+            "{db}: still applied after rollback: {applied:?}"
+        );
+    }
+    let verify = lab.run(&["audit", "verify", lab.audit_file().to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{verify}");
+}
+
+const RESUMABLE: &str = r#"
+[runbook]
+id = "resumable"
+title = "Resume after a failing check"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "add-a"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN a int"
+  rollback = "ALTER TABLE t DROP COLUMN IF EXISTS a"
+
+  [[phase.step]]
+  id = "no-nulls-in-b"
+  kind = "check"
+  sql = "SELECT 1 FROM t WHERE b IS NULL"
+  expect = { empty = true }
+
+  [[phase.step]]
+  id = "add-c"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN c int; INSERT INTO applied_log VALUES ('add-c')"
+  rollback = "ALTER TABLE t DROP COLUMN IF EXISTS c"
+
+  [[phase.step]]
+  id = "add-d"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN d int; INSERT INTO applied_log VALUES ('add-d')"
+  rollback = "ALTER TABLE t DROP COLUMN IF EXISTS d"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_stops_the_run_and_a_second_run_resumes() {
+    let lab = Lab::new();
+    let client = lab.database("resume", &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (id int, b int); INSERT INTO t VALUES (1, NULL); CREATE TABLE applied_log (step text)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("resumable.toml");
+    std::fs::write(&rb, RESUMABLE).unwrap();
+    let rb = rb.to_str().unwrap();
+    let db = lab.conninfo("resume");
+
+    let first = lab.run(&["run", rb, "--headless", "--db", &db]);
+    assert_eq!(first.code, 1, "{first}");
+    assert!(
+        first
+            .stdout
+            .contains("expectation not met: expected no rows, got 1 row(s)"),
+        "{first}"
+    );
+    assert_eq!(
+        column(
+            &client,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY 1"
+        )
+        .await,
+        ["a", "b", "id"]
+    );
+
+    client.batch_execute("UPDATE t SET b = 0").await.unwrap();
+    let second = lab.run(&["run", rb, "--headless", "--db", &db]);
+    assert_eq!(second.code, 0, "{second}");
+    assert!(
+        second.stdout.contains("[add-a] skipped: already applied"),
+        "{second}"
+    );
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM applied_log").await,
+        "2"
+    );
+
+    // A third run has nothing to apply and applies nothing twice.
+    let third = lab.run(&["run", rb, "--headless", "--db", &db]);
+    assert_eq!(third.code, 0, "{third}");
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM applied_log").await,
+        "2"
+    );
+
+    // Roll back to add-a: c and d go, a stays.
+    // Dropping a column in a rollback is destructive too: each asks its phrase.
+    let rolled = lab.run(&[
+        "rollback",
+        rb,
+        "--headless",
+        "--db",
+        &db,
+        "--to",
+        "add-a",
+        "--confirm",
+        "add-d=rollback drop column t.d",
+        "--confirm",
+        "add-c=rollback drop column t.c",
+    ]);
+    assert_eq!(rolled.code, 0, "{rolled}");
+    assert_eq!(
+        column(
+            &client,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY 1"
+        )
+        .await,
+        ["a", "b", "id"]
+    );
+    let status = lab.run(&["status", rb, "--db", &db]);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.contains("add-c") && l.contains("rolled_back")),
+        "{status}"
+    );
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.contains("add-a") && l.contains("applied")),
+        "{status}"
+    );
+
+    // --from runs the named step and what follows, not what precedes.
+    let from = lab.run(&["run", rb, "--headless", "--db", &db, "--from", "add-d"]);
+    assert_eq!(from.code, 0, "{from}");
+    assert_eq!(
+        column(
+            &client,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY 1"
+        )
+        .await,
+        ["a", "b", "d", "id"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destructive_steps_need_their_exact_phrase() {
+    let lab = Lab::new();
+    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let db = lab.conninfo("diagnosticpro");
+    let rb = "tests/fixtures/valid/drop-column.toml";
+    // No terminal and no --confirm: refused, nothing dropped.
+    let missing = lab.run(&["run", rb, "--headless", "--db", &db]);
+    assert_eq!(missing.code, 3, "{missing}");
+    assert!(
+        missing
+            .stderr
+            .contains("needs the phrase \"drop column users.legacy_id\""),
+        "{missing}"
+    );
+    // A wrong phrase: refused, nothing dropped.
+    let wrong = lab.run(&[
+        "run",
+        rb,
+        "--headless",
+        "--db",
+        &db,
+        "--confirm",
+        "drop=drop column users",
+    ]);
+    assert_eq!(wrong.code, 3, "{wrong}");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'legacy_id'").await, "1");
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
+    assert!(
+        audit.contains("\"outcome\":\"missing\""),
+        "missing phrase audited"
+    );
+    assert!(
+        audit.contains("\"outcome\":\"wrong\""),
+        "wrong phrase audited"
+    );
+    // The exact phrase: dropped.
+    let right = lab.run(&[
+        "run",
+        rb,
+        "--headless",
+        "--db",
+        &db,
+        "--confirm",
+        "drop=drop column users.legacy_id",
+    ]);
+    assert_eq!(right.code, 0, "{right}");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'legacy_id'").await, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearsal_changes_nothing_and_is_audited_as_rehearsal() {
+    let lab = Lab::new();
+    let client = lab
+        .database("weatherinsight", &["weatherinsight.sql"])
+        .await;
+    let db = lab.conninfo("weatherinsight");
+    let rb = "runbooks/create-index-concurrently.toml";
+    let confirms = confirms_for(rb, false);
+    let mut args = run_args(rb, &db, &confirms);
+    args.push("--rehearse");
+    let ran = lab.run(&args);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(ran.stdout.contains("transactional form"), "{ran}");
+    assert!(ran.stdout.contains("rehearsal finished"), "{ran}");
+    let indexes = column(
+        &client,
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .await;
+    let before = lab.database("fresh", &["weatherinsight.sql"]).await;
+    assert_eq!(
+        indexes,
+        column(
+            &before,
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        )
+        .await
+    );
+    assert_eq!(
+        column(&client, "SELECT to_regclass('pgpilot.step_state')::text").await,
+        ["NULL"],
+        "the state table was created inside the rehearsal"
+    );
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
+    assert!(
+        audit.lines().all(|l| l.contains("\"rehearsal\":true")),
+        "{audit}"
+    );
+    assert!(
+        scalar(
+            &client,
+            "SELECT count(*) FROM pgpilot.audit_log WHERE rehearsal"
+        )
+        .await
+        .parse::<u32>()
+        .unwrap()
+            > 3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_in_db_appears_nowhere() {
+    let lab = Lab::new();
+    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let plain = lab.conninfo("diagnosticpro");
+    let port = plain
+        .split("port=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let secret = "Sup3rS3cretPw";
+    // The sandbox trusts local connections, so the password is accepted and unused.
+    let uri = format!("postgresql://postgres:{secret}@127.0.0.1:{port}/diagnosticpro");
+    let ran = lab.run(&[
+        "run",
+        "tests/fixtures/valid/drop-column.toml",
+        "--headless",
+        "--db",
+        &uri,
+        "--confirm",
+        "drop=drop column users.legacy_id",
+    ]);
+    assert_eq!(ran.code, 0, "{ran}");
+    let bad = format!("postgresql://postgres:{secret}@127.0.0.1:1/diagnosticpro");
+    let failed = lab.run(&[
+        "run",
+        "tests/fixtures/valid/drop-column.toml",
+        "--headless",
+        "--db",
+        &bad,
+    ]);
+    assert_ne!(failed.code, 0);
+    for text in [&ran.stdout, &ran.stderr, &failed.stdout, &failed.stderr] {
+        assert!(!text.contains(secret), "password shown:\n{text}");
+    }
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
+    assert!(!audit.contains(secret));
+    let in_db = column(
+        &client,
+        "SELECT row_to_json(a)::text FROM pgpilot.audit_log a",
+    )
+    .await
+    .join("\n");
+    assert!(!in_db.is_empty() && !in_db.contains(secret));
+}
