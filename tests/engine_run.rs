@@ -374,3 +374,64 @@ async fn the_password_in_db_appears_nowhere() {
     .join("\n");
     assert!(!in_db.is_empty() && !in_db.contains(secret));
 }
+
+const NOTICES: &str = r#"
+[runbook]
+id = "notices"
+title = "Notices and a capture kept across a resume"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "count"
+  kind = "check"
+  sql = "SELECT count(*) FROM t"
+  capture = "n"
+
+  [[phase.step]]
+  id = "grow"
+  kind = "change"
+  sql = "INSERT INTO t VALUES (100); DO $$ BEGIN RAISE NOTICE 'grew t by one'; END $$"
+  rollback = "DELETE FROM t WHERE id = 100"
+
+  [[phase.step]]
+  id = "gate"
+  kind = "check"
+  sql = "SELECT 1 FROM gate WHERE open"
+  expect = { rows = 1 }
+
+  [[phase.step]]
+  id = "one-more"
+  kind = "verify"
+  sql = "SELECT count(*) - 1 FROM t"
+  expect = { scalar = "{{n}}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_are_shown_and_audited_and_captures_survive_a_resume() {
+    let lab = Lab::new();
+    let client = lab.database("notices", &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2), (3); CREATE TABLE gate (open bool); INSERT INTO gate VALUES (false)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("notices.toml");
+    std::fs::write(&rb, NOTICES).unwrap();
+    let rb = rb.to_str().unwrap();
+    let db = lab.conninfo("notices");
+    // The DO block is opaque to the analysis, so the step asks "run grow".
+    let first = lab.run(&["run", rb, "--headless", "--db", &db, "--confirm", "grow=run grow"]);
+    assert_eq!(first.code, 1, "{first}");
+    assert!(first.stdout.contains("[grow] NOTICE: grew t by one"), "{first}");
+    assert!(first.stdout.contains("{{n}} = 3"), "{first}");
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"action\":\"notice\"") && l.contains("grew t by one")), "{audit}");
+
+    client.batch_execute("UPDATE gate SET open = true").await.unwrap();
+    let second = lab.run(&["run", rb, "--headless", "--db", &db]);
+    // count re-runs (t now has 4 rows) but keeps n = 3, which grow was applied after.
+    assert_eq!(second.code, 0, "{second}");
+    assert!(second.stdout.contains("[one-more] passed"), "{second}");
+}

@@ -27,6 +27,9 @@ struct Exec<'a> {
     captured: HashMap<String, String>,
     /// Inside the rehearsal's one transaction.
     rehearsal_open: bool,
+    /// A capture kept from an earlier run: a check re-run after later changes
+    /// were applied must not replace the value those changes were checked against.
+    pinned_capture: Option<String>,
 }
 
 /// A statement's or step's failure, as the server reported it.
@@ -76,6 +79,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         states: HashMap::new(),
         captured: HashMap::new(),
         rehearsal_open: false,
+        pinned_capture: None,
     };
     let outcome = exec.run().await;
     if exec.rehearsal_open {
@@ -421,6 +425,13 @@ impl Exec<'_> {
             }
             let analysis = self.s.analysis.steps[i].clone();
             let st = self.states.get(&step.id).map(|s| s.status);
+            self.pinned_capture = step.capture.clone().filter(|name| {
+                self.captured.contains_key(name)
+                    && self.s.runbook.steps().skip(i + 1).any(|(_, later)| {
+                        matches!(later.kind, StepKind::Change | StepKind::Backup)
+                            && self.states.get(&later.id).is_some_and(|s| s.status == Status::Applied)
+                    })
+            });
             match (step.kind, st) {
                 (StepKind::Change | StepKind::Backup, Some(Status::Applied)) => {
                     self.emit(EngineEvent::StepSkipped {
@@ -885,18 +896,19 @@ impl Exec<'_> {
             settings.lock_timeout.as_millis(),
             settings.statement_timeout.as_millis()
         );
+        let started = Instant::now();
         self.query(&setup).await?;
         failpoint::point("in-transaction");
         let outcome = async {
             let messages = self.query(sql).await?;
             failpoint::point("after-statements");
-            let result = evaluate(step, &messages, &mut self.captured)?;
+            let result = evaluate(step, &messages, &mut self.captured, self.pinned_capture.as_deref())?;
             let status = if matches!(step.kind, StepKind::Check | StepKind::Verify) {
                 Status::Passed
             } else {
                 Status::Applied
             };
-            let w = self.state_params(step, status, Some(result.rows), None);
+            let w = self.state_params(step, status, Some(result.rows), Some(started.elapsed()));
             self.exec_state(&w).await?;
             failpoint::point("before-commit");
             Ok(result)
@@ -962,7 +974,7 @@ impl Exec<'_> {
             }
         };
         failpoint::point("autocommit-after-statement");
-        let result = evaluate(step, &messages, &mut self.captured)?;
+        let result = evaluate(step, &messages, &mut self.captured, self.pinned_capture.as_deref())?;
         let w = self.state_params(step, Status::Applied, Some(result.rows), None);
         self.exec_state(&w).await?;
         failpoint::point("autocommit-applied");
@@ -1323,6 +1335,7 @@ fn evaluate(
     step: &Step,
     messages: &[SimpleQueryMessage],
     captured: &mut HashMap<String, String>,
+    pinned: Option<&str>,
 ) -> Result<StepResult, SqlFailure> {
     let mut last = StepResult::default();
     let mut current_rows = 0u64;
@@ -1398,7 +1411,7 @@ fn evaluate(
             )));
         }
     }
-    if let Some(name) = &step.capture {
+    if let Some(name) = step.capture.as_ref().filter(|n| Some(n.as_str()) != pinned) {
         match last.first_value.clone().flatten() {
             Some(v) if last.returned_rows => {
                 captured.insert(name.clone(), v);
