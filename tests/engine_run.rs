@@ -422,14 +422,33 @@ async fn notices_are_shown_and_audited_and_captures_survive_a_resume() {
     let rb = rb.to_str().unwrap();
     let db = lab.conninfo("notices");
     // The DO block is opaque to the analysis, so the step asks "run grow".
-    let first = lab.run(&["run", rb, "--headless", "--db", &db, "--confirm", "grow=run grow"]);
+    let first = lab.run(&[
+        "run",
+        rb,
+        "--headless",
+        "--db",
+        &db,
+        "--confirm",
+        "grow=run grow",
+    ]);
     assert_eq!(first.code, 1, "{first}");
-    assert!(first.stdout.contains("[grow] NOTICE: grew t by one"), "{first}");
+    assert!(
+        first.stdout.contains("[grow] NOTICE: grew t by one"),
+        "{first}"
+    );
     assert!(first.stdout.contains("{{n}} = 3"), "{first}");
     let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
-    assert!(audit.lines().any(|l| l.contains("\"action\":\"notice\"") && l.contains("grew t by one")), "{audit}");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"notice\"") && l.contains("grew t by one")),
+        "{audit}"
+    );
 
-    client.batch_execute("UPDATE gate SET open = true").await.unwrap();
+    client
+        .batch_execute("UPDATE gate SET open = true")
+        .await
+        .unwrap();
     let second = lab.run(&["run", rb, "--headless", "--db", &db]);
     // count re-runs (t now has 4 rows) but keeps n = 3, which grow was applied after.
     assert_eq!(second.code, 0, "{second}");

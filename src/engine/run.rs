@@ -429,7 +429,10 @@ impl Exec<'_> {
                 self.captured.contains_key(name)
                     && self.s.runbook.steps().skip(i + 1).any(|(_, later)| {
                         matches!(later.kind, StepKind::Change | StepKind::Backup)
-                            && self.states.get(&later.id).is_some_and(|s| s.status == Status::Applied)
+                            && self
+                                .states
+                                .get(&later.id)
+                                .is_some_and(|s| s.status == Status::Applied)
                     })
             });
             match (step.kind, st) {
@@ -902,7 +905,12 @@ impl Exec<'_> {
         let outcome = async {
             let messages = self.query(sql).await?;
             failpoint::point("after-statements");
-            let result = evaluate(step, &messages, &mut self.captured, self.pinned_capture.as_deref())?;
+            let result = evaluate(
+                step,
+                &messages,
+                &mut self.captured,
+                self.pinned_capture.as_deref(),
+            )?;
             let status = if matches!(step.kind, StepKind::Check | StepKind::Verify) {
                 Status::Passed
             } else {
@@ -974,7 +982,12 @@ impl Exec<'_> {
             }
         };
         failpoint::point("autocommit-after-statement");
-        let result = evaluate(step, &messages, &mut self.captured, self.pinned_capture.as_deref())?;
+        let result = evaluate(
+            step,
+            &messages,
+            &mut self.captured,
+            self.pinned_capture.as_deref(),
+        )?;
         let w = self.state_params(step, Status::Applied, Some(result.rows), None);
         self.exec_state(&w).await?;
         failpoint::point("autocommit-applied");
