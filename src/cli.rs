@@ -86,6 +86,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The live lock panels alone: blocking tree and long transactions.
+    Monitor {
+        #[command(flatten)]
+        conn: Conn,
+        /// Time between polls (at least 250ms).
+        #[arg(long, value_name = "DURATION", default_value = "1s")]
+        interval: String,
+        /// Transactions open longer than this are listed.
+        #[arg(long, value_name = "DURATION", default_value = "5min")]
+        long_transaction: String,
+        /// Print one snapshot and exit.
+        #[arg(long)]
+        once: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// The local audit log: verify its hash chain, show or export records.
     Audit {
         #[command(subcommand)]
@@ -214,6 +230,13 @@ pub fn main() -> ExitCode {
             format,
         } => status(&runbook, conn, format),
         Command::Audit { command } => audit(command),
+        Command::Monitor {
+            conn,
+            interval,
+            long_transaction,
+            once,
+            format,
+        } => monitor(conn, &interval, &long_transaction, once, format),
     })
 }
 
@@ -422,4 +445,82 @@ fn audit(command: AuditCommand) -> u8 {
             a::export_cmd(file.as_deref(), format, &filter(f))
         }
     }
+}
+
+fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, format: Format) -> u8 {
+    use crate::runbook::parse_duration;
+    let interval = match parse_duration(interval) {
+        Ok(d) if d >= std::time::Duration::from_millis(250) => d,
+        Ok(_) => {
+            eprintln!("pgpilot: --interval must be at least 250ms");
+            return exit::USAGE;
+        }
+        Err(m) => {
+            eprintln!("pgpilot: --interval: {m}");
+            return exit::USAGE;
+        }
+    };
+    let long = match parse_duration(long_transaction) {
+        Ok(d) => d,
+        Err(m) => {
+            eprintln!("pgpilot: --long-transaction: {m}");
+            return exit::USAGE;
+        }
+    };
+    let Some(rt) = runtime() else {
+        return exit::FAILED;
+    };
+    rt.block_on(async move {
+        let spec = match crate::pg::ConnSpec::resolve(conn.db.as_deref()) {
+            Ok(s) => s.with_application_name("pgpilot-monitor"),
+            Err(e) => {
+                eprintln!("pgpilot: {e}");
+                return exit::FAILED;
+            }
+        };
+        let connection = match spec.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgpilot: {e}");
+                return exit::FAILED;
+            }
+        };
+        let monitor = match crate::monitor::Monitor::new(connection.client, long).await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!(
+                    "pgpilot: cannot set up the monitor session: {}",
+                    crate::pg::redact(&e.to_string())
+                );
+                return exit::FAILED;
+            }
+        };
+        loop {
+            match monitor.poll().await {
+                Ok(snap) => match format {
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&snap).unwrap_or_default()
+                    ),
+                    Format::Text => print!("{}", crate::monitor::text::to_text(&snap)),
+                },
+                Err(e) => {
+                    eprintln!(
+                        "pgpilot: poll failed: {}",
+                        crate::pg::redact(&e.to_string())
+                    );
+                    if once {
+                        return exit::FAILED;
+                    }
+                }
+            }
+            if once {
+                return exit::OK;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::signal::ctrl_c() => return exit::OK,
+            }
+        }
+    })
 }

@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod engine;
+pub mod monitor;
 pub mod pg;
 pub mod plan;
 pub mod runbook;

@@ -128,6 +128,33 @@ impl Driver {
                 EngineEvent::RolledBack { step, duration } => {
                     println!("[{step}] rolled back in {}", human(duration))
                 }
+                EngineEvent::Blockers { step, holders } => {
+                    println!(
+                        "[{step}] {} session(s) hold locks this step needs:",
+                        holders.len()
+                    );
+                    for h in holders {
+                        let age = h
+                            .xact_age_s
+                            .map(|a| {
+                                format!(
+                                    ", transaction open {}",
+                                    human(Duration::from_secs_f64(a.max(0.0)))
+                                )
+                            })
+                            .unwrap_or_default();
+                        println!(
+                            "    pid {} {} from {} ({}{age}) holds {} on {}: {}",
+                            h.pid,
+                            h.user.as_deref().unwrap_or("?"),
+                            h.client,
+                            h.state,
+                            h.mode,
+                            h.relation,
+                            one_line(&h.query)
+                        );
+                    }
+                }
                 EngineEvent::Asks(ask) => {
                     let reply = self.answer(&ask).await;
                     let _ = replies.send(reply);
@@ -153,6 +180,26 @@ impl Driver {
         if let Ask::Next { .. } = ask {
             return Reply::Run;
         }
+        if let Ask::Blockers { step, .. } = ask {
+            if !self.interactive {
+                println!("[{step}] no terminal to ask: proceeding; lock_timeout bounds the wait");
+                return Reply::Run;
+            }
+            print!(
+                "[{step}] [p]roceed (bounded by lock_timeout), [w]ait for them to finish, or [a]bort? "
+            );
+            let _ = std::io::stdout().flush();
+            return match read_line().await {
+                Some(s)
+                    if s.trim().eq_ignore_ascii_case("a")
+                        || s.trim().eq_ignore_ascii_case("abort") =>
+                {
+                    Reply::Quit
+                }
+                Some(s) => Reply::Typed(s),
+                None => Reply::Run,
+            };
+        }
         let prompt = match ask {
             Ask::Confirm { step, phrase, what } => {
                 format!("[{step}] destructive: {what}\n  type {phrase:?} to run it: ")
@@ -164,7 +211,7 @@ impl Driver {
             Ask::DatabaseName { database } => {
                 format!("production target: type the database name ({database}) to go on: ")
             }
-            Ask::Next { .. } => String::new(),
+            Ask::Next { .. } | Ask::Blockers { .. } => String::new(),
         };
         if let Some(given) = self.confirms.get(ask.confirm_key()) {
             println!(
@@ -179,15 +226,32 @@ impl Driver {
         }
         print!("{prompt}");
         let _ = std::io::stdout().flush();
-        let line = tokio::task::spawn_blocking(|| {
-            let mut s = String::new();
-            std::io::stdin().lock().read_line(&mut s).map(|n| (n, s))
-        })
-        .await;
-        match line {
-            Ok(Ok((0, _))) | Ok(Err(_)) | Err(_) => Reply::Missing,
-            Ok(Ok((_, s))) => Reply::Typed(s.trim_end_matches(['\n', '\r']).to_string()),
+        match read_line().await {
+            Some(s) => Reply::Typed(s),
+            None => Reply::Missing,
         }
+    }
+}
+
+/// One line from the terminal, without its line ending; `None` at end of input.
+async fn read_line() -> Option<String> {
+    let line = tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        std::io::stdin().lock().read_line(&mut s).map(|n| (n, s))
+    })
+    .await;
+    match line {
+        Ok(Ok((0, _))) | Ok(Err(_)) | Err(_) => None,
+        Ok(Ok((_, s))) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+    }
+}
+
+fn one_line(q: &str) -> String {
+    let s = q.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(79).collect::<String>())
+    } else {
+        s
     }
 }
 

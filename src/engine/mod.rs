@@ -49,6 +49,8 @@ pub struct Session {
     pub options: RunOptions,
     pub spec: ConnSpec,
     pub conn: Connection,
+    /// The executor's backend pid, once connected.
+    pub conn_pid: i32,
     pub recorder: Recorder,
 }
 
@@ -113,6 +115,11 @@ pub enum EngineEvent {
         step: String,
         duration: Duration,
     },
+    /// Sessions found holding locks the step needs (the pre-step guard).
+    Blockers {
+        step: String,
+        holders: Vec<crate::monitor::Holder>,
+    },
     Asks(Ask),
     Finished(Outcome),
 }
@@ -126,7 +133,7 @@ pub enum StepOutcome {
 }
 
 /// A question only the operator can answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Ask {
     /// The next step is ready; reply `Run`, `Skip(reason)` or `Quit`.
     Next { step: String },
@@ -140,13 +147,19 @@ pub enum Ask {
     Acknowledge { step: String, instructions: String },
     /// A production target: type the database's name to go on.
     DatabaseName { database: String },
+    /// Sessions hold locks the next step needs: `Run` proceeds (lock_timeout
+    /// still bounds the wait), `Typed("wait")` waits for them to go, `Quit` stops.
+    Blockers {
+        step: String,
+        holders: Vec<crate::monitor::Holder>,
+    },
 }
 
 impl Ask {
     /// The text an operator must type, if the question is answered by typing.
     pub fn expected(&self) -> Option<&str> {
         match self {
-            Ask::Next { .. } => None,
+            Ask::Next { .. } | Ask::Blockers { .. } => None,
             Ask::Confirm { phrase, .. } => Some(phrase),
             Ask::Acknowledge { .. } => Some(PAUSE_PHRASE),
             Ask::DatabaseName { database } => Some(database),
@@ -156,7 +169,10 @@ impl Ask {
     /// The key `--confirm KEY=PHRASE` answers this question with.
     pub fn confirm_key(&self) -> &str {
         match self {
-            Ask::Next { step } | Ask::Confirm { step, .. } | Ask::Acknowledge { step, .. } => step,
+            Ask::Next { step }
+            | Ask::Confirm { step, .. }
+            | Ask::Acknowledge { step, .. }
+            | Ask::Blockers { step, .. } => step,
             Ask::DatabaseName { .. } => PRODUCTION_KEY,
         }
     }

@@ -87,6 +87,7 @@ pub async fn open(
         options,
         spec,
         conn,
+        conn_pid: 0,
         recorder: Recorder::new(ctx, local, dbaudit),
     })
 }

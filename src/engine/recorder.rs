@@ -5,7 +5,7 @@
 
 use tokio_postgres::Client;
 
-use crate::audit::db::DbAudit;
+use crate::audit::db::{DbAudit, DbWrite};
 use crate::audit::local::AuditLog;
 use crate::audit::record::{AuditRecord, Context, Event};
 
@@ -46,25 +46,36 @@ impl Recorder {
         self.local_error.as_deref()
     }
 
-    /// Records an event; `defer` holds the database copy back (inside a rehearsal).
-    pub async fn record(&mut self, client: &Client, ev: Event, defer: bool) {
+    /// Records an event; `defer` holds the database copy back (inside a
+    /// rehearsal). Returns what the operator should be told (a spooled copy).
+    pub async fn record(&mut self, client: &Client, ev: Event, defer: bool) -> Vec<String> {
         match self.local.append(&self.ctx, ev) {
             Ok(rec) => {
                 self.pending.push(rec);
                 if !defer {
-                    self.flush(client).await;
+                    return self.flush(client).await;
                 }
             }
             Err(e) => self.local_error = Some(e.to_string()),
         }
+        Vec::new()
     }
 
-    /// Sends every record not yet in the database; failures wait in the spool.
-    pub async fn flush(&mut self, client: &Client) {
+    /// Sends every record not yet in the database; failures wait in the spool
+    /// for the next successful write. The local log stays the record of truth.
+    pub async fn flush(&mut self, client: &Client) -> Vec<String> {
+        let mut notes = Vec::new();
         for rec in std::mem::take(&mut self.pending) {
-            // A record the database refuses waits in the spool; one the spool
-            // cannot take is still in the local log, which is the record of truth.
-            let _ = self.db.write(client, &rec).await;
+            match self.db.write(client, &rec).await {
+                Ok(DbWrite::Written) => {}
+                Ok(DbWrite::Spooled { reason }) => {
+                    if notes.is_empty() {
+                        notes.push(format!("audit record kept in the local spool, not yet in pgpilot.audit_log: {reason}"));
+                    }
+                }
+                Err(e) => notes.push(format!("audit record only in the local log: {e}")),
+            }
         }
+        notes
     }
 }

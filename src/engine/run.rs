@@ -85,7 +85,13 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     if exec.rehearsal_open {
         let _ = exec.client().batch_execute("ROLLBACK").await;
     }
-    exec.s.recorder.flush(&exec.s.conn.client).await;
+    for note in exec.s.recorder.flush(&exec.s.conn.client).await {
+        exec.emit(EngineEvent::Notice {
+            step: None,
+            severity: "WARNING".into(),
+            message: note,
+        });
+    }
     let mut ev = Event::new(Action::SessionEnd);
     ev.outcome = Some(outcome_word(&outcome).into());
     ev.message = outcome_message(&outcome);
@@ -122,7 +128,13 @@ impl Exec<'_> {
     /// Local first, then the database copy (outside any step transaction).
     async fn record(&mut self, ev: Event) {
         let defer = self.rehearsal_open;
-        self.s.recorder.record(&self.s.conn.client, ev, defer).await;
+        for note in self.s.recorder.record(&self.s.conn.client, ev, defer).await {
+            self.emit(EngineEvent::Notice {
+                step: None,
+                severity: "WARNING".into(),
+                message: note,
+            });
+        }
     }
 
     async fn ask(&mut self, ask: Ask) -> Reply {
@@ -188,6 +200,7 @@ impl Exec<'_> {
             pid: row.get(4),
         };
         self.s.recorder.set_role(&info.role);
+        self.s.conn_pid = info.pid;
         self.emit(EngineEvent::Connected(info.clone()));
         let rb = &self.s.runbook;
         let envs = rb.target.environments.clone();
@@ -658,6 +671,7 @@ impl Exec<'_> {
                 .await;
             self.confirmation(Some(&step.id), phrase, reply).await?;
         }
+        self.blocker_guard(phase, step, a).await?;
         if previous == Some(Status::InProgress)
             && !self.rehearsal_open
             && self.in_doubt(step, a).await?
@@ -723,6 +737,11 @@ impl Exec<'_> {
                 ev.sql = Some(text.clone());
                 ev.attempt = Some(attempt);
                 self.record(ev).await;
+            }
+            if let Some(e) = self.s.recorder.local_error() {
+                return Err(Outcome::Failed(format!(
+                    "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
+                )));
             }
             failpoint::point("step-start");
             let attempt_started = Instant::now();
@@ -1032,6 +1051,120 @@ impl Exec<'_> {
                     format!("could not drop the invalid index {name}; drop it by hand: {sql}")
                 },
             });
+        }
+    }
+
+    /// Sessions holding locks that conflict with what the step takes: the
+    /// step would wait behind them and every later query on the table behind
+    /// the step. Reported, then per `on_blockers`: ask, wait, or proceed.
+    async fn blocker_guard(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        a: &StepAnalysis,
+    ) -> Result<(), Outcome> {
+        use crate::analysis::LockMode;
+        use crate::runbook::OnBlockers;
+        let strong: Vec<(String, LockMode)> = a
+            .statements
+            .iter()
+            .flat_map(|s| s.locks.iter())
+            .filter(|l| l.mode >= LockMode::ShareUpdateExclusive)
+            .map(|l| (l.relation.clone(), l.mode))
+            .collect();
+        if strong.is_empty() {
+            return Ok(());
+        }
+        let mut waited = false;
+        loop {
+            let mut holders = Vec::new();
+            for (relation, mode) in &strong {
+                if let Ok(h) = crate::monitor::holders(self.client(), relation, *mode).await {
+                    holders.extend(h.into_iter().filter(|h| h.pid != self.s.conn_pid));
+                }
+            }
+            if holders.is_empty() {
+                if waited {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: "INFO".into(),
+                        message: "the blockers are gone".into(),
+                    });
+                }
+                return Ok(());
+            }
+            if !waited {
+                self.emit(EngineEvent::Blockers {
+                    step: step.id.clone(),
+                    holders: holders.clone(),
+                });
+            }
+            let decision = match step.settings.on_blockers {
+                OnBlockers::Proceed => "proceed",
+                OnBlockers::Wait => "wait",
+                OnBlockers::Ask if waited => "wait",
+                OnBlockers::Ask => match self
+                    .ask(Ask::Blockers {
+                        step: step.id.clone(),
+                        holders: holders.clone(),
+                    })
+                    .await
+                {
+                    Reply::Run | Reply::Missing => "proceed",
+                    Reply::Typed(t)
+                        if t.trim().eq_ignore_ascii_case("wait")
+                            || t.trim().eq_ignore_ascii_case("w") =>
+                    {
+                        "wait"
+                    }
+                    Reply::Typed(t)
+                        if t.trim().is_empty()
+                            || t.trim().eq_ignore_ascii_case("proceed")
+                            || t.trim().eq_ignore_ascii_case("p") =>
+                    {
+                        "proceed"
+                    }
+                    _ => "abort",
+                },
+            };
+            if !waited {
+                let mut ev = Event::new(Action::Blockers);
+                ev.phase = Some(phase.id.clone());
+                ev.step = Some(step.id.clone());
+                ev.outcome = Some(decision.into());
+                ev.message = Some(
+                    holders
+                        .iter()
+                        .map(|h| {
+                            format!(
+                                "pid {} ({}, {}) holds {} on {}",
+                                h.pid,
+                                h.user.as_deref().unwrap_or("?"),
+                                h.state,
+                                h.mode,
+                                h.relation
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                self.record(ev).await;
+            }
+            match decision {
+                "proceed" => return Ok(()),
+                "abort" => {
+                    return Err(Outcome::Refused(format!(
+                        "step {}: stopped because sessions hold locks it needs",
+                        step.id
+                    )));
+                }
+                _ => {
+                    waited = true;
+                    if self.sleep_or_cancel(Duration::from_secs(1)).await {
+                        return Err(Outcome::Interrupted);
+                    }
+                }
+            }
         }
     }
 

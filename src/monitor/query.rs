@@ -1,0 +1,70 @@
+//! The one query per poll. `pg_blocking_pids()` takes every lock-manager
+//! partition lock, so it is called only for backends that wait on a heavyweight
+//! lock (wait_event_type = 'Lock'), never for every row.
+
+/// Columns, in order: pid, user, application, client, state, wait_event_type,
+/// wait_event, xact_age_s, query_age_s, state_age_s, query, blocked_by,
+/// wait_mode, wait_locktype, wait_relation, wait_s, database.
+pub fn poll_sql(server_version_num: i32) -> String {
+    // pg_locks.waitstart exists from PostgreSQL 14; before it, the time since
+    // the backend's last state change is the best estimate of its wait.
+    let wait_age = if server_version_num >= 140000 {
+        "extract(epoch FROM now() - coalesce(w.waitstart, a.state_change))::float8"
+    } else {
+        "extract(epoch FROM now() - a.state_change)::float8"
+    };
+    format!(
+        "WITH act AS (
+    SELECT pid, usename, application_name, client_addr, state, wait_event_type, wait_event,
+           xact_start, query_start, state_change, query, datname
+      FROM pg_stat_activity
+     WHERE pid <> pg_backend_pid()
+       AND backend_type = 'client backend'
+       AND datname = current_database()
+       AND (state IS DISTINCT FROM 'idle' OR xact_start IS NOT NULL)
+), blocked AS (
+    SELECT pid, pg_blocking_pids(pid) AS blocked_by FROM act WHERE wait_event_type = 'Lock'
+)
+SELECT a.pid,
+       a.usename::text,
+       a.application_name,
+       coalesce(host(a.client_addr), 'local'),
+       coalesce(a.state, ''),
+       a.wait_event_type,
+       a.wait_event,
+       extract(epoch FROM now() - a.xact_start)::float8,
+       extract(epoch FROM now() - a.query_start)::float8,
+       extract(epoch FROM now() - a.state_change)::float8,
+       left(a.query, 2000),
+       coalesce(b.blocked_by, '{{}}'::int[]),
+       w.mode,
+       w.locktype,
+       w.relation::regclass::text,
+       CASE WHEN w.pid IS NOT NULL THEN {wait_age} END,
+       a.datname::text
+  FROM act a
+  LEFT JOIN blocked b ON b.pid = a.pid
+  LEFT JOIN LATERAL (
+       SELECT l.* FROM pg_locks l
+        WHERE l.pid = a.pid AND NOT l.granted AND b.pid IS NOT NULL
+        ORDER BY l.locktype = 'relation' DESC
+        LIMIT 1
+  ) w ON true"
+    )
+}
+
+/// Sessions holding locks on `relation` that conflict with `mode`, with their
+/// transaction's age: what the pre-step guard reports.
+pub const HOLDERS_SQL: &str = "
+SELECT DISTINCT ON (a.pid)
+       a.pid, a.usename::text, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+       coalesce(a.state, ''), l.mode,
+       extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 2000)
+  FROM pg_locks l
+  JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.granted
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.relation = to_regclass($1)
+   AND l.mode = ANY($2)
+   AND l.pid <> pg_backend_pid()
+ ORDER BY a.pid";

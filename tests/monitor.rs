@@ -1,0 +1,278 @@
+//! The monitor against a real server: a blocking chain as a tree, long
+//! transactions, many backends, the pre-step blocker guard, cancel/terminate.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Lab, column, connect};
+use pgpilot::monitor::{Monitor, Signal, signal_backend};
+use pgpilot::sandbox::{Sandbox, SandboxOptions};
+
+async fn backend_pid(c: &tokio_postgres::Client) -> i64 {
+    column(c, "SELECT pg_backend_pid()").await[0]
+        .parse()
+        .unwrap()
+}
+
+async fn wait_until_waiting(observer: &tokio_postgres::Client, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = column(
+            observer,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        )
+        .await;
+        if waiting[0].parse::<usize>().unwrap() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sessions never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_session_chain_is_a_tree_and_the_holder_a_long_transaction() {
+    let lab = Lab::new();
+    let observer = lab.database("chain", &[]).await;
+    observer
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let db = lab.conninfo("chain");
+    let a = connect(&db).await;
+    let b = connect(&db).await;
+    let c = connect(&db).await;
+    let (pa, pb, pc) = (
+        backend_pid(&a).await,
+        backend_pid(&b).await,
+        backend_pid(&c).await,
+    );
+    a.batch_execute("BEGIN; SELECT * FROM t").await.unwrap();
+    let b_task =
+        tokio::spawn(async move { b.batch_execute("ALTER TABLE t ADD COLUMN x int").await });
+    wait_until_waiting(&observer, 1).await;
+    let c_task = tokio::spawn(async move { c.batch_execute("SELECT * FROM t").await });
+    wait_until_waiting(&observer, 2).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let ran = lab.run(&[
+        "monitor",
+        "--db",
+        &db,
+        "--once",
+        "--format",
+        "json",
+        "--long-transaction",
+        "1s",
+    ]);
+    assert_eq!(ran.code, 0, "{ran}");
+    let snap: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    assert!(snap["at"].is_string());
+    let blocking = snap["blocking"].as_array().unwrap();
+    let by_pid = |p: i64| {
+        blocking
+            .iter()
+            .find(|w| w["pid"] == p)
+            .unwrap_or_else(|| panic!("{p} not in {blocking:?}"))
+    };
+    assert_eq!(by_pid(pb)["blocked_by"], serde_json::json!([pa]));
+    assert_eq!(by_pid(pb)["mode"], "AccessExclusiveLock");
+    assert_eq!(by_pid(pb)["relation"], "t");
+    assert!(by_pid(pb)["wait_s"].as_f64().unwrap() > 0.5);
+    assert_eq!(by_pid(pc)["blocked_by"], serde_json::json!([pb]));
+    assert_eq!(by_pid(pc)["mode"], "AccessShareLock");
+    let tree: Vec<(i64, u64, u64)> = snap["tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["pid"].as_i64().unwrap(),
+                n["depth"].as_u64().unwrap(),
+                n["queued_behind"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(tree, [(pa, 0, 2), (pb, 1, 1), (pc, 2, 0)]);
+    let long = snap["long_transactions"].as_array().unwrap();
+    let holder = long
+        .iter()
+        .find(|t| t["pid"] == pa)
+        .expect("the holder is a long transaction");
+    assert_eq!(holder["state"], "idle in transaction");
+    assert!(holder["xact_age_s"].as_f64().unwrap() >= 1.0);
+    let me = snap["monitor_pid"].as_i64().unwrap();
+    assert!(
+        !ran.stdout.contains(&format!("\"pid\": {me},")),
+        "the monitor lists itself"
+    );
+
+    a.batch_execute("COMMIT").await.unwrap();
+    b_task.await.unwrap().unwrap();
+    c_task.await.unwrap().unwrap();
+
+    let text = lab.run(&["monitor", "--db", &db, "--once"]);
+    assert!(
+        text.stdout.contains("no session waits for a lock"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_of_200_backends_stays_within_its_statement_timeout() {
+    let sb = Sandbox::start_with(SandboxOptions::default().max_connections(260)).expect("sandbox");
+    let conninfo = sb.conninfo("postgres");
+    let setup = connect(&conninfo).await;
+    setup
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let c = connect(&conninfo).await;
+        if i % 4 == 0 {
+            c.batch_execute("BEGIN; SELECT * FROM t").await.unwrap();
+        }
+        clients.push(c);
+    }
+    let (client, conn) = tokio_postgres::connect(
+        &format!("{conninfo} application_name=pgpilot-monitor"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let monitor = Monitor::new(client, Duration::from_secs(0)).await.unwrap();
+    for _ in 0..5 {
+        // The session's statement_timeout is 500 ms: a poll that returns made it.
+        let snap = monitor.poll().await.expect("poll within statement_timeout");
+        assert!(snap.summary.sessions >= 50, "{:?}", snap.summary);
+        assert_eq!(snap.summary.idle_in_transaction, 50);
+    }
+}
+
+const GUARDED: &str = r#"
+[runbook]
+id = "guarded"
+title = "Pre-step guard"
+
+[settings]
+lock_timeout = "300ms"
+lock_retries = 0
+on_blockers = "proceed"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "alter-quiet"
+  kind = "change"
+  sql = "ALTER TABLE quiet ADD COLUMN x int"
+  rollback = "ALTER TABLE quiet DROP COLUMN x"
+
+  [[phase.step]]
+  id = "alter-busy"
+  kind = "change"
+  sql = "ALTER TABLE busy ADD COLUMN x int"
+  rollback = "ALTER TABLE busy DROP COLUMN x"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_step_guard_names_the_holder_of_a_table_the_step_locks_and_only_that() {
+    let lab = Lab::new();
+    let client = lab.database("guard", &[]).await;
+    client
+        .batch_execute("CREATE TABLE quiet (id int); CREATE TABLE busy (id int)")
+        .await
+        .unwrap();
+    let db = lab.conninfo("guard");
+    let reader = connect(&db).await;
+    let reader_pid = column(&reader, "SELECT pg_backend_pid()").await[0].clone();
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM busy")
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("guarded.toml");
+    std::fs::write(&rb, GUARDED).unwrap();
+    let ran = lab.run(&["run", rb.to_str().unwrap(), "--headless", "--db", &db]);
+    // proceed: the step tries, waits at most lock_timeout, and fails without retries.
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(ran.stdout.contains("[alter-quiet] applied"), "{ran}");
+    assert!(
+        !ran.stdout.contains("[alter-quiet] 1 session(s) hold locks"),
+        "{ran}"
+    );
+    assert!(
+        ran.stdout
+            .contains("[alter-busy] 1 session(s) hold locks this step needs:"),
+        "{ran}"
+    );
+    assert!(
+        ran.stdout.contains(&format!("pid {reader_pid} postgres"))
+            && ran.stdout.contains("AccessShareLock on busy"),
+        "{ran}"
+    );
+    assert!(ran.stdout.contains("55P03"), "{ran}");
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"action\":\"blockers\"") && l.contains("\"outcome\":\"proceed\"")), "{audit}");
+
+    // wait: the step waits for the holder to go, then applies.
+    std::fs::write(
+        &rb,
+        GUARDED.replace("on_blockers = \"proceed\"", "on_blockers = \"wait\""),
+    )
+    .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        reader.batch_execute("COMMIT").await.unwrap();
+    });
+    let ran = lab.run(&["run", rb.to_str().unwrap(), "--headless", "--db", &db]);
+    release.await.unwrap();
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(
+        ran.stdout.contains("the blockers are gone") && ran.stdout.contains("[alter-busy] applied"),
+        "{ran}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_terminate_reach_other_backends_but_never_pgpilots_own() {
+    let lab = Lab::new();
+    let admin = lab.database("signals", &[]).await;
+    let db = lab.conninfo("signals");
+    let victim = connect(&db).await;
+    let victim_pid: i32 = column(&victim, "SELECT pg_backend_pid()").await[0]
+        .parse()
+        .unwrap();
+    let sleeper = tokio::spawn(async move {
+        let r = victim.batch_execute("SELECT pg_sleep(30)").await;
+        (victim, r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        signal_backend(&admin, victim_pid, Signal::Cancel, &[]).await,
+        Ok(true)
+    );
+    let (victim, r) = sleeper.await.unwrap();
+    assert_eq!(
+        r.unwrap_err().code().map(|c| c.code().to_string()),
+        Some("57014".into())
+    );
+    assert_eq!(
+        signal_backend(&admin, victim_pid, Signal::Terminate, &[]).await,
+        Ok(true)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(victim.is_closed());
+    let own: i32 = column(&admin, "SELECT pg_backend_pid()").await[0]
+        .parse()
+        .unwrap();
+    assert!(
+        signal_backend(&admin, own, Signal::Terminate, &[own])
+            .await
+            .is_err()
+    );
+}
