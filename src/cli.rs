@@ -207,6 +207,7 @@ pub fn main() -> ExitCode {
                 mode: Mode::Run { from },
                 env,
                 rehearse,
+                interactive: !drive.headless,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -221,6 +222,7 @@ pub fn main() -> ExitCode {
                 mode: Mode::Rollback { to },
                 env,
                 rehearse: false,
+                interactive: !drive.headless,
             };
             drive_engine(&runbook, conn, options, drive)
         }

@@ -177,8 +177,10 @@ impl Driver {
     }
 
     async fn answer(&self, ask: &Ask) -> Reply {
-        if let Ask::Next { .. } = ask {
-            return Reply::Run;
+        match ask {
+            Ask::Next { .. } => return Reply::Run,
+            Ask::End => return Reply::Quit,
+            _ => {}
         }
         if let Ask::Blockers { step, .. } = ask {
             if !self.interactive {
@@ -211,7 +213,7 @@ impl Driver {
             Ask::DatabaseName { database } => {
                 format!("production target: type the database name ({database}) to go on: ")
             }
-            Ask::Next { .. } | Ask::Blockers { .. } => String::new(),
+            Ask::Next { .. } | Ask::End | Ask::Blockers { .. } => String::new(),
         };
         if let Some(given) = self.confirms.get(ask.confirm_key()) {
             println!(

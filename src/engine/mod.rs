@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub env: Option<String>,
     /// Run everything in one transaction and roll it back at the end.
     pub rehearse: bool,
+    /// A person at a terminal UI drives the run: a wrong phrase is asked again
+    /// (and audited), and the engine waits at the end for rollbacks or quit.
+    pub interactive: bool,
 }
 
 /// Everything one engine run works with.
@@ -135,8 +138,11 @@ pub enum StepOutcome {
 /// A question only the operator can answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ask {
-    /// The next step is ready; reply `Run`, `Skip(reason)` or `Quit`.
+    /// The next step is ready; reply `Run`, `Skip(reason)`,
+    /// `RollbackThrough(step)` or `Quit`.
     Next { step: String },
+    /// Every step is done (interactive runs only); reply `RollbackThrough(step)` or `Quit`.
+    End,
     /// Type `phrase` to run something destructive.
     Confirm {
         step: String,
@@ -159,7 +165,7 @@ impl Ask {
     /// The text an operator must type, if the question is answered by typing.
     pub fn expected(&self) -> Option<&str> {
         match self {
-            Ask::Next { .. } | Ask::Blockers { .. } => None,
+            Ask::Next { .. } | Ask::End | Ask::Blockers { .. } => None,
             Ask::Confirm { phrase, .. } => Some(phrase),
             Ask::Acknowledge { .. } => Some(PAUSE_PHRASE),
             Ask::DatabaseName { database } => Some(database),
@@ -174,6 +180,7 @@ impl Ask {
             | Ask::Acknowledge { step, .. }
             | Ask::Blockers { step, .. } => step,
             Ask::DatabaseName { .. } => PRODUCTION_KEY,
+            Ask::End => "",
         }
     }
 }
@@ -187,6 +194,8 @@ pub const PRODUCTION_KEY: &str = "@production";
 pub enum Reply {
     Run,
     Skip(String),
+    /// Roll back the applied steps from the newest down to and including this one.
+    RollbackThrough(String),
     Quit,
     /// What the operator typed.
     Typed(String),

@@ -159,7 +159,7 @@ impl Exec<'_> {
         }
         match self.s.options.mode.clone() {
             Mode::Run { from } => self.apply(from.as_deref()).await,
-            Mode::Rollback { to } => self.rollback(to.as_deref()).await,
+            Mode::Rollback { to } => self.rollback_range(to.as_deref(), None, true).await,
         }
     }
 
@@ -306,12 +306,13 @@ impl Exec<'_> {
         )
         .await?;
         if self.s.options.env.as_deref().is_some_and(is_production) {
-            let reply = self
-                .ask(Ask::DatabaseName {
+            self.ask_phrase(
+                None,
+                Ask::DatabaseName {
                     database: info.database.clone(),
-                })
-                .await;
-            self.confirmation(None, &info.database, reply).await?;
+                },
+            )
+            .await?;
         }
         Ok(())
     }
@@ -409,6 +410,49 @@ impl Exec<'_> {
         }
     }
 
+    /// Asks for a phrase until it is typed right (a terminal UI keeps its
+    /// dialog open after a wrong one) or refused; every answer is audited.
+    async fn ask_phrase(&mut self, step: Option<&str>, ask: Ask) -> Result<(), Outcome> {
+        let expected = ask.expected().unwrap_or_default().to_string();
+        loop {
+            let reply = self.ask(ask.clone()).await;
+            let wrong = matches!(&reply, Reply::Typed(t) if t.trim() != expected);
+            match self.confirmation(step, &expected, reply).await {
+                Err(_) if wrong && self.s.options.interactive => {
+                    self.emit(EngineEvent::Notice {
+                        step: step.map(str::to_string),
+                        severity: "WARNING".into(),
+                        message: format!(
+                            "the phrase typed does not match {expected:?}; nothing was run"
+                        ),
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Keeps the in-memory view of the target's state in step with what was written.
+    fn mark(&mut self, step: &Step, status: Status) {
+        let st = self
+            .states
+            .entry(step.id.clone())
+            .or_insert_with(|| StepState {
+                step: step.id.clone(),
+                status,
+                step_sha256: state::step_hash(step),
+                operator: String::new(),
+                role: String::new(),
+                client_host: String::new(),
+                captured: None,
+                rows: None,
+                duration_ms: None,
+                updated_at: String::new(),
+            });
+        st.status = status;
+        st.step_sha256 = state::step_hash(step);
+    }
+
     fn steps_in_order(&self) -> Vec<(usize, Phase, Step)> {
         self.s
             .runbook
@@ -429,7 +473,7 @@ impl Exec<'_> {
             ));
         }
         let mut started = from.is_none();
-        for (i, phase, step) in steps {
+        'steps: for (i, phase, step) in steps {
             if !started {
                 if Some(step.id.as_str()) != from {
                     continue;
@@ -472,21 +516,28 @@ impl Exec<'_> {
                 }
                 _ => {}
             }
-            match self
-                .ask(Ask::Next {
-                    step: step.id.clone(),
-                })
-                .await
-            {
-                Reply::Run | Reply::Typed(_) => {}
-                Reply::Skip(reason) => {
-                    if let Err(o) = self.skip(&phase, &step, reason).await {
-                        return o;
+            loop {
+                match self
+                    .ask(Ask::Next {
+                        step: step.id.clone(),
+                    })
+                    .await
+                {
+                    Reply::Run | Reply::Typed(_) => break,
+                    Reply::Skip(reason) => {
+                        if let Err(o) = self.skip(&phase, &step, reason).await {
+                            return o;
+                        }
+                        continue 'steps;
                     }
-                    continue;
-                }
-                Reply::Quit | Reply::Missing => {
-                    return Outcome::Refused("stopped by the operator".into());
+                    Reply::RollbackThrough(target) => {
+                        if let Err(o) = self.rollback_through(&target).await {
+                            return o;
+                        }
+                    }
+                    Reply::Quit | Reply::Missing => {
+                        return Outcome::Refused("stopped by the operator".into());
+                    }
                 }
             }
             let result = if step.kind == StepKind::Pause {
@@ -507,7 +558,33 @@ impl Exec<'_> {
                 message: "rehearsal finished: everything was rolled back".into(),
             });
         }
+        while self.s.options.interactive {
+            match self.ask(Ask::End).await {
+                Reply::RollbackThrough(target) => {
+                    if let Err(o) = self.rollback_through(&target).await {
+                        return o;
+                    }
+                }
+                _ => break,
+            }
+        }
         Outcome::Done
+    }
+
+    /// `b` in the TUI: the applied steps from the newest down to and including `target`.
+    async fn rollback_through(&mut self, target: &str) -> Result<(), Outcome> {
+        if self.rehearsal_open {
+            self.emit(EngineEvent::Notice {
+                step: None,
+                severity: "INFO".into(),
+                message: "a rehearsal is rolled back as a whole at its end".into(),
+            });
+            return Ok(());
+        }
+        match self.rollback_range(None, Some(target), false).await {
+            Outcome::Done => Ok(()),
+            other => Err(other),
+        }
     }
 
     async fn skip(&mut self, phase: &Phase, step: &Step, reason: String) -> Result<(), Outcome> {
@@ -589,7 +666,9 @@ impl Exec<'_> {
                 "cannot record the state of {}: {}",
                 step.id, e.message
             ))
-        })
+        })?;
+        self.mark(step, status);
+        Ok(())
     }
 
     fn state_params(
@@ -662,14 +741,12 @@ impl Exec<'_> {
                 .map(|r| r.phrase())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let reply = self
-                .ask(Ask::Confirm {
-                    step: step.id.clone(),
-                    phrase: phrase.clone(),
-                    what,
-                })
-                .await;
-            self.confirmation(Some(&step.id), phrase, reply).await?;
+            let ask = Ask::Confirm {
+                step: step.id.clone(),
+                phrase: phrase.clone(),
+                what,
+            };
+            self.ask_phrase(Some(&step.id), ask).await?;
         }
         self.blocker_guard(phase, step, a).await?;
         if previous == Some(Status::InProgress)
@@ -760,6 +837,11 @@ impl Exec<'_> {
                         (false, StepKind::Check | StepKind::Verify) => StepOutcome::Passed,
                         _ => StepOutcome::Applied,
                     };
+                    match outcome {
+                        StepOutcome::Applied => self.mark(step, Status::Applied),
+                        StepOutcome::Passed => self.mark(step, Status::Passed),
+                        _ => {}
+                    }
                     let mut ev = Event::new(Action::StepSuccess);
                     ev.phase = Some(phase.id.clone());
                     ev.step = Some(step.id.clone());
@@ -1204,10 +1286,19 @@ impl Exec<'_> {
             return Ok(all_valid);
         }
         let phrase = format!("drop invalid index {}", invalid.join(", "));
-        let reply = self
-            .ask(Ask::Confirm { step: step.id.clone(), phrase: phrase.clone(), what: format!("the interrupted build left INVALID index {}; it must be dropped before building again", invalid.join(", ")) })
-            .await;
-        self.confirmation(Some(&step.id), &phrase, reply).await?;
+        let what = format!(
+            "the interrupted build left INVALID index {}; it must be dropped before building again",
+            invalid.join(", ")
+        );
+        self.ask_phrase(
+            Some(&step.id),
+            Ask::Confirm {
+                step: step.id.clone(),
+                phrase,
+                what,
+            },
+        )
+        .await?;
         self.drop_invalid_indexes(&a.statements).await;
         Ok(false)
     }
@@ -1229,7 +1320,14 @@ impl Exec<'_> {
         }
     }
 
-    async fn rollback(&mut self, to: Option<&str>) -> Outcome {
+    /// Applied steps in reverse order, stopping before `to` (it stays applied)
+    /// or after `through` (it is rolled back too).
+    async fn rollback_range(
+        &mut self,
+        to: Option<&str>,
+        through: Option<&str>,
+        ask_each: bool,
+    ) -> Outcome {
         let steps = self.steps_in_order();
         if let Some(t) = to
             && !steps.iter().any(|(_, _, s)| s.id == t)
@@ -1239,10 +1337,12 @@ impl Exec<'_> {
                 self.s.runbook.id
             ));
         }
+        let mut reached = false;
         for (i, phase, step) in steps.into_iter().rev() {
-            if Some(step.id.as_str()) == to {
+            if reached || Some(step.id.as_str()) == to {
                 break;
             }
+            reached = Some(step.id.as_str()) == through;
             if !matches!(step.kind, StepKind::Change | StepKind::Backup)
                 || self.states.get(&step.id).map(|s| s.status) != Some(Status::Applied)
             {
@@ -1276,13 +1376,17 @@ impl Exec<'_> {
                 });
                 continue;
             };
-            match self
-                .ask(Ask::Next {
+            let reply = if ask_each {
+                self.ask(Ask::Next {
                     step: step.id.clone(),
                 })
                 .await
-            {
-                Reply::Run | Reply::Typed(_) => {}
+            } else {
+                Reply::Run
+            };
+            match reply {
+                // Inside a rollback, `b` means go on rolling back.
+                Reply::Run | Reply::Typed(_) | Reply::RollbackThrough(_) => {}
                 Reply::Skip(reason) => {
                     self.emit(EngineEvent::StepSkipped {
                         step: step.id.clone(),
@@ -1302,14 +1406,12 @@ impl Exec<'_> {
                     .map(|r| r.phrase())
                     .collect::<Vec<_>>()
                     .join(", ");
-                let reply = self
-                    .ask(Ask::Confirm {
-                        step: step.id.clone(),
-                        phrase: phrase.clone(),
-                        what,
-                    })
-                    .await;
-                if let Err(o) = self.confirmation(Some(&step.id), phrase, reply).await {
+                let ask = Ask::Confirm {
+                    step: step.id.clone(),
+                    phrase: phrase.clone(),
+                    what,
+                };
+                if let Err(o) = self.ask_phrase(Some(&step.id), ask).await {
                     return o;
                 }
             }
@@ -1391,6 +1493,7 @@ impl Exec<'_> {
                     ev.step = Some(step.id.clone());
                     ev.duration_ms = Some(started.elapsed().as_millis() as u64);
                     self.record(ev).await;
+                    self.mark(step, Status::RolledBack);
                     self.emit(EngineEvent::RolledBack {
                         step: step.id.clone(),
                         duration: started.elapsed(),
