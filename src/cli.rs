@@ -207,7 +207,7 @@ pub fn main() -> ExitCode {
                 mode: Mode::Run { from },
                 env,
                 rehearse,
-                interactive: !drive.headless,
+                interactive: false,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -222,7 +222,7 @@ pub fn main() -> ExitCode {
                 mode: Mode::Rollback { to },
                 env,
                 rehearse: false,
-                interactive: !drive.headless,
+                interactive: false,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -323,9 +323,31 @@ fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: 
             return exit::FAILED;
         }
     };
-    if !drive.headless {
-        eprintln!("pgpilot: the TUI is not built yet; running headless");
+    use std::io::IsTerminal;
+    let tui = !drive.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if !drive.headless && !tui {
+        eprintln!(
+            "pgpilot: no terminal for the TUI; running headless (say --headless to silence this)"
+        );
     }
+    let bindings = if tui {
+        match crate::tui::keys::load(crate::tui::keys::user_keymap().as_deref()) {
+            Ok(b) => b,
+            Err(m) => {
+                eprintln!("pgpilot: {m}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let kind = match (&options.mode, options.rehearse) {
+        (Mode::Rollback { .. }, _) => crate::tui::app::SessionKind::Rollback,
+        (_, true) => crate::tui::app::SessionKind::Rehearsal,
+        _ => crate::tui::app::SessionKind::Run,
+    };
+    let mut options = options;
+    options.interactive = tui;
     let Some(rt) = runtime() else {
         return exit::FAILED;
     };
@@ -344,6 +366,10 @@ fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: 
                 return e.code;
             }
         };
+        if tui {
+            return crate::tui::run(session, kind, bindings, std::time::Duration::from_secs(1))
+                .await;
+        }
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

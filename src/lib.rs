@@ -18,3 +18,4 @@ pub mod plan;
 pub mod runbook;
 pub mod sandbox;
 pub mod style;
+pub mod tui;

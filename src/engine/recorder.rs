@@ -28,6 +28,11 @@ impl Recorder {
         }
     }
 
+    /// The session's audit context, for other writers of the same session (the TUI's panel actions).
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     pub fn operator(&self) -> &str {
         &self.ctx.operator
     }

@@ -1,0 +1,526 @@
+//! The TUI's state. Only the UI loop changes it: engine events, monitor
+//! snapshots and key actions each go through one method here.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::analysis::{LockMode, StepAnalysis};
+use crate::check::risk_reason;
+use crate::engine::{Ask, EngineEvent, Outcome, StepOutcome, TargetInfo};
+use crate::monitor::{Holder, Snapshot};
+use crate::runbook::{Risk, Runbook, StepKind, format_duration};
+
+use super::keys::Binding;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Run,
+    Rehearsal,
+    Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepState {
+    Pending,
+    Running { attempt: u32, of: u32 },
+    Applied,
+    Passed,
+    Acknowledged,
+    Rehearsed,
+    Failed(String),
+    Skipped(String),
+    RolledBack,
+}
+
+impl StepState {
+    pub fn label(&self) -> String {
+        match self {
+            StepState::Pending => "pending".into(),
+            StepState::Running { attempt: 1, .. } => "running".into(),
+            StepState::Running { attempt, of } => format!("retry {attempt}/{of}"),
+            StepState::Applied => "applied".into(),
+            StepState::Passed => "passed".into(),
+            StepState::Acknowledged => "done".into(),
+            StepState::Rehearsed => "rehearsed".into(),
+            StepState::Failed(_) => "FAILED".into(),
+            StepState::Skipped(_) => "skipped".into(),
+            StepState::RolledBack => "rolled back".into(),
+        }
+    }
+}
+
+/// One step as the screens show it.
+#[derive(Debug, Clone)]
+pub struct StepView {
+    pub phase: String,
+    pub id: String,
+    pub title: Option<String>,
+    pub kind: StepKind,
+    pub state: StepState,
+    pub duration: Option<Duration>,
+    pub sql: String,
+    pub rollback: Option<String>,
+    pub explain: Option<String>,
+    pub instructions: Option<String>,
+    pub risk: Risk,
+    pub risk_reason: String,
+    /// What the analysis says, line by line, in plain words.
+    pub analysis: Vec<String>,
+    pub findings: Vec<(String, String, String)>,
+    pub confirm: Option<String>,
+    pub settings: String,
+}
+
+impl StepView {
+    fn new(phase: &str, step: &crate::runbook::Step, a: &StepAnalysis) -> StepView {
+        let mut analysis = Vec::new();
+        for s in &a.statements {
+            for l in &s.locks {
+                analysis.push(format!(
+                    "{} on {}: {}",
+                    l.mode.sql_name(),
+                    l.relation,
+                    l.mode.blocks()
+                ));
+            }
+        }
+        if a.rewrites {
+            analysis.push("rewrites the table: time grows with its size, under its lock".into());
+        }
+        if !a.transactional {
+            analysis.push("cannot run in a transaction block: runs in autocommit".into());
+        }
+        let findings = a
+            .findings()
+            .map(|f| (f.rule.to_string(), f.message.clone(), f.advice.clone()))
+            .collect();
+        let s = &step.settings;
+        StepView {
+            phase: phase.to_string(),
+            id: step.id.clone(),
+            title: step.title.clone(),
+            kind: step.kind,
+            state: StepState::Pending,
+            duration: None,
+            sql: step
+                .sql()
+                .map(|s| s.text.trim().to_string())
+                .unwrap_or_default(),
+            rollback: step.rollback.as_ref().map(|r| r.text.trim().to_string()),
+            explain: step.explain.clone(),
+            instructions: step.instructions().map(str::to_string),
+            risk: a.risk,
+            risk_reason: risk_reason(a),
+            analysis,
+            findings,
+            confirm: a.confirm.clone(),
+            settings: format!(
+                "lock_timeout {} · {} retries · statement_timeout {}",
+                format_duration(s.lock_timeout),
+                s.lock_retries,
+                format_duration(s.statement_timeout)
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Steps,
+    Locks,
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DialogKind {
+    /// The engine asks for a phrase (destructive step, production name, pause).
+    Phrase(Ask),
+    /// A reason for skipping the next step.
+    SkipReason { step: String },
+    /// Type the pid to cancel or terminate a backend.
+    Signal { pid: i32, terminate: bool },
+    /// Sessions hold locks the next step needs: p / w / a.
+    Blockers { step: String, holders: Vec<Holder> },
+    /// A statement runs: quit anyway?
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialog {
+    pub kind: DialogKind,
+    pub input: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Good,
+    Warn,
+    Bad,
+}
+
+pub struct App {
+    pub title: String,
+    pub runbook_id: String,
+    pub kind: SessionKind,
+    pub env: Option<String>,
+    pub target: Option<TargetInfo>,
+    pub target_label: String,
+    pub steps: Vec<StepView>,
+    pub selected: usize,
+    pub focus: Panel,
+    pub snapshot: Option<Snapshot>,
+    /// Waiting sessions at each poll, for the sparkline.
+    pub waiting_history: VecDeque<u64>,
+    pub lock_selected: usize,
+    pub log: Vec<LogLine>,
+    pub log_scroll: usize,
+    pub dialog: Option<Dialog>,
+    /// The engine waits for `r` (or `s`/`b`) at this step.
+    pub next: Option<String>,
+    /// Every step is done; the engine waits for `b` or `q`.
+    pub at_end: bool,
+    pub running: Option<String>,
+    pub finished: Option<Outcome>,
+    pub show_help: bool,
+    pub bindings: Vec<Binding>,
+    pub quit: bool,
+    /// The question a phrase was last typed for: asked again means it was wrong.
+    pub last_phrase: Option<Ask>,
+}
+
+pub const HISTORY: usize = 120;
+
+impl App {
+    pub fn new(
+        runbook: &Runbook,
+        analysis: &crate::analysis::RunbookAnalysis,
+        kind: SessionKind,
+        env: Option<String>,
+        target_label: String,
+        bindings: Vec<Binding>,
+    ) -> App {
+        let steps = runbook
+            .steps()
+            .zip(&analysis.steps)
+            .map(|((p, s), a)| StepView::new(&p.id, s, a))
+            .collect();
+        App {
+            title: runbook.title.clone(),
+            runbook_id: runbook.id.clone(),
+            kind,
+            env,
+            target: None,
+            target_label,
+            steps,
+            selected: 0,
+            focus: Panel::Steps,
+            snapshot: None,
+            waiting_history: VecDeque::with_capacity(HISTORY),
+            lock_selected: 0,
+            log: Vec::new(),
+            log_scroll: 0,
+            dialog: None,
+            next: None,
+            at_end: false,
+            running: None,
+            finished: None,
+            show_help: false,
+            bindings,
+            quit: false,
+            last_phrase: None,
+        }
+    }
+
+    pub fn log(&mut self, level: LogLevel, text: impl Into<String>) {
+        self.log.push(LogLine {
+            level,
+            text: text.into(),
+        });
+    }
+
+    fn step_mut(&mut self, id: &str) -> Option<&mut StepView> {
+        self.steps.iter_mut().find(|s| s.id == id)
+    }
+
+    fn select(&mut self, id: &str) {
+        if let Some(i) = self.steps.iter().position(|s| s.id == id) {
+            self.selected = i;
+        }
+    }
+
+    pub fn on_engine(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::Connected(t) => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "connected as {} (PostgreSQL {}, pid {})",
+                        t.role, t.server_version, t.pid
+                    ),
+                );
+                self.target = Some(t);
+            }
+            EngineEvent::Guard {
+                name,
+                passed,
+                detail,
+            } => {
+                self.log(
+                    if passed {
+                        LogLevel::Good
+                    } else {
+                        LogLevel::Bad
+                    },
+                    format!(
+                        "guard {name}: {} — {detail}",
+                        if passed { "pass" } else { "FAIL" }
+                    ),
+                );
+            }
+            EngineEvent::StepStarted { step, attempt, of } => {
+                self.next = None;
+                self.last_phrase = None;
+                self.running = Some(step.clone());
+                self.select(&step);
+                if let Some(s) = self.step_mut(&step) {
+                    s.state = StepState::Running { attempt, of };
+                }
+                if attempt == 1 {
+                    self.log(LogLevel::Info, format!("[{step}] running"));
+                }
+            }
+            EngineEvent::Retrying {
+                step,
+                attempt,
+                of,
+                message,
+                ..
+            } => {
+                self.log(
+                    LogLevel::Warn,
+                    format!("[{step}] attempt {attempt}/{of}: {message}"),
+                );
+            }
+            EngineEvent::Notice {
+                step,
+                severity,
+                message,
+            } => {
+                let level = if severity == "WARNING" {
+                    LogLevel::Warn
+                } else {
+                    LogLevel::Info
+                };
+                let prefix = step.map(|s| format!("[{s}] ")).unwrap_or_default();
+                self.log(level, format!("{prefix}{severity}: {message}"));
+            }
+            EngineEvent::StepDone {
+                step,
+                outcome,
+                duration,
+                rows,
+                captured,
+            } => {
+                self.running = None;
+                let state = match outcome {
+                    StepOutcome::Applied => StepState::Applied,
+                    StepOutcome::Passed => StepState::Passed,
+                    StepOutcome::Acknowledged => StepState::Acknowledged,
+                    StepOutcome::Rehearsed => StepState::Rehearsed,
+                };
+                let label = state.label();
+                if let Some(s) = self.step_mut(&step) {
+                    s.state = state;
+                    s.duration = Some(duration);
+                }
+                let rows = rows.map(|r| format!(", {r} row(s)")).unwrap_or_default();
+                let cap = captured
+                    .map(|(n, v)| format!(", {{{{{n}}}}} = {v}"))
+                    .unwrap_or_default();
+                self.log(
+                    LogLevel::Good,
+                    format!("[{step}] {label} in {}{rows}{cap}", human(duration)),
+                );
+            }
+            EngineEvent::StepFailed {
+                step,
+                sqlstate,
+                message,
+            } => {
+                self.running = None;
+                if let Some(s) = self.step_mut(&step) {
+                    s.state = StepState::Failed(message.clone());
+                }
+                self.log(
+                    LogLevel::Bad,
+                    format!(
+                        "[{step}] FAILED{}: {message}",
+                        sqlstate.map(|c| format!(" [{c}]")).unwrap_or_default()
+                    ),
+                );
+            }
+            EngineEvent::StepSkipped { step, reason } => {
+                if let Some(s) = self.step_mut(&step) {
+                    // A step applied on an earlier run shows as applied, not skipped.
+                    s.state = if reason.starts_with("already applied") {
+                        StepState::Applied
+                    } else if reason.starts_with("acknowledged") {
+                        StepState::Acknowledged
+                    } else {
+                        StepState::Skipped(reason.clone())
+                    };
+                }
+                self.log(LogLevel::Info, format!("[{step}] {reason}"));
+            }
+            EngineEvent::RolledBack { step, duration } => {
+                self.running = None;
+                if let Some(s) = self.step_mut(&step) {
+                    s.state = StepState::RolledBack;
+                    s.duration = Some(duration);
+                }
+                self.log(
+                    LogLevel::Good,
+                    format!("[{step}] rolled back in {}", human(duration)),
+                );
+            }
+            EngineEvent::Blockers { step, holders } => {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "[{step}] {} session(s) hold locks this step needs",
+                        holders.len()
+                    ),
+                );
+                for h in &holders {
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "    pid {} ({}, {}) holds {} on {}",
+                            h.pid,
+                            h.user.as_deref().unwrap_or("?"),
+                            h.state,
+                            h.mode,
+                            h.relation
+                        ),
+                    );
+                }
+            }
+            EngineEvent::Asks(ask) => self.on_ask(ask),
+            EngineEvent::Finished(outcome) => {
+                self.running = None;
+                self.next = None;
+                self.at_end = false;
+                let (level, text) = match &outcome {
+                    Outcome::Done => (LogLevel::Good, "done".to_string()),
+                    Outcome::Failed(m) => (LogLevel::Bad, format!("failed: {m}")),
+                    Outcome::Refused(m) => (LogLevel::Bad, format!("refused: {m}")),
+                    Outcome::Interrupted => (
+                        LogLevel::Bad,
+                        "interrupted: the running step was cancelled".to_string(),
+                    ),
+                };
+                self.log(level, format!("{text} — press q to leave"));
+                self.finished = Some(outcome);
+            }
+        }
+    }
+
+    fn on_ask(&mut self, ask: Ask) {
+        match ask {
+            Ask::Next { step } => {
+                self.select(&step);
+                self.next = Some(step);
+            }
+            Ask::End => {
+                self.at_end = true;
+                self.log(
+                    LogLevel::Good,
+                    "every step is done: b rolls back the selected step, q leaves",
+                );
+            }
+            Ask::Blockers { step, holders } => {
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::Blockers { step, holders },
+                    input: String::new(),
+                    error: None,
+                });
+            }
+            ask => {
+                let reopened = self.last_phrase.take().is_some_and(|a| a == ask);
+                let error =
+                    reopened.then(|| "that does not match: type the phrase exactly".to_string());
+                if let Ask::Confirm { step, .. } | Ask::Acknowledge { step, .. } = &ask {
+                    let step = step.clone();
+                    self.select(&step);
+                }
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::Phrase(ask),
+                    input: String::new(),
+                    error,
+                });
+            }
+        }
+    }
+
+    pub fn on_snapshot(&mut self, snap: Snapshot) {
+        if self.waiting_history.len() == HISTORY {
+            self.waiting_history.pop_front();
+        }
+        self.waiting_history.push_back(snap.summary.waiting as u64);
+        let rows = snap.tree.len();
+        if self.lock_selected >= rows {
+            self.lock_selected = rows.saturating_sub(1);
+        }
+        self.snapshot = Some(snap);
+    }
+
+    pub fn executor_pid(&self) -> Option<i32> {
+        self.target.as_ref().map(|t| t.pid)
+    }
+
+    /// What the executor waits for, in one sentence, when it waits.
+    pub fn executor_wait(&self) -> Option<String> {
+        let snap = self.snapshot.as_ref()?;
+        let ex = snap.executor.as_ref()?;
+        let w = ex.waiting_for.as_ref()?;
+        let blockers: Vec<String> = ex
+            .blocked_by
+            .iter()
+            .map(|pid| {
+                let about = snap.backends.iter().find(|b| b.pid == *pid).map(|b| {
+                    let age = b
+                        .xact_age_s
+                        .map(|a| format!(" {}", crate::monitor::text::age(a)))
+                        .unwrap_or_default();
+                    format!(" ({}{age})", b.state)
+                });
+                format!("{pid}{}", about.unwrap_or_default())
+            })
+            .collect();
+        let mode = LockMode::from_name(&w.mode)
+            .map(|m| m.name())
+            .unwrap_or(&w.mode);
+        Some(format!(
+            "waiting for {mode} on {} — blocked by {}, {} session(s) queued behind",
+            w.relation.as_deref().unwrap_or("?"),
+            blockers.join(", "),
+            ex.queued_behind
+        ))
+    }
+}
+
+pub fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}

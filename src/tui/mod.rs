@@ -1,0 +1,223 @@
+//! The terminal UI: the same engine and monitor as `--headless`, drawn with
+//! ratatui. One channel carries keys, engine events and snapshots; the loop
+//! takes one event, drains the rest, and draws once.
+
+pub mod app;
+pub mod keys;
+pub mod theme;
+pub mod update;
+pub mod views;
+
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
+
+use crate::audit::record::{Action as AuditAction, Context, Event as AuditEvent};
+use crate::engine::{Ask, EngineEvent, EngineIo, Reply, Session};
+use crate::monitor::{Monitor, Signal, Snapshot, signal_backend};
+use crate::pg::ConnSpec;
+
+use app::{App, LogLevel, SessionKind};
+use keys::Binding;
+use update::{Command, handle_key};
+
+pub enum AppEvent {
+    Key(crossterm::event::KeyEvent),
+    Redraw,
+    Engine(EngineEvent),
+    Snapshot(Snapshot),
+    Note(LogLevel, String),
+}
+
+/// Runs an engine session in the TUI; returns the exit code.
+pub async fn run(
+    session: Session,
+    kind: SessionKind,
+    bindings: Vec<Binding>,
+    interval: Duration,
+) -> u8 {
+    let mut app = App::new(
+        &session.runbook,
+        &session.analysis,
+        kind,
+        session.options.env.clone(),
+        session.spec.redacted(),
+        bindings,
+    );
+    let long = session.runbook.settings.long_transaction;
+    let monitor_spec = session.spec.with_application_name("pgpilot-monitor");
+    let audit_ctx = session.recorder.context().clone();
+    let (tx, mut rx) = unbounded_channel::<AppEvent>();
+
+    let (events_tx, mut events_rx) = unbounded_channel();
+    let (replies_tx, replies_rx) = unbounded_channel();
+    let (control_tx, control_rx) = unbounded_channel();
+    let engine = tokio::spawn(crate::engine::execute(
+        session,
+        EngineIo {
+            events: events_tx,
+            replies: replies_rx,
+            control: control_rx,
+        },
+    ));
+    let fwd = tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events_rx.recv().await {
+            if fwd.send(AppEvent::Engine(e)).is_err() {
+                break;
+            }
+        }
+    });
+    let (executor_tx, executor_rx) = watch::channel(None);
+    let (signal_tx, signal_rx) = unbounded_channel();
+    tokio::spawn(monitor_task(
+        monitor_spec,
+        long,
+        interval,
+        executor_rx,
+        signal_rx,
+        audit_ctx,
+        tx.clone(),
+    ));
+
+    let mut terminal = ratatui::init();
+    let key_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut stream = EventStream::new();
+        while let Some(Ok(ev)) = stream.next().await {
+            let sent = match ev {
+                Event::Key(k) if k.kind == KeyEventKind::Press => key_tx.send(AppEvent::Key(k)),
+                Event::Resize(..) => key_tx.send(AppEvent::Redraw),
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+
+    loop {
+        if terminal.draw(|f| views::draw(f, &app)).is_err() {
+            break;
+        }
+        let Some(first) = rx.recv().await else { break };
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        for ev in batch {
+            match ev {
+                AppEvent::Key(k) => match handle_key(&mut app, k) {
+                    Some(Command::Reply(r)) => {
+                        let _ = replies_tx.send(r);
+                    }
+                    Some(Command::Control(c)) => {
+                        let _ = control_tx.send(c);
+                    }
+                    Some(Command::Signal { pid, signal }) => {
+                        let _ = signal_tx.send((pid, signal));
+                    }
+                    None => {}
+                },
+                AppEvent::Engine(e) => {
+                    if let EngineEvent::Connected(t) = &e {
+                        let _ = executor_tx.send(Some(t.pid));
+                    }
+                    let asks_next = matches!(e, EngineEvent::Asks(Ask::Next { .. } | Ask::End));
+                    app.on_engine(e);
+                    if asks_next && app.quit {
+                        let _ = replies_tx.send(Reply::Quit);
+                    }
+                }
+                AppEvent::Snapshot(s) => app.on_snapshot(s),
+                AppEvent::Note(level, text) => app.log(level, text),
+                AppEvent::Redraw => {}
+            }
+        }
+        if app.quit && app.finished.is_some() {
+            break;
+        }
+    }
+    ratatui::restore();
+    match engine.await {
+        Ok(outcome) => outcome.exit_code(),
+        Err(_) => crate::cli::exit::FAILED,
+    }
+}
+
+/// Polls on its own connection; cancels or terminates backends on request,
+/// never the executor's or its own, and audits each.
+async fn monitor_task(
+    spec: ConnSpec,
+    long: Duration,
+    interval: Duration,
+    executor: watch::Receiver<Option<i32>>,
+    mut signals: tokio::sync::mpsc::UnboundedReceiver<(i32, Signal)>,
+    ctx: Context,
+    tx: UnboundedSender<AppEvent>,
+) {
+    let conn = match spec.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(AppEvent::Note(
+                LogLevel::Warn,
+                format!("monitor: cannot connect: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut monitor = match Monitor::new(conn.client, long).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = tx.send(AppEvent::Note(
+                LogLevel::Warn,
+                format!("monitor: {}", crate::pg::redact(&e.to_string())),
+            ));
+            return;
+        }
+    };
+    let mut audit = crate::audit::local::AuditLog::open_default().ok();
+    let mut db = audit
+        .as_ref()
+        .map(|a| crate::audit::db::DbAudit::new(a.dir()));
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                monitor.executor_pid = *executor.borrow();
+                match monitor.poll().await {
+                    Ok(s) => {
+                        if tx.send(AppEvent::Snapshot(s)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(AppEvent::Note(LogLevel::Warn, format!("monitor: poll failed: {}", crate::pg::redact(&e.to_string()))));
+                    }
+                }
+            }
+            Some((pid, signal)) = signals.recv() => {
+                let protected: Vec<i32> = [*executor.borrow(), Some(monitor.pid())].into_iter().flatten().collect();
+                let result = signal_backend(monitor.client(), pid, signal, &protected).await;
+                let what = match signal { Signal::Cancel => "pg_cancel_backend", Signal::Terminate => "pg_terminate_backend" };
+                let (level, text, outcome) = match &result {
+                    Ok(true) => (LogLevel::Warn, format!("{what}({pid}) sent"), "done"),
+                    Ok(false) => (LogLevel::Warn, format!("{what}({pid}): no such backend any more"), "no such backend"),
+                    Err(e) => (LogLevel::Bad, format!("{what}({pid}) refused: {e}"), "refused"),
+                };
+                let _ = tx.send(AppEvent::Note(level, text));
+                if let (Some(a), Some(d)) = (audit.as_mut(), db.as_mut()) {
+                    let mut ev = AuditEvent::new(AuditAction::Terminate);
+                    ev.sql = Some(format!("SELECT {what}({pid})"));
+                    ev.outcome = Some(outcome.into());
+                    if let Ok(rec) = a.append(&ctx, ev) {
+                        let _ = d.write(monitor.client(), &rec).await;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::panel;
+use crate::tui::app::{App, StepState};
+use crate::tui::theme;
+
+/// SQL with keywords, strings and comments set apart, from PostgreSQL's own scanner.
+pub fn highlight(sql: &str) -> Vec<Line<'static>> {
+    let Ok(scan) = pg_query::scan(sql) else {
+        return sql.lines().map(|l| Line::raw(l.to_string())).collect();
+    };
+    let mut styles = vec![Style::new(); sql.len()];
+    for t in scan.tokens {
+        let (start, end) = (
+            t.start.max(0) as usize,
+            (t.end.max(0) as usize).min(sql.len()),
+        );
+        let style = if t.keyword_kind > 1 {
+            theme::keyword()
+        } else if matches!(
+            pg_query::protobuf::Token::try_from(t.token),
+            Ok(pg_query::protobuf::Token::Sconst)
+        ) {
+            theme::string()
+        } else if matches!(
+            pg_query::protobuf::Token::try_from(t.token),
+            Ok(pg_query::protobuf::Token::SqlComment | pg_query::protobuf::Token::CComment)
+        ) {
+            theme::dim()
+        } else {
+            continue;
+        };
+        for s in styles.iter_mut().take(end).skip(start) {
+            *s = style;
+        }
+    }
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    for line in sql.split('\n') {
+        let mut spans: Vec<Span<'static>> = Vec::new();
+        let mut current = String::new();
+        let mut style = Style::new();
+        for (i, ch) in line.char_indices() {
+            let s = styles.get(offset + i).copied().unwrap_or_default();
+            if s != style && !current.is_empty() {
+                spans.push(Span::styled(std::mem::take(&mut current), style));
+            }
+            style = s;
+            current.push(ch);
+        }
+        if !current.is_empty() {
+            spans.push(Span::styled(current, style));
+        }
+        lines.push(Line::from(spans));
+        offset += line.len() + 1;
+    }
+    lines
+}
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let Some(s) = app.steps.get(app.selected) else {
+        f.render_widget(panel("Step", false), area);
+        return;
+    };
+    let title = format!("{} · {}", s.id, s.kind.as_str());
+    let block = panel(&title, false);
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(t) = &s.title {
+        lines.push(Line::from(Span::styled(t.clone(), theme::title())));
+    }
+    let mut risk = vec![Span::styled(
+        format!("{} risk", s.risk.as_str().to_uppercase()),
+        theme::risk(s.risk),
+    )];
+    if s.risk > crate::runbook::Risk::Low {
+        risk.push(Span::raw(format!(": {}", s.risk_reason)));
+    }
+    lines.push(Line::from(risk));
+    if let StepState::Failed(m) = &s.state {
+        lines.push(Line::from(Span::styled(
+            format!("failed: {m}"),
+            theme::danger(),
+        )));
+    }
+    if let StepState::Skipped(m) = &s.state {
+        lines.push(Line::from(Span::styled(
+            format!("skipped: {m}"),
+            theme::warn(),
+        )));
+    }
+    if let Some(i) = &s.instructions {
+        lines.push(Line::from(Span::styled("pause:", theme::warn())));
+        lines.extend(i.lines().map(|l| Line::raw(l.to_string())));
+    } else {
+        lines.extend(highlight(&s.sql));
+    }
+    for a in &s.analysis {
+        lines.push(Line::from(vec![
+            Span::styled("• ", theme::dim()),
+            Span::raw(a.clone()),
+        ]));
+    }
+    for (rule, message, advice) in &s.findings {
+        lines.push(Line::from(vec![
+            Span::styled(format!("! {rule}: "), theme::warn()),
+            Span::raw(message.clone()),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled("  instead: ", theme::dim()),
+            Span::raw(advice.clone()),
+        ]));
+    }
+    if let Some(p) = &s.confirm {
+        lines.push(Line::from(vec![
+            Span::raw("asks you to type: "),
+            Span::styled(p.clone(), theme::danger()),
+        ]));
+    }
+    if let Some(rb) = &s.rollback {
+        lines.push(Line::from(vec![
+            Span::styled("rollback: ", theme::dim()),
+            Span::raw(super::one_line(rb)),
+        ]));
+    }
+    lines.push(Line::from(Span::styled(s.settings.clone(), theme::dim())));
+    if let Some(e) = &s.explain {
+        lines.push(Line::from(vec![
+            Span::styled("why: ", theme::dim()),
+            Span::raw(super::one_line(e)),
+        ]));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}

@@ -1,0 +1,48 @@
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use crate::tui::app::App;
+use crate::tui::theme;
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let mut lines = vec![Line::from(Span::styled("Keys", theme::title()))];
+    for b in &app.bindings {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>6}  ", b.label), theme::keyword()),
+            Span::raw(b.description),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled(
+        "In a dialog: type the phrase, Enter submits, Esc cancels.",
+        theme::dim(),
+    )));
+    lines.push(Line::from(Span::styled(
+        "Rebind keys in keys.toml in pgpilot's config directory.",
+        theme::dim(),
+    )));
+    lines.push(Line::from(Span::styled(
+        "? or Esc closes this help.",
+        theme::dim(),
+    )));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 76.min(area.width);
+    let [v] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [rect] = Layout::horizontal([Constraint::Length(width)])
+        .flex(Flex::Center)
+        .areas(v);
+    f.render_widget(Clear, rect);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme::focus_border())
+                .title(" Help "),
+        ),
+        rect,
+    );
+}

@@ -1,0 +1,152 @@
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Sparkline};
+
+use super::{cut, focused, one_line, panel};
+use crate::monitor::text::age;
+use crate::tui::app::{App, Panel};
+use crate::tui::theme;
+
+pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
+    let waiting = app.snapshot.as_ref().map_or(0, |s| s.summary.waiting);
+    let title = format!("Locks — {waiting} waiting");
+    let block = panel(&title, focused(app, Panel::Locks));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(snap) = &app.snapshot else {
+        f.render_widget(
+            Paragraph::new(Span::styled("waiting for the first poll…", theme::dim())),
+            inner,
+        );
+        return;
+    };
+    let width = inner.width as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(w) = app.executor_wait() {
+        lines.push(Line::from(Span::styled(
+            cut(&format!("pgpilot is {w}"), width),
+            theme::danger(),
+        )));
+    }
+    if snap.tree.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no session waits for a lock",
+            theme::good(),
+        )));
+    }
+    let executor = app.executor_pid();
+    for (i, n) in snap.tree.iter().enumerate() {
+        let mine = Some(n.pid) == executor;
+        let pid = if mine {
+            format!("{} (pgpilot)", n.pid)
+        } else {
+            n.pid.to_string()
+        };
+        let what = match (&n.mode, &n.relation) {
+            (Some(m), Some(r)) => format!(
+                "waits {} for {m} on {r}",
+                n.wait_s.map(age).unwrap_or_default()
+            ),
+            (Some(m), None) => format!("waits for {m}"),
+            _ => format!(
+                "{}{}",
+                n.state,
+                n.xact_age_s
+                    .map(|a| format!(" {}", age(a)))
+                    .unwrap_or_default()
+            ),
+        };
+        let queued = if n.queued_behind > 0 {
+            format!(" [{} queued]", n.queued_behind)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{}{} {what}{queued}: {}",
+            "  ".repeat(n.depth),
+            pid,
+            one_line(&n.query)
+        );
+        let mut style = if mine {
+            theme::executor()
+        } else if n.depth == 0 {
+            theme::warn()
+        } else {
+            ratatui::style::Style::new()
+        };
+        if app.focus == Panel::Locks && i == app.lock_selected {
+            style = style.patch(theme::selected());
+        }
+        lines.push(Line::from(Span::styled(cut(&text, width), style)));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+pub fn draw_long(f: &mut Frame, area: Rect, app: &App) {
+    let block = panel("Long transactions", false);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [summary_area, spark_area, list_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(2),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
+    let Some(snap) = &app.snapshot else { return };
+    let s = &snap.summary;
+    let summary = format!(
+        "active {} · idle in tx {} · waiting {} · longest {}",
+        s.active,
+        s.idle_in_transaction,
+        s.waiting,
+        s.longest_xact_s.map(age).unwrap_or_else(|| "-".into())
+    );
+    f.render_widget(
+        Paragraph::new(Span::styled(
+            cut(&summary, inner.width as usize),
+            theme::dim(),
+        )),
+        summary_area,
+    );
+    let data: Vec<u64> = app.waiting_history.iter().copied().collect();
+    let start = data.len().saturating_sub(spark_area.width as usize);
+    f.render_widget(
+        Sparkline::default()
+            .data(&data[start..])
+            .style(theme::warn()),
+        spark_area,
+    );
+    let width = list_area.width as usize;
+    let lines: Vec<Line> = if snap.long_transactions.is_empty() {
+        vec![Line::from(Span::styled(
+            "none over the threshold",
+            theme::good(),
+        ))]
+    } else {
+        snap.long_transactions
+            .iter()
+            .map(|t| {
+                let style = if t.idle_in_transaction {
+                    theme::warn()
+                } else {
+                    ratatui::style::Style::new()
+                };
+                Line::from(Span::styled(
+                    cut(
+                        &format!(
+                            "{} {} {}: {}",
+                            t.pid,
+                            age(t.xact_age_s),
+                            t.state,
+                            one_line(&t.query)
+                        ),
+                        width,
+                    ),
+                    style,
+                ))
+            })
+            .collect()
+    };
+    f.render_widget(Paragraph::new(lines), list_area);
+}

@@ -1,0 +1,148 @@
+//! Pure views: each draws part of the screen from the state, nothing else.
+//! `draw` lays the panels out and collapses them on small terminals.
+
+mod detail;
+mod dialog;
+mod header;
+mod help;
+mod locks;
+mod log;
+mod steps;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::app::{App, Panel};
+use super::keys::{Action, label};
+use super::theme;
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let [header_area, body, footer_area] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(8),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::draw(f, header_area, app);
+    let large = area.height >= 34;
+    let (top, locks_area, log_area) = if large {
+        let [t, l, g] = Layout::vertical([
+            Constraint::Min(12),
+            Constraint::Length(11),
+            Constraint::Length(8),
+        ])
+        .areas(body);
+        (t, l, g)
+    } else {
+        let [t, l, g] = Layout::vertical([
+            Constraint::Min(8),
+            Constraint::Length(7),
+            Constraint::Length(4),
+        ])
+        .areas(body);
+        (t, l, g)
+    };
+    let steps_width = if area.width >= 120 { 44 } else { 30 };
+    let [steps_area, detail_area] =
+        Layout::horizontal([Constraint::Length(steps_width), Constraint::Min(20)]).areas(top);
+    steps::draw(f, steps_area, app);
+    detail::draw(f, detail_area, app);
+    if area.width >= 120 {
+        let [l, t] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+            .areas(locks_area);
+        locks::draw_tree(f, l, app);
+        locks::draw_long(f, t, app);
+    } else {
+        locks::draw_tree(f, locks_area, app);
+    }
+    log::draw(f, log_area, app);
+    footer(f, footer_area, app);
+    if let Some(d) = &app.dialog {
+        dialog::draw(f, area, app, d);
+    }
+    if app.show_help {
+        help::draw(f, area, app);
+    }
+}
+
+/// A bordered block whose border shows focus.
+pub fn panel(title: &str, focused: bool) -> Block<'_> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(if focused {
+            theme::focus_border()
+        } else {
+            theme::border()
+        })
+        .title(Span::styled(format!(" {title} "), theme::title()))
+}
+
+pub fn focused(app: &App, p: Panel) -> bool {
+    app.focus == p
+}
+
+/// The keys that apply now.
+fn footer(f: &mut Frame, area: Rect, app: &App) {
+    let b = &app.bindings;
+    let mut keys: Vec<(String, &str)> = Vec::new();
+    if let Some(d) = &app.dialog {
+        match d.kind {
+            super::app::DialogKind::Blockers { .. } => {
+                keys.push(("p".into(), "proceed"));
+                keys.push(("w".into(), "wait"));
+                keys.push(("a".into(), "abort"));
+            }
+            super::app::DialogKind::Quit => {
+                keys.push(("y".into(), "cancel and quit"));
+                keys.push(("n".into(), "go back"));
+            }
+            _ => {
+                keys.push(("Enter".into(), "submit"));
+                keys.push(("Esc".into(), "cancel"));
+            }
+        }
+    } else {
+        if app.next.is_some() {
+            keys.push((label(b, Action::RunNext), "run next"));
+            keys.push((label(b, Action::Skip), "skip"));
+        }
+        if app.running.is_some() {
+            keys.push((label(b, Action::Cancel), "cancel statement"));
+        }
+        if app.next.is_some() || app.at_end {
+            keys.push((label(b, Action::Rollback), "roll back selected"));
+        }
+        keys.push(("j/k".into(), "move"));
+        keys.push((label(b, Action::NextPanel), "panel"));
+        if app.focus == Panel::Locks {
+            keys.push((label(b, Action::CancelBackend), "cancel backend"));
+            keys.push((label(b, Action::TerminateBackend), "terminate backend"));
+        }
+        keys.push((label(b, Action::Help), "help"));
+        keys.push((label(b, Action::Quit), "quit"));
+    }
+    let mut spans = Vec::new();
+    for (k, d) in keys {
+        spans.push(Span::styled(format!(" {k} "), theme::selected()));
+        spans.push(Span::raw(format!(" {d}  ")));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Cuts a string to `max` characters with an ellipsis.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else if max == 0 {
+        String::new()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}
+
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
