@@ -24,10 +24,18 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
     let width = inner.width as usize;
     let mut lines: Vec<Line> = Vec::new();
     if let Some(w) = app.executor_wait() {
+        // The most important line on the screen: kept whole, over two lines.
+        let (what, who) = w.split_once(" — ").unwrap_or((w.as_str(), ""));
         lines.push(Line::from(Span::styled(
-            cut(&format!("pgpilot is {w}"), width),
+            cut(&format!("pgpilot is {what}"), width),
             theme::danger(),
         )));
+        if !who.is_empty() {
+            lines.push(Line::from(Span::styled(
+                cut(&format!("  {who}"), width),
+                theme::danger(),
+            )));
+        }
     }
     if snap.tree.is_empty() {
         lines.push(Line::from(Span::styled(

@@ -1,0 +1,421 @@
+//! The TUI's screens as a user sees them (TestBackend + insta snapshots at
+//! 80×24 and 160×45), and its state machine driven by keys, without a terminal.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use pgpilot::check::check_file;
+use pgpilot::engine::{Ask, Control, EngineEvent, Reply, StepOutcome, TargetInfo};
+use pgpilot::monitor::{Backend, LockWait, build};
+use pgpilot::tui::app::{App, DialogKind, Panel, SessionKind, StepState};
+use pgpilot::tui::keys::defaults;
+use pgpilot::tui::update::{Command, handle_key};
+use pgpilot::tui::views::draw;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn app(kind: SessionKind) -> App {
+    let c = check_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runbooks/users-high-risk-change.toml"
+    )))
+    .expect("sample runbook");
+    let mut app = App::new(
+        &c.runbook,
+        &c.analysis,
+        kind,
+        Some("staging".into()),
+        "postgres@db1:5432/diagnosticpro".into(),
+        defaults(),
+    );
+    app.on_engine(EngineEvent::Connected(TargetInfo {
+        host: "db1".into(),
+        port: 5432,
+        database: "diagnosticpro".into(),
+        role: "dba".into(),
+        server_version: "15.18".into(),
+        primary: true,
+        pid: 4300,
+    }));
+    app
+}
+
+fn backend(
+    pid: i32,
+    state: &str,
+    blocked_by: &[i32],
+    wait: Option<(&str, &str, f64)>,
+    xact: Option<f64>,
+    query: &str,
+) -> Backend {
+    Backend {
+        pid,
+        user: Some("app".into()),
+        application: Some("web".into()),
+        client: "10.0.0.7".into(),
+        state: state.into(),
+        wait_event_type: wait.map(|_| "Lock".into()),
+        wait_event: wait.map(|_| "relation".into()),
+        xact_age_s: xact,
+        query_age_s: xact,
+        state_age_s: xact,
+        query: query.into(),
+        blocked_by: blocked_by.to_vec(),
+        waiting_for: wait.map(|(mode, rel, s)| LockWait {
+            mode: mode.into(),
+            locktype: "relation".into(),
+            relation: Some(rel.into()),
+            wait_s: Some(s),
+        }),
+    }
+}
+
+/// A holder idle in transaction for 6m12s, pgpilot's ALTER waiting on it, and
+/// a reader queued behind pgpilot.
+fn three_level_chain(app: &mut App) {
+    let backends = vec![
+        backend(
+            4242,
+            "idle in transaction",
+            &[],
+            None,
+            Some(372.0),
+            "SELECT * FROM users WHERE id = 7",
+        ),
+        backend(
+            4300,
+            "active",
+            &[4242],
+            Some(("AccessExclusiveLock", "users", 2.4)),
+            Some(2.5),
+            "ALTER TABLE users DROP COLUMN legacy_id",
+        ),
+        backend(
+            5151,
+            "active",
+            &[4300],
+            Some(("AccessShareLock", "users", 1.1)),
+            Some(1.2),
+            "SELECT email FROM users WHERE id = $1",
+        ),
+    ];
+    app.on_snapshot(build(
+        backends,
+        Duration::from_secs(300),
+        Some(4300),
+        9999,
+        3.0,
+    ));
+}
+
+fn progress(app: &mut App) {
+    for (id, outcome) in [
+        ("no-long-transactions", StepOutcome::Passed),
+        ("no-lock-queue", StepOutcome::Passed),
+        ("column-exists", StepOutcome::Passed),
+    ] {
+        app.on_engine(EngineEvent::StepStarted {
+            step: id.into(),
+            attempt: 1,
+            of: 6,
+        });
+        app.on_engine(EngineEvent::StepDone {
+            step: id.into(),
+            outcome,
+            duration: Duration::from_millis(12),
+            rows: Some(0),
+            captured: None,
+        });
+    }
+    app.on_engine(EngineEvent::StepStarted {
+        step: "drop-legacy-id".into(),
+        attempt: 2,
+        of: 11,
+    });
+    app.on_engine(EngineEvent::Retrying {
+        step: "drop-legacy-id".into(),
+        attempt: 1,
+        of: 11,
+        wait: Duration::from_secs(1),
+        message: "waited 1s for a lock (canceling statement due to lock timeout); retrying in 1.0s"
+            .into(),
+    });
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| draw(f, app)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn type_text(app: &mut App, text: &str) -> Vec<Command> {
+    text.chars()
+        .filter_map(|c| handle_key(app, key(c)))
+        .collect()
+}
+
+#[test]
+fn main_screen_at_80x24_and_160x45() {
+    let mut a = app(SessionKind::Run);
+    progress(&mut a);
+    three_level_chain(&mut a);
+    insta::assert_snapshot!("main_80x24", screen(&a, 80, 24));
+    insta::assert_snapshot!("main_160x45", screen(&a, 160, 45));
+}
+
+#[test]
+fn lock_panel_shows_a_three_level_chain_with_pgpilot_marked() {
+    let mut a = app(SessionKind::Run);
+    three_level_chain(&mut a);
+    let s = screen(&a, 160, 45);
+    assert!(
+        s.contains("pgpilot is waiting for AccessExclusiveLock on users"),
+        "{s}"
+    );
+    assert!(
+        s.contains("blocked by 4242 (idle in transaction 6m12s), 1 session(s) queued behind"),
+        "{s}"
+    );
+    assert!(
+        s.contains("4242 idle in transaction 6m12s [2 queued]"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  4300 (pgpilot) waits 2s for AccessExclusiveLock on users"),
+        "{s}"
+    );
+    assert!(
+        s.contains("    5151 waits 1s for AccessShareLock on users"),
+        "{s}"
+    );
+    insta::assert_snapshot!("lock_chain_160x45", s);
+}
+
+#[test]
+fn confirmation_dialog_names_what_is_destroyed_and_the_phrase() {
+    let mut a = app(SessionKind::Run);
+    a.on_engine(EngineEvent::Asks(Ask::Confirm {
+        step: "drop-legacy-id".into(),
+        phrase: "DROP users.legacy_id".into(),
+        what: "drop column users.legacy_id".into(),
+    }));
+    type_text(&mut a, "DROP users");
+    let s = screen(&a, 80, 24);
+    assert!(
+        s.contains("This destroys: drop column users.legacy_id"),
+        "{s}"
+    );
+    assert!(s.contains("Type DROP users.legacy_id to run it."), "{s}");
+    assert!(s.contains("> DROP users"), "{s}");
+    insta::assert_snapshot!("confirm_80x24", s);
+}
+
+#[test]
+fn help_overlay_lists_every_key_with_its_description() {
+    let mut a = app(SessionKind::Run);
+    handle_key(&mut a, key('?'));
+    let s = screen(&a, 80, 24);
+    for d in [
+        "run the next pending step",
+        "cancel the running statement",
+        "terminate the selected backend",
+        "quit (asks when something runs)",
+    ] {
+        assert!(s.contains(d), "{d} missing:\n{s}");
+    }
+    insta::assert_snapshot!("help_80x24", s);
+    handle_key(&mut a, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(!a.show_help);
+}
+
+#[test]
+fn rehearsal_and_rollback_are_announced_loudly() {
+    let s = screen(&app(SessionKind::Rehearsal), 160, 45);
+    assert!(
+        s.contains("REHEARSAL — everything is rolled back at the end"),
+        "{s}"
+    );
+    insta::assert_snapshot!(
+        "rehearsal_banner_160x45",
+        s.lines().take(2).collect::<Vec<_>>().join("\n")
+    );
+    let s = screen(&app(SessionKind::Rollback), 80, 24);
+    assert!(s.contains("ROLLBACK"), "{s}");
+    insta::assert_snapshot!(
+        "rollback_banner_80x24",
+        s.lines().take(2).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn r_runs_only_when_the_engine_waits_and_a_phrase_goes_to_the_engine() {
+    let mut a = app(SessionKind::Run);
+    assert_eq!(handle_key(&mut a, key('r')), None, "nothing to run yet");
+    a.on_engine(EngineEvent::Asks(Ask::Next {
+        step: "no-long-transactions".into(),
+    }));
+    assert_eq!(
+        handle_key(&mut a, key('r')),
+        Some(Command::Reply(Reply::Run))
+    );
+    assert_eq!(handle_key(&mut a, key('r')), None, "one r, one step");
+
+    let ask = Ask::Confirm {
+        step: "drop-legacy-id".into(),
+        phrase: "DROP users.legacy_id".into(),
+        what: "drop column users.legacy_id".into(),
+    };
+    a.on_engine(EngineEvent::Asks(ask.clone()));
+    assert!(
+        type_text(&mut a, "drop it").is_empty(),
+        "typing sends nothing"
+    );
+    let sent = handle_key(&mut a, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(sent, Some(Command::Reply(Reply::Typed("drop it".into()))));
+    // The engine found it wrong and asks again: the dialog reopens with an error.
+    a.on_engine(EngineEvent::Asks(ask));
+    let d = a.dialog.as_ref().expect("dialog reopened");
+    assert!(d.error.as_deref().unwrap_or("").contains("does not match"));
+    // Esc declines: the run stops, which the engine audits.
+    assert_eq!(
+        handle_key(&mut a, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+        Some(Command::Reply(Reply::Quit))
+    );
+}
+
+#[test]
+fn skip_needs_a_reason_and_c_cancels_only_what_runs() {
+    let mut a = app(SessionKind::Run);
+    a.on_engine(EngineEvent::Asks(Ask::Next {
+        step: "emails-unique".into(),
+    }));
+    handle_key(&mut a, key('s'));
+    assert!(matches!(
+        a.dialog.as_ref().map(|d| &d.kind),
+        Some(DialogKind::SkipReason { .. })
+    ));
+    assert_eq!(
+        handle_key(&mut a, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        None,
+        "an empty reason is refused"
+    );
+    type_text(&mut a, "checked by hand");
+    assert_eq!(
+        handle_key(&mut a, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        Some(Command::Reply(Reply::Skip("checked by hand".into())))
+    );
+
+    assert_eq!(handle_key(&mut a, key('c')), None, "nothing runs");
+    a.on_engine(EngineEvent::StepStarted {
+        step: "rows-before".into(),
+        attempt: 1,
+        of: 6,
+    });
+    assert_eq!(
+        handle_key(&mut a, key('c')),
+        Some(Command::Control(Control::Cancel))
+    );
+}
+
+#[test]
+fn q_asks_while_a_statement_runs_and_terminate_asks_for_the_pid() {
+    let mut a = app(SessionKind::Run);
+    a.on_engine(EngineEvent::StepStarted {
+        step: "drop-legacy-id".into(),
+        attempt: 1,
+        of: 11,
+    });
+    assert_eq!(handle_key(&mut a, key('q')), None);
+    assert!(matches!(
+        a.dialog.as_ref().map(|d| &d.kind),
+        Some(DialogKind::Quit)
+    ));
+    assert_eq!(handle_key(&mut a, key('n')), None);
+    assert!(!a.quit && a.dialog.is_none());
+
+    three_level_chain(&mut a);
+    handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    assert_eq!(a.focus, Panel::Locks);
+    // The first row is the root blocker 4242.
+    handle_key(&mut a, key('K'));
+    assert!(matches!(
+        a.dialog.as_ref().map(|d| &d.kind),
+        Some(DialogKind::Signal {
+            pid: 4242,
+            terminate: true
+        })
+    ));
+    type_text(&mut a, "4243");
+    assert_eq!(
+        handle_key(&mut a, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        None,
+        "a wrong pid does nothing"
+    );
+    handle_key(
+        &mut a,
+        KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE),
+    );
+    handle_key(&mut a, key('2'));
+    assert_eq!(
+        handle_key(&mut a, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        Some(Command::Signal {
+            pid: 4242,
+            signal: pgpilot::monitor::Signal::Terminate
+        })
+    );
+    // pgpilot's own pid is refused before any dialog.
+    handle_key(&mut a, key('j'));
+    handle_key(&mut a, key('K'));
+    assert!(a.dialog.is_none());
+}
+
+#[test]
+fn b_rolls_back_the_selected_applied_step_when_the_engine_waits() {
+    let mut a = app(SessionKind::Run);
+    a.on_engine(EngineEvent::StepStarted {
+        step: "backup-legacy-id".into(),
+        attempt: 1,
+        of: 6,
+    });
+    a.on_engine(EngineEvent::StepDone {
+        step: "backup-legacy-id".into(),
+        outcome: StepOutcome::Applied,
+        duration: Duration::from_millis(11),
+        rows: Some(2000),
+        captured: None,
+    });
+    a.on_engine(EngineEvent::Asks(Ask::Next {
+        step: "verify-backup".into(),
+    }));
+    let i = a
+        .steps
+        .iter()
+        .position(|s| s.id == "backup-legacy-id")
+        .unwrap();
+    a.selected = i;
+    assert_eq!(a.steps[i].state, StepState::Applied);
+    assert_eq!(
+        handle_key(&mut a, key('b')),
+        Some(Command::Reply(Reply::RollbackThrough(
+            "backup-legacy-id".into()
+        )))
+    );
+    a.selected = i + 1;
+    assert_eq!(
+        handle_key(&mut a, key('b')),
+        None,
+        "not applied: nothing to roll back"
+    );
+}
