@@ -24,11 +24,27 @@ impl OpenError {
     }
 }
 
-/// The OS user running pgpilot.
+/// The OS user running pgpilot: its name in the password database, else $USER.
 pub fn os_user() -> String {
+    let uid = unsafe_uid();
+    let mut pwd: libc::passwd = unsafe_zeroed_passwd();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call; buf outlives the read of pw_name.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: getpwuid_r succeeded, so pw_name points to a NUL-terminated string in buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return name.to_string_lossy().into_owned();
+    }
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", unsafe_uid()))
+        .unwrap_or_else(|_| format!("uid {uid}"))
+}
+
+fn unsafe_zeroed_passwd() -> libc::passwd {
+    // SAFETY: passwd is a plain C struct of pointers and integers; all-zero is valid.
+    unsafe { std::mem::zeroed() }
 }
 
 fn unsafe_uid() -> u32 {

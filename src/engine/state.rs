@@ -101,8 +101,18 @@ pub fn step_hash(step: &Step) -> String {
     hex::encode(h.finalize())
 }
 
+/// Creates the state table when missing (checked first: the IF NOT EXISTS
+/// forms would still need CREATE on the database and send notices).
 pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute(SCHEMA_SQL).await
+    let exists: bool = client
+        .query_one("SELECT to_regclass('pgpilot.step_state') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if exists {
+        Ok(())
+    } else {
+        client.batch_execute(SCHEMA_SQL).await
+    }
 }
 
 /// Every step's state for a runbook, by step id. An absent table means nothing applied.
