@@ -523,6 +523,29 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
                 return exit::FAILED;
             }
         };
+        use std::io::IsTerminal;
+        if !once && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+            let t = spec.target();
+            let ctx = crate::audit::record::Context {
+                session: format!("{:016x}", fastrand::u64(..)),
+                operator: crate::engine::open::os_user(),
+                role: Some(t.user.clone()),
+                client_host: crate::engine::open::host_name(),
+                target: Some(crate::audit::record::AuditTarget {
+                    host: t.host.clone(),
+                    port: t.port,
+                    database: t.database.clone(),
+                }),
+                ..Default::default()
+            };
+            return crate::tui::monitor_screen::run(
+                monitor,
+                format!("{}:{}/{}", t.host, t.port, t.database),
+                interval,
+                ctx,
+            )
+            .await;
+        }
         loop {
             match monitor.poll().await {
                 Ok(snap) => match format {

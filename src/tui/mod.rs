@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod monitor_screen;
 pub mod theme;
 pub mod update;
 pub mod views;

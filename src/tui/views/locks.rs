@@ -3,18 +3,44 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
 
-use super::{cut, focused, one_line, panel};
+use std::collections::VecDeque;
+
+use super::{cut, one_line, panel};
+use crate::monitor::Snapshot;
 use crate::monitor::text::age;
 use crate::tui::app::{App, Panel};
 use crate::tui::theme;
 
-pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
-    let waiting = app.snapshot.as_ref().map_or(0, |s| s.summary.waiting);
+/// What the lock panels show, whoever holds the state (a run, or `monitor`).
+pub struct LockView<'a> {
+    pub snapshot: Option<&'a Snapshot>,
+    pub executor_wait: Option<String>,
+    pub executor: Option<i32>,
+    pub lock_selected: usize,
+    pub focused: bool,
+    pub history: &'a VecDeque<u64>,
+}
+
+impl<'a> LockView<'a> {
+    pub fn of(app: &'a App) -> LockView<'a> {
+        LockView {
+            snapshot: app.snapshot.as_ref(),
+            executor_wait: app.executor_wait(),
+            executor: app.executor_pid(),
+            lock_selected: app.lock_selected,
+            focused: app.focus == Panel::Locks,
+            history: &app.waiting_history,
+        }
+    }
+}
+
+pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
+    let waiting = app.snapshot.map_or(0, |s| s.summary.waiting);
     let title = format!("Locks — {waiting} waiting");
-    let block = panel(&title, focused(app, Panel::Locks));
+    let block = panel(&title, app.focused);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let Some(snap) = &app.snapshot else {
+    let Some(snap) = app.snapshot else {
         f.render_widget(
             Paragraph::new(Span::styled("waiting for the first poll…", theme::dim())),
             inner,
@@ -23,7 +49,7 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
     };
     let width = inner.width as usize;
     let mut lines: Vec<Line> = Vec::new();
-    if let Some(w) = app.executor_wait() {
+    if let Some(w) = &app.executor_wait {
         // The most important line on the screen: kept whole, over two lines.
         let (what, who) = w.split_once(" — ").unwrap_or((w.as_str(), ""));
         lines.push(Line::from(Span::styled(
@@ -43,7 +69,7 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
             theme::good(),
         )));
     }
-    let executor = app.executor_pid();
+    let executor = app.executor;
     for (i, n) in snap.tree.iter().enumerate() {
         let mine = Some(n.pid) == executor;
         let pid = if mine {
@@ -83,7 +109,7 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
         } else {
             ratatui::style::Style::new()
         };
-        if app.focus == Panel::Locks && i == app.lock_selected {
+        if app.focused && i == app.lock_selected {
             style = style.patch(theme::selected());
         }
         lines.push(Line::from(Span::styled(cut(&text, width), style)));
@@ -91,7 +117,7 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-pub fn draw_long(f: &mut Frame, area: Rect, app: &App) {
+pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {
     let block = panel("Long transactions", false);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -101,7 +127,7 @@ pub fn draw_long(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Min(1),
     ])
     .areas(inner);
-    let Some(snap) = &app.snapshot else { return };
+    let Some(snap) = app.snapshot else { return };
     let s = &snap.summary;
     let summary = format!(
         "active {} · idle in tx {} · waiting {} · longest {}",
@@ -117,7 +143,7 @@ pub fn draw_long(f: &mut Frame, area: Rect, app: &App) {
         )),
         summary_area,
     );
-    let data: Vec<u64> = app.waiting_history.iter().copied().collect();
+    let data: Vec<u64> = app.history.iter().copied().collect();
     let start = data.len().saturating_sub(spark_area.width as usize);
     f.render_widget(
         Sparkline::default()

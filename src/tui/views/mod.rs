@@ -2,10 +2,10 @@
 //! `draw` lays the panels out and collapses them on small terminals.
 
 mod detail;
-mod dialog;
+pub mod dialog;
 mod header;
 mod help;
-mod locks;
+pub mod locks;
 mod log;
 mod steps;
 
@@ -53,10 +53,10 @@ pub fn draw(f: &mut Frame, app: &App) {
     if area.width >= 120 {
         let [l, t] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
             .areas(locks_area);
-        locks::draw_tree(f, l, app);
-        locks::draw_long(f, t, app);
+        locks::draw_tree(f, l, &locks::LockView::of(app));
+        locks::draw_long(f, t, &locks::LockView::of(app));
     } else {
-        locks::draw_tree(f, locks_area, app);
+        locks::draw_tree(f, locks_area, &locks::LockView::of(app));
     }
     log::draw(f, log_area, app);
     footer(f, footer_area, app);
