@@ -102,6 +102,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// A throwaway cluster with demo data and live traffic, and the demo runbook in the TUI.
+    Demo {
+        /// Rehearse: run everything in one transaction rolled back at the end.
+        #[arg(long)]
+        rehearse: bool,
+        #[command(flatten)]
+        drive: Drive,
+    },
     /// The local audit log: verify its hash chain, show or export records.
     Audit {
         #[command(subcommand)]
@@ -232,6 +240,7 @@ pub fn main() -> ExitCode {
             format,
         } => status(&runbook, conn, format),
         Command::Audit { command } => audit(command),
+        Command::Demo { rehearse, drive } => crate::demo::run(rehearse, drive),
         Command::Monitor {
             conn,
             interval,
@@ -294,7 +303,7 @@ fn plan(path: &std::path::Path, format: Format) -> u8 {
     }
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -308,22 +317,23 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: Drive) -> u8 {
-    let confirms = match parse_confirms(&drive.confirm) {
-        Ok(c) => c,
-        Err(m) => {
-            eprintln!("pgpilot: {m}");
-            return exit::USAGE;
-        }
-    };
-    let checked = match check_file(path) {
-        Ok(c) => c,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return exit::FAILED;
-        }
-    };
+/// How a session will be driven: the TUI or headless lines, and the answers given ahead.
+pub struct Driving {
+    pub tui: bool,
+    pub bindings: Vec<crate::tui::keys::Binding>,
+    pub confirms: std::collections::HashMap<String, String>,
+    pub kind: crate::tui::app::SessionKind,
+    /// How often the lock panels poll.
+    pub interval: std::time::Duration,
+}
+
+/// Decides TUI or headless (no terminal means headless) and reads the key map.
+pub fn prepare_drive(drive: &Drive, options: &mut RunOptions) -> Result<Driving, u8> {
     use std::io::IsTerminal;
+    let confirms = parse_confirms(&drive.confirm).map_err(|m| {
+        eprintln!("pgpilot: {m}");
+        exit::USAGE
+    })?;
     let tui = !drive.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     if !drive.headless && !tui {
         eprintln!(
@@ -331,13 +341,10 @@ fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: 
         );
     }
     let bindings = if tui {
-        match crate::tui::keys::load(crate::tui::keys::user_keymap().as_deref()) {
-            Ok(b) => b,
-            Err(m) => {
-                eprintln!("pgpilot: {m}");
-                return exit::USAGE;
-            }
-        }
+        crate::tui::keys::load(crate::tui::keys::user_keymap().as_deref()).map_err(|m| {
+            eprintln!("pgpilot: {m}");
+            exit::USAGE
+        })?
     } else {
         Vec::new()
     };
@@ -346,19 +353,26 @@ fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: 
         (_, true) => crate::tui::app::SessionKind::Rehearsal,
         _ => crate::tui::app::SessionKind::Run,
     };
-    let mut options = options;
     options.interactive = tui;
-    let Some(rt) = runtime() else {
-        return exit::FAILED;
-    };
-    rt.block_on(async move {
-        let session = match crate::engine::open::open(
-            checked.runbook,
-            checked.analysis,
-            conn.db.as_deref(),
-            options,
-        )
-        .await
+    Ok(Driving {
+        tui,
+        bindings,
+        confirms,
+        kind,
+        interval: std::time::Duration::from_secs(1),
+    })
+}
+
+/// Opens the session and drives it to its end; returns the exit code.
+pub async fn drive_session(
+    checked: crate::check::Checked,
+    db: Option<String>,
+    options: RunOptions,
+    driving: Driving,
+) -> u8 {
+    let session =
+        match crate::engine::open::open(checked.runbook, checked.analysis, db.as_deref(), options)
+            .await
         {
             Ok(s) => s,
             Err(e) => {
@@ -366,27 +380,43 @@ fn drive_engine(path: &std::path::Path, conn: Conn, options: RunOptions, drive: 
                 return e.code;
             }
         };
-        if tui {
-            return crate::tui::run(session, kind, bindings, std::time::Duration::from_secs(1))
-                .await;
+    if driving.tui {
+        return crate::tui::run(session, driving.kind, driving.bindings, driving.interval).await;
+    }
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    let io = EngineIo {
+        events: events_tx,
+        replies: replies_rx,
+        control: control_rx,
+    };
+    let engine = tokio::spawn(crate::engine::execute(session, io));
+    let shown = Driver::new(driving.confirms)
+        .drive(events_rx, replies_tx, control_tx)
+        .await;
+    match engine.await {
+        Ok(outcome) => outcome.exit_code(),
+        Err(_) => shown.exit_code(),
+    }
+}
+
+fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, drive: Drive) -> u8 {
+    let driving = match prepare_drive(&drive, &mut options) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let checked = match check_file(path) {
+        Ok(c) => c,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return exit::FAILED;
         }
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
-        let io = EngineIo {
-            events: events_tx,
-            replies: replies_rx,
-            control: control_rx,
-        };
-        let engine = tokio::spawn(crate::engine::execute(session, io));
-        let shown = Driver::new(confirms)
-            .drive(events_rx, replies_tx, control_tx)
-            .await;
-        match engine.await {
-            Ok(outcome) => outcome.exit_code(),
-            Err(_) => shown.exit_code(),
-        }
-    })
+    };
+    let Some(rt) = runtime() else {
+        return exit::FAILED;
+    };
+    rt.block_on(drive_session(checked, conn.db, options, driving))
 }
 
 fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {

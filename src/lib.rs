@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod audit;
 pub mod check;
 pub mod cli;
+pub mod demo;
 pub mod diag;
 pub mod engine;
 pub mod monitor;

@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use crate::runbook::{Step, StepBody};
 
 pub const SCHEMA_SQL: &str = "
+SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS pgpilot;
 CREATE TABLE IF NOT EXISTS pgpilot.step_state (
     runbook_id     text NOT NULL,
@@ -26,7 +27,8 @@ CREATE TABLE IF NOT EXISTS pgpilot.step_state (
     duration_ms    bigint,
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (runbook_id, step_id)
-)";
+);
+RESET client_min_messages";
 
 /// A step's state on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

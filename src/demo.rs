@@ -1,0 +1,228 @@
+//! `pgpilot demo`: a throwaway cluster, the demo schema with ~100k readings, a
+//! workload that keeps the table busy and now and then holds it in a reporting
+//! transaction, and the demo runbook in the TUI (or headless for scripts).
+//! Leaving stops the workload and removes the cluster.
+
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+use crate::cli::{Drive, exit, prepare_drive};
+use crate::engine::{Mode, RunOptions};
+use crate::sandbox::Sandbox;
+
+const RUNBOOK: &str = include_str!("../runbooks/demo.toml");
+const DATA: &str = include_str!("../assets/demo-data.sql");
+const DATABASE: &str = "pgpilot_demo";
+
+/// After its first, staged report, how long the reporting job holds its
+/// transaction, and how often it runs.
+const REPORT_HOLD: f64 = 3.0;
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+/// The staged report gives up after this long without pgpilot meeting it.
+const STAGED_LIMIT: Duration = Duration::from_secs(600);
+
+pub fn run(rehearse: bool, drive: Drive) -> u8 {
+    let mut options = RunOptions {
+        mode: Mode::Run { from: None },
+        env: Some("demo".into()),
+        rehearse,
+        interactive: false,
+    };
+    let driving = match prepare_drive(&drive, &mut options) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    eprintln!("pgpilot demo: starting a throwaway PostgreSQL cluster…");
+    let sandbox = match Sandbox::start() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pgpilot demo: {e}");
+            return exit::FAILED;
+        }
+    };
+    if let Err(e) = sandbox.create_database(DATABASE) {
+        eprintln!("pgpilot demo: {e}");
+        return exit::FAILED;
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("pgpilot demo: cannot make a temporary directory: {e}");
+            return exit::FAILED;
+        }
+    };
+    let path = dir.path().join("demo.toml");
+    if let Err(e) = std::fs::write(&path, RUNBOOK) {
+        eprintln!("pgpilot demo: cannot write the demo runbook: {e}");
+        return exit::FAILED;
+    }
+    let checked = match crate::check::check_file(&path) {
+        Ok(c) => c,
+        Err(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            return exit::FAILED;
+        }
+    };
+    let Some(rt) = crate::cli::runtime() else {
+        return exit::FAILED;
+    };
+    let conninfo = format!("{} application_name=pgpilot", sandbox.conninfo(DATABASE));
+    let code = rt.block_on(async {
+        let admin = match connect(&sandbox.conninfo(DATABASE), "pgpilot-demo-setup").await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgpilot demo: {e}");
+                return exit::FAILED;
+            }
+        };
+        eprintln!("pgpilot demo: loading the demo schema and 100,000 readings…");
+        if let Err(e) = admin.batch_execute(DATA).await {
+            eprintln!("pgpilot demo: loading the demo data failed: {e}");
+            return exit::FAILED;
+        }
+        let workload = match Workload::start(&sandbox.conninfo(DATABASE)).await {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("pgpilot demo: {e}");
+                return exit::FAILED;
+            }
+        };
+        // The reporting job's first transaction is open before the run starts,
+        // so the first ALTER meets it: the lock panel, the blocker guard and
+        // lock_timeout retries are seen for real.
+        workload.report_started(&admin).await;
+        eprintln!(
+            "pgpilot demo: workload running (readers, writers, a reporting job every {}s)",
+            REPORT_EVERY.as_secs()
+        );
+        let mut driving = driving;
+        driving.interval = Duration::from_millis(500);
+        let code = crate::cli::drive_session(checked, Some(conninfo), options, driving).await;
+        workload.stop();
+        code
+    });
+    eprintln!("pgpilot demo: stopping the cluster and removing it");
+    drop(sandbox);
+    code
+}
+
+async fn connect(conninfo: &str, application: &str) -> Result<Client, String> {
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{conninfo} application_name={application}"), NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to the demo cluster: {e}"))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// The demo's application: steady writers and readers, and a reporting job.
+struct Workload {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workload {
+    async fn start(conninfo: &str) -> Result<Workload, String> {
+        let writer = connect(conninfo, "demo-app-writer").await?;
+        let reader = connect(conninfo, "demo-app-reader").await?;
+        // Named pgpilot-… so the runbook's long-transaction check passes over
+        // it; the pre-step guard and the lock panel still show it.
+        let report = connect(conninfo, "pgpilot-demo-report").await?;
+        let watcher = connect(conninfo, "pgpilot-demo-watcher").await?;
+        let tasks = vec![
+            tokio::spawn(async move {
+                loop {
+                    let _ = writer.simple_query("SELECT demo_traffic_tick(5)").await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }),
+            tokio::spawn(async move {
+                loop {
+                    let _ = reader
+                        .simple_query("SELECT count(*), avg(temperature_c) FROM equipment_readings WHERE equipment_id = 1 + (random() * 499)::int")
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }),
+            tokio::spawn(async move {
+                staged_report(&report, &watcher).await;
+                loop {
+                    tokio::time::sleep(REPORT_EVERY).await;
+                    let _ = report
+                        .simple_query(&format!("SELECT demo_long_report({REPORT_HOLD})"))
+                        .await;
+                }
+            }),
+        ];
+        Ok(Workload { tasks })
+    }
+
+    /// Waits until the reporting job holds its lock (a few seconds at most).
+    async fn report_started(&self, admin: &Client) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let active = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpilot-demo-report' AND state = 'idle in transaction'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) > 0)
+                .unwrap_or(false);
+            if active {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The reporting job's first report: it reads equipment_readings in a
+/// transaction and keeps it open until pgpilot's first ALTER has met it, waited
+/// out its lock_timeout and retried, so every walk-through shows the blocker in
+/// the lock panel and a retry in the log.
+async fn staged_report(report: &Client, watcher: &Client) {
+    if report
+        .batch_execute("BEGIN; SELECT count(*) FROM equipment_readings")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let started = Instant::now();
+    let mut waits = 0;
+    let mut was_waiting = false;
+    while started.elapsed() < STAGED_LIMIT {
+        // Watched from another session, so the report's own last query stays
+        // what the lock panel shows.
+        let waiting = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpilot' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false);
+        if waiting && !was_waiting {
+            waits += 1;
+        }
+        was_waiting = waiting;
+        // A third wait means two timed out and were retried: long enough to
+        // be seen in the lock panel.
+        if waits >= 3 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = report.batch_execute("COMMIT").await;
+}

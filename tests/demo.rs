@@ -1,0 +1,60 @@
+//! `pgpilot demo` as CI runs it: no terminal, headless, to the end, with the
+//! workload's reporting job met by the first ALTER.
+
+use std::process::{Command, Stdio};
+
+fn demo(args: &[&str]) -> (i32, String, String) {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .arg("demo")
+        .args(args)
+        .env("PGPILOT_DATA_DIR", data.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pgpilot demo");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_demo_runs_to_the_end_and_meets_a_real_blocker_and_a_retry() {
+    let (code, stdout, stderr) = demo(&["--headless", "--confirm", "watch-traffic=done"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("[add-battery-column] 1 session(s) hold locks this step needs:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("holds AccessShareLock on equipment_readings"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[add-battery-column] attempt 1/6: waited 1s for a lock"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[add-battery-column] applied"), "{stdout}");
+    assert!(stdout.contains("[verify-fk-validated] passed"), "{stdout}");
+    assert!(
+        stderr.contains("stopping the cluster and removing it"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_demo_rehearses_too() {
+    let (code, stdout, stderr) = demo(&[
+        "--headless",
+        "--rehearse",
+        "--confirm",
+        "watch-traffic=done",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rehearsal finished: everything was rolled back"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rehearsed"), "{stdout}");
+}
