@@ -70,7 +70,11 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
         )));
     }
     let executor = app.executor;
-    for (i, n) in snap.tree.iter().enumerate() {
+    // Only the rows that fit are formatted (a busy server has hundreds), and
+    // the window follows the selection so a pid about to be signalled is seen.
+    let rows = (inner.height as usize).saturating_sub(lines.len()).max(1);
+    let first = app.lock_selected.saturating_sub(rows - 1);
+    for (i, n) in snap.tree.iter().enumerate().skip(first).take(rows) {
         let mine = Some(n.pid) == executor;
         let pid = if mine {
             format!("{} (pgpilot)", n.pid)
@@ -160,6 +164,7 @@ pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {
     } else {
         snap.long_transactions
             .iter()
+            .take(list_area.height as usize)
             .map(|t| {
                 let style = if t.idle_in_transaction {
                     theme::warn()
