@@ -148,6 +148,7 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             );
         }
     }
+    check_rollback(step, a, diags);
     match step.kind {
         StepKind::Check | StepKind::Verify => {
             if let Some(s) = a.statements.iter().find(|s| s.destructive) {
@@ -178,6 +179,38 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             );
         }
         _ => {}
+    }
+}
+
+/// A rollback is held to the same rules as the step: it runs under pressure,
+/// the worst moment to find it cannot run.
+fn check_rollback(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
+    let Some(rb) = &step.rollback else { return };
+    if a.rollback.len() > 1 {
+        for s in a.rollback.iter().filter(|s| !s.transactional) {
+            diags.push(
+                Diagnostic::error(
+                    rb.location(s.start),
+                    format!("{} in a rollback cannot run inside a transaction block, so it must be the rollback's only statement", first_words(&s.sql)),
+                )
+                .with_help("keep a CONCURRENTLY statement alone in its rollback; undo the rest in the rollback of another step"),
+            );
+        }
+    }
+    for s in &a.rollback {
+        for f in s
+            .findings
+            .iter()
+            .filter(|f| f.severity == FindingSeverity::Error)
+        {
+            diags.push(
+                Diagnostic::error(
+                    rb.location(s.start),
+                    format!("{} in the rollback: {}", f.rule, f.message),
+                )
+                .with_help(f.advice.clone()),
+            );
+        }
     }
 }
 

@@ -139,6 +139,11 @@ const INVALID: &[(&str, &str, &str)] = &[
         "transaction-true-concurrently.toml:12:15",
         "cannot run inside a transaction block",
     ),
+    (
+        "rollback-commit.toml",
+        "rollback-commit.toml:12:42",
+        "transaction-control in the rollback",
+    ),
 ];
 
 #[test]

@@ -30,6 +30,9 @@ struct Exec<'a> {
     /// A capture kept from an earlier run: a check re-run after later changes
     /// were applied must not replace the value those changes were checked against.
     pinned_capture: Option<String>,
+    /// The guards passed: this is the target, and the audit's database copy
+    /// may be written to it (never to a database a guard refused).
+    target_confirmed: bool,
 }
 
 /// A statement's or step's failure, as the server reported it.
@@ -80,12 +83,18 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         captured: HashMap::new(),
         rehearsal_open: false,
         pinned_capture: None,
+        target_confirmed: false,
     };
     let outcome = exec.run().await;
     if exec.rehearsal_open {
         let _ = exec.client().batch_execute("ROLLBACK").await;
     }
-    for note in exec.s.recorder.flush(&exec.s.conn.client).await {
+    let notes = if exec.target_confirmed {
+        exec.s.recorder.flush(&exec.s.conn.client).await
+    } else {
+        Vec::new()
+    };
+    for note in notes {
         exec.emit(EngineEvent::Notice {
             step: None,
             severity: "WARNING".into(),
@@ -127,7 +136,7 @@ impl Exec<'_> {
 
     /// Local first, then the database copy (outside any step transaction).
     async fn record(&mut self, ev: Event) {
-        let defer = self.rehearsal_open;
+        let defer = self.rehearsal_open || !self.target_confirmed;
         for note in self.s.recorder.record(&self.s.conn.client, ev, defer).await {
             self.emit(EngineEvent::Notice {
                 step: None,
@@ -152,11 +161,21 @@ impl Exec<'_> {
             }
             .into(),
         );
-        ev.message = self.s.options.env.as_ref().map(|e| format!("env={e}"));
+        let mut said = Vec::new();
+        if let Some(e) = &self.s.options.env {
+            said.push(format!("env={e}"));
+        }
+        match &self.s.options.mode {
+            Mode::Run { from: Some(f) } => said.push(format!("from={f} (earlier steps not run)")),
+            Mode::Rollback { to: Some(t) } => said.push(format!("to={t}")),
+            _ => {}
+        }
+        ev.message = (!said.is_empty()).then(|| said.join(" "));
         self.record(ev).await;
         if let Err(o) = self.guards().await {
             return o;
         }
+        self.target_confirmed = true;
         match self.s.options.mode.clone() {
             Mode::Run { from } => self.apply(from.as_deref()).await,
             Mode::Rollback { to } => self.rollback_range(to.as_deref(), None, true).await,
@@ -610,30 +629,32 @@ impl Exec<'_> {
 
     async fn pause(&mut self, phase: &Phase, step: &Step) -> Result<(), Outcome> {
         let instructions = step.instructions().unwrap_or_default().to_string();
-        let reply = self
-            .ask(Ask::Acknowledge {
-                step: step.id.clone(),
-                instructions,
-            })
-            .await;
-        match reply {
-            Reply::Typed(t) if t.trim() == super::PAUSE_PHRASE => {}
-            Reply::Skip(reason) => return self.skip(phase, step, reason).await,
-            Reply::Typed(t) => {
-                return Err(Outcome::Refused(format!(
-                    "pause {}: type {:?} when it is done (typed {t:?})",
-                    step.id,
-                    super::PAUSE_PHRASE
-                )));
-            }
-            _ => {
-                return Err(Outcome::Refused(format!(
-                    "pause {} needs acknowledgment: type {:?}, or pass --confirm {}={}",
-                    step.id,
-                    super::PAUSE_PHRASE,
-                    step.id,
-                    super::PAUSE_PHRASE
-                )));
+        let ask = Ask::Acknowledge {
+            step: step.id.clone(),
+            instructions,
+        };
+        // A skip answers a pause too; anything else is a phrase, audited like one.
+        loop {
+            match self.ask(ask.clone()).await {
+                Reply::Skip(reason) => return self.skip(phase, step, reason).await,
+                reply => {
+                    let wrong =
+                        matches!(&reply, Reply::Typed(t) if t.trim() != super::PAUSE_PHRASE);
+                    match self
+                        .confirmation(Some(&step.id), super::PAUSE_PHRASE, reply)
+                        .await
+                    {
+                        Ok(()) => break,
+                        Err(_) if wrong && self.s.options.interactive => {
+                            self.emit(EngineEvent::Notice {
+                                step: Some(step.id.clone()),
+                                severity: "WARNING".into(),
+                                message: format!("type {:?} when it is done", super::PAUSE_PHRASE),
+                            });
+                        }
+                        Err(o) => return Err(o),
+                    }
+                }
             }
         }
         self.write_state_autocommit(step, Status::Acknowledged, None, None)
@@ -1161,7 +1182,15 @@ impl Exec<'_> {
         loop {
             let mut holders = Vec::new();
             for (relation, mode) in &strong {
-                if let Ok(h) = crate::monitor::holders(self.client(), relation, *mode).await {
+                let found = crate::monitor::holders(self.client(), relation, *mode).await;
+                if let Err(e) = &found {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: "WARNING".into(),
+                        message: format!("could not look for sessions holding {relation}: {}; lock_timeout still bounds the wait", crate::pg::redact(&e.to_string())),
+                    });
+                }
+                if let Ok(h) = found {
                     holders.extend(h.into_iter().filter(|h| h.pid != self.s.conn_pid));
                 }
             }
@@ -1337,6 +1366,25 @@ impl Exec<'_> {
                 self.s.runbook.id
             ));
         }
+        // An irreversible step in the range refuses the rollback before
+        // anything is undone, not halfway through.
+        let mut reached_scan = false;
+        for (_, _, step) in steps.iter().rev() {
+            if reached_scan || Some(step.id.as_str()) == to {
+                break;
+            }
+            reached_scan = Some(step.id.as_str()) == through;
+            let applied = self.states.get(&step.id).map(|s| s.status) == Some(Status::Applied);
+            if applied
+                && step.rollback.is_none()
+                && let Some(why) = &step.irreversible
+            {
+                return Outcome::Refused(format!(
+                    "step {} cannot be rolled back: irreversible: {why}; nothing was rolled back",
+                    step.id
+                ));
+            }
+        }
         let mut reached = false;
         for (i, phase, step) in steps.into_iter().rev() {
             if reached || Some(step.id.as_str()) == to {
@@ -1388,6 +1436,11 @@ impl Exec<'_> {
                 // Inside a rollback, `b` means go on rolling back.
                 Reply::Run | Reply::Typed(_) | Reply::RollbackThrough(_) => {}
                 Reply::Skip(reason) => {
+                    let mut ev = Event::new(Action::Skip);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.message = Some(format!("rollback skipped: {reason}"));
+                    self.record(ev).await;
                     self.emit(EngineEvent::StepSkipped {
                         step: step.id.clone(),
                         reason,
@@ -1397,6 +1450,11 @@ impl Exec<'_> {
                 Reply::Quit | Reply::Missing => {
                     return Outcome::Refused("stopped by the operator".into());
                 }
+            }
+            if let Some(e) = self.s.recorder.local_error() {
+                return Outcome::Failed(format!(
+                    "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
+                ));
             }
             if let Some(phrase) = &a.rollback_confirm {
                 let what = a

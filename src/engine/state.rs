@@ -86,8 +86,8 @@ pub struct StepState {
     pub updated_at: String,
 }
 
-/// A hash of what a step does, so a changed applied step is noticed while
-/// edits to pending steps (or comments elsewhere) are not.
+/// A hash of what a step does (kind and SQL), so a changed applied step is
+/// noticed while edits to pending steps (or comments elsewhere) are not.
 pub fn step_hash(step: &Step) -> String {
     let mut h = Sha256::new();
     h.update(step.kind.as_str());
@@ -96,10 +96,8 @@ pub fn step_hash(step: &Step) -> String {
         StepBody::Sql(sql) => h.update(sql.text.as_bytes()),
         StepBody::Instructions(text) => h.update(text.as_bytes()),
     }
-    h.update([0]);
-    if let Some(rb) = &step.rollback {
-        h.update(rb.text.as_bytes());
-    }
+    // The rollback is left out: fixing an applied step's rollback must not
+    // lock the incident responder out of running it.
     hex::encode(h.finalize())
 }
 

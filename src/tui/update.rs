@@ -170,10 +170,15 @@ fn step(i: usize, down: bool, len: usize) -> usize {
 fn dialog_key(app: &mut App, key: KeyEvent) -> Option<Command> {
     let dialog = app.dialog.as_mut()?;
     match (&dialog.kind, key.code) {
-        (DialogKind::Blockers { .. }, code) => {
+        (DialogKind::Blockers { step, .. }, code) => {
+            let step = step.clone();
             let reply = match code {
                 KeyCode::Char('p') | KeyCode::Enter => Reply::Run,
-                KeyCode::Char('w') => Reply::Typed("wait".into()),
+                KeyCode::Char('w') => {
+                    // Waiting is something running: c (or q, y) stops it.
+                    app.running = Some(step);
+                    Reply::Typed("wait".into())
+                }
                 KeyCode::Char('a') | KeyCode::Esc => Reply::Quit,
                 _ => return None,
             };
