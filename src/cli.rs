@@ -419,6 +419,24 @@ fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, dri
     rt.block_on(drive_session(checked, conn.db, options, driving))
 }
 
+/// Resolves --db with libpq's fallbacks and connects; errors are printed.
+async fn connect(
+    conn: &Conn,
+    application: &str,
+) -> Result<(crate::pg::ConnSpec, crate::pg::Connection), u8> {
+    let spec = crate::pg::ConnSpec::resolve(conn.db.as_deref())
+        .map_err(|e| {
+            eprintln!("pgpilot: {e}");
+            exit::FAILED
+        })?
+        .with_application_name(application);
+    let connection = spec.connect().await.map_err(|e| {
+        eprintln!("pgpilot: {e}");
+        exit::FAILED
+    })?;
+    Ok((spec, connection))
+}
+
 fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
     let checked = match check_file(path) {
         Ok(c) => c,
@@ -431,19 +449,9 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
         return exit::FAILED;
     };
     rt.block_on(async move {
-        let spec = match crate::pg::ConnSpec::resolve(conn.db.as_deref()) {
-            Ok(s) => s.with_application_name("pgpilot"),
-            Err(e) => {
-                eprintln!("pgpilot: {e}");
-                return exit::FAILED;
-            }
-        };
-        let connection = match spec.connect().await {
+        let (spec, connection) = match connect(&conn, "pgpilot").await {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("pgpilot: {e}");
-                return exit::FAILED;
-            }
+            Err(code) => return code,
         };
         let steps = match crate::engine::status::step_statuses(&connection.client, &checked.runbook)
             .await
@@ -529,19 +537,9 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
         return exit::FAILED;
     };
     rt.block_on(async move {
-        let spec = match crate::pg::ConnSpec::resolve(conn.db.as_deref()) {
-            Ok(s) => s.with_application_name("pgpilot-monitor"),
-            Err(e) => {
-                eprintln!("pgpilot: {e}");
-                return exit::FAILED;
-            }
-        };
-        let connection = match spec.connect().await {
+        let (spec, connection) = match connect(&conn, "pgpilot-monitor").await {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("pgpilot: {e}");
-                return exit::FAILED;
-            }
+            Err(code) => return code,
         };
         let monitor = match crate::monitor::Monitor::new(connection.client, long).await {
             Ok(m) => m,

@@ -885,42 +885,17 @@ impl Exec<'_> {
                     return Ok(());
                 }
                 Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
-                    let wait = backoff(settings.retry_backoff, attempt);
-                    let message = format!(
-                        "waited {} for a lock ({}); retrying in {:.1}s",
-                        format_duration(settings.lock_timeout),
-                        f.message,
-                        wait.as_secs_f64()
-                    );
-                    let mut ev = Event::new(Action::Retry);
-                    ev.phase = Some(phase.id.clone());
-                    ev.step = Some(step.id.clone());
-                    ev.attempt = Some(attempt);
-                    ev.sqlstate = f.sqlstate.clone();
-                    ev.message = Some(message.clone());
-                    ev.duration_ms = Some(attempt_started.elapsed().as_millis() as u64);
-                    self.record(ev).await;
-                    self.emit(EngineEvent::Retrying {
-                        step: step.id.clone(),
-                        attempt,
-                        of,
-                        wait,
-                        message,
-                    });
-                    if self.sleep_or_cancel(wait).await {
-                        return Err(self
-                            .step_failed(
-                                phase,
-                                step,
-                                started,
-                                SqlFailure {
-                                    sqlstate: Some(QUERY_CANCELED.into()),
-                                    message: "cancelled by the operator while waiting to retry"
-                                        .into(),
-                                    cancelled_by_operator: true,
-                                },
-                            )
-                            .await);
+                    let waited = attempt_started.elapsed();
+                    if self
+                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
+                        .await
+                    {
+                        let cancelled = SqlFailure {
+                            sqlstate: Some(QUERY_CANCELED.into()),
+                            message: "cancelled by the operator while waiting to retry".into(),
+                            cancelled_by_operator: true,
+                        };
+                        return Err(self.step_failed(phase, step, started, cancelled).await);
                     }
                 }
                 Err(f) => return Err(self.step_failed(phase, step, started, f).await),
@@ -930,6 +905,44 @@ impl Exec<'_> {
             "step {} did not get its locks",
             step.id
         )))
+    }
+
+    /// A lock_timeout (55P03): audited and shown, then the backoff is slept
+    /// (the operator may cancel it: true).
+    #[allow(clippy::too_many_arguments)]
+    async fn retry_after(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        settings: &Settings,
+        attempt: u32,
+        of: u32,
+        f: &SqlFailure,
+        waited: Duration,
+    ) -> bool {
+        let wait = backoff(settings.retry_backoff, attempt);
+        let message = format!(
+            "waited {} for a lock ({}); retrying in {:.1}s",
+            format_duration(settings.lock_timeout),
+            f.message,
+            wait.as_secs_f64()
+        );
+        let mut ev = Event::new(Action::Retry);
+        ev.phase = Some(phase.id.clone());
+        ev.step = Some(step.id.clone());
+        ev.attempt = Some(attempt);
+        ev.sqlstate = f.sqlstate.clone();
+        ev.message = Some(message.clone());
+        ev.duration_ms = Some(waited.as_millis() as u64);
+        self.record(ev).await;
+        self.emit(EngineEvent::Retrying {
+            step: step.id.clone(),
+            attempt,
+            of,
+            wait,
+            message,
+        });
+        self.sleep_or_cancel(wait).await
     }
 
     async fn step_failed(
@@ -1559,22 +1572,11 @@ impl Exec<'_> {
                     return Ok(());
                 }
                 Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
-                    let wait = backoff(settings.retry_backoff, attempt);
-                    let mut ev = Event::new(Action::Retry);
-                    ev.phase = Some(phase.id.clone());
-                    ev.step = Some(step.id.clone());
-                    ev.attempt = Some(attempt);
-                    ev.sqlstate = f.sqlstate.clone();
-                    ev.message = Some(f.message.clone());
-                    self.record(ev).await;
-                    self.emit(EngineEvent::Retrying {
-                        step: step.id.clone(),
-                        attempt,
-                        of,
-                        wait,
-                        message: f.message.clone(),
-                    });
-                    if self.sleep_or_cancel(wait).await {
+                    let waited = started.elapsed();
+                    if self
+                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
+                        .await
+                    {
                         return Err(Outcome::Interrupted);
                     }
                 }

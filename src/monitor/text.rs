@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Snapshot;
+use super::{Snapshot, TreeNode};
 
 pub fn age(s: f64) -> String {
     let s = s.max(0.0) as u64;
@@ -20,6 +20,25 @@ fn short(q: &str, max: usize) -> String {
         format!("{}…", s.chars().take(max - 1).collect::<String>())
     } else {
         s
+    }
+}
+
+/// What a node of the blocking tree is doing: the lock it waits for, or (a
+/// root blocker) its state and how long its transaction has been open.
+pub fn doing(n: &TreeNode) -> String {
+    match (&n.mode, &n.relation) {
+        (Some(m), Some(r)) => format!(
+            "waits {} for {m} on {r}",
+            n.wait_s.map(age).unwrap_or_default()
+        ),
+        (Some(m), None) => format!("waits for {m}"),
+        _ => format!(
+            "{}{}",
+            n.state,
+            n.xact_age_s
+                .map(|a| format!(" {}", age(a)))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -42,20 +61,7 @@ pub fn to_text(snap: &Snapshot) -> String {
         let _ = writeln!(out, "blocking:");
         for n in &snap.tree {
             let indent = "  ".repeat(n.depth + 1);
-            let what = match (&n.mode, &n.relation) {
-                (Some(m), Some(r)) => format!(
-                    "waits {} for {m} on {r}",
-                    n.wait_s.map(age).unwrap_or_default()
-                ),
-                (Some(m), None) => format!("waits for {m}"),
-                _ => format!(
-                    "{}{}",
-                    n.state,
-                    n.xact_age_s
-                        .map(|a| format!(" {}", age(a)))
-                        .unwrap_or_default()
-                ),
-            };
+            let what = doing(n);
             let queued = if n.queued_behind > 0 {
                 format!(" [{} queued behind]", n.queued_behind)
             } else {

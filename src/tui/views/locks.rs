@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use super::{cut, one_line, panel};
 use crate::monitor::Snapshot;
-use crate::monitor::text::age;
+use crate::monitor::text::{age, doing};
 use crate::tui::app::{App, Panel};
 use crate::tui::theme;
 
@@ -81,20 +81,7 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
         } else {
             n.pid.to_string()
         };
-        let what = match (&n.mode, &n.relation) {
-            (Some(m), Some(r)) => format!(
-                "waits {} for {m} on {r}",
-                n.wait_s.map(age).unwrap_or_default()
-            ),
-            (Some(m), None) => format!("waits for {m}"),
-            _ => format!(
-                "{}{}",
-                n.state,
-                n.xact_age_s
-                    .map(|a| format!(" {}", age(a)))
-                    .unwrap_or_default()
-            ),
-        };
+        let what = doing(n);
         let queued = if n.queued_behind > 0 {
             format!(" [{} queued]", n.queued_behind)
         } else {
