@@ -106,6 +106,8 @@ pub struct DbAudit {
     target: Option<AuditTarget>,
     /// Spool length after the last flush that found nothing of ours to send.
     idle_len: Option<u64>,
+    /// The insert, prepared once per connection (keyed by the client's address).
+    insert: Option<(usize, tokio_postgres::Statement)>,
 }
 
 impl DbAudit {
@@ -119,6 +121,7 @@ impl DbAudit {
             ready: false,
             target: None,
             idle_len: None,
+            insert: None,
         }
     }
 
@@ -199,19 +202,44 @@ impl DbAudit {
 
     async fn insert(&mut self, client: &Client, rec: &AuditRecord) -> Result<(), AuditError> {
         self.ensure_table(client).await?;
-        match insert_row(client, rec).await {
+        let stmt = self.prepared(client).await?;
+        match insert_row(client, &stmt, rec).await {
             Err(e) if matches!(e.code(), Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME) =>
             {
                 // Dropped since, or created in a transaction that was rolled back.
                 self.ready = false;
+                self.insert = None;
                 self.ensure_table(client).await?;
-                insert_row(client, rec)
+                let stmt = self.prepared(client).await?;
+                insert_row(client, &stmt, rec)
                     .await
                     .map(|_| ())
                     .map_err(|e| db_error("insert into", &e))
             }
-            other => other.map(|_| ()).map_err(|e| db_error("insert into", &e)),
+            other => other.map(|_| ()).map_err(|e| {
+                // A statement prepared on another (since closed) connection
+                // at the same address must not fail every later insert.
+                self.insert = None;
+                db_error("insert into", &e)
+            }),
         }
+    }
+
+    /// The insert statement for this client, prepared once: a parse and a
+    /// describe less for every record.
+    async fn prepared(&mut self, client: &Client) -> Result<tokio_postgres::Statement, AuditError> {
+        let key = client as *const Client as usize;
+        if let Some((k, st)) = &self.insert
+            && *k == key
+        {
+            return Ok(st.clone());
+        }
+        let st = client
+            .prepare(INSERT_SQL)
+            .await
+            .map_err(|e| db_error("prepare the insert into", &e))?;
+        self.insert = Some((key, st.clone()));
+        Ok(st)
     }
 
     async fn ensure_table(&mut self, client: &Client) -> Result<(), AuditError> {
@@ -343,7 +371,11 @@ fn key(rec: &AuditRecord) -> (String, u64, String) {
     (rec.session.clone(), rec.seq, rec.hash.clone())
 }
 
-async fn insert_row(client: &Client, rec: &AuditRecord) -> Result<u64, tokio_postgres::Error> {
+async fn insert_row(
+    client: &Client,
+    stmt: &tokio_postgres::Statement,
+    rec: &AuditRecord,
+) -> Result<u64, tokio_postgres::Error> {
     let seq = i64::try_from(rec.seq).unwrap_or(i64::MAX);
     let ts = rec.ts.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let (host, port, database) = match &rec.target {
@@ -361,7 +393,7 @@ async fn insert_row(client: &Client, rec: &AuditRecord) -> Result<u64, tokio_pos
     let attempt = rec.attempt.map(i64::from);
     client
         .execute(
-            INSERT_SQL,
+            stmt,
             &[
                 &rec.session,
                 &seq,

@@ -33,6 +33,8 @@ struct Exec<'a> {
     /// The guards passed: this is the target, and the audit's database copy
     /// may be written to it (never to a database a guard refused).
     target_confirmed: bool,
+    /// The state upsert, prepared on first use.
+    upsert: Option<tokio_postgres::Statement>,
 }
 
 /// A statement's or step's failure, as the server reported it.
@@ -84,6 +86,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         rehearsal_open: false,
         pinned_capture: None,
         target_confirmed: false,
+        upsert: None,
     };
     let outcome = exec.run().await;
     if exec.rehearsal_open {
@@ -477,7 +480,17 @@ impl Exec<'_> {
             .runbook
             .steps()
             .enumerate()
-            .map(|(i, (p, s))| (i, p.clone(), s.clone()))
+            // The phase without its steps: cloning them per step made a
+            // 1,000-step runbook cost a million Step clones.
+            .map(|(i, (p, s))| {
+                let phase = Phase {
+                    id: p.id.clone(),
+                    title: p.title.clone(),
+                    at: p.at.clone(),
+                    steps: Vec::new(),
+                };
+                (i, phase, s.clone())
+            })
             .collect()
     }
 
@@ -718,10 +731,24 @@ impl Exec<'_> {
         }
     }
 
-    async fn exec_state(&self, w: &StateWrite) -> Result<(), SqlFailure> {
+    async fn exec_state(&mut self, w: &StateWrite) -> Result<(), SqlFailure> {
+        // Prepared once per session: a parse and describe less per step.
+        if self.upsert.is_none() {
+            let st = self
+                .s
+                .conn
+                .client
+                .prepare(UPSERT_SQL)
+                .await
+                .map_err(|e| SqlFailure::from_pg(&e))?;
+            self.upsert = Some(st);
+        }
+        let Some(upsert) = self.upsert.clone() else {
+            return Err(SqlFailure::plain("state statement not prepared"));
+        };
         self.client()
             .execute(
-                UPSERT_SQL,
+                &upsert,
                 &[
                     &w.runbook,
                     &w.step,
