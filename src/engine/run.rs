@@ -454,6 +454,34 @@ impl Exec<'_> {
         }
     }
 
+    /// Asks for a step's (or its rollback's) phrase, saying what is at risk.
+    async fn confirm(
+        &mut self,
+        step: &Step,
+        phrase: &str,
+        statements: &[StatementAnalysis],
+    ) -> Result<(), Outcome> {
+        let at_risk: Vec<String> = statements
+            .iter()
+            .filter(|s| s.destructive)
+            .map(|s| match &s.at_risk {
+                Some(r) => r.phrase(),
+                None => format!("a {} pgpilot cannot see into", s.kind),
+            })
+            .collect();
+        let what = if at_risk.is_empty() {
+            format!("step {} (the runbook asks for this confirmation)", step.id)
+        } else {
+            at_risk.join(", ")
+        };
+        let ask = Ask::Confirm {
+            step: step.id.clone(),
+            phrase: phrase.to_string(),
+            what,
+        };
+        self.ask_phrase(Some(&step.id), ask).await
+    }
+
     /// Keeps the in-memory view of the target's state in step with what was written.
     fn mark(&mut self, step: &Step, status: Status) {
         let st = self
@@ -782,19 +810,7 @@ impl Exec<'_> {
             ))
         })?;
         if let Some(phrase) = &a.confirm {
-            let what = a
-                .statements
-                .iter()
-                .filter_map(|s| s.at_risk.as_ref())
-                .map(|r| r.phrase())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let ask = Ask::Confirm {
-                step: step.id.clone(),
-                phrase: phrase.clone(),
-                what,
-            };
-            self.ask_phrase(Some(&step.id), ask).await?;
+            self.confirm(step, phrase, &a.statements).await?;
         }
         self.blocker_guard(phase, step, a).await?;
         if previous == Some(Status::InProgress)
@@ -1496,22 +1512,10 @@ impl Exec<'_> {
                     "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
                 ));
             }
-            if let Some(phrase) = &a.rollback_confirm {
-                let what = a
-                    .rollback
-                    .iter()
-                    .filter_map(|s| s.at_risk.as_ref())
-                    .map(|r| r.phrase())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let ask = Ask::Confirm {
-                    step: step.id.clone(),
-                    phrase: phrase.clone(),
-                    what,
-                };
-                if let Err(o) = self.ask_phrase(Some(&step.id), ask).await {
-                    return o;
-                }
+            if let Some(phrase) = &a.rollback_confirm
+                && let Err(o) = self.confirm(&step, phrase, &a.rollback).await
+            {
+                return o;
             }
             let text = match vars::substitute(&rb.text, &self.captured) {
                 Ok(t) => t,
