@@ -1422,14 +1422,21 @@ impl Exec<'_> {
                 self.s.runbook.id
             ));
         }
-        // An irreversible step in the range refuses the rollback before
-        // anything is undone, not halfway through.
-        let mut reached_scan = false;
-        for (_, _, step) in steps.iter().rev() {
-            if reached_scan || Some(step.id.as_str()) == to {
+        // The steps to undo, newest first: up to `to` (kept), through `through`.
+        let mut range = Vec::new();
+        for entry in steps.into_iter().rev() {
+            if Some(entry.2.id.as_str()) == to {
                 break;
             }
-            reached_scan = Some(step.id.as_str()) == through;
+            let last = Some(entry.2.id.as_str()) == through;
+            range.push(entry);
+            if last {
+                break;
+            }
+        }
+        // An irreversible step in the range refuses the rollback before
+        // anything is undone, not halfway through.
+        for (_, _, step) in &range {
             let applied = self.states.get(&step.id).map(|s| s.status) == Some(Status::Applied);
             if applied
                 && step.rollback.is_none()
@@ -1441,12 +1448,7 @@ impl Exec<'_> {
                 ));
             }
         }
-        let mut reached = false;
-        for (i, phase, step) in steps.into_iter().rev() {
-            if reached || Some(step.id.as_str()) == to {
-                break;
-            }
-            reached = Some(step.id.as_str()) == through;
+        for (i, phase, step) in range {
             if !matches!(step.kind, StepKind::Change | StepKind::Backup)
                 || self.states.get(&step.id).map(|s| s.status) != Some(Status::Applied)
             {
