@@ -266,7 +266,7 @@ fn interrupted_write_is_reported_then_repaired_by_the_next_append() {
 fn head_one_record_behind_after_a_crash_is_accepted_and_caught_up() {
     let (_dir, mut log) = log_with(3);
     let records = read_records(log.path()).unwrap();
-    // The state a crash between the record's fsync and the head's rename leaves.
+    // The state a crash between the record's sync and the head's update leaves.
     chain::write_head(
         log.head_path(),
         &chain::Head {
@@ -286,6 +286,65 @@ fn head_one_record_behind_after_a_crash_is_accepted_and_caught_up() {
         "{report} {:?}",
         report.notes
     );
+}
+
+#[test]
+fn records_written_and_not_yet_synced_survive_the_process_and_the_chain_goes_on() {
+    // What a kill leaves while a step's success record waits to be synced
+    // with the next record: whole lines in the file, the head file behind.
+    let (dir, mut log) = log_with(2);
+    let c = ctx("r");
+    log.write(&c, ev(Action::StepSuccess, Some("a"))).unwrap();
+    log.write(&c, ev(Action::StepStart, Some("b"))).unwrap();
+    log.write(&c, ev(Action::StepSuccess, Some("b"))).unwrap();
+    drop(log);
+    let report = verify(&dir.path().join("audit.jsonl")).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.records, 5);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("3 record(s) before the end")),
+        "{:?}",
+        report.notes
+    );
+
+    // The next session finds the head behind, checks it against the chain,
+    // and carries on; its head then names the end again.
+    let mut next = AuditLog::open_in(dir.path()).unwrap();
+    let rec = next.append(&c, ev(Action::SessionStart, None)).unwrap();
+    assert_eq!(rec.seq, 6);
+    let report = verify(next.path()).unwrap();
+    assert!(
+        report.is_intact() && report.notes.is_empty(),
+        "{report} {:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn head_naming_a_record_that_was_replaced_is_detected() {
+    let (_dir, log) = log_with(4);
+    chain::write_head(
+        log.head_path(),
+        &chain::Head {
+            seq: 2,
+            hash: "0".repeat(64),
+        },
+    )
+    .unwrap();
+    let (line, kind, text) = problem(log.path());
+    assert_eq!(kind, ProblemKind::HeadDiffers { seq: 2 });
+    assert_eq!(line, 2);
+    assert!(text.contains("record seq 2"), "{text}");
+    // The next session refuses to extend it.
+    let mut next = AuditLog::open_in(log.dir()).unwrap();
+    let err = next
+        .append(&ctx("r"), ev(Action::SessionStart, None))
+        .unwrap_err();
+    assert!(matches!(err, AuditError::HeadMismatch { .. }), "{err}");
+    assert_eq!(lines(log.path()).len(), 4);
 }
 
 #[test]

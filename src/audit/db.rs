@@ -165,6 +165,51 @@ impl DbAudit {
         }
     }
 
+    /// Sends several records. When the table is known, the insert prepared
+    /// on this client and the spool holds nothing of this target, the inserts
+    /// go out together (pipelined: one round trip for all, each still its own
+    /// autocommit statement, so one failing does not undo another), right
+    /// after anything the caller sent on the same client before polling this.
+    /// Otherwise, and for those that failed, as [`DbAudit::write`] does.
+    pub async fn write_all(
+        &mut self,
+        client: &Client,
+        recs: Vec<AuditRecord>,
+    ) -> Vec<Result<DbWrite, AuditError>> {
+        if let Some(rec) = recs.iter().rev().find(|r| r.target.is_some()) {
+            self.target = rec.target.clone();
+        }
+        let key = client as *const Client as usize;
+        let fast = match &self.insert {
+            Some((k, st)) if self.ready && *k == key && !self.spool_may_hold_ours() => {
+                Some(st.clone())
+            }
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(recs.len());
+        let Some(stmt) = fast else {
+            for rec in &recs {
+                out.push(self.write(client, rec).await);
+            }
+            return out;
+        };
+        let sent =
+            futures_util::future::join_all(recs.iter().map(|rec| insert_row(client, &stmt, rec)))
+                .await;
+        for (rec, result) in recs.iter().zip(sent) {
+            out.push(match result {
+                Ok(_) => Ok(DbWrite::Written),
+                // Once more the careful way (it re-creates a dropped table),
+                // spooling what still fails.
+                Err(_) => {
+                    self.insert = None;
+                    self.write(client, rec).await
+                }
+            });
+        }
+        out
+    }
+
     /// Sends this target's spooled records, oldest first, and removes them
     /// from the spool only once all were accepted. Returns how many were sent.
     pub async fn flush_spool(&mut self, client: &Client) -> Result<usize, AuditError> {

@@ -10,6 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 
@@ -111,12 +112,33 @@ impl Drop for FileLock<'_> {
 }
 
 /// The hash-chained JSON Lines log. Several instances, in one process or
-/// many, may append to the same file: each append holds an exclusive lock.
+/// many, may append to the same file: each write holds an exclusive lock.
+///
+/// A record is written whole with one `write`, so once [`AuditLog::write`]
+/// returned it survives the process being killed; [`AuditLog::sync`] (or a
+/// [`Syncer`] on another thread) makes it survive a power loss too, and only
+/// then moves the head file up to it. [`AuditLog::append`] does both.
+///
+/// The log and head files stay open for the instance's life (a session): a
+/// log moved away meanwhile keeps receiving that session's records.
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
     path: PathBuf,
     head: PathBuf,
+    file: Arc<File>,
+    head_file: Arc<File>,
+    /// The file as this instance left it: while its length is unchanged no
+    /// one else wrote to it, and its end need not be read back.
+    known: Option<Known>,
+    /// The last record written and not yet synced.
+    unsynced: Option<Head>,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    len: u64,
+    last: Head,
 }
 
 impl AuditLog {
@@ -129,11 +151,17 @@ impl AuditLog {
     pub fn open_in(dir: &Path) -> Result<AuditLog, AuditError> {
         ensure_dir(dir)?;
         let path = dir.join(LOG_FILE);
-        open_private(&path)?;
+        let file = Arc::new(open_private(&path)?);
+        let head = chain::head_path(&path);
+        let head_file = Arc::new(chain::open_head(&head)?);
         Ok(AuditLog {
             dir: dir.to_path_buf(),
-            head: chain::head_path(&path),
+            head,
             path,
+            file,
+            head_file,
+            known: None,
+            unsynced: None,
         })
     }
 
@@ -152,31 +180,35 @@ impl AuditLog {
         &self.head
     }
 
-    /// Appends one record and returns it as written.
-    ///
-    /// Under an exclusive lock: reads the last record (from the end of the
-    /// file, not the whole file), checks it against the head file, writes the
-    /// new line, fsyncs, then replaces the head file. Passwords in `sql` and
-    /// `message` are redacted first, and `sql_sha256` is the hash of the SQL
-    /// as recorded (redacted). Refuses to extend a log whose end disagrees
-    /// with its head file, since that would hide the removed records.
+    /// Appends one record, syncs it and moves the head file to it; returns
+    /// the record as written.
     pub fn append(&mut self, ctx: &Context, ev: Event) -> Result<AuditRecord, AuditError> {
-        let file = open_private(&self.path)?;
-        let _lock = FileLock::exclusive(&file, &self.path)?;
-        let tail = read_tail(&file, &self.path)?;
-        let head = chain::read_head(&self.head)?;
-        check_head(&self.path, &self.head, tail.last.as_ref(), head.as_ref())?;
-        if let Some(at) = tail.torn_at {
-            // A write cut short by a crash: never acknowledged (append returns
-            // only after fsync), and the head confirms the record before it.
-            file.set_len(at)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| {
-                    AuditError::io("remove the interrupted last line of", &self.path, e)
-                })?;
-        }
+        let rec = self.write(ctx, ev)?;
+        self.sync()?;
+        Ok(rec)
+    }
 
-        let (seq, prev_hash) = match &tail.last {
+    /// Writes one record (not yet synced) and returns it as written.
+    ///
+    /// Under an exclusive lock: finds the last record from the end of the
+    /// file and checks it against the head file (or, while the file is as
+    /// long as this instance left it, takes both as it left them), and writes
+    /// the new line. Passwords in `sql` and `message` are redacted
+    /// first, and `sql_sha256` is the hash of the SQL as recorded (redacted).
+    /// Refuses to extend a log whose end disagrees with its head file, since
+    /// that would hide the removed records.
+    pub fn write(&mut self, ctx: &Context, ev: Event) -> Result<AuditRecord, AuditError> {
+        let file = Arc::clone(&self.file);
+        let _lock = FileLock::exclusive(&file, &self.path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| AuditError::io("inspect", &self.path, e))?
+            .len();
+        let (last, missing_newline, len) = match self.known.take() {
+            Some(k) if k.len == len => (Some(k.last), false, len),
+            _ => self.find_end(&file, len)?,
+        };
+        let (seq, prev_hash) = match &last {
             Some(last) => (last.seq + 1, last.hash.clone()),
             None => (1, GENESIS_HASH.to_string()),
         };
@@ -186,21 +218,103 @@ impl AuditLog {
         let mut line = serde_json::to_string(&rec)
             .map_err(|e| AuditError::io("encode a record for", &self.path, io::Error::other(e)))?;
         line.push('\n');
-        if tail.missing_newline {
+        if missing_newline {
             line.insert(0, '\n');
         }
-        (&file)
+        (&*file)
             .write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
             .map_err(|e| AuditError::io("append to", &self.path, e))?;
-        chain::write_head(
-            &self.head,
-            &Head {
-                seq: rec.seq,
-                hash: rec.hash.clone(),
-            },
-        )?;
+        let end = Head {
+            seq: rec.seq,
+            hash: rec.hash.clone(),
+        };
+        // Appended whole under the lock: the file is now exactly this long.
+        self.known = Some(Known {
+            len: len + line.len() as u64,
+            last: end.clone(),
+        });
+        self.unsynced = Some(end);
         Ok(rec)
+    }
+
+    /// Syncs what [`AuditLog::write`] wrote and moves the head file to it.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        match self.syncer() {
+            Some(s) => s.run(),
+            None => Ok(()),
+        }
+    }
+
+    /// The work of [`AuditLog::sync`], to run on another thread while the
+    /// caller goes on; `None` when everything written is synced.
+    pub fn syncer(&mut self) -> Option<Syncer> {
+        self.unsynced.take().map(|upto| Syncer {
+            path: self.path.clone(),
+            head: self.head.clone(),
+            file: Arc::clone(&self.file),
+            head_file: Arc::clone(&self.head_file),
+            upto,
+        })
+    }
+
+    /// Syncs the head file itself (at the end of a session).
+    pub fn sync_head(&self) {
+        let _ = self.head_file.sync_all();
+    }
+
+    /// Reads the end of the file, checks it against the head file, and cuts
+    /// off a line a crash interrupted. Returns the last record, whether its
+    /// newline is missing, and the file's length after the cut.
+    fn find_end(&self, file: &File, len: u64) -> Result<(Option<Head>, bool, u64), AuditError> {
+        let tail = read_tail(file, &self.path)?;
+        let head = chain::read_head_from(&self.head_file, &self.head)?;
+        check_head(
+            file,
+            &self.path,
+            &self.head,
+            tail.last.as_ref(),
+            head.as_ref(),
+        )?;
+        if let Some(at) = tail.torn_at {
+            // A write cut short: never acknowledged (a record counts once its
+            // one write returned), and the head confirms a record before it.
+            file.set_len(at)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| {
+                    AuditError::io("remove the interrupted last line of", &self.path, e)
+                })?;
+        }
+        let last = tail.last.map(|r| Head {
+            seq: r.seq,
+            hash: r.hash,
+        });
+        Ok((last, tail.missing_newline, tail.torn_at.unwrap_or(len)))
+    }
+}
+
+/// Syncs the log up to a record, then moves the head file to that record
+/// unless another writer already moved it further. `Send`, so it can run on a
+/// blocking thread while the engine talks to the server.
+#[derive(Debug)]
+pub struct Syncer {
+    path: PathBuf,
+    head: PathBuf,
+    file: Arc<File>,
+    head_file: Arc<File>,
+    upto: Head,
+}
+
+impl Syncer {
+    pub fn run(self) -> Result<(), AuditError> {
+        self.file
+            .sync_data()
+            .map_err(|e| AuditError::io("sync", &self.path, e))?;
+        let _lock = FileLock::exclusive(&self.file, &self.path)?;
+        let current = chain::read_head_from(&self.head_file, &self.head)?;
+        if current.is_none_or(|h| h.seq < self.upto.seq) {
+            chain::write_head_to(&self.head_file, &self.head, &self.upto)?;
+        }
+        Ok(())
     }
 }
 
@@ -336,9 +450,11 @@ fn damaged_tail(path: &Path, reason: String) -> AuditError {
     }
 }
 
-/// The head must name the last record, or the one before it (a crash between
-/// writing the record and replacing the head).
+/// The head must name the last record or an earlier one of the chain (it is
+/// moved only after the records up to it were synced, so a crash leaves it
+/// behind, never ahead).
 fn check_head(
+    file: &File,
     path: &Path,
     head_path: &Path,
     last: Option<&AuditRecord>,
@@ -362,18 +478,52 @@ fn check_head(
             l.seq,
             head_path.display()
         ))),
-        (Some(l), Some(h)) if h.seq == l.seq && h.hash == l.hash => Ok(()),
-        (Some(l), Some(h)) if h.seq + 1 == l.seq && h.hash == l.prev_hash => Ok(()),
-        (Some(l), Some(h)) if h.seq == l.seq => Err(mismatch(format!(
-            "its last record (seq {}) is not the one {} recorded (the hashes differ)",
-            l.seq,
-            head_path.display()
-        ))),
-        (Some(l), Some(h)) => Err(mismatch(format!(
+        (Some(l), Some(h)) if h.seq > l.seq => Err(mismatch(format!(
             "the log ends at seq {} but {} says seq {}",
             l.seq,
             head_path.display(),
             h.seq
         ))),
+        (Some(l), Some(h)) => {
+            let hash = if h.seq == l.seq {
+                Some(l.hash.clone())
+            } else if h.seq + 1 == l.seq {
+                Some(l.prev_hash.clone())
+            } else {
+                // Behind by more than a record: only after a crash, once.
+                hash_at(file, path, h.seq)?
+            };
+            if hash.as_deref() == Some(h.hash.as_str()) {
+                Ok(())
+            } else {
+                Err(mismatch(format!(
+                    "record seq {} is not the one {} recorded (the hashes differ)",
+                    h.seq,
+                    head_path.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The hash of the record `seq`, reading the log from its start.
+fn hash_at(file: &File, path: &Path, seq: u64) -> Result<Option<String>, AuditError> {
+    let mut reader = io::BufReader::new(file);
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| AuditError::io("read", path, e))?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = io::BufRead::read_until(&mut reader, b'\n', &mut line)
+            .map_err(|e| AuditError::io("read", path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Ok(rec) = serde_json::from_slice::<AuditRecord>(&line)
+            && rec.seq == seq
+        {
+            return Ok(Some(rec.hash));
+        }
     }
 }

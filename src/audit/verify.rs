@@ -60,10 +60,8 @@ pub enum ProblemKind {
     BrokenLink { seq: u64 },
     /// The head file names a later record than the last one present.
     TailRemoved { last_seq: u64, head_seq: u64 },
-    /// The head file names the same seq with another hash: the last record was replaced.
+    /// The head file names a seq of the log with another hash: that record was replaced.
     HeadDiffers { seq: u64 },
-    /// Records follow the one the head file names, beyond what a crash explains.
-    HeadBehind { last_seq: u64, head_seq: u64 },
     /// More than one record and no head file.
     HeadMissing { head: PathBuf },
     /// The head file cannot be read.
@@ -116,11 +114,7 @@ impl fmt::Display for ProblemKind {
             ),
             ProblemKind::HeadDiffers { seq } => write!(
                 f,
-                "the last record (seq {seq}) is not the one the head file recorded: it was replaced"
-            ),
-            ProblemKind::HeadBehind { last_seq, head_seq } => write!(
-                f,
-                "the head file says seq {head_seq} but the log goes on to seq {last_seq}: records were added by something other than pgpilot"
+                "record seq {seq} is not the one the head file recorded: it was replaced"
             ),
             ProblemKind::HeadMissing { head } => write!(
                 f,
@@ -174,6 +168,11 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         .as_ref()
         .map(|f| FileLock::shared(f, path))
         .transpose()?;
+    // Read under the lock, before the walk: the record it names is looked for
+    // on the way.
+    let head = chain::read_head(&head_path);
+    let head_seq = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.seq));
+    let mut at_head: Option<(u64, String)> = None;
     let mut lines_read = 0u64;
     let mut last: Option<AuditRecord> = None;
     if let Some(file) = &file {
@@ -196,6 +195,9 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
             };
             match check_line(line, complete, last.as_ref()) {
                 Ok(rec) => {
+                    if Some(rec.seq) == head_seq {
+                        at_head = Some((lines_read, rec.hash.clone()));
+                    }
                     report.records += 1;
                     report.last_seq = Some(rec.seq);
                     report.last_hash = Some(rec.hash.clone());
@@ -211,7 +213,14 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
             }
         }
     }
-    check_head(&mut report, &head_path, last.as_ref(), lines_read);
+    check_head(
+        &mut report,
+        &head_path,
+        head,
+        last.as_ref(),
+        at_head,
+        lines_read,
+    );
     Ok(report)
 }
 
@@ -271,8 +280,20 @@ fn check_line(
     Ok(rec)
 }
 
-fn check_head(report: &mut VerifyReport, head_path: &Path, last: Option<&AuditRecord>, lines: u64) {
-    let head = match chain::read_head(head_path) {
+/// The head must name a record of the chain: the last one, or an earlier one
+/// when pgpilot stopped between syncing records and bringing the head up to
+/// date (it is written after the records it names are on disk, and not
+/// synced itself, so after a power loss it may lag further). A head past the
+/// end means records were removed from the end.
+fn check_head(
+    report: &mut VerifyReport,
+    head_path: &Path,
+    head: Result<Option<Head>, AuditError>,
+    last: Option<&AuditRecord>,
+    at_head: Option<(u64, String)>,
+    lines: u64,
+) {
+    let head = match head {
         Ok(h) => h,
         Err(e) => {
             let reason = match e {
@@ -311,13 +332,6 @@ fn check_head(report: &mut VerifyReport, head_path: &Path, last: Option<&AuditRe
                 head: head_path.to_path_buf(),
             },
         )),
-        (Some(l), Some(h)) if h.seq == l.seq && h.hash == l.hash => None,
-        (Some(l), Some(h)) if h.seq + 1 == l.seq && h.hash == l.prev_hash => {
-            report.notes.push(
-                "the head file lags one record (pgpilot stopped between writing a record and its head); the next record fixes it".into(),
-            );
-            None
-        }
         (Some(l), Some(h)) if h.seq > l.seq => Some((
             lines + 1,
             ProblemKind::TailRemoved {
@@ -325,16 +339,21 @@ fn check_head(report: &mut VerifyReport, head_path: &Path, last: Option<&AuditRe
                 head_seq: h.seq,
             },
         )),
-        (Some(l), Some(h)) if h.seq == l.seq => {
-            Some((lines, ProblemKind::HeadDiffers { seq: l.seq }))
-        }
-        (Some(l), Some(h)) => Some((
-            lines,
-            ProblemKind::HeadBehind {
-                last_seq: l.seq,
-                head_seq: h.seq,
-            },
-        )),
+        (Some(l), Some(h)) => match at_head {
+            Some((_, hash)) if hash == h.hash => {
+                if h.seq < l.seq {
+                    report.notes.push(format!(
+                        "the head file names seq {}, {} record(s) before the end (pgpilot stopped before bringing it up to date); the next record fixes it",
+                        h.seq,
+                        l.seq - h.seq
+                    ));
+                }
+                None
+            }
+            Some((line, _)) => Some((line, ProblemKind::HeadDiffers { seq: h.seq })),
+            // seq 0 or a seq the walk never met: not a record of this chain.
+            None => Some((lines, ProblemKind::HeadDiffers { seq: h.seq })),
+        },
     };
     report.problem = problem.map(|(line, kind)| ChainProblem { line, kind });
 }
