@@ -304,8 +304,7 @@ fn plan(path: &std::path::Path, format: Format) -> u8 {
 }
 
 pub fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

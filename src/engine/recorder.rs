@@ -2,8 +2,27 @@
 //! (fsynced), then to `pgpilot.audit_log` in the target. During a rehearsal the
 //! database copy waits until the rehearsal's transaction has been rolled back,
 //! so the records survive it.
+//!
+//! Most events are [`Recorder::record`]ed: written, synced, copied, in that
+//! order, before the engine goes on. A step's own two records take a faster
+//! path that keeps the same order of facts on disk:
+//!
+//! - [`Recorder::write_ahead`] writes the step's start and syncs it on a
+//!   blocking thread while the step's statements run; the engine waits for
+//!   that sync ([`Recorder::durable`]) before it sends COMMIT, so no change
+//!   is committed before its start record is on disk.
+//! - [`Recorder::write_behind`] writes the step's success once COMMIT
+//!   returned; its sync goes with the next record's (at the latest before the
+//!   engine waits for the operator, see [`Recorder::settle`]).
+//!
+//! Every record is one `write`, so a killed process loses none; a power loss
+//! can lose at most the last success record, whose fact is in
+//! `pgpilot.step_state`. The database copies always follow the local sync.
 
+use tokio::task::JoinHandle;
 use tokio_postgres::Client;
+
+use crate::audit::AuditError;
 
 use crate::audit::db::{DbAudit, DbWrite};
 use crate::audit::local::AuditLog;
@@ -15,6 +34,8 @@ pub struct Recorder {
     db: DbAudit,
     pending: Vec<AuditRecord>,
     local_error: Option<String>,
+    /// The sync [`Recorder::write_ahead`] started.
+    syncing: Option<JoinHandle<Result<(), AuditError>>>,
 }
 
 impl Recorder {
@@ -25,6 +46,7 @@ impl Recorder {
             db,
             pending: Vec::new(),
             local_error: None,
+            syncing: None,
         }
     }
 
@@ -54,24 +76,92 @@ impl Recorder {
     /// Records an event; `defer` holds the database copy back (inside a
     /// rehearsal). Returns what the operator should be told (a spooled copy).
     pub async fn record(&mut self, client: &Client, ev: Event, defer: bool) -> Vec<String> {
-        match self.local.append(&self.ctx, ev) {
-            Ok(rec) => {
-                self.pending.push(rec);
-                if !defer {
-                    return self.flush(client).await;
-                }
-            }
+        self.write_behind(ev);
+        if !self.durable().await || defer {
+            return Vec::new();
+        }
+        self.copy(client).await
+    }
+
+    /// Writes an event and starts syncing it (and anything written before
+    /// it) on a blocking thread; [`Recorder::durable`] waits for it.
+    pub async fn write_ahead(&mut self, ev: Event) {
+        self.write_behind(ev);
+        self.finish_sync().await;
+        if let Some(job) = self.local.syncer() {
+            self.syncing = Some(tokio::task::spawn_blocking(move || job.run()));
+        }
+    }
+
+    /// Writes an event; it is synced with the next record, or by
+    /// [`Recorder::durable`] / [`Recorder::settle`].
+    pub fn write_behind(&mut self, ev: Event) {
+        match self.local.write(&self.ctx, ev) {
+            Ok(rec) => self.pending.push(rec),
             Err(e) => self.local_error = Some(e.to_string()),
         }
-        Vec::new()
+    }
+
+    /// Waits until every record written is on disk; false if the local log
+    /// failed (see [`Recorder::local_error`]).
+    pub async fn durable(&mut self) -> bool {
+        self.finish_sync().await;
+        if self.local_error.is_none()
+            && let Err(e) = self.local.sync()
+        {
+            self.local_error = Some(e.to_string());
+        }
+        self.local_error.is_none()
+    }
+
+    /// Before the engine waits for the operator: every record on disk and,
+    /// unless `defer`, in the database.
+    pub async fn settle(&mut self, client: &Client, defer: bool) -> Vec<String> {
+        if !self.durable().await || defer {
+            return Vec::new();
+        }
+        self.copy(client).await
+    }
+
+    /// At the end of a session: the head file synced too.
+    pub fn close(&self) {
+        self.local.sync_head();
+    }
+
+    async fn finish_sync(&mut self) {
+        if let Some(job) = self.syncing.take() {
+            let result = match job.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the audit sync stopped: {e}")),
+            };
+            if let Err(e) = result {
+                self.local_error.get_or_insert(e);
+            }
+        }
     }
 
     /// Sends every record not yet in the database; failures wait in the spool
     /// for the next successful write. The local log stays the record of truth.
+    /// Only records already synced locally are sent (see [`Recorder::durable`]).
     pub async fn flush(&mut self, client: &Client) -> Vec<String> {
+        if !self.durable().await {
+            return Vec::new();
+        }
+        self.copy(client).await
+    }
+
+    /// The database copies of the pending records, pipelined when they can
+    /// be (see [`crate::audit::DbAudit::write_all`]). The caller has made them
+    /// durable first. The caller
+    /// has made them durable first.
+    pub async fn copy(&mut self, client: &Client) -> Vec<String> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Vec::new();
+        }
         let mut notes = Vec::new();
-        for rec in std::mem::take(&mut self.pending) {
-            match self.db.write(client, &rec).await {
+        for result in self.db.write_all(client, pending).await {
+            match result {
                 Ok(DbWrite::Written) => {}
                 Ok(DbWrite::Spooled { reason }) => {
                     if notes.is_empty() {

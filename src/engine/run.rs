@@ -19,6 +19,8 @@ use crate::runbook::{Expect, Phase, Settings, Step, StepKind, format_duration, v
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// SQLSTATE query_canceled: a cancel request or statement_timeout.
 const QUERY_CANCELED: &str = "57014";
+/// SQLSTATE no_active_sql_transaction: the WARNING of a ROLLBACK outside one.
+const NO_ACTIVE_TRANSACTION: &str = "25P01";
 
 struct Exec<'a> {
     s: &'a mut Session,
@@ -35,6 +37,8 @@ struct Exec<'a> {
     target_confirmed: bool,
     /// The state upsert, prepared on first use.
     upsert: Option<tokio_postgres::Statement>,
+    /// `server_version_num` of the target (0 until the guards read it).
+    server_version_num: i32,
 }
 
 /// A statement's or step's failure, as the server reported it.
@@ -87,6 +91,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         pinned_capture: None,
         target_confirmed: false,
         upsert: None,
+        server_version_num: 0,
     };
     let outcome = exec.run().await;
     if exec.rehearsal_open {
@@ -108,6 +113,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     ev.outcome = Some(outcome_word(&outcome).into());
     ev.message = outcome_message(&outcome);
     exec.record(ev).await;
+    exec.s.recorder.close();
     let _ = exec.io.events.send(EngineEvent::Finished(outcome.clone()));
     outcome
 }
@@ -150,6 +156,19 @@ impl Exec<'_> {
     }
 
     async fn ask(&mut self, ask: Ask) -> Reply {
+        // Nothing unsynced while the operator may take their time; headless
+        // answers Next at once, so its success record is synced with the
+        // next step's start.
+        if self.s.options.interactive || !matches!(ask, Ask::Next { .. }) {
+            let defer = self.rehearsal_open || !self.target_confirmed;
+            for note in self.s.recorder.settle(&self.s.conn.client, defer).await {
+                self.emit(EngineEvent::Notice {
+                    step: None,
+                    severity: "WARNING".into(),
+                    message: note,
+                });
+            }
+        }
         self.emit(EngineEvent::Asks(ask));
         self.io.replies.recv().await.unwrap_or(Reply::Quit)
     }
@@ -206,7 +225,7 @@ impl Exec<'_> {
         let row = self
             .client()
             .query_one(
-                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid()",
+                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid(), current_setting('server_version_num')::int",
                 &[],
             )
             .await
@@ -223,6 +242,7 @@ impl Exec<'_> {
         };
         self.s.recorder.set_role(&info.role);
         self.s.conn_pid = info.pid;
+        self.server_version_num = row.get(5);
         self.emit(EngineEvent::Connected(info.clone()));
         let rb = &self.s.runbook;
         let envs = rb.target.environments.clone();
@@ -760,39 +780,25 @@ impl Exec<'_> {
     }
 
     async fn exec_state(&mut self, w: &StateWrite) -> Result<(), SqlFailure> {
-        // Prepared once per session: a parse and describe less per step.
-        if self.upsert.is_none() {
-            let st = self
-                .s
-                .conn
-                .client
-                .prepare(UPSERT_SQL)
-                .await
-                .map_err(|e| SqlFailure::from_pg(&e))?;
-            self.upsert = Some(st);
+        let upsert = self.upsert_statement().await?;
+        upsert_state(self.client(), &upsert, w).await
+    }
+
+    /// The state upsert, prepared once per session: a parse and describe
+    /// less per step.
+    async fn upsert_statement(&mut self) -> Result<tokio_postgres::Statement, SqlFailure> {
+        if let Some(st) = &self.upsert {
+            return Ok(st.clone());
         }
-        let Some(upsert) = self.upsert.clone() else {
-            return Err(SqlFailure::plain("state statement not prepared"));
-        };
-        self.client()
-            .execute(
-                &upsert,
-                &[
-                    &w.runbook,
-                    &w.step,
-                    &w.status,
-                    &w.step_sha,
-                    &w.runbook_sha,
-                    &w.operator,
-                    &w.host,
-                    &w.captured,
-                    &w.rows,
-                    &w.duration_ms,
-                ],
-            )
+        let st = self
+            .s
+            .conn
+            .client
+            .prepare(UPSERT_SQL)
             .await
-            .map(|_| ())
-            .map_err(|e| SqlFailure::from_pg(&e))
+            .map_err(|e| SqlFailure::from_pg(&e))?;
+        self.upsert = Some(st.clone());
+        Ok(st)
     }
 
     async fn sql_step(
@@ -877,7 +883,13 @@ impl Exec<'_> {
                 ev.step = Some(step.id.clone());
                 ev.sql = Some(text.clone());
                 ev.attempt = Some(attempt);
-                self.record(ev).await;
+                if autocommit {
+                    // It commits itself: on disk before it is sent.
+                    self.record(ev).await;
+                } else {
+                    // Synced while the statements run; COMMIT waits for it.
+                    self.s.recorder.write_ahead(ev).await;
+                }
             }
             if let Some(e) = self.s.recorder.local_error() {
                 return Err(Outcome::Failed(format!(
@@ -912,7 +924,8 @@ impl Exec<'_> {
                     ev.duration_ms = Some(duration.as_millis() as u64);
                     ev.rows = Some(r.rows);
                     ev.attempt = Some(attempt);
-                    self.record(ev).await;
+                    // Synced with the next record (see Recorder).
+                    self.s.recorder.write_behind(ev);
                     failpoint::point("after-success-audit");
                     let captured = step
                         .capture
@@ -1078,10 +1091,25 @@ impl Exec<'_> {
             settings.statement_timeout.as_millis()
         );
         let started = Instant::now();
-        self.query(&setup).await?;
+        // One round trip where the server allows it: from PostgreSQL 13 each
+        // statement of a query string gets its own statement_timeout, read
+        // when it starts, so the SET LOCALs bind the step's statements. The
+        // string is parsed whole before any of it runs, and a failure (or a
+        // cancel) anywhere aborts the rest: the step never runs outside the
+        // transaction. Earlier servers get the setup on its own first.
+        let together = self.server_version_num >= 130_000 && !self.rehearsal_open;
+        if !together {
+            self.query(&setup).await?;
+        }
         failpoint::point("in-transaction");
         let outcome = async {
-            let messages = self.query(sql).await?;
+            let messages = if together {
+                let mut messages = self.query(&format!("{setup};\n{sql}")).await?;
+                strip_setup(&mut messages, 3);
+                messages
+            } else {
+                self.query(sql).await?
+            };
             failpoint::point("after-statements");
             let result = evaluate(
                 step,
@@ -1095,14 +1123,29 @@ impl Exec<'_> {
                 Status::Applied
             };
             let w = self.state_params(step, status, Some(result.rows), Some(started.elapsed()));
-            self.exec_state(&w).await?;
+            if !self.s.recorder.durable().await {
+                return Err(SqlFailure::plain(format!(
+                    "cannot write the local audit log ({}); rolled back: pgpilot changes nothing it cannot record",
+                    self.s.recorder.local_error().unwrap_or_default()
+                )));
+            }
+            if self.rehearsal_open {
+                self.exec_state(&w).await?;
+                failpoint::point("before-commit");
+                return Ok((result, None));
+            }
             failpoint::point("before-commit");
-            Ok(result)
+            Ok((result, Some(w)))
         }
         .await;
         match outcome {
-            Ok(r) => {
+            Ok((r, None)) => {
                 self.query(commit).await?;
+                failpoint::point("after-commit");
+                Ok(r)
+            }
+            Ok((r, Some(w))) => {
+                self.commit_with_state(&w).await?;
                 failpoint::point("after-commit");
                 Ok(r)
             }
@@ -1111,6 +1154,42 @@ impl Exec<'_> {
                 Err(f)
             }
         }
+    }
+
+    /// The state row, COMMIT and the audit's pending database copies in one
+    /// round trip: tokio-postgres sends each request when its future is
+    /// first polled, and `join!(biased; …)` polls them in this order. If the
+    /// state row fails, the transaction is aborted and the COMMIT after it
+    /// ends it as a rollback. The audit inserts come after COMMIT, each in
+    /// its own transaction, so they can neither undo the step nor be undone
+    /// by it.
+    async fn commit_with_state(&mut self, w: &StateWrite) -> Result<(), SqlFailure> {
+        let upsert = self.upsert_statement().await?;
+        let copy = self.target_confirmed;
+        let client = &self.s.conn.client;
+        let recorder = &mut self.s.recorder;
+        let (state, commit, notes) = tokio::join!(
+            biased;
+            upsert_state(client, &upsert, w),
+            client.simple_query("COMMIT"),
+            async move {
+                if copy {
+                    recorder.copy(client).await
+                } else {
+                    Vec::new()
+                }
+            },
+        );
+        for note in notes {
+            self.emit(EngineEvent::Notice {
+                step: None,
+                severity: "WARNING".into(),
+                message: note,
+            });
+        }
+        state?;
+        commit.map_err(|e| SqlFailure::from_pg(&e))?;
+        Ok(())
     }
 
     /// A statement that cannot run in a transaction block: its state is
@@ -1390,6 +1469,11 @@ impl Exec<'_> {
 
     async fn drain_notices(&mut self, phase: &Phase, step: &Step) {
         while let Ok(n) = self.s.conn.notices.try_recv() {
+            if n.code == NO_ACTIVE_TRANSACTION {
+                // pgpilot's own ROLLBACK after a step string that failed to
+                // parse (so its BEGIN never ran); steps cannot hold ROLLBACK.
+                continue;
+            }
             self.emit(EngineEvent::Notice {
                 step: Some(step.id.clone()),
                 severity: n.severity.clone(),
@@ -1653,6 +1737,32 @@ struct StateWrite {
     duration_ms: Option<i64>,
 }
 
+async fn upsert_state(
+    client: &Client,
+    upsert: &tokio_postgres::Statement,
+    w: &StateWrite,
+) -> Result<(), SqlFailure> {
+    client
+        .execute(
+            upsert,
+            &[
+                &w.runbook,
+                &w.step,
+                &w.status,
+                &w.step_sha,
+                &w.runbook_sha,
+                &w.operator,
+                &w.host,
+                &w.captured,
+                &w.rows,
+                &w.duration_ms,
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| SqlFailure::from_pg(&e))
+}
+
 fn is_production(env: &str) -> bool {
     matches!(env.to_ascii_lowercase().as_str(), "production" | "prod")
 }
@@ -1673,6 +1783,25 @@ fn quote_qualified(name: &str) -> String {
 }
 
 /// Checks the step's expectation on its last result and keeps its capture.
+/// Removes the results of the first `n` statements (the step's setup sent
+/// in the same string), which return no rows.
+fn strip_setup(messages: &mut Vec<SimpleQueryMessage>, n: usize) {
+    let mut seen = 0;
+    let cut = messages
+        .iter()
+        .position(|m| {
+            if seen == n {
+                return true;
+            }
+            if matches!(m, SimpleQueryMessage::CommandComplete(_)) {
+                seen += 1;
+            }
+            false
+        })
+        .unwrap_or(messages.len());
+    messages.drain(..cut);
+}
+
 fn evaluate(
     step: &Step,
     messages: &[SimpleQueryMessage],
@@ -1766,4 +1895,20 @@ fn evaluate(
         }
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_setup_results_are_removed_and_the_step_results_kept() {
+        use SimpleQueryMessage::CommandComplete as Done;
+        let mut m = vec![Done(0), Done(0), Done(0), Done(5), Done(7)];
+        strip_setup(&mut m, 3);
+        assert!(matches!(m.as_slice(), [Done(5), Done(7)]), "{}", m.len());
+        let mut only_setup = vec![Done(0), Done(0), Done(0)];
+        strip_setup(&mut only_setup, 3);
+        assert!(only_setup.is_empty());
+    }
 }
