@@ -44,6 +44,7 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
     for (db, assets, runbooks) in groups {
         let client = lab.database(db, assets).await;
         let conninfo = lab.conninfo(db);
+        let local_before = local_records(&lab).len();
         for rb in *runbooks {
             let confirms = confirms_for(rb, false);
             let ran = lab.run(&run_args(rb, &conninfo, &confirms));
@@ -86,9 +87,41 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
             applied.is_empty(),
             "{db}: still applied after rollback: {applied:?}"
         );
+        // The database copy holds every record these sessions wrote locally
+        // (step records go out pipelined with each COMMIT, the rest after).
+        let copied: std::collections::HashSet<String> = column(
+            &client,
+            "SELECT session || '/' || seq || '/' || hash FROM pgpilot.audit_log",
+        )
+        .await
+        .into_iter()
+        .collect();
+        let local = local_records(&lab);
+        let ours: Vec<_> = local[local_before..]
+            .iter()
+            .filter(|r| r.target.as_ref().is_some_and(|t| t.database == *db))
+            .collect();
+        assert!(ours.len() > 20, "{db}: only {} records", ours.len());
+        for r in ours {
+            let key = format!("{}/{}/{}", r.session, r.seq, r.hash);
+            assert!(
+                copied.contains(&key),
+                "{db}: record {} ({:?} {:?}) is not in pgpilot.audit_log",
+                r.seq,
+                r.action,
+                r.step
+            );
+        }
     }
     let verify = lab.run(&["audit", "verify", lab.audit_file().to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{verify}");
+}
+
+fn local_records(lab: &Lab) -> Vec<pgpilot::audit::AuditRecord> {
+    if !lab.audit_file().exists() {
+        return Vec::new();
+    }
+    pgpilot::audit::query::read_records(&lab.audit_file()).expect("local audit log")
 }
 
 const RESUMABLE: &str = r#"

@@ -83,6 +83,15 @@ VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12,
     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
 ON CONFLICT DO NOTHING";
 
+/// Whether [`DbAudit::write_all`] waits for the server to flush the copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Each copy commits as usual, its WAL flushed before the reply.
+    Now,
+    /// One transaction without waiting for its flush (see `write_all`).
+    Later,
+}
+
 /// What became of a record's database copy. Neither stops the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -167,14 +176,24 @@ impl DbAudit {
 
     /// Sends several records. When the table is known, the insert prepared
     /// on this client and the spool holds nothing of this target, the inserts
-    /// go out together (pipelined: one round trip for all, each still its own
-    /// autocommit statement, so one failing does not undo another), right
-    /// after anything the caller sent on the same client before polling this.
+    /// go out together (pipelined: one round trip for all), right after
+    /// anything the caller sent on the same client before polling this.
     /// Otherwise, and for those that failed, as [`DbAudit::write`] does.
+    ///
+    /// With [`Flush::Now`] each insert is its own autocommit statement. With
+    /// [`Flush::Later`] they share one transaction that commits with
+    /// `synchronous_commit` off, so the caller does not wait for a WAL flush
+    /// of its own; the next synchronous commit on the server flushes it (WAL
+    /// is flushed in order), else the WAL writer does within
+    /// `3 × wal_writer_delay`. Only for a caller that knows the session is
+    /// outside any transaction and commits again soon: the engine, right
+    /// after a step's COMMIT. A batch that fails is rolled back whole and
+    /// sent again the careful way.
     pub async fn write_all(
         &mut self,
         client: &Client,
         recs: Vec<AuditRecord>,
+        flush: Flush,
     ) -> Vec<Result<DbWrite, AuditError>> {
         if let Some(rec) = recs.iter().rev().find(|r| r.target.is_some()) {
             self.target = rec.target.clone();
@@ -193,18 +212,35 @@ impl DbAudit {
             }
             return out;
         };
-        let sent =
-            futures_util::future::join_all(recs.iter().map(|rec| insert_row(client, &stmt, rec)))
-                .await;
-        for (rec, result) in recs.iter().zip(sent) {
-            out.push(match result {
-                Ok(_) => Ok(DbWrite::Written),
+        let inserts =
+            futures_util::future::join_all(recs.iter().map(|rec| insert_row(client, &stmt, rec)));
+        let sent: Vec<bool> = match flush {
+            Flush::Now => inserts.await.iter().map(Result::is_ok).collect(),
+            Flush::Later => {
+                // Polled in this order, so sent in this order.
+                let (begin, sent, end) = tokio::join!(
+                    biased;
+                    client.simple_query("BEGIN; SET LOCAL synchronous_commit TO off"),
+                    inserts,
+                    client.simple_query("COMMIT"),
+                );
+                let committed = begin.is_ok() && end.is_ok() && sent.iter().all(Result::is_ok);
+                if begin.is_err() {
+                    // No transaction: each insert stood on its own.
+                    sent.iter().map(Result::is_ok).collect()
+                } else {
+                    vec![committed; recs.len()]
+                }
+            }
+        };
+        for (rec, ok) in recs.iter().zip(sent) {
+            out.push(if ok {
+                Ok(DbWrite::Written)
+            } else {
                 // Once more the careful way (it re-creates a dropped table),
                 // spooling what still fails.
-                Err(_) => {
-                    self.insert = None;
-                    self.write(client, rec).await
-                }
+                self.insert = None;
+                self.write(client, rec).await
             });
         }
         out

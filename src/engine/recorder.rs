@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 
 use crate::audit::AuditError;
 
-use crate::audit::db::{DbAudit, DbWrite};
+use crate::audit::db::{DbAudit, DbWrite, Flush};
 use crate::audit::local::AuditLog;
 use crate::audit::record::{AuditRecord, Context, Event};
 
@@ -155,12 +155,24 @@ impl Recorder {
     /// durable first. The caller
     /// has made them durable first.
     pub async fn copy(&mut self, client: &Client) -> Vec<String> {
+        self.copy_with(client, Flush::Now).await
+    }
+
+    /// [`Recorder::copy`] right after a step's COMMIT: the copies commit
+    /// without waiting for a WAL flush of their own, which the next step's
+    /// COMMIT (or the session's last record, copied with
+    /// [`Recorder::copy`]) makes.
+    pub async fn copy_after_commit(&mut self, client: &Client) -> Vec<String> {
+        self.copy_with(client, Flush::Later).await
+    }
+
+    async fn copy_with(&mut self, client: &Client, flush: Flush) -> Vec<String> {
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
             return Vec::new();
         }
         let mut notes = Vec::new();
-        for result in self.db.write_all(client, pending).await {
+        for result in self.db.write_all(client, pending, flush).await {
             match result {
                 Ok(DbWrite::Written) => {}
                 Ok(DbWrite::Spooled { reason }) => {

@@ -1160,9 +1160,10 @@ impl Exec<'_> {
     /// round trip: tokio-postgres sends each request when its future is
     /// first polled, and `join!(biased; …)` polls them in this order. If the
     /// state row fails, the transaction is aborted and the COMMIT after it
-    /// ends it as a rollback. The audit inserts come after COMMIT, each in
-    /// its own transaction, so they can neither undo the step nor be undone
-    /// by it.
+    /// ends it as a rollback. The audit inserts come after COMMIT, in a
+    /// transaction of their own, so they can neither undo the step nor be
+    /// undone by it; it does not wait for its WAL flush, which the next
+    /// step's COMMIT makes (see `DbAudit::write_all`).
     async fn commit_with_state(&mut self, w: &StateWrite) -> Result<(), SqlFailure> {
         let upsert = self.upsert_statement().await?;
         let copy = self.target_confirmed;
@@ -1174,7 +1175,7 @@ impl Exec<'_> {
             client.simple_query("COMMIT"),
             async move {
                 if copy {
-                    recorder.copy(client).await
+                    recorder.copy_after_commit(client).await
                 } else {
                     Vec::new()
                 }
