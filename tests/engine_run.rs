@@ -408,6 +408,73 @@ async fn the_password_in_db_appears_nowhere() {
     assert!(!in_db.is_empty() && !in_db.contains(secret));
 }
 
+const TEN_STEPS: &str = r#"
+[runbook]
+id = "ten-steps"
+title = "Ten small changes"
+
+[[phase]]
+id = "p"
+"#;
+
+/// With a role allowed one connection, the audit's second connection is
+/// refused: its records are spooled and the executor's connection copies
+/// them, so the database copy is still whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_copies_reach_the_database_when_a_second_connection_is_refused() {
+    let lab = Lab::new();
+    let client = lab.database("oneconn", &[]).await;
+    let role = format!("one_conn_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CONNECTION LIMIT 1;
+             GRANT CREATE ON DATABASE oneconn TO {role};
+             CREATE TABLE t (id int); GRANT INSERT ON t TO {role};"
+        ))
+        .await
+        .unwrap();
+    let mut rb = String::from(TEN_STEPS);
+    for i in 0..10 {
+        rb.push_str(&format!(
+            "\n  [[phase.step]]\n  id = \"s{i}\"\n  kind = \"change\"\n  sql = \"INSERT INTO t VALUES ({i})\"\n"
+        ));
+    }
+    let path = lab.data_dir.path().join("ten-steps.toml");
+    std::fs::write(&path, rb).unwrap();
+    let plain = lab.conninfo("oneconn");
+    let port = plain
+        .split("port=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let db = format!("postgresql://{role}@127.0.0.1:{port}/oneconn");
+    let ran = lab.run(&["run", path.to_str().unwrap(), "--headless", "--db", &db]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM t").await, "10");
+    let local = local_records(&lab);
+    assert!(local.len() >= 25, "{} records", local.len());
+    let copied: std::collections::HashSet<String> = column(
+        &client,
+        "SELECT session || '/' || seq || '/' || hash FROM pgpilot.audit_log",
+    )
+    .await
+    .into_iter()
+    .collect();
+    for r in &local {
+        assert!(
+            copied.contains(&format!("{}/{}/{}", r.session, r.seq, r.hash)),
+            "record {} ({:?} {:?}) is not in pgpilot.audit_log",
+            r.seq,
+            r.action,
+            r.step
+        );
+    }
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
+
 const NOTICES: &str = r#"
 [runbook]
 id = "notices"

@@ -363,6 +363,12 @@ impl DbAudit {
             .map_err(|e| AuditError::io("open", &self.lock, e))
     }
 
+    /// Puts records in the spool without trying the database (a copier
+    /// that could not connect); the next write on any connection sends them.
+    pub fn spool_all(&self, recs: &[AuditRecord]) -> Result<(), AuditError> {
+        recs.iter().try_for_each(|rec| self.spool_record(rec))
+    }
+
     fn spool_record(&self, rec: &AuditRecord) -> Result<(), AuditError> {
         let lock = self.lock_file()?;
         let _guard = FileLock::exclusive(&lock, &self.lock)?;

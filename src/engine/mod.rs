@@ -3,6 +3,7 @@
 //! its driver (the headless printer or the TUI) through [`Ask`]; it knows
 //! nothing of terminals.
 
+mod copier;
 pub mod failpoint;
 pub mod headless;
 pub mod open;

@@ -17,10 +17,18 @@
 //!
 //! Every record is one `write`, so a killed process loses none; a power loss
 //! can lose at most the last success record, whose fact is in
-//! `pgpilot.step_state`. The database copies always follow the local sync.
+//! `pgpilot.step_state`. The database copies always follow the local sync;
+//! a step's records are handed to a [`Copier`] on a second connection, so
+//! no step waits for them (without one, they follow the step's COMMIT on the
+//! executor's connection).
 
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
+
+use super::EngineEvent;
+use super::copier::Copier;
+use crate::pg::{ConnSpec, Target};
 
 use crate::audit::AuditError;
 
@@ -36,6 +44,8 @@ pub struct Recorder {
     local_error: Option<String>,
     /// The sync [`Recorder::write_ahead`] started.
     syncing: Option<JoinHandle<Result<(), AuditError>>>,
+    /// Step records' database copies on a connection of their own.
+    copier: Option<Copier>,
 }
 
 impl Recorder {
@@ -47,6 +57,7 @@ impl Recorder {
             pending: Vec::new(),
             local_error: None,
             syncing: None,
+            copier: None,
         }
     }
 
@@ -158,11 +169,41 @@ impl Recorder {
         self.copy_with(client, Flush::Now).await
     }
 
-    /// [`Recorder::copy`] right after a step's COMMIT: the copies commit
-    /// without waiting for a WAL flush of their own, which the next step's
-    /// COMMIT (or the session's last record, copied with
-    /// [`Recorder::copy`]) makes.
+    /// From now on, step records' copies go over a second connection to
+    /// the executor's server (see [`Copier`]).
+    pub fn start_copier(
+        &mut self,
+        spec: &ConnSpec,
+        executor: Target,
+        events: UnboundedSender<EngineEvent>,
+    ) {
+        if self.copier.is_none() {
+            let db = DbAudit::new(self.local.dir()).with_target(self.ctx.target.clone());
+            self.copier = Some(Copier::start(spec, executor, db, events));
+        }
+    }
+
+    /// Waits until the copier has sent (or spooled) everything handed to it.
+    pub async fn finish_copier(&mut self) {
+        if let Some(c) = self.copier.take() {
+            c.finish().await;
+        }
+    }
+
+    /// [`Recorder::copy`] right after a step's COMMIT. The copier takes the
+    /// records if there is one, and the step waits for nothing. Otherwise
+    /// they go on this connection and commit without waiting for a WAL flush
+    /// of their own, which the next step's COMMIT (or the session's last
+    /// record, copied with [`Recorder::copy`]) makes.
     pub async fn copy_after_commit(&mut self, client: &Client) -> Vec<String> {
+        if let Some(copier) = &self.copier
+            && !self.pending.is_empty()
+        {
+            match copier.send(std::mem::take(&mut self.pending)) {
+                Ok(()) => return Vec::new(),
+                Err(back) => self.pending = back,
+            }
+        }
         self.copy_with(client, Flush::Later).await
     }
 

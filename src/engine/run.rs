@@ -97,6 +97,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     if exec.rehearsal_open {
         let _ = exec.client().batch_execute("ROLLBACK").await;
     }
+    exec.s.recorder.finish_copier().await;
     let notes = if exec.target_confirmed {
         exec.s.recorder.flush(&exec.s.conn.client).await
     } else {
@@ -198,6 +199,12 @@ impl Exec<'_> {
             return o;
         }
         self.target_confirmed = true;
+        if !self.s.options.rehearse {
+            let executor = self.s.conn.target.clone();
+            self.s
+                .recorder
+                .start_copier(&self.s.spec, executor, self.io.events.clone());
+        }
         match self.s.options.mode.clone() {
             Mode::Run { from } => self.apply(from.as_deref()).await,
             Mode::Rollback { to } => self.rollback_range(to.as_deref(), None, true).await,

@@ -1,0 +1,120 @@
+//! The audit's database copies of step records, sent on a connection of
+//! their own so that a step never waits for them.
+//!
+//! The engine hands over records that are already synced in the local log
+//! (right after each step's COMMIT); a task inserts them into
+//! `pgpilot.audit_log` over a second connection to the same server, batching
+//! whatever has queued meanwhile, and spools what it cannot send, exactly as
+//! [`DbAudit`] does on the executor's connection. If the second connection
+//! cannot be opened, or reaches another server than the executor's, the task
+//! spools what it was given and stops, and the engine copies on its own
+//! connection again. At the end of the session the engine waits for the
+//! queue to drain; each batch is bounded by the connection's
+//! statement_timeout, so that wait is too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+
+use super::EngineEvent;
+use crate::audit::db::{DbAudit, DbWrite, Flush};
+use crate::audit::record::AuditRecord;
+use crate::pg::{ConnSpec, Target};
+
+/// Bounds for the copier's own statements: a lock on `pgpilot.audit_log`
+/// or a stuck server costs a spooled batch, never a hung session end.
+const SETUP: &str = "SET lock_timeout = '5s'; SET statement_timeout = '10s'";
+
+pub struct Copier {
+    tx: UnboundedSender<Vec<AuditRecord>>,
+    alive: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Copier {
+    /// Starts the task; it connects in the background, so this never waits.
+    pub fn start(
+        spec: &ConnSpec,
+        executor: Target,
+        db: DbAudit,
+        events: UnboundedSender<EngineEvent>,
+    ) -> Copier {
+        let (tx, rx) = unbounded_channel();
+        let alive = Arc::new(AtomicBool::new(true));
+        let spec = spec.with_application_name("pgpilot audit");
+        let task = tokio::spawn(run(spec, executor, db, rx, Arc::clone(&alive), events));
+        Copier { tx, alive, task }
+    }
+
+    /// Hands records over; gives them back when the task has stopped.
+    pub fn send(&self, recs: Vec<AuditRecord>) -> Result<(), Vec<AuditRecord>> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(recs);
+        }
+        self.tx.send(recs).map_err(|e| e.0)
+    }
+
+    /// Waits until everything handed over is in the database or the spool.
+    pub async fn finish(self) {
+        drop(self.tx);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    spec: ConnSpec,
+    executor: Target,
+    mut db: DbAudit,
+    mut rx: UnboundedReceiver<Vec<AuditRecord>>,
+    alive: Arc<AtomicBool>,
+    events: UnboundedSender<EngineEvent>,
+) {
+    let warn = |message: String| {
+        let _ = events.send(EngineEvent::Notice {
+            step: None,
+            severity: "WARNING".into(),
+            message,
+        });
+    };
+    let conn = match spec.connect().await {
+        Ok(c) if c.target == executor => match c.client.batch_execute(SETUP).await {
+            Ok(()) => Some(c),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let Some(conn) = conn else {
+        // Copies go back to the executor's connection; what was queued
+        // meanwhile waits in the spool, which that connection sends first.
+        alive.store(false, Ordering::Release);
+        rx.close();
+        while let Some(recs) = rx.recv().await {
+            if let Err(e) = db.spool_all(&recs) {
+                warn(format!("audit records only in the local log: {e}"));
+            }
+        }
+        return;
+    };
+    while let Some(mut recs) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            recs.extend(more);
+        }
+        let mut note = None;
+        for result in db.write_all(&conn.client, recs, Flush::Now).await {
+            match result {
+                Ok(DbWrite::Written) => {}
+                Ok(DbWrite::Spooled { reason }) => {
+                    note.get_or_insert(format!("audit record kept in the local spool, not yet in pgpilot.audit_log: {reason}"));
+                }
+                Err(e) => {
+                    note.get_or_insert(format!("audit record only in the local log: {e}"));
+                }
+            }
+        }
+        if let Some(n) = note {
+            warn(n);
+        }
+    }
+}
