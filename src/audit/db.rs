@@ -186,9 +186,10 @@ impl DbAudit {
     /// of its own; the next synchronous commit on the server flushes it (WAL
     /// is flushed in order), else the WAL writer does within
     /// `3 × wal_writer_delay`. Only for a caller that knows the session is
-    /// outside any transaction and commits again soon: the engine, right
-    /// after a step's COMMIT. A batch that fails is rolled back whole and
-    /// sent again the careful way.
+    /// outside any transaction and that a synchronous commit follows: the
+    /// engine right after a step's COMMIT, or its copier's connection (which
+    /// runs nothing else). A batch that fails is rolled back whole and sent
+    /// again the careful way.
     pub async fn write_all(
         &mut self,
         client: &Client,

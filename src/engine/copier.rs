@@ -10,7 +10,8 @@
 //! spools what it was given and stops, and the engine copies on its own
 //! connection again. At the end of the session the engine waits for the
 //! queue to drain; each batch is bounded by the connection's
-//! statement_timeout, so that wait is too.
+//! statement_timeout, so that wait is too. Batches commit with
+//! `synchronous_commit` off (see [`Flush::Later`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,7 +103,12 @@ async fn run(
             recs.extend(more);
         }
         let mut note = None;
-        for result in db.write_all(&conn.client, recs, Flush::Now).await {
+        // Without waiting for its own WAL flush: a flush here would queue
+        // behind, and hold up, the executor's COMMITs on a server that syncs
+        // its WAL. The executor's next COMMIT flushes it (WAL is flushed in
+        // order), and the session's last records are copied with an ordinary
+        // commit after this queue drained.
+        for result in db.write_all(&conn.client, recs, Flush::Later).await {
             match result {
                 Ok(DbWrite::Written) => {}
                 Ok(DbWrite::Spooled { reason }) => {
