@@ -28,13 +28,11 @@ use tokio_postgres::Client;
 
 use super::EngineEvent;
 use super::copier::Copier;
-use crate::pg::{ConnSpec, Target};
-
 use crate::audit::AuditError;
-
 use crate::audit::db::{DbAudit, DbWrite, Flush};
 use crate::audit::local::AuditLog;
 use crate::audit::record::{AuditRecord, Context, Event};
+use crate::pg::{ConnSpec, Target};
 
 pub struct Recorder {
     ctx: Context,
@@ -125,8 +123,10 @@ impl Recorder {
         self.local_error.is_none()
     }
 
-    /// Before the engine waits for the operator: every record on disk and,
-    /// unless `defer`, in the database.
+    /// Every record on disk and, unless `defer`, in the database: before the
+    /// engine waits for the operator, and at the session's end. Failures
+    /// wait in the spool for the next successful write; the local log stays
+    /// the record of truth.
     pub async fn settle(&mut self, client: &Client, defer: bool) -> Vec<String> {
         if !self.durable().await || defer {
             return Vec::new();
@@ -151,21 +151,9 @@ impl Recorder {
         }
     }
 
-    /// Sends every record not yet in the database; failures wait in the spool
-    /// for the next successful write. The local log stays the record of truth.
-    /// Only records already synced locally are sent (see [`Recorder::durable`]).
-    pub async fn flush(&mut self, client: &Client) -> Vec<String> {
-        if !self.durable().await {
-            return Vec::new();
-        }
-        self.copy(client).await
-    }
-
     /// The database copies of the pending records, pipelined when they can
-    /// be (see [`crate::audit::DbAudit::write_all`]). The caller has made them
-    /// durable first. The caller
-    /// has made them durable first.
-    pub async fn copy(&mut self, client: &Client) -> Vec<String> {
+    /// be (see [`DbAudit::write_all`]). The caller has made them durable.
+    async fn copy(&mut self, client: &Client) -> Vec<String> {
         self.copy_with(client, Flush::Now).await
     }
 

@@ -99,7 +99,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     }
     exec.s.recorder.finish_copier().await;
     let notes = if exec.target_confirmed {
-        exec.s.recorder.flush(&exec.s.conn.client).await
+        exec.s.recorder.settle(&exec.s.conn.client, false).await
     } else {
         Vec::new()
     };
@@ -1163,16 +1163,23 @@ impl Exec<'_> {
         }
     }
 
-    /// The state row, COMMIT and the audit's pending database copies in one
-    /// round trip: tokio-postgres sends each request when its future is
-    /// first polled, and `join!(biased; …)` polls them in this order. If the
-    /// state row fails, the transaction is aborted and the COMMIT after it
-    /// ends it as a rollback. The audit inserts come after COMMIT, in a
-    /// transaction of their own, so they can neither undo the step nor be
-    /// undone by it; it does not wait for its WAL flush, which the next
-    /// step's COMMIT makes (see `DbAudit::write_all`).
+    /// The state row and COMMIT in one round trip: tokio-postgres sends each
+    /// request when its future is first polled, and `join!(biased; …)` polls
+    /// them in this order. If the state row fails, the transaction is
+    /// aborted and the COMMIT after it ends it as a rollback. Then the
+    /// audit's pending database copies go to the copier's connection or,
+    /// without one, follow COMMIT in the same round trip in a transaction of
+    /// their own; either way they can neither undo the step nor be undone
+    /// by it (see `Recorder::copy_after_commit`).
     async fn commit_with_state(&mut self, w: &StateWrite) -> Result<(), SqlFailure> {
-        let upsert = self.upsert_statement().await?;
+        let upsert = match self.upsert_statement().await {
+            Ok(u) => u,
+            Err(f) => {
+                // Prepared inside the step's transaction, which it aborted.
+                let _ = self.client().batch_execute("ROLLBACK").await;
+                return Err(f);
+            }
+        };
         let copy = self.target_confirmed;
         let client = &self.s.conn.client;
         let recorder = &mut self.s.recorder;
