@@ -88,33 +88,39 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
             "{db}: still applied after rollback: {applied:?}"
         );
         // The database copy holds every record these sessions wrote locally
-        // (step records go out pipelined with each COMMIT, the rest after).
-        let copied: std::collections::HashSet<String> = column(
-            &client,
-            "SELECT session || '/' || seq || '/' || hash FROM pgpilot.audit_log",
-        )
-        .await
-        .into_iter()
-        .collect();
+        // (step records through the audit's own connection, the rest on the
+        // executor's).
         let local = local_records(&lab);
         let ours: Vec<_> = local[local_before..]
             .iter()
             .filter(|r| r.target.as_ref().is_some_and(|t| t.database == *db))
             .collect();
         assert!(ours.len() > 20, "{db}: only {} records", ours.len());
-        for r in ours {
-            let key = format!("{}/{}/{}", r.session, r.seq, r.hash);
-            assert!(
-                copied.contains(&key),
-                "{db}: record {} ({:?} {:?}) is not in pgpilot.audit_log",
-                r.seq,
-                r.action,
-                r.step
-            );
-        }
+        assert_copied(&client, &ours).await;
     }
     let verify = lab.run(&["audit", "verify", lab.audit_file().to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{verify}");
+}
+
+/// Every one of `records` is in the database's `pgpilot.audit_log`, hash and all.
+async fn assert_copied(client: &tokio_postgres::Client, records: &[&pgpilot::audit::AuditRecord]) {
+    let copied: std::collections::HashSet<String> = column(
+        client,
+        "SELECT session || '/' || seq || '/' || hash FROM pgpilot.audit_log",
+    )
+    .await
+    .into_iter()
+    .collect();
+    for r in records {
+        assert!(
+            copied.contains(&format!("{}/{}/{}", r.session, r.seq, r.hash)),
+            "record {} ({:?} {:?}) of {:?} is not in pgpilot.audit_log",
+            r.seq,
+            r.action,
+            r.step,
+            r.target
+        );
+    }
 }
 
 fn local_records(lab: &Lab) -> Vec<pgpilot::audit::AuditRecord> {
@@ -453,22 +459,7 @@ async fn audit_copies_reach_the_database_when_a_second_connection_is_refused() {
     assert_eq!(scalar(&client, "SELECT count(*) FROM t").await, "10");
     let local = local_records(&lab);
     assert!(local.len() >= 25, "{} records", local.len());
-    let copied: std::collections::HashSet<String> = column(
-        &client,
-        "SELECT session || '/' || seq || '/' || hash FROM pgpilot.audit_log",
-    )
-    .await
-    .into_iter()
-    .collect();
-    for r in &local {
-        assert!(
-            copied.contains(&format!("{}/{}/{}", r.session, r.seq, r.hash)),
-            "record {} ({:?} {:?}) is not in pgpilot.audit_log",
-            r.seq,
-            r.action,
-            r.step
-        );
-    }
+    assert_copied(&client, &local.iter().collect::<Vec<_>>()).await;
     client
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await

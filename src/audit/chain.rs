@@ -32,9 +32,9 @@
 //! after a crash it may name an earlier record of the chain (that is
 //! accepted), never one past the end.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -143,14 +143,7 @@ pub fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
 /// Opens (creating with mode 0600, empty) the head file for reading and
 /// writing in place.
 pub fn open_head(path: &Path) -> Result<fs::File, AuditError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| AuditError::io("open", path, e))
+    super::local::open_private_rw(path)
 }
 
 /// [`read_head`] from an open head file; `None` when it is empty.

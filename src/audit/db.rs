@@ -20,7 +20,7 @@ use tokio_postgres::error::SqlState;
 
 use super::chain;
 use super::error::AuditError;
-use super::local::{FileLock, ensure_dir, open_private};
+use super::local::{FileLock, ensure_dir, open_private, open_private_rw};
 use super::record::{AuditRecord, AuditTarget};
 use super::redact::redact;
 
@@ -354,14 +354,7 @@ impl DbAudit {
 
     fn lock_file(&self) -> Result<File, AuditError> {
         ensure_dir(&self.dir)?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&self.lock)
-            .map_err(|e| AuditError::io("open", &self.lock, e))
+        open_private_rw(&self.lock)
     }
 
     /// Puts records in the spool without trying the database (a copier

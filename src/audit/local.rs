@@ -69,6 +69,18 @@ pub(crate) fn open_private(path: &Path) -> Result<File, AuditError> {
     Ok(file)
 }
 
+/// Opens (creating with mode 0600) a file for reading and writing in place.
+pub(crate) fn open_private_rw(path: &Path) -> Result<File, AuditError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AuditError::io("open", path, e))
+}
+
 /// A `flock` on a file, released on drop (and by the kernel if
 /// the process dies). Other pgpilot processes wait for it.
 pub(crate) struct FileLock<'a> {

@@ -103,13 +103,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     } else {
         Vec::new()
     };
-    for note in notes {
-        exec.emit(EngineEvent::Notice {
-            step: None,
-            severity: "WARNING".into(),
-            message: note,
-        });
-    }
+    exec.warn(notes);
     let mut ev = Event::new(Action::SessionEnd);
     ev.outcome = Some(outcome_word(&outcome).into());
     ev.message = outcome_message(&outcome);
@@ -147,7 +141,13 @@ impl Exec<'_> {
     /// Local first, then the database copy (outside any step transaction).
     async fn record(&mut self, ev: Event) {
         let defer = self.rehearsal_open || !self.target_confirmed;
-        for note in self.s.recorder.record(&self.s.conn.client, ev, defer).await {
+        let notes = self.s.recorder.record(&self.s.conn.client, ev, defer).await;
+        self.warn(notes);
+    }
+
+    /// What the audit's database copy wants the operator to know.
+    fn warn(&self, notes: Vec<String>) {
+        for note in notes {
             self.emit(EngineEvent::Notice {
                 step: None,
                 severity: "WARNING".into(),
@@ -162,13 +162,8 @@ impl Exec<'_> {
         // next step's start.
         if self.s.options.interactive || !matches!(ask, Ask::Next { .. }) {
             let defer = self.rehearsal_open || !self.target_confirmed;
-            for note in self.s.recorder.settle(&self.s.conn.client, defer).await {
-                self.emit(EngineEvent::Notice {
-                    step: None,
-                    severity: "WARNING".into(),
-                    message: note,
-                });
-            }
+            let notes = self.s.recorder.settle(&self.s.conn.client, defer).await;
+            self.warn(notes);
         }
         self.emit(EngineEvent::Asks(ask));
         self.io.replies.recv().await.unwrap_or(Reply::Quit)
@@ -1195,13 +1190,7 @@ impl Exec<'_> {
                 }
             },
         );
-        for note in notes {
-            self.emit(EngineEvent::Notice {
-                step: None,
-                severity: "WARNING".into(),
-                message: note,
-            });
-        }
+        self.warn(notes);
         state?;
         commit.map_err(|e| SqlFailure::from_pg(&e))?;
         Ok(())
