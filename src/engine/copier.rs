@@ -13,9 +13,6 @@
 //! statement_timeout, so that wait is too. Batches commit with
 //! `synchronous_commit` off (see [`Flush::Later`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
@@ -30,7 +27,6 @@ const SETUP: &str = "SET lock_timeout = '5s'; SET statement_timeout = '10s'";
 
 pub struct Copier {
     tx: UnboundedSender<Vec<AuditRecord>>,
-    alive: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -43,17 +39,14 @@ impl Copier {
         events: UnboundedSender<EngineEvent>,
     ) -> Copier {
         let (tx, rx) = unbounded_channel();
-        let alive = Arc::new(AtomicBool::new(true));
         let spec = spec.with_application_name("pgpilot audit");
-        let task = tokio::spawn(run(spec, executor, db, rx, Arc::clone(&alive), events));
-        Copier { tx, alive, task }
+        let task = tokio::spawn(run(spec, executor, db, rx, events));
+        Copier { tx, task }
     }
 
-    /// Hands records over; gives them back when the task has stopped.
+    /// Hands records over; gives them back once the task has closed its
+    /// queue (it could not connect) or stopped.
     pub fn send(&self, recs: Vec<AuditRecord>) -> Result<(), Vec<AuditRecord>> {
-        if !self.alive.load(Ordering::Acquire) {
-            return Err(recs);
-        }
         self.tx.send(recs).map_err(|e| e.0)
     }
 
@@ -69,7 +62,6 @@ async fn run(
     executor: Target,
     mut db: DbAudit,
     mut rx: UnboundedReceiver<Vec<AuditRecord>>,
-    alive: Arc<AtomicBool>,
     events: UnboundedSender<EngineEvent>,
 ) {
     let warn = |message: String| {
@@ -89,7 +81,6 @@ async fn run(
     let Some(conn) = conn else {
         // Copies go back to the executor's connection; what was queued
         // meanwhile waits in the spool, which that connection sends first.
-        alive.store(false, Ordering::Release);
         rx.close();
         while let Some(recs) = rx.recv().await {
             if let Err(e) = db.spool_all(&recs) {

@@ -86,10 +86,7 @@ impl Recorder {
     /// rehearsal). Returns what the operator should be told (a spooled copy).
     pub async fn record(&mut self, client: &Client, ev: Event, defer: bool) -> Vec<String> {
         self.write_behind(ev);
-        if !self.durable().await || defer {
-            return Vec::new();
-        }
-        self.copy(client).await
+        self.settle(client, defer).await
     }
 
     /// Writes an event and starts syncing it (and anything written before
