@@ -423,6 +423,110 @@ title = "Ten small changes"
 id = "p"
 "#;
 
+/// TEN_STEPS with ten `INSERT INTO t` steps, written into the lab.
+fn ten_steps(lab: &Lab) -> std::path::PathBuf {
+    let mut rb = String::from(TEN_STEPS);
+    for i in 0..10 {
+        rb.push_str(&format!(
+            "\n  [[phase.step]]\n  id = \"s{i}\"\n  kind = \"change\"\n  sql = \"INSERT INTO t VALUES ({i})\"\n"
+        ));
+    }
+    let path = lab.data_dir.path().join("ten-steps.toml");
+    std::fs::write(&path, rb).unwrap();
+    path
+}
+
+/// A step's start record is copied inside the step's own transaction. When
+/// the database refuses that copy, the step still runs, once, with its
+/// records synced locally before COMMIT, and the refused copies wait in the
+/// spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_audit_copy_inside_a_step_neither_stops_nor_repeats_it() {
+    let lab = Lab::new();
+    let client = lab.database("refused", &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
+    let db = lab.conninfo("refused");
+    // A first session creates the audit table; then it refuses step starts.
+    let first = lab.data_dir.path().join("first.toml");
+    std::fs::write(
+        &first,
+        "[runbook]\nid = \"first\"\ntitle = \"Creates the audit table\"\n\n[[phase]]\nid = \"p\"\n\n  [[phase.step]]\n  id = \"c\"\n  kind = \"check\"\n  sql = \"SELECT 1\"\n",
+    )
+    .unwrap();
+    let ran = lab.run(&["run", first.to_str().unwrap(), "--headless", "--db", &db]);
+    assert_eq!(ran.code, 0, "{ran}");
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_starts() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.action = 'step_start' THEN RAISE EXCEPTION 'no step starts here'; END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_starts BEFORE INSERT ON pgpilot.audit_log
+               FOR EACH ROW EXECUTE FUNCTION refuse_starts();",
+        )
+        .await
+        .unwrap();
+    let path = ten_steps(&lab);
+    let ran = lab.run(&["run", path.to_str().unwrap(), "--headless", "--db", &db]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(
+        ran.stdout
+            .contains("the audit copy inside the step's transaction failed (no step starts here)"),
+        "{ran}"
+    );
+    assert_eq!(
+        column(&client, "SELECT id::text FROM t ORDER BY id").await,
+        (0..10).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "each step ran exactly once"
+    );
+    let local: Vec<_> = local_records(&lab)
+        .into_iter()
+        .filter(|r| r.runbook.as_deref() == Some("ten-steps"))
+        .collect();
+    let count = |a: pgpilot::audit::Action| local.iter().filter(|r| r.action == a).count();
+    assert_eq!(count(pgpilot::audit::Action::StepStart), 10);
+    assert_eq!(count(pgpilot::audit::Action::StepSuccess), 10);
+    // None is lost: each record is in the database or waits in the spool,
+    // the refused starts among the latter.
+    let copied: std::collections::HashSet<String> = column(
+        &client,
+        "SELECT session || '/' || seq FROM pgpilot.audit_log",
+    )
+    .await
+    .into_iter()
+    .collect();
+    let spool = std::fs::read_to_string(lab.data_dir.path().join("spool.jsonl")).unwrap();
+    let spooled: std::collections::HashSet<String> = spool
+        .lines()
+        .map(|l| serde_json::from_str::<pgpilot::audit::AuditRecord>(l).unwrap())
+        .map(|r| format!("{}/{}", r.session, r.seq))
+        .collect();
+    for r in &local {
+        let key = format!("{}/{}", r.session, r.seq);
+        if r.action == pgpilot::audit::Action::StepStart {
+            assert!(
+                spooled.contains(&key),
+                "{:?} {:?} not spooled",
+                r.action,
+                r.step
+            );
+        } else {
+            assert!(
+                copied.contains(&key) || spooled.contains(&key),
+                "{:?} {:?} lost",
+                r.action,
+                r.step
+            );
+        }
+    }
+    let verify = lab.run(&["audit", "verify", lab.audit_file().to_str().unwrap()]);
+    assert_eq!(verify.code, 0, "{verify}");
+}
+
 /// With a role allowed one connection, the audit's second connection is
 /// refused: its records are spooled and the executor's connection copies
 /// them, so the database copy is still whole.
@@ -439,14 +543,7 @@ async fn audit_copies_reach_the_database_when_a_second_connection_is_refused() {
         ))
         .await
         .unwrap();
-    let mut rb = String::from(TEN_STEPS);
-    for i in 0..10 {
-        rb.push_str(&format!(
-            "\n  [[phase.step]]\n  id = \"s{i}\"\n  kind = \"change\"\n  sql = \"INSERT INTO t VALUES ({i})\"\n"
-        ));
-    }
-    let path = lab.data_dir.path().join("ten-steps.toml");
-    std::fs::write(&path, rb).unwrap();
+    let path = ten_steps(&lab);
     let plain = lab.conninfo("oneconn");
     let port = plain
         .split("port=")

@@ -199,13 +199,9 @@ impl DbAudit {
         if let Some(rec) = recs.iter().rev().find(|r| r.target.is_some()) {
             self.target = rec.target.clone();
         }
-        let key = client as *const Client as usize;
-        let fast = match &self.insert {
-            Some((k, st)) if self.ready && *k == key && !self.spool_may_hold_ours() => {
-                Some(st.clone())
-            }
-            _ => None,
-        };
+        let fast = self
+            .prepared_on(client)
+            .filter(|_| !self.spool_may_hold_ours());
         let mut out = Vec::with_capacity(recs.len());
         let Some(stmt) = fast else {
             for rec in &recs {
@@ -245,6 +241,30 @@ impl DbAudit {
             });
         }
         out
+    }
+
+    /// The insert prepared on `client`, once the table is known there: for
+    /// a caller that sends copies inside a transaction of its own (a step's,
+    /// see `Recorder::unsynced_copies`), where a failure is its to handle.
+    pub fn prepared_on(&self, client: &Client) -> Option<tokio_postgres::Statement> {
+        let key = client as *const Client as usize;
+        match &self.insert {
+            Some((k, st)) if self.ready && *k == key => Some(st.clone()),
+            _ => None,
+        }
+    }
+
+    /// Inserts `recs` with a statement from [`DbAudit::prepared_on`], all
+    /// requests sent together; the first error, if any.
+    pub async fn insert_all(
+        client: &Client,
+        stmt: &tokio_postgres::Statement,
+        recs: &[AuditRecord],
+    ) -> Result<(), tokio_postgres::Error> {
+        let results =
+            futures_util::future::join_all(recs.iter().map(|rec| insert_row(client, stmt, rec)))
+                .await;
+        results.into_iter().try_for_each(|r| r.map(|_| ()))
     }
 
     /// Sends this target's spooled records, oldest first, and removes them

@@ -317,6 +317,11 @@ pub struct Syncer {
 }
 
 impl Syncer {
+    /// The sequence number of the last record this sync puts on disk.
+    pub fn upto(&self) -> u64 {
+        self.upto.seq
+    }
+
     pub fn run(self) -> Result<(), AuditError> {
         self.file
             .sync_data()

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::{CancelToken, Client, SimpleQueryMessage};
 
+use super::recorder::TxnCopies;
 use super::state::{self, Status, StepState, UPSERT_SQL};
 use super::{
     Ask, Control, EngineEvent, EngineIo, Mode, Outcome, Reply, Session, StepOutcome, TargetInfo,
@@ -13,6 +14,7 @@ use super::{
 };
 use crate::analysis::{StatementAnalysis, StepAnalysis};
 use crate::audit::record::{Action, Event};
+use crate::pg::ConnSpec;
 use crate::runbook::{Expect, Phase, Settings, Step, StepKind, format_duration, vars};
 
 /// SQLSTATE lock_not_available: lock_timeout expired.
@@ -37,8 +39,9 @@ struct Exec<'a> {
     target_confirmed: bool,
     /// The state upsert, prepared on first use.
     upsert: Option<tokio_postgres::Statement>,
-    /// `server_version_num` of the target (0 until the guards read it).
-    server_version_num: i32,
+    /// Audit records not yet on disk may go into a step's transaction (see
+    /// `Recorder::unsynced_copies`); off once such a copy failed.
+    txn_copies: bool,
 }
 
 /// A statement's or step's failure, as the server reported it.
@@ -71,6 +74,84 @@ impl SqlFailure {
     }
 }
 
+/// A failed statement as a step failure; `cancelled`: the operator had asked.
+fn failure(e: &tokio_postgres::Error, cancelled: bool) -> SqlFailure {
+    let mut f = SqlFailure::from_pg(e);
+    f.cancelled_by_operator = cancelled && f.sqlstate.as_deref() == Some(QUERY_CANCELED);
+    if f.cancelled_by_operator {
+        f.message = "cancelled by the operator".into();
+    }
+    f
+}
+
+/// Waits for `requests` on the executor's connection; if the operator
+/// cancels meanwhile, the running statement gets the protocol's cancel
+/// request. The second value says whether it did.
+async fn cancellable<T>(
+    io: &mut EngineIo,
+    spec: &ConnSpec,
+    token: &CancelToken,
+    requests: impl Future<Output = T>,
+) -> (T, bool) {
+    tokio::pin!(requests);
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            r = &mut requests => return (r, cancelled),
+            c = io.control.recv(), if !cancelled => {
+                if matches!(c, Some(Control::Cancel)) {
+                    cancelled = true;
+                    let _ = spec.cancel_query(token).await;
+                }
+            }
+        }
+    }
+}
+
+/// The audit copies inside a step's transaction, if any.
+async fn insert_copies(
+    client: &Client,
+    copies: Option<&TxnCopies>,
+) -> Result<(), tokio_postgres::Error> {
+    match copies {
+        Some(c) => c.insert(client).await,
+        None => Ok(()),
+    }
+}
+
+/// A failed audit copy inside the step's transaction lets the step run
+/// again without it, unless the operator cancelled.
+fn check_copied(copied: Result<(), tokio_postgres::Error>, cancelled: bool) -> Result<(), Attempt> {
+    match copied {
+        Ok(()) => Ok(()),
+        Err(e) if !cancelled => Err(Attempt::AuditCopy(e)),
+        Err(e) => Err(failure(&e, cancelled).into()),
+    }
+}
+
+/// Why one try of a transactional step ended without it.
+enum Attempt {
+    Failed(SqlFailure),
+    /// The audit copies sent first in its transaction failed, so nothing of
+    /// the step ran; it can run again without them.
+    AuditCopy(tokio_postgres::Error),
+}
+
+impl From<SqlFailure> for Attempt {
+    fn from(f: SqlFailure) -> Attempt {
+        Attempt::Failed(f)
+    }
+}
+
+impl Attempt {
+    fn into_failure(self) -> SqlFailure {
+        match self {
+            Attempt::Failed(f) => f,
+            Attempt::AuditCopy(e) => SqlFailure::from_pg(&e),
+        }
+    }
+}
+
 /// The last result set of a step: what `expect` and `capture` look at.
 #[derive(Debug, Default)]
 struct StepResult {
@@ -91,7 +172,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         pinned_capture: None,
         target_confirmed: false,
         upsert: None,
-        server_version_num: 0,
+        txn_copies: true,
     };
     let outcome = exec.run().await;
     if exec.rehearsal_open {
@@ -194,6 +275,14 @@ impl Exec<'_> {
             return o;
         }
         self.target_confirmed = true;
+        // The records so far reach the database now, which also makes sure
+        // of its audit table before any step's transaction copies into it.
+        let notes = self
+            .s
+            .recorder
+            .settle(&self.s.conn.client, self.rehearsal_open)
+            .await;
+        self.warn(notes);
         if !self.s.options.rehearse {
             let executor = self.s.conn.target.clone();
             self.s
@@ -227,7 +316,7 @@ impl Exec<'_> {
         let row = self
             .client()
             .query_one(
-                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid(), current_setting('server_version_num')::int",
+                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid()",
                 &[],
             )
             .await
@@ -244,7 +333,6 @@ impl Exec<'_> {
         };
         self.s.recorder.set_role(&info.role);
         self.s.conn_pid = info.pid;
-        self.server_version_num = row.get(5);
         self.emit(EngineEvent::Connected(info.clone()));
         let rb = &self.s.runbook;
         let envs = rb.target.environments.clone();
@@ -778,6 +866,7 @@ impl Exec<'_> {
             captured,
             rows: rows.map(|r| r as i64),
             duration_ms: duration.map(|d| d.as_millis() as i64),
+            timed_by_server: false,
         }
     }
 
@@ -1046,30 +1135,14 @@ impl Exec<'_> {
 
     /// Runs SQL, sending a protocol cancel request if the operator cancels.
     async fn query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, SqlFailure> {
-        let client = &self.s.conn.client;
-        let fut = client.simple_query(sql);
-        tokio::pin!(fut);
-        let mut cancelled = false;
-        loop {
-            tokio::select! {
-                r = &mut fut => {
-                    return r.map_err(|e| {
-                        let mut f = SqlFailure::from_pg(&e);
-                        f.cancelled_by_operator = cancelled && f.sqlstate.as_deref() == Some(QUERY_CANCELED);
-                        if f.cancelled_by_operator {
-                            f.message = "cancelled by the operator".into();
-                        }
-                        f
-                    });
-                }
-                c = self.io.control.recv(), if !cancelled => {
-                    if matches!(c, Some(Control::Cancel)) {
-                        cancelled = true;
-                        let _ = self.s.spec.cancel_query(self.s.conn.cancel.clone()).await;
-                    }
-                }
-            }
-        }
+        let (result, cancelled) = cancellable(
+            self.io,
+            &self.s.spec,
+            &self.s.conn.cancel,
+            self.s.conn.client.simple_query(sql),
+        )
+        .await;
+        result.map_err(|e| failure(&e, cancelled))
     }
 
     async fn transaction_once(
@@ -1078,6 +1151,50 @@ impl Exec<'_> {
         sql: &str,
         settings: &Settings,
     ) -> Result<StepResult, SqlFailure> {
+        let copies = if self.rehearsal_open || !self.target_confirmed || !self.txn_copies {
+            None
+        } else {
+            self.s.recorder.unsynced_copies(&self.s.conn.client)
+        };
+        if copies.is_some() {
+            match self.transaction_try(step, sql, settings, copies).await {
+                Err(Attempt::Failed(f)) => return Err(f),
+                Ok(r) => return Ok(r),
+                Err(Attempt::AuditCopy(e)) => {
+                    // Nothing of the step ran. From now on its records are
+                    // synced locally before each COMMIT instead.
+                    self.txn_copies = false;
+                    self.warn(vec![format!(
+                        "the audit copy inside the step's transaction failed ({}); the step runs again, its audit records synced locally before COMMIT",
+                        SqlFailure::from_pg(&e).message
+                    )]);
+                }
+            }
+        }
+        self.transaction_try(step, sql, settings, None)
+            .await
+            .map_err(Attempt::into_failure)
+    }
+
+    /// One try of a transactional step. Its setup, the audit `copies` (see
+    /// `Recorder::unsynced_copies`) and its statements are sent together,
+    /// each a message of its own, so the SET LOCALs bind the statements on
+    /// any server version. A failure (or a cancel) anywhere aborts the
+    /// transaction and the rest fails with it: the statements never run
+    /// outside it, nor unless the audit copies succeeded.
+    ///
+    /// When nothing has to be seen before COMMIT (no `expect`, no `capture`,
+    /// and no audit record that is neither on disk nor among the copies),
+    /// the state row and COMMIT go in the same round trip: if anything
+    /// before them failed, the server ends the transaction as a rollback.
+    /// Otherwise the results are checked first ([`Exec::commit_with_state`]).
+    async fn transaction_try(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+        copies: Option<TxnCopies>,
+    ) -> Result<StepResult, Attempt> {
         let (begin, commit, abort) = if self.rehearsal_open {
             (
                 "SAVEPOINT pgpilot_step",
@@ -1092,26 +1209,47 @@ impl Exec<'_> {
             settings.lock_timeout.as_millis(),
             settings.statement_timeout.as_millis()
         );
-        let started = Instant::now();
-        // One round trip where the server allows it: from PostgreSQL 13 each
-        // statement of a query string gets its own statement_timeout, read
-        // when it starts, so the SET LOCALs bind the step's statements. The
-        // string is parsed whole before any of it runs, and a failure (or a
-        // cancel) anywhere aborts the rest: the step never runs outside the
-        // transaction. Earlier servers get the setup on its own first.
-        let together = self.server_version_num >= 130_000 && !self.rehearsal_open;
-        if !together {
-            self.query(&setup).await?;
+        let status = if matches!(step.kind, StepKind::Check | StepKind::Verify) {
+            Status::Passed
+        } else {
+            Status::Applied
+        };
+        let copied_upto = copies.as_ref().map_or(0, TxnCopies::upto);
+        let one_trip = !self.rehearsal_open
+            && step.expect.is_none()
+            && step.capture.is_none()
+            && self.s.recorder.may_commit(copied_upto);
+        if one_trip {
+            // Prepared before the transaction: a failure leaves nothing open.
+            let upsert = self.upsert_statement().await?;
+            // The state row's rows are known only after COMMIT here: they
+            // are in the step's success record.
+            let w = StateWrite {
+                timed_by_server: true,
+                ..self.state_params(step, status, None, None)
+            };
+            return self
+                .one_trip(sql, &setup, copies.as_ref(), &upsert, &w)
+                .await;
         }
+        let started = Instant::now();
+        let in_txn = copies.as_ref();
+        let client = &self.s.conn.client;
+        let ((setup_done, copied, messages), cancelled) =
+            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, async {
+                tokio::join!(
+                    biased;
+                    client.simple_query(&setup),
+                    insert_copies(client, in_txn),
+                    client.simple_query(sql),
+                )
+            })
+            .await;
         failpoint::point("in-transaction");
         let outcome = async {
-            let messages = if together {
-                let mut messages = self.query(&format!("{setup};\n{sql}")).await?;
-                strip_setup(&mut messages, 3);
-                messages
-            } else {
-                self.query(sql).await?
-            };
+            setup_done.map_err(|e| failure(&e, cancelled))?;
+            check_copied(copied, cancelled)?;
+            let messages = messages.map_err(|e| failure(&e, cancelled))?;
             failpoint::point("after-statements");
             let result = evaluate(
                 step,
@@ -1119,24 +1257,15 @@ impl Exec<'_> {
                 &mut self.captured,
                 self.pinned_capture.as_deref(),
             )?;
-            let status = if matches!(step.kind, StepKind::Check | StepKind::Verify) {
-                Status::Passed
-            } else {
-                Status::Applied
-            };
             let w = self.state_params(step, status, Some(result.rows), Some(started.elapsed()));
-            if !self.s.recorder.durable().await {
-                return Err(SqlFailure::plain(format!(
-                    "cannot write the local audit log ({}); rolled back: pgpilot changes nothing it cannot record",
-                    self.s.recorder.local_error().unwrap_or_default()
-                )));
-            }
             if self.rehearsal_open {
+                if !self.s.recorder.durable().await {
+                    return Err(self.unrecorded().into());
+                }
                 self.exec_state(&w).await?;
                 failpoint::point("before-commit");
                 return Ok((result, None));
             }
-            failpoint::point("before-commit");
             Ok((result, Some(w)))
         }
         .await;
@@ -1147,7 +1276,7 @@ impl Exec<'_> {
                 Ok(r)
             }
             Ok((r, Some(w))) => {
-                self.commit_with_state(&w).await?;
+                self.commit_with_state(&w, copies.as_ref()).await?;
                 failpoint::point("after-commit");
                 Ok(r)
             }
@@ -1158,15 +1287,75 @@ impl Exec<'_> {
         }
     }
 
-    /// The state row and COMMIT in one round trip: tokio-postgres sends each
-    /// request when its future is first polled, and `join!(biased; …)` polls
-    /// them in this order. If the state row fails, the transaction is
-    /// aborted and the COMMIT after it ends it as a rollback. Then the
-    /// audit's pending database copies go to the copier's connection or,
-    /// without one, follow COMMIT in the same round trip in a transaction of
-    /// their own; either way they can neither undo the step nor be undone
-    /// by it (see `Recorder::copy_after_commit`).
-    async fn commit_with_state(&mut self, w: &StateWrite) -> Result<(), SqlFailure> {
+    /// The whole transaction in one round trip (see `transaction_try`):
+    /// setup, audit copies, statements, state row, COMMIT, and then the
+    /// audit's copies of records on disk, as in `commit_with_state`.
+    async fn one_trip(
+        &mut self,
+        sql: &str,
+        setup: &str,
+        copies: Option<&TxnCopies>,
+        upsert: &tokio_postgres::Statement,
+        w: &StateWrite,
+    ) -> Result<StepResult, Attempt> {
+        let client = &self.s.conn.client;
+        let recorder = &mut self.s.recorder;
+        let ((setup_done, copied, messages, state, commit, notes, ()), cancelled) =
+            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, async {
+                tokio::join!(
+                    biased;
+                    client.simple_query(setup),
+                    insert_copies(client, copies),
+                    client.simple_query(sql),
+                    upsert_state(client, upsert, w),
+                    client.simple_query("COMMIT"),
+                    recorder.copy_after_commit(client, copies),
+                    async {
+                        // Once the connection task has had its turn to
+                        // send: killed here, the server still commits.
+                        tokio::task::yield_now().await;
+                        failpoint::point("commit-sent");
+                    },
+                )
+            })
+            .await;
+        self.warn(notes);
+        let outcome = async {
+            setup_done.map_err(|e| failure(&e, cancelled))?;
+            check_copied(copied, cancelled)?;
+            let messages = messages.map_err(|e| failure(&e, cancelled))?;
+            state?;
+            commit.map_err(|e| failure(&e, cancelled))?;
+            Ok(last_result(&messages))
+        }
+        .await;
+        if outcome.is_err() {
+            // COMMIT has ended the transaction as a rollback, unless it was
+            // never reached (a broken connection): then this does.
+            let _ = self.client().batch_execute("ROLLBACK").await;
+        } else if let Some(c) = copies {
+            self.s.recorder.copied(c);
+        }
+        failpoint::point("after-commit");
+        outcome
+    }
+
+    /// The state row, then COMMIT, in one round trip: tokio-postgres sends
+    /// each request when its future is first polled, and `join!(biased; …)`
+    /// polls them in this order. COMMIT is sent once every audit record
+    /// written is on disk or among the `copies` made in this transaction;
+    /// when it must wait for the local sync, the state row is written
+    /// meanwhile. If the state row fails, the transaction is aborted and
+    /// COMMIT ends it as a rollback; if the sync fails, ROLLBACK does. Then
+    /// the audit's database copies of records on disk go to the copier's
+    /// connection or, without one, follow COMMIT in the same round trip in a
+    /// transaction of their own; either way they can neither undo the step
+    /// nor be undone by it (see `Recorder::copy_after_commit`).
+    async fn commit_with_state(
+        &mut self,
+        w: &StateWrite,
+        copies: Option<&TxnCopies>,
+    ) -> Result<(), SqlFailure> {
         let upsert = match self.upsert_statement().await {
             Ok(u) => u,
             Err(f) => {
@@ -1175,25 +1364,46 @@ impl Exec<'_> {
                 return Err(f);
             }
         };
-        let copy = self.target_confirmed;
+        let copied_upto = copies.map_or(0, TxnCopies::upto);
         let client = &self.s.conn.client;
         let recorder = &mut self.s.recorder;
-        let (state, commit, notes) = tokio::join!(
+        let (state, ended) = tokio::join!(
             biased;
             upsert_state(client, &upsert, w),
-            client.simple_query("COMMIT"),
             async move {
-                if copy {
-                    recorder.copy_after_commit(client).await
-                } else {
-                    Vec::new()
+                if !recorder.ready_to_commit(copied_upto).await {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return None;
                 }
+                failpoint::point("before-commit");
+                let (commit, notes) = tokio::join!(
+                    biased;
+                    client.simple_query("COMMIT"),
+                    recorder.copy_after_commit(client, copies),
+                );
+                if commit.is_ok()
+                    && let Some(c) = copies
+                {
+                    recorder.copied(c);
+                }
+                Some((commit, notes))
             },
         );
+        let Some((commit, notes)) = ended else {
+            return Err(self.unrecorded());
+        };
         self.warn(notes);
         state?;
         commit.map_err(|e| SqlFailure::from_pg(&e))?;
         Ok(())
+    }
+
+    /// Why a step was rolled back when its start record could not be synced.
+    fn unrecorded(&self) -> SqlFailure {
+        SqlFailure::plain(format!(
+            "cannot write the local audit log ({}); rolled back: pgpilot changes nothing it cannot record",
+            self.s.recorder.local_error().unwrap_or_default()
+        ))
     }
 
     /// A statement that cannot run in a transaction block: its state is
@@ -1739,6 +1949,8 @@ struct StateWrite {
     captured: Option<String>,
     rows: Option<i64>,
     duration_ms: Option<i64>,
+    /// The server measures the duration (see `UPSERT_SQL`).
+    timed_by_server: bool,
 }
 
 async fn upsert_state(
@@ -1760,6 +1972,7 @@ async fn upsert_state(
                 &w.captured,
                 &w.rows,
                 &w.duration_ms,
+                &w.timed_by_server,
             ],
         )
         .await
@@ -1787,31 +2000,17 @@ fn quote_qualified(name: &str) -> String {
 }
 
 /// Checks the step's expectation on its last result and keeps its capture.
-/// Removes the results of the first `n` statements (the step's setup sent
-/// in the same string), which return no rows.
-fn strip_setup(messages: &mut Vec<SimpleQueryMessage>, n: usize) {
-    let mut seen = 0;
-    let cut = messages
-        .iter()
-        .position(|m| {
-            if seen == n {
-                return true;
-            }
-            if matches!(m, SimpleQueryMessage::CommandComplete(_)) {
-                seen += 1;
-            }
-            false
-        })
-        .unwrap_or(messages.len());
-    messages.drain(..cut);
-}
-
 fn evaluate(
     step: &Step,
     messages: &[SimpleQueryMessage],
     captured: &mut HashMap<String, String>,
     pinned: Option<&str>,
 ) -> Result<StepResult, SqlFailure> {
+    check_expectation(step, last_result(messages), captured, pinned)
+}
+
+/// The last result set among a step's results.
+fn last_result(messages: &[SimpleQueryMessage]) -> StepResult {
     let mut last = StepResult::default();
     let mut current_rows = 0u64;
     let mut current_first: Option<Option<String>> = None;
@@ -1850,6 +2049,15 @@ fn evaluate(
             _ => {}
         }
     }
+    last
+}
+
+fn check_expectation(
+    step: &Step,
+    last: StepResult,
+    captured: &mut HashMap<String, String>,
+    pinned: Option<&str>,
+) -> Result<StepResult, SqlFailure> {
     if let Some(expect) = &step.expect {
         let expected_scalar = match expect {
             Expect::Scalar(s) => Some(vars::substitute(s, captured).map_err(SqlFailure::plain)?),
@@ -1899,20 +2107,4 @@ fn evaluate(
         }
     }
     Ok(last)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_setup_results_are_removed_and_the_step_results_kept() {
-        use SimpleQueryMessage::CommandComplete as Done;
-        let mut m = vec![Done(0), Done(0), Done(0), Done(5), Done(7)];
-        strip_setup(&mut m, 3);
-        assert!(matches!(m.as_slice(), [Done(5), Done(7)]), "{}", m.len());
-        let mut only_setup = vec![Done(0), Done(0), Done(0)];
-        strip_setup(&mut only_setup, 3);
-        assert!(only_setup.is_empty());
-    }
 }

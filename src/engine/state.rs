@@ -158,11 +158,16 @@ pub async fn load(
         .collect())
 }
 
-/// The upsert that records a step's new status; run inside the step's transaction.
+/// The upsert that records a step's new status; run inside the step's
+/// transaction. With `$11` true the duration is the transaction's so far,
+/// measured by the server (when the row is sent before the step's results
+/// are seen).
 pub const UPSERT_SQL: &str = "
 INSERT INTO pgpilot.step_state
     (runbook_id, step_id, status, step_sha256, runbook_sha256, operator, client_host, captured, rows, duration_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $11::boolean
+    THEN (1000 * extract(epoch FROM clock_timestamp() - transaction_timestamp()))::bigint
+    ELSE $10::bigint END)
 ON CONFLICT (runbook_id, step_id) DO UPDATE SET
     status = EXCLUDED.status, step_sha256 = EXCLUDED.step_sha256,
     runbook_sha256 = EXCLUDED.runbook_sha256, operator = EXCLUDED.operator,
