@@ -591,7 +591,19 @@ async fn throughput(env: &Env) -> ThroughputResult {
             straced.push((tool, c));
         }
     }
-    let models = models(env).await;
+    // On a current-thread runtime of their own, as pgpilot's engine runs.
+    let models = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(models(env))
+            })
+            .join()
+            .unwrap()
+    });
     ThroughputResult {
         models,
         psql,
@@ -654,11 +666,11 @@ enum Model {
     /// BEGIN + SET LOCALs, the statement, state upsert (unprepared), COMMIT,
     /// audit insert (unprepared). Kept as the "before" of docs/benchmarks.md.
     PgpilotToday,
-    /// The same rows written, with statements prepared once and the state
-    /// upsert, both audit rows and COMMIT pipelined after the statement
-    /// (close to what the engine sends since 5133817, which also folds the
-    /// setup into the statement's query string).
-    Suggested,
+    /// What the engine sends per step since 676623d, all in one round trip:
+    /// the setup (simple query), two audit rows (prepared), the statement
+    /// (simple query), the state upsert (prepared), COMMIT. Without the
+    /// engine and its local log, so the gap to pgpilot's run is theirs.
+    OneTrip,
 }
 
 impl Model {
@@ -668,7 +680,7 @@ impl Model {
             Model::PgpilotToday => {
                 "pgpilot's sequence up to ca02e78 (9 round trips, 3 write commits + 2 Parse/Sync)"
             }
-            Model::Suggested => "pipelined (prepared once: 3 round trips, 1 commit)",
+            Model::OneTrip => "pgpilot's messages since 676623d (1 round trip, 1 commit)",
         }
     }
 }
@@ -771,7 +783,7 @@ async fn run_model(env: &Env, model: Model) -> f64 {
                 let ins = client.prepare(MODEL_AUDIT_INSERT).await.unwrap();
                 audit_row(&client, &ins, seq, "step_success", &step, None).await;
             }
-            Model::Suggested => unreachable!("run_model_suggested"),
+            Model::OneTrip => unreachable!("run_model_one_trip"),
         }
     }
     let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -781,7 +793,7 @@ async fn run_model(env: &Env, model: Model) -> f64 {
     ms
 }
 
-async fn run_model_suggested(env: &Env) -> f64 {
+async fn run_model_one_trip(env: &Env) -> f64 {
     let db = "bench_model";
     let client = fresh_db(env, db, &format!("{TABLE}; {MODEL_TABLES}")).await;
     let started = Instant::now();
@@ -791,22 +803,26 @@ async fn run_model_suggested(env: &Env) -> f64 {
     for n in 1..=env.steps {
         let step = format!("s{n:04}");
         let sql = format!("INSERT INTO bench_t VALUES ({n})");
-        client
-            .simple_query("BEGIN; SET LOCAL lock_timeout = '2000ms'; SET LOCAL statement_timeout = '900000ms'")
-            .await
-            .unwrap();
-        client.simple_query(&sql).await.unwrap();
+        let (a, b) = (seq + 1, seq + 2);
+        seq += 2;
         // tokio-postgres sends each request when its future is first polled
         // and pipelines those in flight together; `biased;` polls them in
         // this order, so COMMIT goes last.
-        let (a, b) = (seq + 1, seq + 2);
-        seq += 2;
+        let setup = async {
+            client
+                .simple_query("BEGIN; SET LOCAL lock_timeout = '2000ms'; SET LOCAL statement_timeout = '900000ms'")
+                .await
+                .unwrap()
+        };
+        let statement = async { client.simple_query(&sql).await.unwrap() };
         let commit = async { client.simple_query("COMMIT").await.unwrap() };
         tokio::join!(
             biased;
+            setup,
+            audit_row(&client, &ins, a, "step_success", &step, None),
+            audit_row(&client, &ins, b, "step_start", &step, Some(&sql)),
+            statement,
             upsert_row(&client, &up, &step),
-            audit_row(&client, &ins, a, "step_start", &step, Some(&sql)),
-            audit_row(&client, &ins, b, "step_success", &step, None),
             commit
         );
     }
@@ -833,17 +849,17 @@ async fn check_model(client: &Client, steps: usize) {
 
 async fn models(env: &Env) -> Vec<(Model, f64)> {
     let mut out = Vec::new();
-    for model in [Model::PsqlLike, Model::PgpilotToday, Model::Suggested] {
+    for model in [Model::PsqlLike, Model::PgpilotToday, Model::OneTrip] {
         let mut runs = Vec::new();
         for _ in 0..3 {
             runs.push(match model {
-                Model::Suggested => run_model_suggested(env).await,
+                Model::OneTrip => run_model_one_trip(env).await,
                 m => run_model(env, m).await,
             });
         }
         let m = median(&runs);
         println!(
-            "model, in-process tokio-postgres, no local files — {}: median {m:.1} ms, {:.3} ms/step; runs: {}",
+            "model, in-process tokio-postgres (current-thread runtime), no local files — {}: median {m:.1} ms, {:.3} ms/step; runs: {}",
             model.name(),
             m / env.steps as f64,
             list(&runs, " ms")

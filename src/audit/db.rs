@@ -3,7 +3,10 @@
 //!
 //! Order of writes: the caller appends each record to the local log first
 //! ([`super::local::AuditLog::append`], fsynced) and only then passes the
-//! returned record to [`DbAudit::write`]. A failed database write never stops
+//! returned record to [`DbAudit::write`]. (The engine also inserts a step's
+//! unsynced records inside the step's own transaction, with
+//! [`DbAudit::prepared_on`] and [`DbAudit::insert_all`]; see
+//! `engine::recorder`.) A failed database write never stops
 //! a run: the record waits in `spool.jsonl` (same data directory, mode 0600,
 //! fsynced) and goes out, oldest first, before the next record. Rows are
 //! keyed by (session, seq), so sending a record twice is harmless.

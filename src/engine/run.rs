@@ -1313,8 +1313,10 @@ impl Exec<'_> {
                     async {
                         // Once the connection task has had its turn to
                         // send: killed here, the server still commits.
-                        tokio::task::yield_now().await;
-                        failpoint::point("commit-sent");
+                        if failpoint::armed() {
+                            tokio::task::yield_now().await;
+                            failpoint::point("commit-sent");
+                        }
                     },
                 )
             })
