@@ -176,6 +176,28 @@ fn check_ok(what: &str, out: &Output) {
     }
 }
 
+/// Runs `cmd` with its output going to files in `dir`, as it would to a
+/// log file: through a pipe, every line pgpilot prints per step would wake
+/// the harness (psql -q prints nothing). Returns the output and the seconds
+/// the command took.
+fn output_to_files(mut cmd: Command, dir: &Path) -> (Output, f64) {
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    cmd.stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"));
+    let started = Instant::now();
+    let status = cmd.status().expect("spawn");
+    let secs = started.elapsed().as_secs_f64();
+    let read = |p: &Path| std::fs::read(p).unwrap_or_default();
+    (
+        Output {
+            status,
+            stdout: read(&out),
+            stderr: read(&err),
+        },
+        secs,
+    )
+}
+
 fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
@@ -257,15 +279,17 @@ async fn one_throughput_run(
     let db = format!("bench_{}", tool.name());
     let client = fresh_db(env, &db, TABLE).await;
     let data_dir = tempfile::tempdir_in(data_parent).expect("audit data dir");
-    let mut cmd = match tool {
+    let cmd = match tool {
         Tool::Psql => psql_file_cmd(env, &db, &files.sql),
         Tool::Pgpilot => pgpilot_cmd(env, &files.runbook, &db, data_dir.path()),
     };
-    let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
-        .await
-        .expect("join");
-    let secs = started.elapsed().as_secs_f64();
+    let outputs = tempfile::tempdir_in(data_parent).expect("output dir");
+    let (out, secs) = tokio::task::spawn_blocking({
+        let dir = outputs.path().to_path_buf();
+        move || output_to_files(cmd, &dir)
+    })
+    .await
+    .expect("join");
     check_ok(tool.name(), &out);
     let rows: usize = scalar(&client, "SELECT count(*) FROM bench_t")
         .await

@@ -1686,8 +1686,8 @@ impl Exec<'_> {
     async fn drain_notices(&mut self, phase: &Phase, step: &Step) {
         while let Ok(n) = self.s.conn.notices.try_recv() {
             if n.code == NO_ACTIVE_TRANSACTION {
-                // pgpilot's own ROLLBACK after a step string that failed to
-                // parse (so its BEGIN never ran); steps cannot hold ROLLBACK.
+                // pgpilot's own ROLLBACK after a transaction its COMMIT had
+                // already ended (see `one_trip`); steps cannot hold ROLLBACK.
                 continue;
             }
             self.emit(EngineEvent::Notice {
