@@ -106,13 +106,7 @@ impl Recorder {
     /// taking everything written meanwhile.
     pub async fn write_ahead(&mut self, ev: Event) {
         self.write_behind(ev);
-        if self
-            .syncing
-            .as_ref()
-            .is_some_and(|(job, _)| job.is_finished())
-        {
-            self.finish_sync().await;
-        }
+        self.reap_sync().await;
         if self.syncing.is_none()
             && let Some(job) = self.local.syncer()
         {
@@ -214,6 +208,17 @@ impl Recorder {
         }
     }
 
+    /// [`Recorder::finish_sync`] if the sync is done, without waiting.
+    async fn reap_sync(&mut self) {
+        if self
+            .syncing
+            .as_ref()
+            .is_some_and(|(job, _)| job.is_finished())
+        {
+            self.finish_sync().await;
+        }
+    }
+
     fn run_sync(&mut self, job: Syncer) {
         let upto = job.upto();
         match job.run() {
@@ -263,13 +268,7 @@ impl Recorder {
         client: &Client,
         in_txn: Option<&TxnCopies>,
     ) -> Vec<String> {
-        if self
-            .syncing
-            .as_ref()
-            .is_some_and(|(job, _)| job.is_finished())
-        {
-            self.finish_sync().await;
-        }
+        self.reap_sync().await;
         let on_disk = self.pending.partition_point(|r| r.seq <= self.synced);
         let (mut recs, keep): (Vec<AuditRecord>, Vec<AuditRecord>) = self
             .pending
