@@ -254,6 +254,25 @@ async fn a_failed_check_stops_the_run_and_a_second_run_resumes() {
         "{status}"
     );
 
+    // A name that is no step of the runbook is refused, and nothing runs.
+    for (command, flag) in [("run", "--from"), ("rollback", "--to")] {
+        let typo = lab.run(&[command, rb, "--headless", "--db", &db, flag, "add-dd"]);
+        assert_eq!(typo.code, 3, "{typo}");
+        assert!(
+            typo.to_string()
+                .contains(&format!("{flag} add-dd: no such step in runbook")),
+            "{typo}"
+        );
+    }
+    assert_eq!(
+        column(
+            &client,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY 1"
+        )
+        .await,
+        ["a", "b", "id"]
+    );
+
     // --from runs the named step and what follows, not what precedes.
     let from = lab.run(&["run", rb, "--headless", "--db", &db, "--from", "add-d"]);
     assert_eq!(from.code, 0, "{from}");

@@ -613,6 +613,22 @@ impl Exec<'_> {
         st.step_sha256 = state::step_hash(step);
     }
 
+    /// The refusal when `flag` names no step of the runbook.
+    fn unknown_step(
+        &self,
+        flag: &str,
+        id: Option<&str>,
+        steps: &[(usize, Phase, Step)],
+    ) -> Option<Outcome> {
+        let id = id?;
+        (!steps.iter().any(|(_, _, s)| s.id == id)).then(|| {
+            Outcome::Refused(format!(
+                "{flag} {id}: no such step in runbook {}",
+                self.s.runbook.id
+            ))
+        })
+    }
+
     fn steps_in_order(&self) -> Vec<(usize, Phase, Step)> {
         self.s
             .runbook
@@ -634,13 +650,8 @@ impl Exec<'_> {
 
     async fn apply(&mut self, from: Option<&str>) -> Outcome {
         let steps = self.steps_in_order();
-        if let Some(f) = from
-            && !steps.iter().any(|(_, _, s)| s.id == f)
-        {
-            return Outcome::Refused(format!(
-                "--from {f}: no such step in runbook {}",
-                self.s.runbook.id
-            ));
+        if let Some(refused) = self.unknown_step("--from", from, &steps) {
+            return refused;
         }
         let mut started = from.is_none();
         'steps: for (i, phase, step) in steps {
@@ -1714,13 +1725,8 @@ impl Exec<'_> {
         ask_each: bool,
     ) -> Outcome {
         let steps = self.steps_in_order();
-        if let Some(t) = to
-            && !steps.iter().any(|(_, _, s)| s.id == t)
-        {
-            return Outcome::Refused(format!(
-                "--to {t}: no such step in runbook {}",
-                self.s.runbook.id
-            ));
+        if let Some(refused) = self.unknown_step("--to", to, &steps) {
+            return refused;
         }
         // The steps to undo, newest first: up to `to` (kept), through `through`.
         let mut range = Vec::new();
