@@ -41,6 +41,8 @@ pub struct PlanStep<'a> {
     pub rewrites: bool,
     pub lock: Option<LockMode>,
     pub confirm: Option<&'a str>,
+    /// Variables the generated phrase contains: known only at run time.
+    pub confirm_depends_on: &'a [String],
     pub risk: Risk,
     pub statements: &'a [StatementAnalysis],
     pub rollback: Option<&'a str>,
@@ -83,6 +85,7 @@ impl<'a> Plan<'a> {
                     rewrites: a.rewrites,
                     lock: a.lock,
                     confirm: a.confirm.as_deref(),
+                    confirm_depends_on: &a.confirm_depends_on,
                     risk: a.risk,
                     statements: &a.statements,
                     rollback: step.rollback.as_ref().map(|s| s.text.as_str()),
@@ -308,6 +311,18 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             st.bold("type to confirm:"),
             st.red(phrase)
         );
+        if !a.confirm_depends_on.is_empty() {
+            let names: Vec<String> = a
+                .confirm_depends_on
+                .iter()
+                .map(|n| format!("{{{{{n}}}}}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "       the phrase names {} captured at run time: the run shows the final phrase before you type it",
+                names.join(", ")
+            );
+        }
     }
     if let Some(e) = &step.explain {
         let _ = write!(out, "     {} ", st.dim("why:"));

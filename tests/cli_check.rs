@@ -66,6 +66,11 @@ const INVALID: &[(&str, &str, &str)] = &[
         "variable {{rows_befor}} is not captured by any earlier step",
     ),
     (
+        "variable-inside-literal.toml",
+        "variable-inside-literal.toml:17:56",
+        "{{first_status}} stands inside a longer string literal",
+    ),
+    (
         "understated-risk.toml",
         "understated-risk.toml:4:8",
         "declared risk \"low\" is lower than the computed risk \"high\"",

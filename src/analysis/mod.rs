@@ -89,10 +89,25 @@ pub struct Context {
 }
 
 /// Analyzes SQL text: statements with their facts, or the syntax error.
-/// `{{variables}}` are replaced by same-length placeholders first.
+/// `{{variables}}` are replaced by same-length placeholders first
+/// (see `vars::analysis_text`).
 pub fn analyze_sql(text: &str, ctx: &mut Context) -> Result<Vec<StatementAnalysis>, SyntaxError> {
-    let parsable = vars::placeholder_text(text);
-    let parsed = parse_statements(&parsable)?;
+    analyze_as(text, &vars::analysis_text(text), ctx)
+}
+
+/// Analyzes SQL that will run as it is: values already substituted, so a
+/// `{{` in it is data (inside a literal), not a reference.
+fn analyze_resolved(text: &str, ctx: &mut Context) -> Result<Vec<StatementAnalysis>, SyntaxError> {
+    analyze_as(text, text, ctx)
+}
+
+/// The statements of `parsable` (same length as `text`), shown as `text`.
+fn analyze_as(
+    text: &str,
+    parsable: &str,
+    ctx: &mut Context,
+) -> Result<Vec<StatementAnalysis>, SyntaxError> {
+    let parsed = parse_statements(parsable)?;
     Ok(parsed
         .into_iter()
         .map(|p| {
@@ -123,6 +138,13 @@ pub struct StepAnalysis {
     pub rollback_destructive: bool,
     pub rollback_confirm: Option<String>,
     pub risk: crate::runbook::Risk,
+    /// Variables the generated phrase names (an identifier from a capture):
+    /// the final phrase is known only when the run gets there.
+    pub confirm_depends_on: Vec<String>,
+    /// The analysis context before this step, kept for steps with
+    /// `{{variables}}`: what runs is analysed again with their values.
+    #[serde(skip)]
+    pub before: Option<Box<Context>>,
 }
 
 impl StepAnalysis {
@@ -178,6 +200,12 @@ fn syntax_diagnostic(sql: &SqlText, e: &SyntaxError, what: &str) -> Diagnostic {
 }
 
 pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diagnostic> {
+    let has_vars = step.sql().is_some_and(|s| s.text.contains("{{"))
+        || step
+            .rollback
+            .as_ref()
+            .is_some_and(|s| s.text.contains("{{"));
+    let before = has_vars.then(|| Box::new(ctx.clone()));
     let statements = match step.sql() {
         Some(sql) => {
             analyze_sql(&sql.text, ctx).map_err(|e| syntax_diagnostic(sql, &e, "the step"))?
@@ -191,6 +219,107 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
             .map_err(|e| syntax_diagnostic(sql, &e, "the rollback"))?,
         None => Vec::new(),
     };
+    let mut a = summarize(step, statements, rollback);
+    if has_vars {
+        let refs = step
+            .sql()
+            .into_iter()
+            .chain(step.rollback.as_ref())
+            .flat_map(|s| {
+                let refs = vars::references(&s.text).unwrap_or_default();
+                refs.into_iter()
+                    .map(|r| (s.text[r.start + 1..r.end - 1].to_string(), r.name))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        if step.confirm.is_none() {
+            for (inner, name) in refs {
+                // A placeholder shows as `{name}` (or `"{name:ident}"`) in a phrase.
+                let quoted = format!("\"{inner}\"");
+                let shown = format!("{{{{{name}}}}}");
+                for phrase in [&mut a.confirm, &mut a.rollback_confirm]
+                    .into_iter()
+                    .flatten()
+                {
+                    if phrase.contains(&inner) {
+                        *phrase = phrase.replace(&quoted, &shown).replace(&inner, &shown);
+                        if !a.confirm_depends_on.contains(&name) {
+                            a.confirm_depends_on.push(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        a.before = before;
+    }
+    Ok(a)
+}
+
+/// The analysis of what will actually run: the step's SQL and rollback with
+/// the captured values in them, analysed again in the context the step had
+/// in the plan. A value is one literal, identifier or number, so the
+/// statements must be the planned ones in number and kind; anything else is
+/// refused. Locks, destruction and the confirmation phrase come from this
+/// analysis, since an identifier can change what a statement touches.
+pub fn reanalyze(
+    step: &Step,
+    planned: &StepAnalysis,
+    sql: Option<&str>,
+    rollback: Option<&str>,
+) -> Result<StepAnalysis, String> {
+    let mut ctx = planned.before.as_deref().cloned().unwrap_or_default();
+    let statements = match (sql, step.sql()) {
+        (Some(t), _) => analyze_resolved(t, &mut ctx).map_err(|e| {
+            format!(
+                "with its values the step's SQL no longer parses: {}",
+                e.message
+            )
+        })?,
+        (None, Some(planned_sql)) => {
+            // Only to bring the context to the state after the step.
+            let _ = analyze_sql(&planned_sql.text, &mut ctx);
+            planned.statements.clone()
+        }
+        (None, None) => Vec::new(),
+    };
+    let rollback_statements = match rollback {
+        Some(t) => analyze_resolved(t, &mut ctx).map_err(|e| {
+            format!(
+                "with its values the rollback no longer parses: {}",
+                e.message
+            )
+        })?,
+        None => planned.rollback.clone(),
+    };
+    same_shape("the step", &planned.statements, &statements)?;
+    same_shape("the rollback", &planned.rollback, &rollback_statements)?;
+    Ok(summarize(step, statements, rollback_statements))
+}
+
+fn same_shape(
+    what: &str,
+    planned: &[StatementAnalysis],
+    actual: &[StatementAnalysis],
+) -> Result<(), String> {
+    let kinds = |v: &[StatementAnalysis]| v.iter().map(|s| s.kind.clone()).collect::<Vec<_>>();
+    if kinds(planned) != kinds(actual) {
+        return Err(format!(
+            "the captured values change {what}'s statements: planned {} ({}), would run {} ({}); refused",
+            planned.len(),
+            kinds(planned).join(", "),
+            actual.len(),
+            kinds(actual).join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A step's facts from its statements' facts.
+fn summarize(
+    step: &Step,
+    statements: Vec<StatementAnalysis>,
+    rollback: Vec<StatementAnalysis>,
+) -> StepAnalysis {
     let lock = statements.iter().filter_map(|s| s.lock).max();
     let transactional =
         step.transaction != Some(false) && statements.iter().all(|s| s.transactional);
@@ -212,7 +341,7 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
     } else {
         step_risk(&statements, transactional)
     };
-    Ok(StepAnalysis {
+    StepAnalysis {
         statements,
         rollback,
         lock,
@@ -224,7 +353,9 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
         rollback_destructive,
         rollback_confirm,
         risk,
-    })
+        confirm_depends_on: Vec::new(),
+        before: None,
+    }
 }
 
 /// The phrase an operator types: what is at risk, in the statements' words.

@@ -1,6 +1,7 @@
 //! The executor: guards first, then each step in its own transaction (or in
 //! autocommit when it must), bounded by lock_timeout and retried on 55P03.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use super::{
     Ask, Control, EngineEvent, EngineIo, Mode, Outcome, Reply, Session, StepOutcome, TargetInfo,
     failpoint, rehearse,
 };
-use crate::analysis::{StatementAnalysis, StepAnalysis};
+use crate::analysis::{self, StatementAnalysis, StepAnalysis};
 use crate::audit::record::{Action, Event};
 use crate::pg::ConnSpec;
 use crate::runbook::{Expect, Phase, Settings, Step, StepKind, format_duration, vars};
@@ -42,6 +43,13 @@ struct Exec<'a> {
     /// Audit records not yet on disk may go into a step's transaction (see
     /// `Recorder::unsynced_copies`); off once such a copy failed.
     txn_copies: bool,
+}
+
+/// Which of a step's SQL texts runs.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Step,
+    Rollback,
 }
 
 /// A statement's or step's failure, as the server reported it.
@@ -903,6 +911,37 @@ impl Exec<'_> {
         Ok(st)
     }
 
+    /// The SQL that will run, with the captured values in it, and the
+    /// analysis of exactly that SQL (see `analysis::reanalyze`). A value
+    /// that would change the statements refuses the step.
+    fn with_values<'b>(
+        &self,
+        step: &Step,
+        a: &'b StepAnalysis,
+        text: &str,
+        part: Part,
+    ) -> Result<(String, Cow<'b, StepAnalysis>), Outcome> {
+        let what = match part {
+            Part::Step => format!("step {}", step.id),
+            Part::Rollback => format!("rollback of {}", step.id),
+        };
+        if !text.contains("{{") {
+            return Ok((text.to_string(), Cow::Borrowed(a)));
+        }
+        let sql = vars::substitute_sql(text, &self.captured).map_err(|e| match e {
+            vars::SubstituteError::Missing(_) => {
+                Outcome::Failed(format!("{what}: {e}; run the step that captures it first"))
+            }
+            _ => Outcome::Refused(format!("{what}: {e}")),
+        })?;
+        let resolved = match part {
+            Part::Step => analysis::reanalyze(step, a, Some(&sql), None),
+            Part::Rollback => analysis::reanalyze(step, a, None, Some(&sql)),
+        }
+        .map_err(|m| Outcome::Refused(format!("{what}: {m}")))?;
+        Ok((sql, Cow::Owned(resolved)))
+    }
+
     async fn sql_step(
         &mut self,
         phase: &Phase,
@@ -911,12 +950,8 @@ impl Exec<'_> {
         previous: Option<Status>,
     ) -> Result<(), Outcome> {
         let Some(sql) = step.sql() else { return Ok(()) };
-        let text = vars::substitute(&sql.text, &self.captured).map_err(|m| {
-            Outcome::Failed(format!(
-                "step {}: {m}; run the step that captures it first",
-                step.id
-            ))
-        })?;
+        let (text, resolved) = self.with_values(step, a, &sql.text, Part::Step)?;
+        let a = resolved.as_ref();
         if let Some(phrase) = &a.confirm {
             self.confirm(step, phrase, &a.statements).await?;
         }
@@ -1820,16 +1855,17 @@ impl Exec<'_> {
                     "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
                 ));
             }
+            let (text, resolved) = match self.with_values(&step, &a, &rb.text, Part::Rollback) {
+                Ok(r) => r,
+                Err(o) => return o,
+            };
+            let a = resolved.as_ref();
             if let Some(phrase) = &a.rollback_confirm
                 && let Err(o) = self.confirm(&step, phrase, &a.rollback).await
             {
                 return o;
             }
-            let text = match vars::substitute(&rb.text, &self.captured) {
-                Ok(t) => t,
-                Err(m) => return Outcome::Failed(format!("rollback of {}: {m}", step.id)),
-            };
-            if let Err(o) = self.rollback_step(&phase, &step, &a, &text).await {
+            if let Err(o) = self.rollback_step(&phase, &step, a, &text).await {
                 return o;
             }
         }
@@ -2068,7 +2104,9 @@ fn check_expectation(
 ) -> Result<StepResult, SqlFailure> {
     if let Some(expect) = &step.expect {
         let expected_scalar = match expect {
-            Expect::Scalar(s) => Some(vars::substitute(s, captured).map_err(SqlFailure::plain)?),
+            Expect::Scalar(s) => {
+                Some(vars::substitute_plain(s, captured).map_err(SqlFailure::plain)?)
+            }
             _ => None,
         };
         let ok = match expect {

@@ -757,10 +757,22 @@ impl Parser {
     }
 
     fn check_vars_in_sql(&mut self, sql: &SqlText, captured: &HashSet<String>, step_id: &str) {
-        match vars::references(&sql.text) {
-            Err(e) => self
-                .diags
-                .push(Diagnostic::error(sql.location(e.offset), e.message)),
+        // An unreadable statement is reported by the analysis at its place;
+        // here only where each reference stands.
+        let readable = pg_query::scan_tokens(&vars::placeholder_text(&sql.text)).is_ok();
+        let found = if readable {
+            vars::placements(&sql.text).map(|p| p.into_iter().map(|p| p.var).collect())
+        } else {
+            vars::references(&sql.text)
+        };
+        match found {
+            Err(e) => {
+                let mut d = Diagnostic::error(sql.location(e.offset), e.message);
+                if let Some(h) = e.help {
+                    d = d.with_help(h);
+                }
+                self.diags.push(d);
+            }
             Ok(refs) => {
                 for r in refs {
                     if !captured.contains(&r.name) {
