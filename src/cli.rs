@@ -267,7 +267,7 @@ fn check(paths: &[PathBuf]) -> u8 {
                 let steps = c.runbook.steps().count();
                 println!(
                     "{}: ok: {} phases, {steps} steps, risk {}{}",
-                    path.display(),
+                    crate::text::for_terminal(&path.display().to_string()),
                     c.runbook.phases.len(),
                     st.risk(c.effective_risk()),
                     if c.warnings.is_empty() {
@@ -279,7 +279,11 @@ fn check(paths: &[PathBuf]) -> u8 {
             }
             Err(diags) => {
                 print_diagnostics(&diags);
-                eprintln!("{}: {} error(s)", path.display(), diags.len());
+                eprintln!(
+                    "{}: {} error(s)",
+                    crate::text::for_terminal(&path.display().to_string()),
+                    diags.len()
+                );
                 code = exit::FAILED;
             }
         }
@@ -375,7 +379,7 @@ pub async fn drive_session(
         {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("pgpilot: {}", e.message);
+                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.message));
                 return e.code;
             }
         };
@@ -425,12 +429,12 @@ async fn connect(
 ) -> Result<(crate::pg::ConnSpec, crate::pg::Connection), u8> {
     let spec = crate::pg::ConnSpec::resolve(conn.db.as_deref())
         .map_err(|e| {
-            eprintln!("pgpilot: {e}");
+            eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
             exit::FAILED
         })?
         .with_application_name(application);
     let connection = spec.connect().await.map_err(|e| {
-        eprintln!("pgpilot: {e}");
+        eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
         exit::FAILED
     })?;
     Ok((spec, connection))
@@ -459,7 +463,7 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
             Err(e) => {
                 eprintln!(
                     "pgpilot: cannot read pgpilot.step_state: {}",
-                    crate::pg::redact(&e.to_string())
+                    crate::text::for_terminal(&crate::pg::redact(&e.to_string()))
                 );
                 return exit::FAILED;
             }
@@ -472,15 +476,20 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
                     "target": { "host": t.host, "port": t.port, "database": t.database },
                     "steps": steps,
                 });
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                println!(
+                    "{}",
+                    crate::text::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default())
+                );
             }
+            // Plain text (no colours): the runbook's names and the state
+            // rows' texts are made safe for the terminal in one pass.
             Format::Text => print!(
                 "{}",
-                crate::engine::status::to_text(
+                crate::text::for_terminal(&crate::engine::status::to_text(
                     &checked.runbook,
                     &format!("{}:{}/{}", t.host, t.port, t.database),
                     &steps
-                )
+                ))
             ),
         }
         exit::OK

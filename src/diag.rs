@@ -123,9 +123,16 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}: {level}: {}", self.location, self.message)?;
+        // Messages quote the runbook under review: shown, never obeyed.
+        let safe = |t: &str| crate::text::one_line(&crate::text::redact(t));
+        write!(
+            f,
+            "{}: {level}: {}",
+            safe(&self.location.to_string()),
+            safe(&self.message)
+        )?;
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", safe(help))?;
         }
         Ok(())
     }

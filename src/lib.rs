@@ -19,4 +19,5 @@ pub mod plan;
 pub mod runbook;
 pub mod sandbox;
 pub mod style;
+pub mod text;
 pub mod tui;

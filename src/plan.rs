@@ -45,7 +45,7 @@ pub struct PlanStep<'a> {
     pub confirm_depends_on: &'a [String],
     pub risk: Risk,
     pub statements: &'a [StatementAnalysis],
-    pub rollback: Option<&'a str>,
+    pub rollback: Option<String>,
     pub rollback_statements: &'a [StatementAnalysis],
     pub rollback_confirm: Option<&'a str>,
     pub expect: Option<&'a Expect>,
@@ -88,7 +88,7 @@ impl<'a> Plan<'a> {
                     confirm_depends_on: &a.confirm_depends_on,
                     risk: a.risk,
                     statements: &a.statements,
-                    rollback: step.rollback.as_ref().map(|s| s.text.as_str()),
+                    rollback: step.rollback.as_ref().map(|s| crate::text::redact(&s.text)),
                     rollback_statements: &a.rollback,
                     rollback_confirm: a.rollback_confirm.as_deref(),
                     expect: step.expect.as_ref(),
@@ -106,6 +106,7 @@ impl<'a> Plan<'a> {
 
 pub fn to_json(c: &Checked) -> String {
     serde_json::to_string_pretty(&Plan::new(c))
+        .map(crate::text::json_safe)
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
@@ -117,8 +118,8 @@ pub fn to_text(c: &Checked, st: Style) -> String {
     let _ = writeln!(
         out,
         "{} {}",
-        st.bold(&r.title),
-        st.dim(&format!("({})", r.id))
+        st.bold(&safe(&r.title)),
+        st.dim(&format!("({})", safe(&r.id)))
     );
     let mut facts = vec![
         format!("change {}", r.change_type.as_str()),
@@ -134,11 +135,11 @@ pub fn to_text(c: &Checked, st: Style) -> String {
         format!("{} phases, {steps} steps", r.phases.len()),
     ];
     if let Some(t) = &r.ticket {
-        facts.insert(2, format!("ticket {t}"));
+        facts.insert(2, format!("ticket {}", safe(t)));
     }
     let _ = writeln!(out, "  {}", facts.join(" · "));
     if let Some(d) = &r.description {
-        out.push_str(&wrap(d, "  ", 88));
+        out.push_str(&wrap(&safe(d), "  ", 88));
     }
     target_line(&mut out, r);
     let s = &r.settings;
@@ -158,8 +159,8 @@ pub fn to_text(c: &Checked, st: Style) -> String {
             out,
             "\n{} {} {}",
             st.bold("Phase"),
-            st.bold(&phase.id),
-            st.dim(&format!("— {}", phase.title))
+            st.bold(&safe(&phase.id)),
+            st.dim(&format!("— {}", safe(&phase.title)))
         );
         while let Some(((p, step), a)) = steps_iter.peek() {
             if p.id != phase.id {
@@ -177,13 +178,13 @@ fn target_line(out: &mut String, r: &Runbook) {
     let t = &r.target;
     let mut parts = Vec::new();
     if let Some(db) = &t.database {
-        parts.push(format!("database {db}"));
+        parts.push(format!("database {}", safe(db)));
     }
     if t.require_primary {
         parts.push("primary only".into());
     }
     if !t.environments.is_empty() {
-        parts.push(format!("environments {}", t.environments.join(", ")));
+        parts.push(format!("environments {}", safe(&t.environments.join(", "))));
     }
     if !parts.is_empty() {
         let _ = writeln!(out, "  target: {}", parts.join(", "));
@@ -194,12 +195,12 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     let title = step
         .title
         .as_deref()
-        .map(|t| format!(" — {t}"))
+        .map(|t| format!(" — {}", safe(t)))
         .unwrap_or_default();
     let _ = writeln!(
         out,
         "\n  {n}. {} [{}]{title}  {} risk{}",
-        st.bold(&step.id),
+        st.bold(&safe(&step.id)),
         step.kind.as_str(),
         st.risk(a.risk),
         if a.risk > Risk::Low {
@@ -210,7 +211,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     );
     if let Some(text) = step.instructions() {
         let _ = write!(out, "     {} ", st.cyan("pause:"));
-        out.push_str(wrap(text, "            ", 88).trim_start());
+        out.push_str(wrap(&safe(text), "            ", 88).trim_start());
         return;
     }
     for s in &a.statements {
@@ -225,7 +226,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             let _ = writeln!(
                 out,
                 "       reads {} (ACCESS SHARE: only ACCESS EXCLUSIVE waits for it)",
-                reads.join(", ")
+                safe(&reads.join(", "))
             );
         }
         for l in s.locks.iter().filter(|l| l.mode != LockMode::AccessShare) {
@@ -233,7 +234,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
                 out,
                 "       lock {} on {}: {}",
                 st.bold(l.mode.sql_name()),
-                l.relation,
+                safe(&l.relation),
                 l.mode.blocks()
             );
         }
@@ -254,7 +255,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             facts.push("breaks clients that use the old shape".into());
         }
         if !facts.is_empty() {
-            let _ = writeln!(out, "       {}", facts.join("; "));
+            let _ = writeln!(out, "       {}", safe(&facts.join("; ")));
         }
         for f in &s.findings {
             let _ = writeln!(
@@ -262,9 +263,9 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
                 "       {} {}: {}",
                 st.yellow("!"),
                 st.yellow(f.rule),
-                f.message
+                safe(&f.message)
             );
-            let _ = writeln!(out, "         instead: {}", f.advice);
+            let _ = writeln!(out, "         instead: {}", safe(&f.advice));
         }
     }
     if a.lock.is_some_and(|l| l > LockMode::AccessShare) && a.transactional {
@@ -285,7 +286,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             let _ = writeln!(out, "     expects {n} row(s)");
         }
         Some(Expect::Scalar(v)) => {
-            let _ = writeln!(out, "     expects the value {v:?}");
+            let _ = writeln!(out, "     expects the value {:?}", safe(v));
         }
         Some(Expect::Empty(e)) => {
             let _ = writeln!(
@@ -300,16 +301,20 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
         let _ = writeln!(out, "     keeps the result as {{{{{c}}}}}");
     }
     if let Some(rb) = &step.rollback {
-        let _ = writeln!(out, "     rollback: {}", one_line(&rb.text, 100));
+        let _ = writeln!(
+            out,
+            "     rollback: {}",
+            one_line(&crate::text::redact(&rb.text), 100)
+        );
     } else if let Some(why) = &step.irreversible {
-        let _ = writeln!(out, "     {} {}", st.red("irreversible:"), why.trim());
+        let _ = writeln!(out, "     {} {}", st.red("irreversible:"), safe(why.trim()));
     }
     if let Some(phrase) = &a.confirm {
         let _ = writeln!(
             out,
             "     {} {}",
             st.bold("type to confirm:"),
-            st.red(phrase)
+            st.red(&safe(phrase))
         );
         if !a.confirm_depends_on.is_empty() {
             let names: Vec<String> = a
@@ -326,12 +331,17 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     }
     if let Some(e) = &step.explain {
         let _ = write!(out, "     {} ", st.dim("why:"));
-        out.push_str(wrap(e, "          ", 88).trim_start());
+        out.push_str(wrap(&safe(e), "          ", 88).trim_start());
     }
 }
 
+/// Runbook text as the plan shows it: controls and bidi overrides visible.
+fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::for_terminal(text)
+}
+
 fn one_line(sql: &str, max: usize) -> String {
-    let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = crate::text::one_line(sql);
     if s.chars().count() > max {
         let cut: String = s.chars().take(max - 1).collect();
         format!("{cut}…")

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
+use crate::text::redact;
+
 /// Loopback address the sandbox listens on (never a public interface).
 const HOST: &str = "127.0.0.1";
 /// Superuser created by `initdb -U`.
@@ -797,34 +799,6 @@ fn with_dbname(conninfo: &str, dbname: &str) -> String {
         percent_encode(dbname),
         query
     )
-}
-
-/// Hides a URL password before it goes into an error message.
-fn redact(conninfo: &str) -> String {
-    if let Some(rest) = conninfo
-        .strip_prefix("postgresql://")
-        .or_else(|| conninfo.strip_prefix("postgres://"))
-    {
-        let scheme = &conninfo[..conninfo.len() - rest.len()];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            return format!("{scheme}{}:***{}", &rest[..colon], &rest[at..]);
-        }
-        return conninfo.to_string();
-    }
-    conninfo
-        .split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=***"
-            } else {
-                kv
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn quote_ident(name: &str) -> String {

@@ -111,7 +111,8 @@ fn analyze_as(
     Ok(parsed
         .into_iter()
         .map(|p| {
-            let sql = text[p.start..p.end].to_string();
+            // Shown by plan, check and the TUI: never with a password in it.
+            let sql = crate::text::redact(&text[p.start..p.end]);
             let mut a = match &p.node {
                 Some(node) => classify::classify(node, ctx),
                 None => classify::Facts::unknown("Empty"),

@@ -64,13 +64,19 @@ pub fn verify_cmd(file: Option<&Path>) -> u8 {
     match verify(&path) {
         Ok(report) => {
             for note in &report.notes {
-                eprintln!("{}: note: {note}", path.display());
+                eprintln!(
+                    "{}",
+                    crate::text::for_terminal(&format!("{}: note: {note}", path.display()))
+                );
             }
             if report.is_intact() {
-                print_out(&format!("{report}\n"));
+                print_out(&format!(
+                    "{}\n",
+                    crate::text::for_terminal(&report.to_string())
+                ));
                 OK
             } else {
-                eprintln!("{report}");
+                eprintln!("{}", crate::text::for_terminal(&report.to_string()));
                 FAILED
             }
         }
@@ -84,7 +90,7 @@ pub fn verify_cmd(file: Option<&Path>) -> u8 {
             OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::text::for_terminal(&e.to_string()));
             FAILED
         }
     }
@@ -95,7 +101,7 @@ pub fn show_cmd(file: Option<&Path>, filter: &Filter) -> u8 {
     run_listing(file, filter, |records, _, _| {
         let mut text = String::new();
         for r in records {
-            text.push_str(&show_line(r));
+            text.push_str(&crate::text::for_terminal(&show_line(r)));
             text.push('\n');
         }
         Ok(text)
@@ -105,11 +111,14 @@ pub fn show_cmd(file: Option<&Path>, filter: &Filter) -> u8 {
 /// `pgpilot audit export --format json|csv|markdown [FILE] [filters]`.
 pub fn export_cmd(file: Option<&Path>, format: ExportFormat, filter: &Filter) -> u8 {
     run_listing(file, filter, |records, path, report| match format {
-        ExportFormat::Json => {
-            to_json(records).map_err(|e| format!("cannot encode the records as JSON: {e}"))
-        }
+        ExportFormat::Json => to_json(records)
+            .map(crate::text::json_safe)
+            .map_err(|e| format!("cannot encode the records as JSON: {e}")),
         ExportFormat::Csv => Ok(to_csv(records)),
-        ExportFormat::Markdown => Ok(change_record(records, path, report)),
+        // Markdown is read in a terminal as often as rendered.
+        ExportFormat::Markdown => {
+            Ok(crate::text::for_terminal(&change_record(records, path, report)).into_owned())
+        }
     })
 }
 
@@ -123,7 +132,7 @@ fn run_listing(
     let selection = match filter.selection() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::text::for_terminal(&e.to_string()));
             return USAGE;
         }
     };
@@ -138,7 +147,7 @@ fn run_listing(
             Vec::new()
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::text::for_terminal(&e.to_string()));
             return FAILED;
         }
     };
@@ -148,7 +157,7 @@ fn run_listing(
         match verify(&path) {
             Ok(r) => Some(r),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::text::for_terminal(&e.to_string()));
                 return FAILED;
             }
         }
@@ -160,14 +169,14 @@ fn run_listing(
     let text = match render(&chosen, &path, report.as_ref()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::text::for_terminal(&e.to_string()));
             return FAILED;
         }
     };
     print_out(&text);
     match &report {
         Some(r) if !r.is_intact() => {
-            eprintln!("{r}");
+            eprintln!("{}", crate::text::for_terminal(&r.to_string()));
             eprintln!(
                 "warning: the audit chain is broken; the records above may have been altered"
             );
@@ -184,7 +193,7 @@ fn resolve(file: Option<&Path>) -> Option<(PathBuf, bool)> {
         None => match default_log_path() {
             Ok(p) => Some((p, false)),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::text::for_terminal(&e.to_string()));
                 None
             }
         },

@@ -25,7 +25,7 @@ use super::chain;
 use super::error::AuditError;
 use super::local::{FileLock, ensure_dir, open_private, open_private_rw};
 use super::record::{AuditRecord, AuditTarget};
-use super::redact::redact;
+use crate::text::redact;
 
 /// The spool's file name in the data directory.
 pub const SPOOL_FILE: &str = "spool.jsonl";

@@ -162,8 +162,10 @@ fn push_row(out: &mut String, fields: impl Iterator<Item = String>) {
     out.push_str("\r\n");
 }
 
-/// Quotes a field when it needs it (RFC 4180 §2.6–2.7).
+/// Quotes a field when it needs it (RFC 4180 §2.6–2.7), after making it
+/// safe to open: no formula a spreadsheet would run, no control characters.
 pub fn csv_field(f: &str) -> String {
+    let f = crate::text::csv_cell(f);
     if f.contains([',', '"', '\n', '\r']) || f.starts_with(' ') || f.ends_with(' ') {
         format!("\"{}\"", f.replace('"', "\"\""))
     } else {
@@ -181,6 +183,8 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(csv_field("a\x1b[2Jb"), "a\\x1b[2Jb");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use chrono::{DurationRound, TimeDelta, Utc};
 use super::chain::{self, GENESIS_HASH, Head};
 use super::error::AuditError;
 use super::record::{AuditRecord, Context, Event};
-use super::redact::redact;
+use crate::text::redact;
 
 /// Environment variable naming the data directory (tests and CI set it).
 pub const DATA_DIR_ENV: &str = "PGPILOT_DATA_DIR";

@@ -306,7 +306,8 @@ fn statements(out: &mut String, s: &SessionSummary) {
     out.push_str("\n### Statements\n");
     for (r, rec) in with_sql {
         let sql = rec.sql.as_deref().unwrap_or("");
-        let fence = if sql.contains("```") { "~~~~" } else { "```" };
+        let fence = crate::text::markdown_fence(sql);
+        let fence = fence.as_str();
         let _ = writeln!(
             out,
             "\n`{}` ({}), SHA-256 `{}`:\n\n{fence}sql\n{}\n{fence}",

@@ -19,7 +19,6 @@ pub mod local;
 pub mod markdown;
 pub mod query;
 pub mod record;
-pub mod redact;
 mod summary;
 pub mod verify;
 

@@ -9,6 +9,24 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::{Ask, Control, EngineEvent, Outcome, Reply, StepOutcome};
 
+/// A line of output. Notices, values, names and messages come from outside:
+/// they reach the terminal with passwords masked and controls made visible.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", crate::text::for_terminal(&crate::text::redact(&format!($($arg)*))))
+    };
+}
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        eprintln!("{}", crate::text::for_terminal(&crate::text::redact(&format!($($arg)*))))
+    };
+}
+macro_rules! say_part {
+    ($($arg:tt)*) => {
+        print!("{}", crate::text::for_terminal(&crate::text::redact(&format!($($arg)*))))
+    };
+}
+
 pub struct Driver {
     pub confirms: HashMap<String, String>,
     /// Read answers from the terminal (stdin is one).
@@ -37,7 +55,7 @@ impl Driver {
             let event = tokio::select! {
                 e = events.recv() => e,
                 _ = tokio::signal::ctrl_c(), if !cancel_sent => {
-                    println!("pgpilot: cancelling the running statement (Ctrl-C)");
+                    say!("pgpilot: cancelling the running statement (Ctrl-C)");
                     let _ = control.send(Control::Cancel);
                     cancel_sent = true;
                     continue;
@@ -47,7 +65,7 @@ impl Driver {
                 return Outcome::Failed("the engine stopped without a result".into());
             };
             match event {
-                EngineEvent::Connected(t) => println!(
+                EngineEvent::Connected(t) => say!(
                     "pgpilot: connected to {}:{}/{} as {} (PostgreSQL {}, {}), pid {}",
                     t.host,
                     t.port,
@@ -62,16 +80,16 @@ impl Driver {
                     passed,
                     detail,
                 } => {
-                    println!(
+                    say!(
                         "guard {name}: {} ({detail})",
                         if passed { "pass" } else { "FAIL" }
                     )
                 }
                 EngineEvent::StepStarted { step, attempt, of } => {
                     if attempt == 1 {
-                        println!("[{step}] running");
+                        say!("[{step}] running");
                     } else {
-                        println!("[{step}] running (attempt {attempt}/{of})");
+                        say!("[{step}] running (attempt {attempt}/{of})");
                     }
                 }
                 EngineEvent::Retrying {
@@ -80,14 +98,14 @@ impl Driver {
                     of,
                     message,
                     ..
-                } => println!("[{step}] attempt {attempt}/{of}: {message}"),
+                } => say!("[{step}] attempt {attempt}/{of}: {message}"),
                 EngineEvent::Notice {
                     step,
                     severity,
                     message,
                 } => match step {
-                    Some(s) => println!("[{s}] {severity}: {message}"),
-                    None => println!("pgpilot: {severity}: {message}"),
+                    Some(s) => say!("[{s}] {severity}: {message}"),
+                    None => say!("pgpilot: {severity}: {message}"),
                 },
                 EngineEvent::StepDone {
                     step,
@@ -112,24 +130,24 @@ impl Driver {
                     let cap = captured
                         .map(|(n, v)| format!(", {{{{{n}}}}} = {v}"))
                         .unwrap_or_default();
-                    println!("[{step}] {what} in {}{rows}{cap}", human(duration));
+                    say!("[{step}] {what} in {}{rows}{cap}", human(duration));
                 }
                 EngineEvent::StepFailed {
                     step,
                     sqlstate,
                     message,
                 } => {
-                    println!(
+                    say!(
                         "[{step}] FAILED{}: {message}",
                         sqlstate.map(|c| format!(" [{c}]")).unwrap_or_default()
                     )
                 }
-                EngineEvent::StepSkipped { step, reason } => println!("[{step}] skipped: {reason}"),
+                EngineEvent::StepSkipped { step, reason } => say!("[{step}] skipped: {reason}"),
                 EngineEvent::RolledBack { step, duration } => {
-                    println!("[{step}] rolled back in {}", human(duration))
+                    say!("[{step}] rolled back in {}", human(duration))
                 }
                 EngineEvent::Blockers { step, holders } => {
-                    println!(
+                    say!(
                         "[{step}] {} session(s) hold locks this step needs:",
                         holders.len()
                     );
@@ -143,7 +161,7 @@ impl Driver {
                                 )
                             })
                             .unwrap_or_default();
-                        println!(
+                        say!(
                             "    pid {} {} from {} ({}{age}) holds {} on {}: {}",
                             h.pid,
                             h.user.as_deref().unwrap_or("?"),
@@ -162,11 +180,11 @@ impl Driver {
                 EngineEvent::Finished(outcome) => {
                     match &outcome {
                         Outcome::Done => {
-                            println!("pgpilot: done ({applied} applied, {passed} checks passed)")
+                            say!("pgpilot: done ({applied} applied, {passed} checks passed)")
                         }
-                        Outcome::Failed(m) => eprintln!("pgpilot: failed: {m}"),
-                        Outcome::Refused(m) => eprintln!("pgpilot: refused: {m}"),
-                        Outcome::Interrupted => eprintln!(
+                        Outcome::Failed(m) => say_err!("pgpilot: failed: {m}"),
+                        Outcome::Refused(m) => say_err!("pgpilot: refused: {m}"),
+                        Outcome::Interrupted => say_err!(
                             "pgpilot: interrupted; the running step was cancelled and marked failed"
                         ),
                     }
@@ -184,10 +202,10 @@ impl Driver {
         }
         if let Ask::Blockers { step, .. } = ask {
             if !self.interactive {
-                println!("[{step}] no terminal to ask: proceeding; lock_timeout bounds the wait");
+                say!("[{step}] no terminal to ask: proceeding; lock_timeout bounds the wait");
                 return Reply::Run;
             }
-            print!(
+            say_part!(
                 "[{step}] [p]roceed (bounded by lock_timeout), [w]ait for them to finish, or [a]bort? "
             );
             let _ = std::io::stdout().flush();
@@ -216,17 +234,17 @@ impl Driver {
             Ask::Next { .. } | Ask::End | Ask::Blockers { .. } => String::new(),
         };
         if let Some(given) = self.confirms.get(ask.confirm_key()) {
-            println!(
+            say!(
                 "{} (answered by --confirm)",
                 prompt.lines().next().unwrap_or_default()
             );
             return Reply::Typed(given.clone());
         }
         if !self.interactive {
-            println!("{}", prompt.lines().next().unwrap_or_default());
+            say!("{}", prompt.lines().next().unwrap_or_default());
             return Reply::Missing;
         }
-        print!("{prompt}");
+        say_part!("{prompt}");
         let _ = std::io::stdout().flush();
         match read_line().await {
             Some(s) => Reply::Typed(s),

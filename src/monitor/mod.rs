@@ -35,6 +35,27 @@ pub struct Backend {
     pub waiting_for: Option<LockWait>,
 }
 
+impl Backend {
+    /// The texts other sessions chose (their query, user and application
+    /// names, state) as they may be shown: passwords masked, controls made
+    /// visible. Applied to every backend a poll reads, before any view.
+    pub fn made_safe(mut self) -> Backend {
+        self.query = shown(&self.query);
+        self.user = self.user.as_deref().map(shown);
+        self.application = self.application.as_deref().map(shown);
+        self.client = shown(&self.client);
+        self.state = shown(&self.state);
+        if let Some(w) = self.waiting_for.as_mut() {
+            w.relation = w.relation.as_deref().map(shown);
+        }
+        self
+    }
+}
+
+fn shown(text: &str) -> String {
+    crate::text::for_terminal(&crate::text::redact(text)).into_owned()
+}
+
 /// The heavyweight lock a backend waits for.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LockWait {
@@ -193,6 +214,7 @@ pub fn build(
     monitor_pid: i32,
     poll_ms: f64,
 ) -> Snapshot {
+    let backends: Vec<Backend> = backends.into_iter().map(Backend::made_safe).collect();
     let tree = blocking_tree(&backends);
     let downstream = tree::downstream_counts(&backends);
     let blocking = backends
@@ -275,6 +297,19 @@ pub struct Holder {
     pub query: String,
 }
 
+impl Holder {
+    /// As [`Backend::made_safe`].
+    fn made_safe(mut self) -> Holder {
+        self.query = shown(&self.query);
+        self.user = self.user.as_deref().map(shown);
+        self.application = shown(&self.application);
+        self.client = shown(&self.client);
+        self.state = shown(&self.state);
+        self.relation = shown(&self.relation);
+        self
+    }
+}
+
 /// Sessions that hold locks on `relation` conflicting with `mode`: they would
 /// make a step wait, and every later query on the table wait behind it.
 pub async fn holders(
@@ -303,6 +338,7 @@ pub async fn holders(
             xact_age_s: r.get(6),
             query: r.get::<_, Option<String>>(7).unwrap_or_default(),
         })
+        .map(Holder::made_safe)
         .collect())
 }
 

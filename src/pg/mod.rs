@@ -11,7 +11,7 @@
 
 mod error;
 mod pgpass;
-mod redact;
+
 mod spec;
 mod tls;
 
@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::LoadBalanceHosts;
 use tokio_postgres::{AsyncMessage, CancelToken, Client, Socket};
 
+pub use crate::text::redact;
 pub use error::{PgError, ServerRefusal};
-pub use redact::redact;
 pub use spec::{
     ConnSpec, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_SOCKET_DIR,
     Target,

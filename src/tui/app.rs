@@ -98,17 +98,14 @@ impl StepView {
         StepView {
             phase: phase.to_string(),
             id: step.id.clone(),
-            title: step.title.clone(),
+            title: step.title.as_deref().map(shown),
             kind: step.kind,
             state: StepState::Pending,
             duration: None,
-            sql: step
-                .sql()
-                .map(|s| s.text.trim().to_string())
-                .unwrap_or_default(),
-            rollback: step.rollback.as_ref().map(|r| r.text.trim().to_string()),
-            explain: step.explain.clone(),
-            instructions: step.instructions().map(str::to_string),
+            sql: step.sql().map(|s| shown(s.text.trim())).unwrap_or_default(),
+            rollback: step.rollback.as_ref().map(|r| shown(r.text.trim())),
+            explain: step.explain.as_deref().map(shown),
+            instructions: step.instructions().map(shown),
             risk: a.risk,
             risk_reason: risk_reason(a),
             analysis,
@@ -213,7 +210,7 @@ impl App {
             .map(|((p, s), a)| StepView::new(&p.id, s, a))
             .collect();
         App {
-            title: runbook.title.clone(),
+            title: shown(&runbook.title),
             runbook_id: runbook.id.clone(),
             kind,
             env,
@@ -239,10 +236,12 @@ impl App {
         }
     }
 
+    /// A line of the log. Notices, values and messages come from outside:
+    /// passwords masked, controls made visible.
     pub fn log(&mut self, level: LogLevel, text: impl Into<String>) {
         self.log.push(LogLine {
             level,
-            text: text.into(),
+            text: shown(&text.into()),
         });
     }
 
@@ -523,4 +522,11 @@ pub fn human(d: Duration) -> String {
     } else {
         format!("{:.1} s", d.as_secs_f64())
     }
+}
+
+/// Text from a runbook or the server as the screen shows it: passwords
+/// masked, control characters and bidi overrides made visible (ratatui drops
+/// C0 controls but would pass bidi overrides on to the terminal).
+fn shown(text: &str) -> String {
+    crate::text::for_terminal(&crate::text::redact(text)).into_owned()
 }

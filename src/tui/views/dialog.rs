@@ -10,6 +10,11 @@ use crate::monitor::text::age;
 use crate::tui::app::{App, Dialog, DialogKind};
 use crate::tui::theme;
 
+/// Text from the runbook or the server, as a dialog shows it.
+fn shown(text: &str) -> String {
+    crate::text::for_terminal(text).into_owned()
+}
+
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [v] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
@@ -27,12 +32,12 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
             vec![
                 Line::from(vec![
                     Span::raw("This destroys: "),
-                    Span::styled(what.clone(), theme::danger()),
+                    Span::styled(shown(what), theme::danger()),
                 ]),
                 Line::raw(""),
                 Line::from(vec![
                     Span::raw("Type "),
-                    Span::styled(phrase.clone(), theme::title()),
+                    Span::styled(shown(phrase), theme::title()),
                     Span::raw(" to run it."),
                 ]),
             ],
@@ -43,12 +48,7 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
                 format!("Pause at {step}"),
                 theme::warn(),
             ))];
-            l.extend(
-                instructions
-                    .trim()
-                    .lines()
-                    .map(|x| Line::raw(x.to_string())),
-            );
+            l.extend(instructions.trim().lines().map(|x| Line::raw(shown(x))));
             l.push(Line::raw(""));
             l.push(Line::from(vec![
                 Span::raw("Type "),
@@ -61,7 +61,7 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
             "Production".to_string(),
             vec![Line::from(vec![
                 Span::raw("This is production. Type the database name "),
-                Span::styled(database.clone(), theme::title()),
+                Span::styled(shown(database), theme::title()),
                 Span::raw(" to go on."),
             ])],
             true,
