@@ -4,6 +4,7 @@
 
 mod classify;
 pub mod lock;
+mod name;
 mod parse;
 mod rules;
 
@@ -15,6 +16,7 @@ use crate::diag::Diagnostic;
 use crate::runbook::{Runbook, SqlText, Step, StepKind, vars};
 
 pub use lock::LockMode;
+pub use name::{NameError, RelationName, quote_ident};
 pub use parse::{SyntaxError, parse_statements};
 pub use rules::RULES;
 
