@@ -212,11 +212,11 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     }
     for s in &a.statements {
         let _ = writeln!(out, "     {}", st.cyan(&one_line(&s.sql, 100)));
-        let reads: Vec<&str> = s
+        let reads: Vec<String> = s
             .locks
             .iter()
             .filter(|l| l.mode == LockMode::AccessShare)
-            .map(|l| l.relation.as_str())
+            .map(|l| l.relation.to_string())
             .collect();
         if !reads.is_empty() {
             let _ = writeln!(
