@@ -216,11 +216,11 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     }
     for s in &a.statements {
         let _ = writeln!(out, "     {}", st.cyan(&one_line(&s.sql, 100)));
-        let reads: Vec<&str> = s
+        let reads: Vec<String> = s
             .locks
             .iter()
             .filter(|l| l.mode == LockMode::AccessShare)
-            .map(|l| l.relation.as_str())
+            .map(|l| l.relation.to_string())
             .collect();
         if !reads.is_empty() {
             let _ = writeln!(
@@ -234,7 +234,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
                 out,
                 "       lock {} on {}: {}",
                 st.bold(l.mode.sql_name()),
-                safe(&l.relation),
+                safe(&l.relation.to_string()),
                 l.mode.blocks()
             );
         }

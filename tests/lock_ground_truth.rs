@@ -309,7 +309,7 @@ async fn analyzer_lock_claims_match_pg_locks() {
         let claims: HashMap<String, LockMode> = a
             .locks
             .iter()
-            .map(|l| (l.relation.clone(), l.mode))
+            .map(|l| (l.relation.to_string(), l.mode))
             .collect();
         assert!(
             !claims.is_empty(),

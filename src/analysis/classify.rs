@@ -10,15 +10,17 @@ use pg_query::NodeRef;
 use pg_query::protobuf as pb;
 
 use super::lock::LockMode::{self, *};
+use super::name::{RelationName, quote_ident};
 use super::rules::finding;
-use super::{AtRisk, Context, Finding, RelationLock, StatementAnalysis};
+use super::{AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis};
 
 /// What one statement does, before relations created earlier in the runbook
 /// are set aside.
 pub struct Facts {
     kind: String,
-    locks: Vec<(String, LockMode)>,
-    creates: Vec<String>,
+    locks: Vec<(RelationName, LockMode)>,
+    creates: Vec<RelationName>,
+    builds_index: Option<IndexBuild>,
     transactional: bool,
     destructive: bool,
     at_risk: Option<AtRisk>,
@@ -34,6 +36,7 @@ impl Facts {
             kind: kind.to_string(),
             locks: Vec::new(),
             creates: Vec::new(),
+            builds_index: None,
             transactional: true,
             destructive: false,
             at_risk: None,
@@ -48,8 +51,8 @@ impl Facts {
         Facts::new(kind)
     }
 
-    fn lock(&mut self, relation: impl Into<String>, mode: LockMode) {
-        self.locks.push((relation.into(), mode));
+    fn lock(&mut self, relation: &RelationName, mode: LockMode) {
+        self.locks.push((relation.clone(), mode));
     }
 
     fn destroy(&mut self, verb: &'static str, object: impl Into<String>) {
@@ -68,7 +71,7 @@ impl Facts {
 
     /// The statement's analysis; records what it creates in `ctx` for later statements.
     pub fn into_analysis(self, sql: String, ctx: &mut Context) -> StatementAnalysis {
-        let mut relations: Vec<String> = Vec::new();
+        let mut relations: Vec<RelationName> = Vec::new();
         for r in self.locks.iter().map(|(r, _)| r).chain(&self.creates) {
             if !relations.contains(r) {
                 relations.push(r.clone());
@@ -98,6 +101,7 @@ impl Facts {
             opaque: self.opaque,
             at_risk: self.at_risk,
             creates: self.creates,
+            builds_index: self.builds_index,
             findings: self.findings,
             start: 0,
             end: 0,
@@ -105,13 +109,12 @@ impl Facts {
     }
 }
 
-/// `schema.name` as written (the parser has already folded unquoted names).
-fn rv_name(rv: &pb::RangeVar) -> String {
-    if rv.schemaname.is_empty() {
-        rv.relname.clone()
-    } else {
-        format!("{}.{}", rv.schemaname, rv.relname)
-    }
+/// The relation a RangeVar names, with the parser's exact (already folded) parts.
+fn rv_name(rv: &pb::RangeVar) -> RelationName {
+    RelationName::new(
+        (!rv.schemaname.is_empty()).then_some(rv.schemaname.as_str()),
+        &rv.relname,
+    )
 }
 
 fn str_of(node: &pb::Node) -> Option<&str> {
@@ -121,19 +124,21 @@ fn str_of(node: &pb::Node) -> Option<&str> {
     }
 }
 
-/// A dotted name from a list of String nodes (DROP objects, COMMENT targets).
+/// A qualified name in SQL form from a list of String nodes (DROP objects).
 fn dotted(nodes: &[pb::Node]) -> String {
     nodes
         .iter()
         .filter_map(str_of)
+        .map(quote_ident)
         .collect::<Vec<_>>()
         .join(".")
 }
 
+/// A DROP object's name in SQL form, for phrases and findings.
 fn object_name(node: &pb::Node) -> String {
     match node.node.as_ref() {
         Some(N::List(l)) => dotted(&l.items),
-        Some(N::String(s)) => s.sval.clone(),
+        Some(N::String(s)) => quote_ident(&s.sval),
         Some(N::TypeName(t)) => dotted(&t.names),
         Some(N::ObjectWithArgs(o)) => dotted(&o.objname),
         _ => "?".to_string(),
@@ -159,7 +164,7 @@ fn type_last_name(t: &pb::TypeName) -> &str {
 }
 
 /// Every relation a statement reads, by walking its tree (CTE names excluded).
-fn range_vars(node: &N) -> Vec<String> {
+fn range_vars(node: &N) -> Vec<RelationName> {
     let all = node.nodes();
     let ctes: Vec<&str> = all
         .iter()
@@ -168,7 +173,7 @@ fn range_vars(node: &N) -> Vec<String> {
             _ => None,
         })
         .collect();
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<RelationName> = Vec::new();
     for (n, ..) in &all {
         if let NodeRef::RangeVar(rv) = n {
             let name = rv_name(rv);
@@ -181,10 +186,10 @@ fn range_vars(node: &N) -> Vec<String> {
     out
 }
 
-fn read_all(f: &mut Facts, node: &N, except: &[String]) {
+fn read_all(f: &mut Facts, node: &N, except: &[RelationName]) {
     for r in range_vars(node) {
         if !except.contains(&r) {
-            f.lock(r, AccessShare);
+            f.lock(&r, AccessShare);
         }
     }
 }
@@ -239,7 +244,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             if let Some(oc) = &s.on_conflict_clause
                 && oc.action == pb::OnConflictAction::OnconflictUpdate as i32
             {
-                f.destroy("overwrite rows of", target);
+                f.destroy("overwrite rows of", target.to_string());
             }
             f
         }
@@ -251,7 +256,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             if s.where_clause.is_none() && !ctx.created.contains(&target) {
                 f.find("unbounded-dml", format!("UPDATE of every row of {target}"));
             }
-            f.destroy("update", target);
+            f.destroy("update", target.to_string());
             f
         }
         N::DeleteStmt(s) => {
@@ -262,7 +267,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             if s.where_clause.is_none() && !ctx.created.contains(&target) {
                 f.find("unbounded-dml", format!("DELETE of every row of {target}"));
             }
-            f.destroy("delete from", target);
+            f.destroy("delete from", target.to_string());
             f
         }
         N::MergeStmt(s) => {
@@ -275,7 +280,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                     if c.command_type == pb::CmdType::CmdUpdate as i32 || c.command_type == pb::CmdType::CmdDelete as i32)
             });
             if changes_rows {
-                f.destroy("merge into", target);
+                f.destroy("merge into", target.to_string());
             }
             f
         }
@@ -283,7 +288,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             let mut f = Facts::new("CopyStmt");
             if let Some(rv) = &s.relation {
                 f.lock(
-                    rv_name(rv),
+                    &rv_name(rv),
                     if s.is_from { RowExclusive } else { AccessShare },
                 );
             } else {
@@ -343,30 +348,21 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 }
             }
             if !s.idxname.is_empty() {
-                f.creates.push(
-                    if s.relation
-                        .as_ref()
-                        .is_some_and(|r| !r.schemaname.is_empty())
-                    {
-                        format!(
-                            "{}.{}",
-                            s.relation
-                                .as_ref()
-                                .map(|r| r.schemaname.as_str())
-                                .unwrap_or(""),
-                            s.idxname
-                        )
-                    } else {
-                        s.idxname.clone()
-                    },
-                );
+                // An index lives in its table's schema (CREATE INDEX: "no schema
+                // name can be included here").
+                f.creates
+                    .push(RelationName::new(table.schema(), &s.idxname));
+                f.builds_index = Some(IndexBuild {
+                    table,
+                    name: s.idxname.clone(),
+                });
             }
             f
         }
         N::DropStmt(s) => drop(s, ctx),
         N::TruncateStmt(s) => {
             let mut f = Facts::new("TruncateStmt");
-            let names: Vec<String> = s
+            let names: Vec<RelationName> = s
                 .relations
                 .iter()
                 .filter_map(|r| match r.node.as_ref() {
@@ -377,16 +373,18 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             for n in &names {
                 f.lock(n, AccessExclusive);
             }
+            let listed = names
+                .iter()
+                .map(RelationName::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             if s.behavior == pb::DropBehavior::DropCascade as i32 {
                 f.find(
                     "truncate-cascade",
-                    format!(
-                        "TRUNCATE {} CASCADE also empties the tables that reference it",
-                        names.join(", ")
-                    ),
+                    format!("TRUNCATE {listed} CASCADE also empties the tables that reference it"),
                 );
             }
-            f.destroy("truncate", names.join(", "));
+            f.destroy("truncate", listed);
             f
         }
         N::AlterTableStmt(s) => alter_table(s, ctx),
@@ -394,7 +392,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         N::CreateTrigStmt(s) => {
             let mut f = Facts::new("CreateTrigStmt");
             if let Some(rv) = &s.relation {
-                f.lock(rv_name(rv), ShareRowExclusive);
+                f.lock(&rv_name(rv), ShareRowExclusive);
             }
             f
         }
@@ -404,7 +402,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             let mode = LockMode::from_pg_number(s.mode).unwrap_or(AccessExclusive);
             for r in &s.relations {
                 if let Some(N::RangeVar(rv)) = r.node.as_ref() {
-                    f.lock(rv_name(rv), mode);
+                    f.lock(&rv_name(rv), mode);
                 }
             }
             f.find(
@@ -436,7 +434,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             let mut f = Facts::new("RefreshMatViewStmt");
             let v = s.relation.as_ref().map(rv_name).unwrap_or_default();
             if s.concurrent {
-                f.lock(v, Exclusive);
+                f.lock(&v, Exclusive);
             } else {
                 f.lock(&v, AccessExclusive);
                 f.find(
@@ -450,7 +448,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             let mut f = Facts::new("CreateStatsStmt");
             for r in &s.relations {
                 if let Some(N::RangeVar(rv)) = r.node.as_ref() {
-                    f.lock(rv_name(rv), ShareUpdateExclusive);
+                    f.lock(&rv_name(rv), ShareUpdateExclusive);
                 }
             }
             f
@@ -458,7 +456,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         N::AlterObjectSchemaStmt(s) => {
             let mut f = Facts::new("AlterObjectSchemaStmt");
             if let Some(rv) = &s.relation {
-                f.lock(rv_name(rv), AccessExclusive);
+                f.lock(&rv_name(rv), AccessExclusive);
                 f.breaking = true;
             }
             f
@@ -490,7 +488,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         N::DropdbStmt(s) => {
             let mut f = Facts::new("DropdbStmt");
             f.transactional = false;
-            f.destroy("drop database", s.dbname.clone());
+            f.destroy("drop database", quote_ident(&s.dbname));
             f
         }
         N::DropOwnedStmt(s) => {
@@ -499,7 +497,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 .roles
                 .iter()
                 .filter_map(|r| match r.node.as_ref() {
-                    Some(N::RoleSpec(rs)) => Some(rs.rolename.clone()),
+                    Some(N::RoleSpec(rs)) => Some(quote_ident(&rs.rolename)),
                     _ => None,
                 })
                 .collect();
@@ -540,7 +538,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
 
 fn select(node: &N, s: &pb::SelectStmt) -> Facts {
     let mut f = Facts::new("SelectStmt");
-    let locked: Vec<String> = s
+    let locked: Vec<RelationName> = s
         .locking_clause
         .iter()
         .filter_map(|c| match c.node.as_ref() {
@@ -580,7 +578,8 @@ fn select(node: &N, s: &pb::SelectStmt) -> Facts {
     f
 }
 
-fn column_type_findings(f: &mut Facts, table: &str, col: &str, t: &pb::TypeName) {
+fn column_type_findings(f: &mut Facts, table: &RelationName, col: &str, t: &pb::TypeName) {
+    let col = quote_ident(col);
     match type_last_name(t) {
         "json" => f.find("prefer-jsonb", format!("{table}.{col} is json")),
         "timestamp" => f.find(
@@ -598,7 +597,7 @@ fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
         if let Some(N::RangeVar(rv)) = parent.node.as_ref() {
             // PARTITION OF locks the parent ACCESS EXCLUSIVE; INHERITS takes SHARE UPDATE EXCLUSIVE.
             f.lock(
-                rv_name(rv),
+                &rv_name(rv),
                 if s.partbound.is_some() {
                     AccessExclusive
                 } else {
@@ -622,7 +621,7 @@ fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
             Some(N::Constraint(c)) => constraints.push(c.as_ref()),
             Some(N::TableLikeClause(l)) => {
                 if let Some(rv) = &l.relation {
-                    f.lock(rv_name(rv), AccessShare);
+                    f.lock(&rv_name(rv), AccessShare);
                 }
             }
             _ => {}
@@ -633,7 +632,7 @@ fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
             && let Some(pk) = &c.pktable
         {
             // A foreign key takes SHARE ROW EXCLUSIVE on the referenced table to add its triggers.
-            f.lock(rv_name(pk), ShareRowExclusive);
+            f.lock(&rv_name(pk), ShareRowExclusive);
         }
     }
     f.creates.push(table);
@@ -644,6 +643,12 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
     let mut f = Facts::new("DropStmt");
     let cascade = s.behavior == pb::DropBehavior::DropCascade as i32;
     let names: Vec<String> = s.objects.iter().map(object_name).collect();
+    // The relations a DROP TABLE/VIEW/INDEX … names, with their exact parts.
+    let relations: Vec<RelationName> = s
+        .objects
+        .iter()
+        .filter_map(|o| RelationName::from_parts(&object_parts(o)))
+        .collect();
     let kind = Ot::try_from(s.remove_type).unwrap_or(Ot::Undefined);
     let (verb, data_holding) = match kind {
         Ot::ObjectTable => ("drop table", true),
@@ -663,12 +668,12 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
         | Ot::ObjectView
         | Ot::ObjectSequence
         | Ot::ObjectForeignTable => {
-            for n in &names {
+            for n in &relations {
                 f.lock(n, AccessExclusive);
             }
             f.breaking = true;
             if kind == Ot::ObjectTable {
-                for n in names.iter().filter(|n| !ctx.created.contains(*n)) {
+                for n in relations.iter().filter(|n| !ctx.created.contains(*n)) {
                     f.find("drop-table", format!("DROP TABLE {n} loses its rows"));
                 }
             }
@@ -677,11 +682,11 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
             if s.concurrent {
                 // DROP INDEX CONCURRENTLY cannot run in a transaction block (DROP INDEX docs).
                 f.transactional = false;
-                for n in &names {
+                for n in &relations {
                     f.lock(n, ShareUpdateExclusive);
                 }
             } else {
-                for n in &names {
+                for n in &relations {
                     f.lock(n, AccessExclusive);
                     if !ctx.created.contains(n) {
                         f.find(
@@ -696,8 +701,10 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
             // The object is [schema.]table.name; dropping it locks the table.
             for o in &s.objects {
                 let parts = object_parts(o);
-                if parts.len() >= 2 {
-                    f.lock(parts[..parts.len() - 1].join("."), AccessExclusive);
+                if let Some((_, table)) = parts.split_last()
+                    && let Some(table) = RelationName::from_parts(table)
+                {
+                    f.lock(&table, AccessExclusive);
                 }
             }
         }
@@ -727,6 +734,7 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
         let subtype = At::try_from(c.subtype).unwrap_or(At::Undefined);
         let def = c.def.as_ref().and_then(|d| d.node.as_ref());
         let col = &c.name;
+        let column = format!("{table}.{}", quote_ident(col));
         let mode = match subtype {
             At::AtAddColumn => {
                 if let Some(N::ColumnDef(cd)) = def {
@@ -735,21 +743,18 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 AccessExclusive
             }
             At::AtDropColumn => {
-                f.destroy("drop column", format!("{table}.{col}"));
+                f.destroy("drop column", column.clone());
                 f.breaking = true;
-                f.find(
-                    "drop-column",
-                    format!("dropping {table}.{col} loses its data"),
-                );
+                f.find("drop-column", format!("dropping {column} loses its data"));
                 AccessExclusive
             }
             At::AtAlterColumnType => {
-                f.destroy("retype column", format!("{table}.{col}"));
+                f.destroy("retype column", column.clone());
                 f.rewrites = true;
                 f.breaking = true;
                 f.find(
                     "column-type-change",
-                    format!("changing the type of {table}.{col}"),
+                    format!("changing the type of {column}"),
                 );
                 if let Some(N::ColumnDef(cd)) = def
                     && let Some(t) = &cd.type_name
@@ -767,9 +772,7 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 {
                     f.find(
                         "set-not-null",
-                        format!(
-                            "SET NOT NULL on {table}.{col} scans the table under ACCESS EXCLUSIVE"
-                        ),
+                        format!("SET NOT NULL on {column} scans the table under ACCESS EXCLUSIVE"),
                     );
                 }
                 AccessExclusive
@@ -779,8 +782,10 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 _ => AccessExclusive,
             },
             At::AtValidateConstraint => {
-                if let Some(target) = ctx.not_null_checks.get(col) {
-                    ctx.validated_not_null.insert(target.clone());
+                // `name` is the constraint's here; constraint names are per table.
+                if let Some(checked) = ctx.not_null_checks.get(&(table.clone(), col.clone())) {
+                    ctx.validated_not_null
+                        .insert((table.clone(), checked.clone()));
                 }
                 ShareUpdateExclusive
             }
@@ -813,7 +818,7 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 if let Some(N::PartitionCmd(pc)) = def
                     && let Some(rv) = &pc.name
                 {
-                    f.lock(rv_name(rv), AccessExclusive);
+                    f.lock(&rv_name(rv), AccessExclusive);
                 }
                 ShareUpdateExclusive
             }
@@ -831,7 +836,7 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 if let Some(N::PartitionCmd(pc)) = def
                     && let Some(rv) = &pc.name
                 {
-                    f.lock(rv_name(rv), mode);
+                    f.lock(&rv_name(rv), mode);
                 }
                 mode
             }
@@ -871,10 +876,10 @@ fn rel_options_lock(def: Option<&N>) -> LockMode {
     }
 }
 
-fn add_column(f: &mut Facts, table: &str, cd: &pb::ColumnDef, existing: bool) {
-    let col = &cd.colname;
+fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef, existing: bool) {
+    let col = &quote_ident(&cd.colname);
     if let Some(t) = &cd.type_name {
-        column_type_findings(f, table, col, t);
+        column_type_findings(f, table, &cd.colname, t);
         if SERIAL_TYPES.contains(&type_last_name(t)) && existing {
             f.rewrites = true;
             f.find(
@@ -910,7 +915,7 @@ fn add_column(f: &mut Facts, table: &str, cd: &pb::ColumnDef, existing: bool) {
             pb::ConstrType::ConstrNotnull | pb::ConstrType::ConstrPrimary => not_null = true,
             pb::ConstrType::ConstrForeign => {
                 if let Some(pk) = &c.pktable {
-                    f.lock(rv_name(pk), ShareRowExclusive);
+                    f.lock(&rv_name(pk), ShareRowExclusive);
                 }
             }
             _ => {}
@@ -937,20 +942,20 @@ fn add_column(f: &mut Facts, table: &str, cd: &pb::ColumnDef, existing: bool) {
 
 fn add_constraint(
     f: &mut Facts,
-    table: &str,
+    table: &RelationName,
     con: &pb::Constraint,
     existing: bool,
     ctx: &mut Context,
 ) -> LockMode {
     let name = if con.conname.is_empty() {
-        "(unnamed)"
+        "(unnamed)".to_string()
     } else {
-        con.conname.as_str()
+        quote_ident(&con.conname)
     };
     match pb::ConstrType::try_from(con.contype).unwrap_or(pb::ConstrType::Undefined) {
         pb::ConstrType::ConstrForeign => {
             if let Some(pk) = &con.pktable {
-                f.lock(rv_name(pk), ShareRowExclusive);
+                f.lock(&rv_name(pk), ShareRowExclusive);
             }
             if !con.skip_validation && existing {
                 f.find(
@@ -962,13 +967,12 @@ fn add_constraint(
         }
         pb::ConstrType::ConstrCheck => {
             if let Some(column) = is_not_null_check(con) {
-                let target = (table.to_string(), column);
                 if !con.conname.is_empty() {
                     ctx.not_null_checks
-                        .insert(con.conname.clone(), target.clone());
+                        .insert((table.clone(), con.conname.clone()), column.clone());
                 }
                 if !con.skip_validation {
-                    ctx.validated_not_null.insert(target);
+                    ctx.validated_not_null.insert((table.clone(), column));
                 }
             }
             if !con.skip_validation && existing {
@@ -1022,7 +1026,11 @@ fn rename(s: &pb::RenameStmt) -> Facts {
             f.breaking = true;
             f.find(
                 "rename-column",
-                format!("renaming {rel}.{} to {}", s.subname, s.newname),
+                format!(
+                    "renaming {rel}.{} to {}",
+                    quote_ident(&s.subname),
+                    quote_ident(&s.newname)
+                ),
             );
         }
         Ot::ObjectTable
@@ -1032,7 +1040,10 @@ fn rename(s: &pb::RenameStmt) -> Facts {
         | Ot::ObjectForeignTable => {
             f.lock(&rel, AccessExclusive);
             f.breaking = true;
-            f.find("rename-table", format!("renaming {rel} to {}", s.newname));
+            f.find(
+                "rename-table",
+                format!("renaming {rel} to {}", quote_ident(&s.newname)),
+            );
         }
         // ALTER INDEX … RENAME takes SHARE UPDATE EXCLUSIVE since PostgreSQL 12.
         Ot::ObjectIndex => f.lock(&rel, ShareUpdateExclusive),
@@ -1057,12 +1068,14 @@ fn comment(s: &pb::CommentStmt) -> Facts {
         | Ot::ObjectMatview
         | Ot::ObjectIndex
         | Ot::ObjectSequence
-        | Ot::ObjectForeignTable => Some(parts.join(".")),
-        Ot::ObjectColumn if parts.len() >= 2 => Some(parts[..parts.len() - 1].join(".")),
+        | Ot::ObjectForeignTable => RelationName::from_parts(&parts),
+        Ot::ObjectColumn => parts
+            .split_last()
+            .and_then(|(_, table)| RelationName::from_parts(table)),
         _ => None,
     };
     if let Some(rel) = rel {
-        f.lock(rel, ShareUpdateExclusive);
+        f.lock(&rel, ShareUpdateExclusive);
     }
     f
 }
@@ -1097,8 +1110,9 @@ fn vacuum(s: &pb::VacuumStmt) -> Facts {
         if let Some(N::VacuumRelation(vr)) = r.node.as_ref()
             && let Some(rv) = &vr.relation
         {
-            names.push(rv_name(rv));
-            f.lock(rv_name(rv), mode);
+            let name = rv_name(rv);
+            f.lock(&name, mode);
+            names.push(name.to_string());
         }
     }
     if full {
@@ -1129,7 +1143,7 @@ fn reindex(s: &pb::ReindexStmt) -> Facts {
         if !concurrent {
             f.find("reindex-not-concurrent", format!("REINDEX {name}"));
         }
-        f.lock(name, mode);
+        f.lock(&name, mode);
     }
     f
 }

@@ -4,6 +4,7 @@
 
 mod classify;
 pub mod lock;
+mod name;
 mod parse;
 mod rules;
 
@@ -15,13 +16,14 @@ use crate::diag::Diagnostic;
 use crate::runbook::{Runbook, SqlText, Step, StepKind, vars};
 
 pub use lock::LockMode;
+pub use name::{NameError, RelationName, quote_ident};
 pub use parse::{SyntaxError, parse_statements};
 pub use rules::RULES;
 
 /// A lock a statement takes on a relation that exists before it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RelationLock {
-    pub relation: String,
+    pub relation: RelationName,
     pub mode: LockMode,
 }
 
@@ -60,7 +62,7 @@ pub struct StatementAnalysis {
     pub sql: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub relations: Vec<String>,
+    pub relations: Vec<RelationName>,
     pub lock: Option<LockMode>,
     pub locks: Vec<RelationLock>,
     pub transactional: bool,
@@ -70,7 +72,10 @@ pub struct StatementAnalysis {
     /// pgpilot cannot see what the statement does (DO, CALL): it is treated as destructive.
     pub opaque: bool,
     pub at_risk: Option<AtRisk>,
-    pub creates: Vec<String>,
+    pub creates: Vec<RelationName>,
+    /// The index a CREATE INDEX builds, for finding it in the catalog.
+    #[serde(skip)]
+    pub builds_index: Option<IndexBuild>,
     pub findings: Vec<Finding>,
     #[serde(skip)]
     pub start: usize,
@@ -78,14 +83,25 @@ pub struct StatementAnalysis {
     pub end: usize,
 }
 
+/// A named index a CREATE INDEX builds: it lives in its table's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexBuild {
+    pub table: RelationName,
+    /// The index's own name (no schema: it is the table's).
+    pub name: String,
+}
+
 /// Facts a statement leaves for the statements after it in the same runbook.
+/// Names compare by their exact parts: `"Orders"` is not `orders`, and
+/// `"my.table"` is not table `table` in schema `my`.
 #[derive(Debug, Default, Clone)]
 pub struct Context {
     /// Relations created earlier in the runbook: locks on them hurt nobody.
-    pub created: HashSet<String>,
-    /// CHECK (col IS NOT NULL) constraints: name → (table, column), and which are validated.
-    pub not_null_checks: HashMap<String, (String, String)>,
-    pub validated_not_null: HashSet<(String, String)>,
+    pub created: HashSet<RelationName>,
+    /// CHECK (col IS NOT NULL) constraints: (table, constraint) → column.
+    pub not_null_checks: HashMap<(RelationName, String), String>,
+    /// (table, column) pairs with a validated NOT NULL check.
+    pub validated_not_null: HashSet<(RelationName, String)>,
 }
 
 /// Analyzes SQL text: statements with their facts, or the syntax error.
@@ -392,5 +408,92 @@ fn step_risk(statements: &[StatementAnalysis], transactional: bool) -> crate::ru
         Risk::Medium
     } else {
         Risk::Low
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analyze(sql: &str) -> Vec<StatementAnalysis> {
+        analyze_sql(sql, &mut Context::default()).unwrap()
+    }
+
+    fn rules(a: &StatementAnalysis) -> Vec<&str> {
+        a.findings.iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn a_table_created_earlier_is_the_one_with_the_same_exact_name() {
+        let a = analyze(
+            r#"CREATE TABLE "a.b" (id int);
+               ALTER TABLE a.b ADD COLUMN x int;
+               ALTER TABLE "a.b" ADD COLUMN x int;
+               CREATE TABLE "Orders" (id int);
+               ALTER TABLE orders ADD COLUMN x int;
+               ALTER TABLE "Orders" ADD COLUMN x int"#,
+        );
+        let locked = |i: usize| -> Vec<String> {
+            a[i].locks.iter().map(|l| l.relation.to_string()).collect()
+        };
+        // Table `b` in schema `a`, and `orders`, already existed: their locks count.
+        assert_eq!(locked(1), ["a.b"]);
+        assert_eq!(locked(4), ["orders"]);
+        // The tables the runbook created: nobody else can be holding them.
+        assert!(locked(2).is_empty(), "{:?}", locked(2));
+        assert!(locked(5).is_empty(), "{:?}", locked(5));
+    }
+
+    #[test]
+    fn a_not_null_check_validated_on_another_table_does_not_cover_set_not_null() {
+        let a = analyze(
+            r#"ALTER TABLE "T" ADD CONSTRAINT x_nn CHECK (x IS NOT NULL) NOT VALID;
+               ALTER TABLE t VALIDATE CONSTRAINT x_nn;
+               ALTER TABLE "T" ALTER COLUMN x SET NOT NULL;
+               ALTER TABLE "T" VALIDATE CONSTRAINT x_nn;
+               ALTER TABLE "T" ALTER COLUMN x SET NOT NULL"#,
+        );
+        assert!(
+            rules(&a[2]).contains(&"set-not-null"),
+            "{:?}",
+            a[2].findings
+        );
+        assert!(
+            !rules(&a[4]).contains(&"set-not-null"),
+            "{:?}",
+            a[4].findings
+        );
+    }
+
+    #[test]
+    fn an_index_is_named_in_its_tables_schema_with_its_exact_name() {
+        let a = analyze(r#"CREATE INDEX CONCURRENTLY "IdxUpper" ON "Sales"."Orders" (id)"#);
+        assert_eq!(
+            a[0].builds_index,
+            Some(IndexBuild {
+                table: RelationName::new(Some("Sales"), "Orders"),
+                name: "IdxUpper".into(),
+            })
+        );
+        assert_eq!(a[0].creates[0].to_string(), r#""Sales"."IdxUpper""#);
+    }
+
+    #[test]
+    fn phrases_name_quoted_objects_in_their_sql_form() {
+        let a = analyze(
+            r#"DROP TABLE "my.table"; ALTER TABLE "Orders" DROP COLUMN "Total"; TRUNCATE public."Log", orders"#,
+        );
+        let phrases: Vec<String> = a
+            .iter()
+            .filter_map(|s| s.at_risk.as_ref().map(AtRisk::phrase))
+            .collect();
+        assert_eq!(
+            phrases,
+            [
+                r#"drop table "my.table""#,
+                r#"drop column "Orders"."Total""#,
+                r#"truncate public."Log", orders"#,
+            ]
+        );
     }
 }

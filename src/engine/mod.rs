@@ -6,6 +6,7 @@
 mod copier;
 pub mod failpoint;
 pub mod headless;
+mod index;
 pub mod open;
 mod recorder;
 mod rehearse;

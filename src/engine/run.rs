@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{CancelToken, Client, SimpleQueryMessage};
 
+use super::index::{IndexState, index_state, invalid};
 use super::recorder::TxnCopies;
 use super::state::{self, Status, StepState, UPSERT_SQL};
 use super::{
     Ask, Control, EngineEvent, EngineIo, Mode, Outcome, Reply, Session, StepOutcome, TargetInfo,
     failpoint, rehearse,
 };
-use crate::analysis::{self, StatementAnalysis, StepAnalysis};
+use crate::analysis::{self, RelationName, StatementAnalysis, StepAnalysis};
 use crate::audit::record::{Action, Event};
 use crate::pg::ConnSpec;
 use crate::runbook::{Expect, Phase, Settings, Step, StepKind, format_duration, vars};
@@ -1496,7 +1497,8 @@ impl Exec<'_> {
             Err(f) => {
                 // A CONCURRENTLY build that failed leaves an INVALID index behind;
                 // drop it so the retry (or a later run) starts clean.
-                self.drop_invalid_indexes(analyzed).await;
+                let states = self.index_states(step, analyzed).await;
+                self.drop_invalid_indexes(&invalid(&states)).await;
                 return Err(f);
             }
         };
@@ -1513,34 +1515,31 @@ impl Exec<'_> {
         Ok(result)
     }
 
-    async fn invalid_indexes(&self, statements: &[StatementAnalysis]) -> Vec<String> {
+    /// What the catalog says of each named index the statements build.
+    async fn index_states(&self, step: &Step, statements: &[StatementAnalysis]) -> Vec<IndexState> {
         let mut out = Vec::new();
-        for s in statements.iter().filter(|s| s.kind == "IndexStmt") {
-            for name in &s.creates {
-                let invalid = self
-                    .client()
-                    .query_opt(
-                        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
-                        &[name],
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.get::<_, bool>(0));
-                if invalid {
-                    out.push(name.clone());
-                }
+        for build in statements.iter().filter_map(|s| s.builds_index.as_ref()) {
+            let state = index_state(self.client(), build).await;
+            if let IndexState::Unknown(reason) = &state {
+                self.emit(EngineEvent::Notice {
+                    step: Some(step.id.clone()),
+                    severity: "WARNING".into(),
+                    message: format!(
+                        "could not read pg_index for index {} on {}: {reason}; look for it by hand (\\d {})",
+                        crate::analysis::quote_ident(&build.name),
+                        build.table,
+                        build.table
+                    ),
+                });
             }
+            out.push(state);
         }
         out
     }
 
-    async fn drop_invalid_indexes(&mut self, statements: &[StatementAnalysis]) {
-        for name in self.invalid_indexes(statements).await {
-            let sql = format!(
-                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                quote_qualified(&name)
-            );
+    async fn drop_invalid_indexes(&mut self, invalid: &[RelationName]) {
+        for name in invalid {
+            let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {name}");
             let ok = self.client().batch_execute(&sql).await.is_ok();
             self.emit(EngineEvent::Notice {
                 step: None,
@@ -1565,7 +1564,7 @@ impl Exec<'_> {
     ) -> Result<(), Outcome> {
         use crate::analysis::LockMode;
         use crate::runbook::OnBlockers;
-        let strong: Vec<(String, LockMode)> = a
+        let strong: Vec<(RelationName, LockMode)> = a
             .statements
             .iter()
             .flat_map(|s| s.locks.iter())
@@ -1677,9 +1676,10 @@ impl Exec<'_> {
     }
 
     /// A step that started on an earlier run and never recorded its end.
-    /// Returns true when its work is found complete (a valid index it built).
+    /// Returns true only when every index it builds is there, by its exact
+    /// name on its table, and valid: "applied" is never claimed for an object
+    /// that is not there.
     async fn in_doubt(&mut self, step: &Step, a: &StepAnalysis) -> Result<bool, Outcome> {
-        let invalid = self.invalid_indexes(&a.statements).await;
         self.emit(EngineEvent::Notice {
             step: Some(step.id.clone()),
             severity: "WARNING".into(),
@@ -1688,33 +1688,20 @@ impl Exec<'_> {
                 step.id
             ),
         });
-        if invalid.is_empty() {
-            let built: Vec<&String> = a
-                .statements
-                .iter()
-                .filter(|s| s.kind == "IndexStmt")
-                .flat_map(|s| s.creates.iter())
-                .collect();
-            let mut all_valid = !built.is_empty();
-            for name in built {
-                let valid = self
-                    .client()
-                    .query_opt(
-                        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
-                        &[name],
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.get::<_, bool>(0));
-                all_valid &= valid;
-            }
+        let states = self.index_states(step, &a.statements).await;
+        let left_invalid = invalid(&states);
+        if left_invalid.is_empty() {
+            let all_valid = !states.is_empty() && states.iter().all(|s| *s == IndexState::Valid);
             return Ok(all_valid);
         }
-        let phrase = format!("drop invalid index {}", invalid.join(", "));
+        let names = left_invalid
+            .iter()
+            .map(RelationName::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let phrase = format!("drop invalid index {names}");
         let what = format!(
-            "the interrupted build left INVALID index {}; it must be dropped before building again",
-            invalid.join(", ")
+            "the interrupted build left INVALID index {names}; it must be dropped before building again"
         );
         self.ask_phrase(
             Some(&step.id),
@@ -1725,7 +1712,7 @@ impl Exec<'_> {
             },
         )
         .await?;
-        self.drop_invalid_indexes(&a.statements).await;
+        self.drop_invalid_indexes(&left_invalid).await;
         Ok(false)
     }
 
@@ -2034,13 +2021,6 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempt - 1).min(10));
     let capped = exp.min(Duration::from_secs(30));
     capped.mul_f64(0.75 + fastrand::f64() * 0.5)
-}
-
-fn quote_qualified(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 /// Checks the step's expectation on its last result and keeps its capture.

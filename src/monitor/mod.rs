@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::analysis::LockMode;
+use crate::analysis::{LockMode, RelationName};
 pub use tree::{TreeNode, blocking_tree};
 
 /// One backend of the current database that is doing something or holds a
@@ -292,6 +292,7 @@ pub struct Holder {
     pub client: String,
     pub state: String,
     pub mode: String,
+    /// The relation in SQL form (`public."Orders"`), as the step names it.
     pub relation: String,
     pub xact_age_s: Option<f64>,
     pub query: String,
@@ -314,7 +315,7 @@ impl Holder {
 /// make a step wait, and every later query on the table wait behind it.
 pub async fn holders(
     client: &Client,
-    relation: &str,
+    relation: &RelationName,
     mode: LockMode,
 ) -> Result<Vec<Holder>, tokio_postgres::Error> {
     let conflicting: Vec<String> = LockMode::ALL
@@ -322,24 +323,27 @@ pub async fn holders(
         .filter(|m| m.conflicts_with(mode))
         .map(|m| m.name().to_string())
         .collect();
+    // The SQL form is what to_regclass reads back to this very relation.
+    let relation = relation.to_string();
     let rows = client
         .query(query::HOLDERS_SQL, &[&relation, &conflicting])
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Holder {
-            pid: r.get(0),
-            user: r.get(1),
-            application: r.get(2),
-            client: r.get(3),
-            state: r.get(4),
-            mode: r.get(5),
-            relation: relation.to_string(),
-            xact_age_s: r.get(6),
-            query: r.get::<_, Option<String>>(7).unwrap_or_default(),
+    rows.iter()
+        .map(|r| {
+            Ok(Holder {
+                pid: r.try_get("pid")?,
+                user: r.try_get("user_name")?,
+                application: r.try_get("application")?,
+                client: r.try_get("client")?,
+                state: r.try_get("state")?,
+                mode: r.try_get("mode")?,
+                relation: relation.clone(),
+                xact_age_s: r.try_get("xact_age_s")?,
+                query: r.try_get::<_, Option<String>>("query")?.unwrap_or_default(),
+            })
         })
-        .map(Holder::made_safe)
-        .collect())
+        .map(|h| h.map(Holder::made_safe))
+        .collect()
 }
 
 /// What to do to a backend from the lock panel.

@@ -53,13 +53,19 @@ SELECT a.pid,
     )
 }
 
-/// Sessions holding locks on `relation` that conflict with `mode`, with their
-/// transaction's age: what the pre-step guard reports.
+/// Sessions holding locks on `$1` (a relation name in SQL form, read by
+/// to_regclass as a statement would name it) that conflict with `$2`, with
+/// their transaction's age: what the pre-step guard reports.
 pub const HOLDERS_SQL: &str = "
 SELECT DISTINCT ON (a.pid)
-       a.pid, a.usename::text, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
-       coalesce(a.state, ''), l.mode,
-       extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 2000)
+       a.pid AS pid,
+       a.usename::text AS user_name,
+       coalesce(a.application_name, '') AS application,
+       coalesce(host(a.client_addr), 'local') AS client,
+       coalesce(a.state, '') AS state,
+       l.mode AS mode,
+       extract(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
+       left(a.query, 2000) AS query
   FROM pg_locks l
   JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.locktype = 'relation' AND l.granted
