@@ -1,9 +1,13 @@
 //! The audit trail as an auditor meets it: a log that proves its own
 //! integrity, a database copy that survives a lost connection, and exports.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use pgpilot::audit::chain::{self, GENESIS_HASH};
 use pgpilot::audit::cli::{ExportFormat, Filter, export_cmd, show_cmd, verify_cmd};
@@ -700,6 +704,90 @@ fn cli_verify_prints_the_contract_lines() {
 
     let out = run(&["audit", "show", "--since", "soon"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+// ---- hostile files: what the readers refuse ----
+
+/// `pgpilot audit …` in a bounded child (deadline, 1 GiB of address space).
+fn audit_bounded(args: &[&str], data_dir: &Path) -> common::Ran {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+    cmd.arg("audit")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("PGPILOT_DATA_DIR", data_dir);
+    common::run_bounded(&mut cmd, Duration::from_secs(20))
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn audit_show_verify_and_export_of_a_device_or_a_fifo_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.jsonl");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        (fifo, "a FIFO (named pipe)"),
+    ] {
+        for args in [
+            vec!["show", file],
+            vec!["verify", file],
+            vec!["export", "--format", "json", file],
+            vec!["export", "--format", "markdown", file],
+        ] {
+            let ran = audit_bounded(&args, dir.path());
+            assert_eq!(ran.code, 1, "{args:?}\n{ran}");
+            assert!(
+                ran.stderr.contains(&format!(
+                    "cannot read {file}: it is {kind}, not a regular file"
+                )),
+                "{args:?}\n{ran}"
+            );
+        }
+    }
+
+    // The default log, when something other than a file sits at its path.
+    let data = tempfile::tempdir().unwrap();
+    mkfifo(&data.path().join("audit.jsonl"));
+    let ran = audit_bounded(&["show"], data.path());
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(ran.stderr.contains("not a regular file"), "{ran}");
+}
+
+#[test]
+fn a_line_longer_than_any_record_is_an_error_naming_the_file_and_line() {
+    let (dir, log) = log_with(2);
+    // Two good records, then 65 MiB without a newline (sparse: no disk used).
+    let len = fs::metadata(log.path()).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(log.path())
+        .unwrap()
+        .set_len(len + 65 * 1024 * 1024)
+        .unwrap();
+    let path = log.path().to_str().unwrap();
+    let ran = audit_bounded(&["verify", path], dir.path());
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(
+        ran.stderr.contains(&format!(
+            "{path}:3: error: a line longer than 64 MiB, more than any record pgpilot writes"
+        )),
+        "{ran}"
+    );
+    for args in [vec!["show", path], vec!["export", "--format", "csv", path]] {
+        let ran = audit_bounded(&args, dir.path());
+        assert_eq!(ran.code, 1, "{args:?}\n{ran}");
+        assert!(
+            ran.stderr
+                .contains(&format!("{path}:3: a line longer than 64 MiB")),
+            "{args:?}\n{ran}"
+        );
+    }
 }
 
 // ---- the database copy, against a real server ----

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::regular_file::{FileError, FileKind, mib};
+
 /// An audit failure. Tampering found by `audit verify` is not an error but a
 /// [`crate::audit::verify::VerifyReport`] finding; these are the failures
 /// that stop a record from being written or a log from being read.
@@ -23,6 +25,28 @@ pub enum AuditError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+
+    /// The path names a directory, a FIFO, a device…: audit files are regular files.
+    #[error("cannot {action} {}: it is {kind}, not a regular file; {remedy}", path.display())]
+    NotAFile {
+        action: &'static str,
+        path: PathBuf,
+        kind: FileKind,
+        remedy: &'static str,
+    },
+
+    /// A line longer than any record pgpilot writes.
+    #[error(
+        "{}:{line}: a line longer than {}, more than any record pgpilot writes: this is not \
+         a pgpilot audit log, or it was damaged; run `pgpilot audit verify {}`",
+        path.display(), mib(*limit as u64), path.display()
+    )]
+    LineTooLong {
+        path: PathBuf,
+        /// 1-based.
+        line: u64,
+        limit: usize,
     },
 
     /// A record needed to continue the chain cannot be read.
@@ -66,6 +90,20 @@ impl AuditError {
             action,
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// A file that could not be opened or read as a regular file.
+    pub(crate) fn file(action: &'static str, path: &Path, e: FileError) -> AuditError {
+        match e {
+            FileError::Io(source) => AuditError::io(action, path, source),
+            FileError::NotRegular(kind) => AuditError::NotAFile {
+                action,
+                path: path.to_path_buf(),
+                kind,
+                remedy: "name an audit log, a regular file such as audit.jsonl in the data directory",
+            },
+            other => AuditError::io(action, path, io::Error::other(other.to_string())),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::chain::{self, GENESIS_HASH, Head};
 use super::error::AuditError;
 use super::record::{AuditRecord, Context, Event};
 use super::redact::redact;
+use crate::regular_file::{Line, mib, read_line};
 
 /// Environment variable naming the data directory (tests and CI set it).
 pub const DATA_DIR_ENV: &str = "PGPILOT_DATA_DIR";
@@ -229,6 +230,17 @@ impl AuditLog {
             .map_err(|e| AuditError::io("encode a record for", &self.path, io::Error::other(e)))?;
         let mut line = serde_json::to_string(&rec)
             .map_err(|e| AuditError::io("encode a record for", &self.path, io::Error::other(e)))?;
+        if line.len() > chain::MAX_RECORD_LINE {
+            return Err(AuditError::io(
+                "append to",
+                &self.path,
+                io::Error::other(format!(
+                    "the record would be {} bytes long, more than a record may hold ({})",
+                    line.len(),
+                    mib(chain::MAX_RECORD_LINE as u64)
+                )),
+            ));
+        }
         line.push('\n');
         if missing_newline {
             line.insert(0, '\n');
@@ -416,7 +428,7 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
         // The last line: after the last newline of `body`.
         let last_nl = body.iter().rposition(|b| *b == b'\n');
         if last_nl.is_none() && start > 0 {
-            window = (window * 2).min(len);
+            window = grow(window, len, path)?;
             continue;
         }
         let line_start = last_nl.map_or(0, |i| i + 1);
@@ -442,7 +454,7 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
                 let prev_body = &body[..line_start - 1];
                 let prev_nl = prev_body.iter().rposition(|b| *b == b'\n');
                 if prev_nl.is_none() && start > 0 {
-                    window = (window * 2).min(len);
+                    window = grow(window, len, path)?;
                     continue;
                 }
                 let prev = &prev_body[prev_nl.map_or(0, |i| i + 1)..];
@@ -451,6 +463,22 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
             }
         }
     }
+}
+
+/// The next, larger window of [`read_tail`]; never more than two lines of
+/// the longest record pgpilot writes (the last line may be a torn one).
+fn grow(window: u64, len: u64, path: &Path) -> Result<u64, AuditError> {
+    let most = 2 * (chain::MAX_RECORD_LINE as u64 + 1);
+    if window >= most {
+        return Err(damaged_tail(
+            path,
+            format!(
+                "its last line is longer than any record pgpilot writes ({})",
+                mib(chain::MAX_RECORD_LINE as u64)
+            ),
+        ));
+    }
+    Ok((window * 2).min(len).min(most))
 }
 
 fn parse_record(line: &[u8]) -> Result<AuditRecord, String> {
@@ -530,12 +558,22 @@ fn hash_at(file: &File, path: &Path, seq: u64) -> Result<Option<String>, AuditEr
         .seek(SeekFrom::Start(0))
         .map_err(|e| AuditError::io("read", path, e))?;
     let mut line = Vec::new();
+    let mut number = 0u64;
     loop {
         line.clear();
-        let n = io::BufRead::read_until(&mut reader, b'\n', &mut line)
-            .map_err(|e| AuditError::io("read", path, e))?;
-        if n == 0 {
-            return Ok(None);
+        number += 1;
+        match read_line(&mut reader, &mut line, chain::MAX_RECORD_LINE)
+            .map_err(|e| AuditError::io("read", path, e))?
+        {
+            Line::End => return Ok(None),
+            Line::TooLong => {
+                return Err(AuditError::LineTooLong {
+                    path: path.to_path_buf(),
+                    line: number,
+                    limit: chain::MAX_RECORD_LINE,
+                });
+            }
+            Line::Complete | Line::Unterminated => {}
         }
         if let Ok(rec) = serde_json::from_slice::<AuditRecord>(&line)
             && rec.seq == seq
