@@ -244,7 +244,7 @@ pub fn write_head_to(f: &fs::File, path: &Path, head: &Head) -> Result<(), Audit
 /// Syncs the head file, so after a power loss it is where the session left
 /// it. Best effort: the head is allowed to lag anyway.
 pub fn sync_head(path: &Path) {
-    if let Ok(f) = fs::File::open(path) {
+    if let Ok(f) = super::local::open_private_read(path) {
         let _ = f.sync_all();
     }
 }

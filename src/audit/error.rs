@@ -27,6 +27,17 @@ pub enum AuditError {
         source: io::Error,
     },
 
+    /// The data directory could be written by someone else, who could then
+    /// plant links or replace the log.
+    #[error("the data directory {} {problem}: others could replace or redirect the audit log there; {remedy}", dir.display())]
+    UnsafeDataDir {
+        dir: PathBuf,
+        /// What is wrong, e.g. "is writable by group or others (mode 0777)".
+        problem: String,
+        /// The command that fixes it.
+        remedy: String,
+    },
+
     /// The path names a directory, a FIFO, a device…: audit files are regular files.
     #[error("cannot {action} {}: it is {kind}, not a regular file; {remedy}", path.display())]
     NotAFile {
@@ -116,6 +127,12 @@ fn location(path: &Path, line: Option<u64>) -> String {
 }
 
 fn io_hint(e: &io::Error) -> &'static str {
+    // O_NOFOLLOW refuses a symbolic link with ELOOP.
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return "; it is a symbolic link, and pgpilot never writes an audit file through \
+                one (a planted link would redirect the record): remove the link, and find \
+                out who put it there";
+    }
     match e.kind() {
         io::ErrorKind::PermissionDenied => {
             "; check the permissions of the data directory, or set PGPILOT_DATA_DIR \
