@@ -7,6 +7,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The UTF-8 byte-order mark some editors write at the start of a file.
+pub const BOM: char = '\u{feff}';
+
 /// A file whose text diagnostics point into.
 #[derive(Debug)]
 pub struct SourceFile {
@@ -31,7 +34,11 @@ impl SourceFile {
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
-        let start = self.line_starts[line - 1];
+        let mut start = self.line_starts[line - 1];
+        // A byte-order mark opening the file is no column an editor shows.
+        if line == 1 && self.text.starts_with(BOM) {
+            start = BOM.len_utf8().min(offset);
+        }
         let mut end = offset;
         while !self.text.is_char_boundary(end) {
             end -= 1;
@@ -160,6 +167,15 @@ mod tests {
         // 'ç' is two bytes; 'd' is the second character on line 2.
         assert_eq!(f.line_col(5), (2, 2));
         assert_eq!(f.line_col(100), (3, 1));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_a_column() {
+        let f = SourceFile::new("a.sql", "\u{feff}ab\ncd".to_string());
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(3), (1, 1));
+        assert_eq!(f.line_col(4), (1, 2));
+        assert_eq!(f.line_col(7), (2, 2));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod monitor;
 pub mod pg;
 pub mod plan;
+pub mod regular_file;
 pub mod runbook;
 pub mod sandbox;
 pub mod style;

@@ -1,9 +1,13 @@
 //! The audit trail as an auditor meets it: a log that proves its own
 //! integrity, a database copy that survives a lost connection, and exports.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use pgpilot::audit::chain::{self, GENESIS_HASH};
 use pgpilot::audit::cli::{ExportFormat, Filter, export_cmd, show_cmd, verify_cmd};
@@ -700,6 +704,279 @@ fn cli_verify_prints_the_contract_lines() {
 
     let out = run(&["audit", "show", "--since", "soon"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+// ---- hostile files: what the readers refuse ----
+
+/// `pgpilot audit …` in a bounded child (deadline, 1 GiB of address space).
+fn audit_bounded(args: &[&str], data_dir: &Path) -> common::Ran {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+    cmd.arg("audit")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("PGPILOT_DATA_DIR", data_dir);
+    common::run_bounded(&mut cmd, Duration::from_secs(20))
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn audit_show_verify_and_export_of_a_device_or_a_fifo_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.jsonl");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        (fifo, "a FIFO (named pipe)"),
+    ] {
+        for args in [
+            vec!["show", file],
+            vec!["verify", file],
+            vec!["export", "--format", "json", file],
+            vec!["export", "--format", "markdown", file],
+        ] {
+            let ran = audit_bounded(&args, dir.path());
+            assert_eq!(ran.code, 1, "{args:?}\n{ran}");
+            assert!(
+                ran.stderr.contains(&format!(
+                    "cannot read {file}: it is {kind}, not a regular file"
+                )),
+                "{args:?}\n{ran}"
+            );
+        }
+    }
+
+    // The default log, when something other than a file sits at its path.
+    let data = tempfile::tempdir().unwrap();
+    mkfifo(&data.path().join("audit.jsonl"));
+    let ran = audit_bounded(&["show"], data.path());
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(ran.stderr.contains("not a regular file"), "{ran}");
+}
+
+#[test]
+fn a_line_longer_than_any_record_is_an_error_naming_the_file_and_line() {
+    let (dir, log) = log_with(2);
+    // Two good records, then 65 MiB without a newline (sparse: no disk used).
+    let len = fs::metadata(log.path()).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(log.path())
+        .unwrap()
+        .set_len(len + 65 * 1024 * 1024)
+        .unwrap();
+    let path = log.path().to_str().unwrap();
+    let ran = audit_bounded(&["verify", path], dir.path());
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(
+        ran.stderr.contains(&format!(
+            "{path}:3: error: a line longer than 64 MiB, more than any record pgpilot writes"
+        )),
+        "{ran}"
+    );
+    for args in [vec!["show", path], vec!["export", "--format", "csv", path]] {
+        let ran = audit_bounded(&args, dir.path());
+        assert_eq!(ran.code, 1, "{args:?}\n{ran}");
+        assert!(
+            ran.stderr
+                .contains(&format!("{path}:3: a line longer than 64 MiB")),
+            "{args:?}\n{ran}"
+        );
+    }
+}
+
+// ---- hostile files: what the writers refuse ----
+
+/// A file outside the data directory that a planted link points at; empty,
+/// so that a log following the link would take it for a fresh log and
+/// write to it.
+fn victim(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("victim");
+    fs::write(&path, "").unwrap();
+    path
+}
+
+#[test]
+fn a_symlink_planted_at_an_audit_file_is_not_followed() {
+    let (_src, source) = log_with(1);
+    let rec = read_records(source.path()).unwrap().remove(0);
+    for name in ["audit.jsonl", "audit.head", "spool.jsonl", "spool.lock"] {
+        let outside = tempfile::tempdir().unwrap();
+        let target = victim(outside.path());
+        let data = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&target, data.path().join(name)).unwrap();
+
+        let err = if name.starts_with("audit") {
+            AuditLog::open_in(data.path())
+                .and_then(|mut log| log.append(&ctx("r"), ev(Action::SessionStart, None)))
+                .unwrap_err()
+        } else {
+            DbAudit::new(data.path())
+                .spool_all(std::slice::from_ref(&rec))
+                .unwrap_err()
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(&data.path().join(name).display().to_string())
+                && text.contains("it is a symbolic link")
+                && text.contains("remove the link"),
+            "{name}: {text}"
+        );
+        assert_eq!(
+            fs::read_to_string(&target).unwrap(),
+            "",
+            "{name}: the link's target was written"
+        );
+    }
+}
+
+#[test]
+fn a_run_refuses_a_planted_link_and_a_data_directory_others_can_write() {
+    let root = tempfile::tempdir().unwrap();
+    let target = victim(root.path());
+    let run = |data: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+        cmd.args([
+            "run",
+            "tests/fixtures/valid/minimal.toml",
+            "--headless",
+            "--db",
+            "host=/nonexistent",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PGPILOT_DATA_DIR", data);
+        common::run_bounded(&mut cmd, Duration::from_secs(20))
+    };
+
+    let linked = root.path().join("linked");
+    fs::create_dir(&linked).unwrap();
+    fs::set_permissions(&linked, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&target, linked.join("audit.jsonl")).unwrap();
+    let ran = run(&linked);
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(
+        ran.stderr.contains("cannot open the local audit log")
+            && ran.stderr.contains("it is a symbolic link"),
+        "{ran}"
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "");
+
+    let open = root.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let ran = run(&open);
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(
+        ran.stderr.contains(&format!(
+            "the data directory {} is writable by group or others (mode 0777)",
+            open.display()
+        )) && ran
+            .stderr
+            .contains(&format!("run `chmod 700 {}`", open.display())),
+        "{ran}"
+    );
+    assert!(!open.join("audit.jsonl").exists());
+}
+
+#[test]
+fn a_data_directory_others_could_write_or_that_is_not_yours_is_refused() {
+    for mode in [0o777, 0o770, 0o702, 0o1777] {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+        let err = AuditLog::open_in(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("is writable by group or others")
+                && err.contains(&format!("chmod 700 {}", dir.path().display())),
+            "mode {mode:o}: {err}"
+        );
+        assert!(!dir.path().join("audit.jsonl").exists());
+        // The spool's directory is held to the same rule.
+        assert!(
+            DbAudit::new(dir.path()).spooled().is_err(),
+            "mode {mode:o}: the spool was read"
+        );
+    }
+    // A private directory, or a readable one, is fine.
+    for mode in [0o700, 0o755] {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+        AuditLog::open_in(dir.path()).unwrap();
+    }
+    // Owned by someone else: only root can arrange that in a test.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        let err = AuditLog::open_in(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("is owned by uid 65534, not by you (uid 0)") && err.contains("chown"),
+            "{err}"
+        );
+    }
+}
+
+/// Set in the child process of the test below: the data directory to append in.
+const FULL_DISK_CHILD: &str = "PGPILOT_TEST_FULL_DISK_DIR";
+
+#[test]
+fn a_record_cut_short_by_a_full_disk_is_removed_and_the_log_still_verifies() {
+    if let Some(dir) = std::env::var_os(FULL_DISK_CHILD) {
+        // The child: a file size limit 100 bytes past the end of the log
+        // stops the next record part way, as a full disk would.
+        let dir = Path::new(&dir);
+        let len = fs::metadata(dir.join("audit.jsonl")).unwrap().len();
+        let limit = libc::rlimit {
+            rlim_cur: len + 100,
+            rlim_max: len + 100,
+        };
+        // SAFETY: plain system calls on valid arguments; SIGXFSZ ignored so
+        // the write fails with EFBIG instead of killing the process.
+        unsafe {
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        }
+        let mut log = AuditLog::open_in(dir).unwrap();
+        let mut e = ev(Action::Notice, None);
+        e.message = Some("x".repeat(1000));
+        match log.append(&ctx("r"), e) {
+            Ok(rec) => println!("CHILD: written seq {}", rec.seq),
+            Err(err) => println!("CHILD: refused: {err}"),
+        }
+        return;
+    }
+    let (dir, log) = log_with(3);
+    let before = fs::read(log.path()).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "a_record_cut_short_by_a_full_disk_is_removed_and_the_log_still_verifies",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(FULL_DISK_CHILD, dir.path());
+    let ran = common::run_bounded(&mut cmd, Duration::from_secs(60));
+    assert!(
+        ran.stdout.contains("CHILD: refused: cannot append to"),
+        "the write must fail\n{ran}"
+    );
+    assert_eq!(
+        fs::read(log.path()).unwrap(),
+        before,
+        "no partial record may be left\n{ran}"
+    );
+    let report = verify(log.path()).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.records, 3);
+    // And the chain goes on from where it was.
+    let mut log = AuditLog::open_in(dir.path()).unwrap();
+    let rec = log.append(&ctx("r"), ev(Action::SessionEnd, None)).unwrap();
+    assert_eq!(rec.seq, 4);
+    assert!(verify(log.path()).unwrap().is_intact());
 }
 
 // ---- the database copy, against a real server ----

@@ -1,8 +1,11 @@
 //! `pgpilot check` and `plan` as a user runs them: exit codes, and errors that
 //! name the file, line and column with what to do.
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 fn pgpilot(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
@@ -264,4 +267,189 @@ fn text_plan_explains_locks_and_phrases_for_a_trainee() {
     assert!(stdout.contains("drop-column:"), "{stdout}");
     assert!(stdout.contains("instead:"), "{stdout}");
     assert!(!stdout.contains('\x1b'), "no colour when piped");
+}
+
+// ---- files are files: what a runbook may name, and what pgpilot reads ----
+
+/// pgpilot `args` in a bounded child (deadline, 1 GiB of address space).
+fn pgpilot_bounded(args: &[&str], data_dir: &Path) -> common::Ran {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env("PGPILOT_DATA_DIR", data_dir);
+    common::run_bounded(&mut cmd, Duration::from_secs(20))
+}
+
+/// `rb/r.toml` under `root`: one check step reading `file`, its `file =`
+/// value at line 12, column 8; `header` goes on line 4, inside [runbook].
+fn runbook_naming(root: &Path, file: &str, header: &str) -> PathBuf {
+    let path = root.join("rb").join("r.toml");
+    std::fs::create_dir_all(root.join("rb")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[runbook]\nid = \"files\"\ntitle = \"Files are files\"\n{header}\n\n[[phase]]\nid = \"p\"\n\n[[phase.step]]\nid = \"s\"\nkind = \"check\"\nfile = \"{file}\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn a_step_file_outside_the_runbook_folder_or_not_a_regular_file_is_refused_at_its_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.join("rb/sql")).unwrap();
+    let outside = root.join("outside.sql");
+    std::fs::write(&outside, "SELECT 1").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("rb/sql/link.sql")).unwrap();
+    mkfifo(&root.join("rb/sql/fifo.sql"));
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("rb/sql/socket.sql")).unwrap();
+    // Sparse: 16 MiB and one byte, without writing them.
+    let big = std::fs::File::create(root.join("rb/sql/big.sql")).unwrap();
+    big.set_len(16 * 1024 * 1024 + 1).unwrap();
+    let absolute = outside.to_str().unwrap().to_string();
+
+    let cases: &[(&str, &str)] = &[
+        ("../outside.sql", "is outside the runbook's folder"),
+        (&absolute, "is an absolute path"),
+        (
+            "sql/link.sql",
+            "is outside the runbook's folder (it resolves to",
+        ),
+        (
+            "sql/fifo.sql",
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        ("sql/socket.sql", "it is a socket, not a regular file"),
+        ("/dev/zero", "is an absolute path"),
+        ("sql", "it is a directory, not a regular file"),
+        ("sql/big.sql", "it is larger than 16 MiB"),
+    ];
+    for (file, message) in cases {
+        let runbook = runbook_naming(root, file, "");
+        let runbook = runbook.to_str().unwrap();
+        for command in [
+            vec!["check", runbook],
+            vec!["plan", runbook],
+            vec!["run", runbook, "--headless", "--db", "host=/nonexistent"],
+        ] {
+            let ran = pgpilot_bounded(&command, data.path());
+            assert_eq!(ran.code, 1, "{command:?} with file = {file:?}\n{ran}");
+            assert!(
+                ran.stderr.contains(&format!("{runbook}:12:8: error: ")),
+                "{command:?}: the error must point at the file = value\n{ran}"
+            );
+            assert!(
+                ran.stderr.contains(message),
+                "{command:?}: {message:?}\n{ran}"
+            );
+            assert!(ran.stderr.contains("help: "), "{command:?}\n{ran}");
+        }
+    }
+}
+
+#[test]
+fn a_runbook_that_is_a_device_a_fifo_or_too_large_fails_fast() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("runbook.toml");
+    mkfifo(&fifo);
+    let big = tmp.path().join("big.toml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(16 * 1024 * 1024 + 1)
+        .unwrap();
+    let cases = [
+        ("/dev/zero", "it is a character device, not a regular file"),
+        (
+            fifo.to_str().unwrap(),
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (big.to_str().unwrap(), "it is larger than 16 MiB"),
+    ];
+    for (runbook, message) in cases {
+        for command in [
+            vec!["check", runbook],
+            vec!["plan", runbook],
+            vec!["run", runbook, "--headless", "--db", "host=/nonexistent"],
+        ] {
+            let ran = pgpilot_bounded(&command, tmp.path());
+            assert_eq!(ran.code, 1, "{command:?}\n{ran}");
+            assert!(
+                ran.stderr.contains(&format!(
+                    "{runbook}:1:1: error: cannot read the runbook: {message}"
+                )),
+                "{command:?}\n{ran}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_below_the_declared_sql_root_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("db/migrations")).unwrap();
+    std::fs::write(
+        root.join("db/migrations/0042_add_column.sql"),
+        "ALTER TABLE t ADD COLUMN c integer",
+    )
+    .unwrap();
+    let file = "../db/migrations/0042_add_column.sql";
+    let runbook = runbook_naming(root, file, "sql_root = \"../db/migrations\"");
+    let (code, stdout, stderr) = pgpilot(&["check", runbook.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // Without the declaration the same file is outside.
+    let runbook = runbook_naming(root, file, "");
+    let (code, _, stderr) = pgpilot(&["check", runbook.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("outside the runbook's folder"), "{stderr}");
+
+    // A root that does not exist is an error at its value.
+    let runbook = runbook_naming(root, "sql/x.sql", "sql_root = \"../nowhere\"");
+    let (code, _, stderr) = pgpilot(&["check", runbook.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4:12: error: sql_root: cannot find the folder",
+            runbook.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_opening_a_sql_file_is_accepted_and_locations_stay_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("rb/sql")).unwrap();
+    std::fs::write(root.join("rb/sql/ok.sql"), "\u{feff}SELECT 1;\nSELECT 2\n").unwrap();
+    let runbook = runbook_naming(root, "sql/ok.sql", "");
+    let (code, stdout, stderr) = pgpilot(&["check", runbook.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // The mark is no column: WHERE is the 15th character of line 1 as an
+    // editor shows it.
+    std::fs::write(
+        root.join("rb/sql/bad.sql"),
+        "\u{feff}SELECT 1 FROM WHERE;\nSELECT\n  FROM x WHERE;\n",
+    )
+    .unwrap();
+    let runbook = runbook_naming(root, "sql/bad.sql", "");
+    let (code, _, stderr) = pgpilot(&["check", runbook.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    let place = root.join("rb/sql/bad.sql");
+    assert!(
+        stderr.contains(&format!("{}:1:15: error: ", place.display()))
+            && stderr.contains("syntax error at or near \"WHERE\""),
+        "{stderr}"
+    );
 }

@@ -114,6 +114,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "change_type",
             "risk",
             "ticket",
+            "sql_root",
         ],
     ),
     (

@@ -43,6 +43,17 @@ use sha2::{Digest, Sha256};
 
 use super::error::AuditError;
 use super::record::AuditRecord;
+use crate::regular_file::{FileError, SOURCE_LIMIT, read_regular};
+
+/// The longest line a record may take. Records carry a step's whole SQL, up
+/// to [`SOURCE_LIMIT`] (16 MiB), and JSON escapes can make it longer; no
+/// record pgpilot writes exceeds this (the writer refuses one that would),
+/// and readers refuse a longer line instead of reading it to its end, so
+/// `audit show` of a file without newlines runs in bounded memory.
+pub const MAX_RECORD_LINE: usize = 4 * SOURCE_LIMIT as usize;
+
+/// The most a head file is read of: it is [`HEAD_LEN`] bytes.
+const HEAD_READ_LIMIT: u64 = 4096;
 
 /// `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -132,12 +143,21 @@ pub fn head_path(log: &Path) -> PathBuf {
 
 /// Reads the head file; `None` when there is none.
 pub fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(AuditError::io("read", path, e)),
+    let bytes = match read_regular(path, HEAD_READ_LIMIT) {
+        Ok(b) => b,
+        Err(FileError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(FileError::TooLarge { .. }) => {
+            return Err(AuditError::Damaged {
+                path: path.to_path_buf(),
+                line: Some(1),
+                reason: format!(
+                    "the head file is longer than {HEAD_READ_LIMIT} bytes, so it is not one pgpilot wrote"
+                ),
+            });
+        }
+        Err(e) => return Err(AuditError::file("read", path, e)),
     };
-    parse_head(&text, path)
+    parse_head(&String::from_utf8_lossy(&bytes), path)
 }
 
 /// Opens (creating with mode 0600, empty) the head file for reading and
@@ -224,7 +244,7 @@ pub fn write_head_to(f: &fs::File, path: &Path, head: &Head) -> Result<(), Audit
 /// Syncs the head file, so after a power loss it is where the session left
 /// it. Best effort: the head is allowed to lag anyway.
 pub fn sync_head(path: &Path) {
-    if let Ok(f) = fs::File::open(path) {
+    if let Ok(f) = super::local::open_private_read(path) {
         let _ = f.sync_all();
     }
 }

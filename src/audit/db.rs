@@ -23,7 +23,10 @@ use tokio_postgres::error::SqlState;
 
 use super::chain;
 use super::error::AuditError;
-use super::local::{FileLock, ensure_dir, open_private, open_private_rw};
+use super::local::{
+    FileLock, append_whole, ensure_dir, open_audit_file, open_private, open_private_read,
+    open_private_rw,
+};
 use super::record::{AuditRecord, AuditTarget};
 use crate::text::redact;
 
@@ -392,10 +395,14 @@ impl DbAudit {
         let mut line = serde_json::to_string(rec)
             .map_err(|e| AuditError::io("encode a record for", &self.spool, io::Error::other(e)))?;
         line.push('\n');
-        let mut file = open_private(&self.spool)?;
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| AuditError::io("append to", &self.spool, e))
+        let file = open_private(&self.spool)?;
+        let len = file
+            .metadata()
+            .map_err(|e| AuditError::io("inspect", &self.spool, e))?
+            .len();
+        append_whole(&file, &self.spool, len, line.as_bytes())?;
+        file.sync_data()
+            .map_err(|e| AuditError::io("sync", &self.spool, e))
     }
 
     /// The spool's bytes and length, read under the lock.
@@ -403,13 +410,13 @@ impl DbAudit {
         let lock = self.lock_file()?;
         let _guard = FileLock::exclusive(&lock, &self.lock)?;
         let mut bytes = Vec::new();
-        match File::open(&self.spool) {
+        match open_private_read(&self.spool) {
             Ok(mut f) => {
                 f.read_to_end(&mut bytes)
                     .map_err(|e| AuditError::io("read", &self.spool, e))?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(AuditError::io("read", &self.spool, e)),
+            Err(AuditError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let len = bytes.len() as u64;
         Ok((bytes, len))
@@ -421,9 +428,13 @@ impl DbAudit {
         let lock = self.lock_file()?;
         let _guard = FileLock::exclusive(&lock, &self.lock)?;
         let mut bytes = Vec::new();
-        if let Ok(mut f) = File::open(&self.spool) {
-            f.read_to_end(&mut bytes)
-                .map_err(|e| AuditError::io("read", &self.spool, e))?;
+        match open_private_read(&self.spool) {
+            Ok(mut f) => {
+                f.read_to_end(&mut bytes)
+                    .map_err(|e| AuditError::io("read", &self.spool, e))?;
+            }
+            Err(AuditError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let mut keep = Vec::new();
         for (line, rec) in parse_lines(&bytes) {
@@ -434,10 +445,7 @@ impl DbAudit {
             keep.push(b'\n');
         }
         if keep.is_empty() {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&self.spool)
-                .map_err(|e| AuditError::io("open", &self.spool, e))?;
+            let f = open_audit_file(OpenOptions::new().write(true), &self.spool)?;
             return f
                 .set_len(0)
                 .and_then(|()| f.sync_all())
@@ -445,17 +453,17 @@ impl DbAudit {
         }
         // Rewritten aside and renamed, so a crash leaves the old or the new spool.
         let tmp = self.spool.with_extension("jsonl.tmp");
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
+        let mut f = open_audit_file(
+            OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&keep)?;
-            f.sync_all()
-        };
-        write().map_err(|e| AuditError::io("write", &tmp, e))?;
+                .mode(0o600),
+            &tmp,
+        )?;
+        f.write_all(&keep)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| AuditError::io("write", &tmp, e))?;
         fs::rename(&tmp, &self.spool).map_err(|e| AuditError::io("replace", &self.spool, e))?;
         chain::sync_dir(&self.dir);
         Ok(())

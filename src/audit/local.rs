@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use chrono::{DurationRound, TimeDelta, Utc};
 use super::chain::{self, GENESIS_HASH, Head};
 use super::error::AuditError;
 use super::record::{AuditRecord, Context, Event};
+use crate::regular_file::{FileKind, Line, mib, read_line};
 use crate::text::redact;
 
 /// Environment variable naming the data directory (tests and CI set it).
@@ -40,25 +41,85 @@ pub fn default_log_path() -> Result<PathBuf, AuditError> {
     Ok(data_dir()?.join(LOG_FILE))
 }
 
-/// Creates the data directory (mode 0700) if missing.
+/// Creates the data directory (mode 0700) if missing, and refuses one that
+/// someone else could write to.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), AuditError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| AuditError::io("create the directory", dir, e))
+        .map_err(|e| AuditError::io("create the directory", dir, e))?;
+    check_private_dir(dir)
+}
+
+/// Whoever can write the data directory can plant a link or a FIFO at the
+/// log's path, or replace the log and its head file together, so it must be
+/// the user's own and closed to group and others.
+fn check_private_dir(dir: &Path) -> Result<(), AuditError> {
+    let meta = fs::metadata(dir).map_err(|e| AuditError::io("inspect", dir, e))?;
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid {
+        return Err(AuditError::UnsafeDataDir {
+            dir: dir.to_path_buf(),
+            problem: format!("is owned by uid {}, not by you (uid {euid})", meta.uid()),
+            remedy: format!(
+                "make it yours (`sudo chown {euid} {}`), or set {DATA_DIR_ENV} to a directory you own",
+                dir.display()
+            ),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(AuditError::UnsafeDataDir {
+            dir: dir.to_path_buf(),
+            problem: format!("is writable by group or others (mode {mode:04o})"),
+            remedy: format!("run `chmod 700 {}`", dir.display()),
+        });
+    }
+    Ok(())
+}
+
+/// Flags of every audit file pgpilot opens. O_NOFOLLOW: a symbolic link
+/// planted at the path fails the open (ELOOP) instead of sending records, or
+/// a truncation, to its target. O_NONBLOCK: a FIFO planted there is opened
+/// without waiting, then refused as not a regular file; writes to a regular
+/// file ignore the flag.
+const AUDIT_FILE_FLAGS: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
+/// Opens an audit file with [`AUDIT_FILE_FLAGS`] and refuses anything but a
+/// regular file.
+pub(crate) fn open_audit_file(options: &mut OpenOptions, path: &Path) -> Result<File, AuditError> {
+    let file = options
+        .custom_flags(AUDIT_FILE_FLAGS)
+        .open(path)
+        .map_err(|e| AuditError::io("open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| AuditError::io("inspect", path, e))?;
+    match FileKind::of(&meta) {
+        None => Ok(file),
+        Some(kind) => Err(AuditError::NotAFile {
+            action: "open",
+            path: path.to_path_buf(),
+            kind,
+            remedy: "pgpilot creates its audit files itself: remove what is at that path, \
+                     and find out who put it there",
+        }),
+    }
 }
 
 /// Opens (creating with mode 0600) a file for appending, and narrows its mode
 /// to 0600 if someone widened it.
 pub(crate) fn open_private(path: &Path) -> Result<File, AuditError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| AuditError::io("open", path, e))?;
+    let file = open_audit_file(
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600),
+        path,
+    )?;
     let meta = file
         .metadata()
         .map_err(|e| AuditError::io("inspect", path, e))?;
@@ -71,14 +132,61 @@ pub(crate) fn open_private(path: &Path) -> Result<File, AuditError> {
 
 /// Opens (creating with mode 0600) a file for reading and writing in place.
 pub(crate) fn open_private_rw(path: &Path) -> Result<File, AuditError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| AuditError::io("open", path, e))
+    open_audit_file(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+        path,
+    )
+}
+
+/// Opens an existing audit file of the data directory for reading.
+pub(crate) fn open_private_read(path: &Path) -> Result<File, AuditError> {
+    open_audit_file(OpenOptions::new().read(true), path)
+}
+
+/// Appends `bytes` (whole records) with one write(2), so they are in the file
+/// whole or not at all. A write that fails or comes up short (a full disk, a
+/// file size limit) is undone: the file is cut back to `len`, its length
+/// before, so no partial line is left to break the chain, and the error is
+/// returned. Callers hold the file's lock, so nothing else was appended.
+pub(crate) fn append_whole(
+    file: &File,
+    path: &Path,
+    len: u64,
+    bytes: &[u8],
+) -> Result<(), AuditError> {
+    let written = loop {
+        match (&*file).write(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
+    let cause = match written {
+        Ok(n) if n == bytes.len() => return Ok(()),
+        Ok(n) => io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "only {n} of {} bytes could be written (a full disk or a file size limit)",
+                bytes.len()
+            ),
+        ),
+        Err(e) => e,
+    };
+    match file.set_len(len) {
+        Ok(()) => Err(AuditError::io("append to", path, cause)),
+        Err(cut) => Err(AuditError::io(
+            "append to",
+            path,
+            io::Error::new(
+                cause.kind(),
+                format!("{cause}; removing the partial record failed too ({cut})"),
+            ),
+        )),
+    }
 }
 
 /// A `flock` on a file, released on drop (and by the kernel if
@@ -229,13 +337,22 @@ impl AuditLog {
             .map_err(|e| AuditError::io("encode a record for", &self.path, io::Error::other(e)))?;
         let mut line = serde_json::to_string(&rec)
             .map_err(|e| AuditError::io("encode a record for", &self.path, io::Error::other(e)))?;
+        if line.len() > chain::MAX_RECORD_LINE {
+            return Err(AuditError::io(
+                "append to",
+                &self.path,
+                io::Error::other(format!(
+                    "the record would be {} bytes long, more than a record may hold ({})",
+                    line.len(),
+                    mib(chain::MAX_RECORD_LINE as u64)
+                )),
+            ));
+        }
         line.push('\n');
         if missing_newline {
             line.insert(0, '\n');
         }
-        (&*file)
-            .write_all(line.as_bytes())
-            .map_err(|e| AuditError::io("append to", &self.path, e))?;
+        append_whole(&file, &self.path, len, line.as_bytes())?;
         let end = Head {
             seq: rec.seq,
             hash: rec.hash.clone(),
@@ -416,7 +533,7 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
         // The last line: after the last newline of `body`.
         let last_nl = body.iter().rposition(|b| *b == b'\n');
         if last_nl.is_none() && start > 0 {
-            window = (window * 2).min(len);
+            window = grow(window, len, path)?;
             continue;
         }
         let line_start = last_nl.map_or(0, |i| i + 1);
@@ -442,7 +559,7 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
                 let prev_body = &body[..line_start - 1];
                 let prev_nl = prev_body.iter().rposition(|b| *b == b'\n');
                 if prev_nl.is_none() && start > 0 {
-                    window = (window * 2).min(len);
+                    window = grow(window, len, path)?;
                     continue;
                 }
                 let prev = &prev_body[prev_nl.map_or(0, |i| i + 1)..];
@@ -451,6 +568,22 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
             }
         }
     }
+}
+
+/// The next, larger window of [`read_tail`]; never more than two lines of
+/// the longest record pgpilot writes (the last line may be a torn one).
+fn grow(window: u64, len: u64, path: &Path) -> Result<u64, AuditError> {
+    let most = 2 * (chain::MAX_RECORD_LINE as u64 + 1);
+    if window >= most {
+        return Err(damaged_tail(
+            path,
+            format!(
+                "its last line is longer than any record pgpilot writes ({})",
+                mib(chain::MAX_RECORD_LINE as u64)
+            ),
+        ));
+    }
+    Ok((window * 2).min(len).min(most))
 }
 
 fn parse_record(line: &[u8]) -> Result<AuditRecord, String> {
@@ -530,12 +663,22 @@ fn hash_at(file: &File, path: &Path, seq: u64) -> Result<Option<String>, AuditEr
         .seek(SeekFrom::Start(0))
         .map_err(|e| AuditError::io("read", path, e))?;
     let mut line = Vec::new();
+    let mut number = 0u64;
     loop {
         line.clear();
-        let n = io::BufRead::read_until(&mut reader, b'\n', &mut line)
-            .map_err(|e| AuditError::io("read", path, e))?;
-        if n == 0 {
-            return Ok(None);
+        number += 1;
+        match read_line(&mut reader, &mut line, chain::MAX_RECORD_LINE)
+            .map_err(|e| AuditError::io("read", path, e))?
+        {
+            Line::End => return Ok(None),
+            Line::TooLong => {
+                return Err(AuditError::LineTooLong {
+                    path: path.to_path_buf(),
+                    line: number,
+                    limit: chain::MAX_RECORD_LINE,
+                });
+            }
+            Line::Complete | Line::Unterminated => {}
         }
         if let Ok(rec) = serde_json::from_slice::<AuditRecord>(&line)
             && rec.seq == seq

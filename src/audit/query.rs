@@ -1,13 +1,14 @@
 //! Reading the local log back, and choosing records by runbook, time and action.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::chain::MAX_RECORD_LINE;
 use super::error::AuditError;
 use super::record::{Action, AuditRecord};
+use crate::regular_file::{Line, open_regular, read_line};
 
 /// Which records to show or export; every set field must match.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,19 +44,29 @@ pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// The records of a log in file order. Lines that cannot be read are left
-/// out here; `audit verify` names them.
+/// out here; `audit verify` names them. The log must be a regular file, and
+/// a line longer than any record is an error rather than read to its end.
 pub fn read_records(path: &Path) -> Result<Vec<AuditRecord>, AuditError> {
-    let file = File::open(path).map_err(|e| AuditError::io("read", path, e))?;
+    let file = open_regular(path).map_err(|e| AuditError::file("read", path, e))?;
     let mut out = Vec::new();
     let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
+    let mut line = 0u64;
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(AuditError::io("read", path, e)),
+        line += 1;
+        match read_line(&mut reader, &mut buf, MAX_RECORD_LINE)
+            .map_err(|e| AuditError::io("read", path, e))?
+        {
+            Line::End => break,
+            Line::TooLong => {
+                return Err(AuditError::LineTooLong {
+                    path: path.to_path_buf(),
+                    line,
+                    limit: MAX_RECORD_LINE,
+                });
+            }
+            Line::Complete | Line::Unterminated => {}
         }
         if let Ok(rec) = serde_json::from_slice::<AuditRecord>(&buf) {
             out.push(rec);

@@ -1,8 +1,7 @@
 //! `audit verify`: walks the chain and names the first line that breaks it.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -11,6 +10,7 @@ use super::chain::{self, GENESIS_HASH, Head};
 use super::error::AuditError;
 use super::local::FileLock;
 use super::record::AuditRecord;
+use crate::regular_file::{FileError, Line, mib, open_regular, read_line};
 
 /// The result of walking a log. Tampering is a finding here, not an error.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,8 @@ pub enum ProblemKind {
     Unparsable { reason: String },
     /// An empty line; pgpilot never writes one.
     BlankLine,
+    /// A line longer than any record pgpilot writes; not read to its end.
+    LineTooLong { limit: usize },
     /// The record's contents do not match its own hash.
     Edited { seq: u64 },
     /// `sql_sha256` is not the hash of `sql`.
@@ -77,6 +79,11 @@ impl fmt::Display for ProblemKind {
             ProblemKind::BlankLine => write!(
                 f,
                 "blank line: the log never contains one, so the file was edited"
+            ),
+            ProblemKind::LineTooLong { limit } => write!(
+                f,
+                "a line longer than {}, more than any record pgpilot writes: this is not a pgpilot audit log, or it was damaged",
+                mib(*limit as u64)
             ),
             ProblemKind::Edited { seq } => write!(
                 f,
@@ -159,10 +166,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         problem: None,
         notes: Vec::new(),
     };
-    let file = match File::open(path) {
+    let file = match open_regular(path) {
         Ok(f) => Some(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && head_path.exists() => None,
-        Err(e) => return Err(AuditError::io("read", path, e)),
+        Err(FileError::Io(e)) if e.kind() == io::ErrorKind::NotFound && head_path.exists() => None,
+        Err(e) => return Err(AuditError::file("read", path, e)),
     };
     let _lock = file
         .as_ref()
@@ -180,14 +187,22 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
+            let read = read_line(&mut reader, &mut buf, chain::MAX_RECORD_LINE)
                 .map_err(|e| AuditError::io("read", path, e))?;
-            if n == 0 {
+            if read == Line::End {
                 break;
             }
             lines_read += 1;
-            let complete = buf.last() == Some(&b'\n');
+            if read == Line::TooLong {
+                report.problem = Some(ChainProblem {
+                    line: lines_read,
+                    kind: ProblemKind::LineTooLong {
+                        limit: chain::MAX_RECORD_LINE,
+                    },
+                });
+                return Ok(report);
+            }
+            let complete = read == Line::Complete;
             let line = if complete {
                 &buf[..buf.len() - 1]
             } else {

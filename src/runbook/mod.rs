@@ -30,6 +30,9 @@ pub struct Runbook {
     pub declared_risk: Option<Risk>,
     pub declared_risk_at: Option<Location>,
     pub ticket: Option<String>,
+    /// `sql_root` from `[runbook]`, canonical: a folder outside the runbook's
+    /// own that its steps' files may lie in.
+    pub sql_root: Option<std::path::PathBuf>,
     pub target: Target,
     pub settings: Settings,
     pub phases: Vec<Phase>,

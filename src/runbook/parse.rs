@@ -12,7 +12,8 @@ use toml::Spanned;
 use super::toml_string::decode_offsets;
 use super::vars;
 use super::*;
-use crate::diag::{Diagnostic, Location, SourceFile, nearest};
+use crate::diag::{BOM, Diagnostic, Location, SourceFile, nearest};
+use crate::regular_file::{FileError, SOURCE_LIMIT, mib, read_regular};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +34,7 @@ struct RawHeader {
     change_type: Option<Spanned<String>>,
     risk: Option<Spanned<String>>,
     ticket: Option<String>,
+    sql_root: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -120,13 +122,24 @@ impl ScalarValue {
 
 /// Reads and validates a runbook file and the SQL files it names.
 pub fn load(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_regular(path, SOURCE_LIMIT).map_err(|e| {
+        let help = match &e {
+            FileError::Io(_) | FileError::NotRegular(_) => {
+                "check the path; runbooks are TOML files such as runbooks/add-column.toml"
+                    .to_string()
+            }
+            FileError::TooLarge { .. } => format!(
+                "pgpilot reads runbooks of up to {}; split the change into several runbooks",
+                mib(SOURCE_LIMIT)
+            ),
+            FileError::Replaced => "run the command again".to_string(),
+        };
         vec![
             Diagnostic::error(
                 Location::file(path),
                 format!("cannot read the runbook: {e}"),
             )
-            .with_help("check the path; runbooks are TOML files such as runbooks/add-column.toml"),
+            .with_help(help),
         ]
     })?;
     let text = text_of(path, bytes).map_err(|d| vec![d])?;
@@ -157,9 +170,10 @@ pub fn parse_str(path: &Path, text: String) -> Result<Runbook, Vec<Diagnostic>> 
         file: file.clone(),
         diags: Vec::new(),
         hasher: Sha256::new(),
+        sql_roots: Vec::new(),
     };
     p.hasher.update(file.text.as_bytes());
-    if file.text.trim().is_empty() {
+    if file.text.trim_start_matches(BOM).trim().is_empty() {
         return Err(vec![
             Diagnostic::error(Location::file(path), "the runbook is empty").with_help(
                 "a runbook needs a [runbook] table with id and title, and at least one [[phase]] with a [[phase.step]]",
@@ -179,6 +193,9 @@ struct Parser {
     file: Arc<SourceFile>,
     diags: Vec<Diagnostic>,
     hasher: Sha256,
+    /// The canonical folders a step's `file` may lie in: the runbook's own,
+    /// and `sql_root` when declared.
+    sql_roots: Vec<PathBuf>,
 }
 
 const TOP_KEYS: [&str; 4] = ["runbook", "target", "settings", "phase"];
@@ -261,6 +278,7 @@ impl Parser {
             }
             None => Settings::default(),
         };
+        let sql_root = self.sql_roots(header.sql_root.as_ref());
         let phases = self.phases(raw.phase, &settings);
         if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
             self.error(
@@ -280,6 +298,7 @@ impl Parser {
             declared_risk,
             declared_risk_at,
             ticket: header.ticket,
+            sql_root,
             target: target.unwrap_or_default(),
             settings,
             phases,
@@ -697,16 +716,128 @@ impl Parser {
         }
     }
 
-    fn sql_file(&mut self, f: &Spanned<String>) -> Option<SqlText> {
-        let dir = self.file.path.parent().unwrap_or(Path::new("."));
-        let path = dir.join(f.get_ref());
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+    /// The runbook's folder, as written (`.` for a bare file name).
+    fn folder(&self) -> PathBuf {
+        match self.file.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Sets where SQL files may lie: the runbook's folder, and the declared
+    /// `sql_root`, both with every link resolved. Returns the canonical
+    /// `sql_root`.
+    fn sql_roots(&mut self, declared: Option<&Spanned<String>>) -> Option<PathBuf> {
+        let folder = self.folder();
+        if let Ok(own) = std::fs::canonicalize(&folder) {
+            self.sql_roots.push(own);
+        }
+        let declared = declared?;
+        let at = declared.span().start;
+        let written = Path::new(declared.get_ref());
+        if written.as_os_str().is_empty() || written.is_absolute() {
+            self.error(
+                at,
+                format!("sql_root {:?} is not a folder relative to the runbook's folder", declared.get_ref()),
+                Some("name the folder of the runbook's .sql files relative to the runbook, e.g. sql_root = \"../db/migrations\"".into()),
+            );
+            return None;
+        }
+        let shown = folder.join(written);
+        let root = match std::fs::canonicalize(&shown) {
+            Ok(r) => r,
             Err(e) => {
                 self.error(
-                    f.span().start,
+                    at,
+                    format!("sql_root: cannot find the folder {}: {e}", shown.display()),
+                    Some("sql_root is relative to the runbook's folder; check the name, or create the folder".into()),
+                );
+                return None;
+            }
+        };
+        if !root.is_dir() {
+            self.error(
+                at,
+                format!("sql_root: {} is not a folder", shown.display()),
+                Some("name the folder that holds the runbook's .sql files".into()),
+            );
+            return None;
+        }
+        self.sql_roots.push(root.clone());
+        Some(root)
+    }
+
+    /// Where a step's `file` is: the path as written (for messages) and the
+    /// canonical path to read, which must lie below one of the SQL roots.
+    fn sql_path(&self, name: &str) -> Result<(PathBuf, PathBuf), (String, String)> {
+        let roots_help = "keep .sql files in the runbook's folder, or declare the folder that holds them with sql_root = \"…\" in [runbook] (a folder relative to the runbook's folder)";
+        let written = Path::new(name);
+        if written.is_absolute() {
+            return Err((
+                format!(
+                    "file {name:?} is an absolute path; a step's file is relative to the runbook's folder"
+                ),
+                roots_help.to_string(),
+            ));
+        }
+        let shown = self.folder().join(written);
+        let real = std::fs::canonicalize(&shown).map_err(|e| {
+            (
+                format!("cannot read SQL file {}: {e}", shown.display()),
+                "file is relative to the runbook's folder; check the name".to_string(),
+            )
+        })?;
+        if !self.sql_roots.iter().any(|root| real.starts_with(root)) {
+            let resolved = if real == shown {
+                String::new()
+            } else {
+                format!(" (it resolves to {})", real.display())
+            };
+            return Err((
+                format!(
+                    "SQL file {} is outside the runbook's folder{}{resolved}",
+                    shown.display(),
+                    if self.sql_roots.len() > 1 {
+                        " and its sql_root"
+                    } else {
+                        ""
+                    },
+                ),
+                roots_help.to_string(),
+            ));
+        }
+        Ok((shown, real))
+    }
+
+    fn sql_file(&mut self, f: &Spanned<String>) -> Option<SqlText> {
+        let at = f.span().start;
+        let (path, real) = match self.sql_path(f.get_ref()) {
+            Ok(p) => p,
+            Err((message, help)) => {
+                self.error(at, message, Some(help));
+                return None;
+            }
+        };
+        let bytes = match read_regular(&real, SOURCE_LIMIT) {
+            Ok(b) => b,
+            Err(e) => {
+                let help = match &e {
+                    FileError::Io(_) => {
+                        "file is relative to the runbook's folder; check the name".to_string()
+                    }
+                    FileError::NotRegular(_) => {
+                        "name a .sql file: pgpilot reads only regular files".to_string()
+                    }
+                    FileError::TooLarge { .. } => format!(
+                        "pgpilot reads SQL files of up to {}; split the statements over several steps",
+                        mib(SOURCE_LIMIT)
+                    ),
+                    FileError::Replaced => "run the command again".to_string(),
+                };
+                self.error(
+                    at,
                     format!("cannot read SQL file {}: {e}", path.display()),
-                    Some("file is relative to the runbook's folder; check the name".into()),
+                    Some(help),
                 );
                 return None;
             }
@@ -717,17 +848,27 @@ impl Parser {
                 self.diags.push(d);
                 None
             }
-            Ok(text) if text.trim().is_empty() => {
-                self.diags.push(
-                    Diagnostic::error(Location::file(&path), "the SQL file is empty").with_help(
-                        "write the step's statements in it, or point file at another file",
-                    ),
-                );
-                None
-            }
             Ok(text) => {
-                let source = SourceFile::new(path, text.clone());
-                Some(SqlText::new(text, source, None, 0))
+                // A byte-order mark is no SQL; PostgreSQL's parser would
+                // take it for a token. The source keeps it, so locations
+                // are counted from the file's real start.
+                let bom = if text.starts_with(BOM) {
+                    BOM.len_utf8()
+                } else {
+                    0
+                };
+                let sql = text[bom..].to_string();
+                if sql.trim().is_empty() {
+                    self.diags.push(
+                        Diagnostic::error(Location::file(&path), "the SQL file is empty")
+                            .with_help(
+                                "write the step's statements in it, or point file at another file",
+                            ),
+                    );
+                    return None;
+                }
+                let source = SourceFile::new(path, text);
+                Some(SqlText::new(sql, source, None, bom))
             }
         }
     }
