@@ -369,10 +369,12 @@ pub async fn drive_session(
     options: RunOptions,
     driving: Driving,
 ) -> u8 {
+    let spec = match resolve(db.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let session =
-        match crate::engine::open::open(checked.runbook, checked.analysis, db.as_deref(), options)
-            .await
-        {
+        match crate::engine::open::open(checked.runbook, checked.analysis, &spec, options).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("pgpilot: {}", e.message);
@@ -418,17 +420,27 @@ fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, dri
     rt.block_on(drive_session(checked, conn.db, options, driving))
 }
 
-/// Resolves --db with libpq's fallbacks and connects; errors are printed.
+/// Resolves --db with libpq's fallbacks. What libpq would warn about (a
+/// password file ignored for its permissions, an unsupported option) is
+/// printed here, once, before anything connects: a connection that then
+/// fails for want of a password is explained. Errors are printed too.
+pub fn resolve(db: Option<&str>) -> Result<crate::pg::ConnSpec, u8> {
+    let spec = crate::pg::ConnSpec::resolve(db).map_err(|e| {
+        eprintln!("pgpilot: {e}");
+        exit::FAILED
+    })?;
+    for warning in spec.warnings() {
+        eprintln!("pgpilot: warning: {warning}");
+    }
+    Ok(spec)
+}
+
+/// Resolves --db (see [`resolve`]) and connects; errors are printed.
 async fn connect(
     conn: &Conn,
     application: &str,
 ) -> Result<(crate::pg::ConnSpec, crate::pg::Connection), u8> {
-    let spec = crate::pg::ConnSpec::resolve(conn.db.as_deref())
-        .map_err(|e| {
-            eprintln!("pgpilot: {e}");
-            exit::FAILED
-        })?
-        .with_application_name(application);
+    let spec = resolve(conn.db.as_deref())?.with_application_name(application);
     let connection = spec.connect().await.map_err(|e| {
         eprintln!("pgpilot: {e}");
         exit::FAILED

@@ -419,3 +419,18 @@ fn b_rolls_back_the_selected_applied_step_when_the_engine_waits() {
         "not applied: nothing to roll back"
     );
 }
+
+#[test]
+fn an_ignored_password_file_is_a_warning_in_the_log() {
+    let mut a = app(SessionKind::Run);
+    a.connection_warnings(&[
+        "password file /home/dba/.pgpass has group or world access and was ignored; \
+         permissions should be u=rw (0600) or less: chmod 0600 /home/dba/.pgpass"
+            .into(),
+    ]);
+    let s = screen(&a, 160, 45);
+    assert!(
+        s.contains("warning: password file /home/dba/.pgpass has group or world access"),
+        "{s}"
+    );
+}

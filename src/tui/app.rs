@@ -246,6 +246,15 @@ impl App {
         });
     }
 
+    /// What resolving the connection warned about (a password file ignored
+    /// for its permissions, …): already on stderr before the TUI opened, and
+    /// kept in view in the log.
+    pub fn connection_warnings(&mut self, warnings: &[String]) {
+        for warning in warnings {
+            self.log(LogLevel::Warn, format!("warning: {warning}"));
+        }
+    }
+
     fn step_mut(&mut self, id: &str) -> Option<&mut StepView> {
         self.steps.iter_mut().find(|s| s.id == id)
     }

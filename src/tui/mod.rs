@@ -48,6 +48,7 @@ pub async fn run(
         session.spec.redacted(),
         bindings,
     );
+    app.connection_warnings(session.spec.warnings());
     let long = session.runbook.settings.long_transaction;
     let monitor_spec = session.spec.with_application_name("pgpilot-monitor");
     let audit_ctx = session.recorder.context().clone();
