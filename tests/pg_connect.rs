@@ -862,8 +862,7 @@ id = "p"
 "#;
 
 #[tokio::test]
-async fn an_ignored_password_file_is_reported_by_every_connecting_command_without_its_password()
-{
+async fn an_ignored_password_file_is_reported_by_every_connecting_command_without_its_password() {
     let sb = password_sandbox().await;
     let home = tempfile::tempdir().expect("tempdir");
     let passfile = home.path().join("pgpass");
@@ -916,7 +915,11 @@ async fn an_ignored_password_file_is_reported_by_every_connecting_command_withou
         home.path(),
     );
     assert_eq!(said(&monitor), Some(0));
-    let status = pgpilot(&["status", &runbook, "--db", &postgres_db], &vars, home.path());
+    let status = pgpilot(
+        &["status", &runbook, "--db", &postgres_db],
+        &vars,
+        home.path(),
+    );
     assert_eq!(said(&status), Some(0));
     let run = pgpilot(
         &["run", &runbook, "--headless", "--db", &postgres_db],
