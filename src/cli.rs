@@ -548,22 +548,40 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
         return exit::FAILED;
     };
     rt.block_on(async move {
-        let (spec, connection) = match connect(&conn, "pgpilot-monitor").await {
-            Ok(c) => c,
+        use crate::monitor::{Feed, Watcher, text};
+        let spec = match resolve(conn.db.as_deref()) {
+            Ok(s) => s,
             Err(code) => return code,
         };
-        let monitor = match crate::monitor::Monitor::new(connection.client, long).await {
-            Ok(m) => m,
+        let mut watcher = match Watcher::connect(&spec, long, interval).await {
+            Ok(w) => w,
             Err(e) => {
-                eprintln!(
-                    "pgpilot: cannot set up the monitor session: {}",
-                    crate::pg::redact(&e.to_string())
-                );
+                eprintln!("pgpilot: {e}");
                 return exit::FAILED;
             }
         };
+        let print = |feed: &Feed| {
+            let now = chrono::Utc::now();
+            match format {
+                Format::Json => println!("{}", text::feed_to_json(feed, now)),
+                Format::Text => print!("{}", text::feed_to_text(feed, now)),
+            }
+        };
+        if once {
+            // One snapshot or exit 1: no retries, a script wants the answer.
+            return match watcher.next().await {
+                (feed @ Feed::Snapshot(_), _) => {
+                    print(&feed);
+                    exit::OK
+                }
+                (Feed::PollFailed { error, .. } | Feed::Disconnected { error, .. }, _) => {
+                    eprintln!("pgpilot: poll failed: {error}");
+                    exit::FAILED
+                }
+            };
+        }
         use std::io::IsTerminal;
-        if !once && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
             let t = spec.target();
             let ctx = crate::audit::record::Context {
                 session: format!("{:016x}", fastrand::u64(..)),
@@ -578,37 +596,24 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
                 ..Default::default()
             };
             return crate::tui::monitor_screen::run(
-                monitor,
+                watcher,
                 format!("{}:{}/{}", t.host, t.port, t.database),
                 interval,
                 ctx,
+                spec.warnings(),
             )
             .await;
         }
         loop {
-            match monitor.poll().await {
-                Ok(snap) => match format {
-                    Format::Json => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&snap).unwrap_or_default()
-                    ),
-                    Format::Text => print!("{}", crate::monitor::text::to_text(&snap)),
-                },
-                Err(e) => {
-                    eprintln!(
-                        "pgpilot: poll failed: {}",
-                        crate::pg::redact(&e.to_string())
-                    );
-                    if once {
-                        return exit::FAILED;
-                    }
-                }
+            let (feed, news) = watcher.next().await;
+            // A change of the connection is said once on stderr; every line
+            // on stdout says what the panel would.
+            if let Some(n) = news {
+                eprintln!("pgpilot: {}", text::news(&n));
             }
-            if once {
-                return exit::OK;
-            }
+            print(&feed);
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(watcher.due()) => {}
                 _ = tokio::signal::ctrl_c() => return exit::OK,
             }
         }
