@@ -373,10 +373,12 @@ pub async fn drive_session(
     options: RunOptions,
     driving: Driving,
 ) -> u8 {
+    let spec = match resolve(db.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let session =
-        match crate::engine::open::open(checked.runbook, checked.analysis, db.as_deref(), options)
-            .await
-        {
+        match crate::engine::open::open(checked.runbook, checked.analysis, &spec, options).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("pgpilot: {}", crate::text::for_terminal(&e.message));
@@ -422,17 +424,27 @@ fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, dri
     rt.block_on(drive_session(checked, conn.db, options, driving))
 }
 
-/// Resolves --db with libpq's fallbacks and connects; errors are printed.
+/// Resolves --db with libpq's fallbacks. What libpq would warn about (a
+/// password file ignored for its permissions, an unsupported option) is
+/// printed here, once, before anything connects: a connection that then
+/// fails for want of a password is explained. Errors are printed too.
+pub fn resolve(db: Option<&str>) -> Result<crate::pg::ConnSpec, u8> {
+    let spec = crate::pg::ConnSpec::resolve(db).map_err(|e| {
+        eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
+        exit::FAILED
+    })?;
+    for warning in spec.warnings() {
+        eprintln!("pgpilot: warning: {}", crate::text::for_terminal(warning));
+    }
+    Ok(spec)
+}
+
+/// Resolves --db (see [`resolve`]) and connects; errors are printed.
 async fn connect(
     conn: &Conn,
     application: &str,
 ) -> Result<(crate::pg::ConnSpec, crate::pg::Connection), u8> {
-    let spec = crate::pg::ConnSpec::resolve(conn.db.as_deref())
-        .map_err(|e| {
-            eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
-            exit::FAILED
-        })?
-        .with_application_name(application);
+    let spec = resolve(conn.db.as_deref())?.with_application_name(application);
     let connection = spec.connect().await.map_err(|e| {
         eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
         exit::FAILED
@@ -545,22 +557,48 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
         return exit::FAILED;
     };
     rt.block_on(async move {
-        let (spec, connection) = match connect(&conn, "pgpilot-monitor").await {
-            Ok(c) => c,
+        use crate::monitor::{Feed, Watcher, text};
+        let spec = match resolve(conn.db.as_deref()) {
+            Ok(s) => s,
             Err(code) => return code,
         };
-        let monitor = match crate::monitor::Monitor::new(connection.client, long).await {
-            Ok(m) => m,
+        let mut watcher = match Watcher::connect(&spec, long, interval).await {
+            Ok(w) => w,
             Err(e) => {
-                eprintln!(
-                    "pgpilot: cannot set up the monitor session: {}",
-                    crate::pg::redact(&e.to_string())
-                );
+                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
                 return exit::FAILED;
             }
         };
+        let print = |feed: &Feed| {
+            let now = chrono::Utc::now();
+            match format {
+                Format::Json => {
+                    println!("{}", crate::text::json_safe(text::feed_to_json(feed, now)))
+                }
+                Format::Text => print!(
+                    "{}",
+                    crate::text::for_terminal(&text::feed_to_text(feed, now))
+                ),
+            }
+        };
+        if once {
+            // One snapshot or exit 1: no retries, a script wants the answer.
+            return match watcher.next().await {
+                (feed @ Feed::Snapshot(_), _) => {
+                    print(&feed);
+                    exit::OK
+                }
+                (Feed::PollFailed { error, .. } | Feed::Disconnected { error, .. }, _) => {
+                    eprintln!(
+                        "pgpilot: poll failed: {}",
+                        crate::text::for_terminal(&error.to_string())
+                    );
+                    exit::FAILED
+                }
+            };
+        }
         use std::io::IsTerminal;
-        if !once && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
             let t = spec.target();
             let ctx = crate::audit::record::Context {
                 session: format!("{:016x}", fastrand::u64(..)),
@@ -575,37 +613,24 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
                 ..Default::default()
             };
             return crate::tui::monitor_screen::run(
-                monitor,
+                watcher,
                 format!("{}:{}/{}", t.host, t.port, t.database),
                 interval,
                 ctx,
+                spec.warnings(),
             )
             .await;
         }
         loop {
-            match monitor.poll().await {
-                Ok(snap) => match format {
-                    Format::Json => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&snap).unwrap_or_default()
-                    ),
-                    Format::Text => print!("{}", crate::monitor::text::to_text(&snap)),
-                },
-                Err(e) => {
-                    eprintln!(
-                        "pgpilot: poll failed: {}",
-                        crate::pg::redact(&e.to_string())
-                    );
-                    if once {
-                        return exit::FAILED;
-                    }
-                }
+            let (feed, news) = watcher.next().await;
+            // A change of the connection is said once on stderr; every line
+            // on stdout says what the panel would.
+            if let Some(n) = news {
+                eprintln!("pgpilot: {}", crate::text::for_terminal(&text::news(&n)));
             }
-            if once {
-                return exit::OK;
-            }
+            print(&feed);
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(watcher.due()) => {}
                 _ = tokio::signal::ctrl_c() => return exit::OK,
             }
         }

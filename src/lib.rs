@@ -8,6 +8,7 @@
 )]
 pub mod analysis;
 pub mod audit;
+pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod demo;

@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Lab, column, connect};
-use pgpilot::monitor::{Monitor, Signal, signal_backend};
+use pgpilot::monitor::{Feed, Monitor, News, Signal, Watcher, signal_backend};
+use pgpilot::pg::ConnSpec;
 use pgpilot::sandbox::{Sandbox, SandboxOptions};
 
 async fn backend_pid(c: &tokio_postgres::Client) -> i64 {
@@ -275,4 +276,257 @@ async fn cancel_and_terminate_reach_other_backends_but_never_pgpilots_own() {
             .await
             .is_err()
     );
+}
+
+/// A child process's stdout and stderr, collected by reader threads as they
+/// arrive, so the test can poll them with a deadline.
+struct Watched {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    fn spawn(mut command: std::process::Command) -> Watched {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pgpilot");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let sink = text.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut t = sink.lock().unwrap();
+                    t.push_str(&line);
+                    t.push('\n');
+                }
+            });
+            text
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Watched {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Polls stdout until `found` says yes (given stdout), for up to `limit`.
+    async fn wait_for(&self, what: &str, limit: Duration, found: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if found(&self.stdout()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- stdout\n{}\n--- stderr\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once() {
+    let lab = Lab::new();
+    let observer = lab.database("reconnect", &[]).await;
+    observer
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let db = lab.conninfo("reconnect");
+    let admin = connect(&lab.conninfo("postgres")).await;
+    let holder = connect(&db).await;
+    let waiter = connect(&db).await;
+    let holder_pid = backend_pid(&holder).await;
+    holder
+        .batch_execute("BEGIN; SELECT * FROM t")
+        .await
+        .unwrap();
+    let waiting =
+        tokio::spawn(async move { waiter.batch_execute("ALTER TABLE t ADD COLUMN x int").await });
+    wait_until_waiting(&observer, 1).await;
+
+    let monitor = Watched::spawn(lab.command(&["monitor", "--db", &db, "--interval", "250ms"]));
+    let chain_line = format!("  {holder_pid} idle in transaction");
+    monitor
+        .wait_for("the blocking chain", Duration::from_secs(20), |out| {
+            out.contains(&chain_line)
+        })
+        .await;
+
+    // No new connection to the database may succeed for now: the monitor
+    // must go on trying, with backoff, and say so on every line it prints.
+    admin
+        .batch_execute("ALTER DATABASE reconnect ALLOW_CONNECTIONS false")
+        .await
+        .unwrap();
+    let killed = column(
+        &admin,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+          WHERE application_name = 'pgpilot-monitor' AND datname = 'reconnect'",
+    )
+    .await;
+    assert_eq!(killed, ["t"], "one monitor backend to terminate");
+    monitor
+        .wait_for("the disconnected line", Duration::from_secs(20), |out| {
+            out.contains("monitor disconnected — reconnecting (attempt 1)")
+        })
+        .await;
+    monitor
+        .wait_for("a third attempt", Duration::from_secs(20), |out| {
+            out.contains("monitor disconnected — reconnecting (attempt 3)")
+        })
+        .await;
+    let lost = |err: &str| err.matches("monitor lost its connection").count();
+    assert_eq!(lost(&monitor.stderr()), 1, "{}", monitor.stderr());
+    assert!(
+        !monitor.stderr().contains("poll failed"),
+        "{}",
+        monitor.stderr()
+    );
+
+    admin
+        .batch_execute("ALTER DATABASE reconnect ALLOW_CONNECTIONS true")
+        .await
+        .unwrap();
+    let disconnected_at = monitor
+        .stdout()
+        .rfind("monitor disconnected")
+        .expect("printed above");
+    monitor
+        .wait_for(
+            "the chain again, after reconnecting",
+            Duration::from_secs(20),
+            |out| out[disconnected_at..].contains(&chain_line),
+        )
+        .await;
+    let err = monitor.stderr();
+    assert_eq!(lost(&err), 1, "the disconnect is logged once:\n{err}");
+    assert_eq!(
+        err.matches("monitor reconnected").count(),
+        1,
+        "the reconnect is logged once:\n{err}"
+    );
+    let monitors = column(
+        &admin,
+        "SELECT count(*) FROM pg_stat_activity \
+          WHERE application_name = 'pgpilot-monitor' AND datname = 'reconnect'",
+    )
+    .await;
+    assert_eq!(monitors, ["1"]);
+
+    drop(monitor);
+    holder.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reconnect_the_executor_is_still_marked_and_signals_still_guard_it() {
+    let lab = Lab::new();
+    let observer = lab.database("remark", &[]).await;
+    observer
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let db = lab.conninfo("remark");
+    let holder = connect(&db).await;
+    let executor = connect(&db).await;
+    let holder_pid = backend_pid(&holder).await as i32;
+    let executor_pid = backend_pid(&executor).await as i32;
+    holder
+        .batch_execute("BEGIN; SELECT * FROM t")
+        .await
+        .unwrap();
+    let altering = tokio::spawn(async move {
+        executor
+            .batch_execute("ALTER TABLE t ADD COLUMN x int")
+            .await
+    });
+    wait_until_waiting(&observer, 1).await;
+
+    let spec = ConnSpec::resolve(Some(&db)).expect("resolve");
+    let mut watcher = Watcher::connect(&spec, Duration::from_secs(300), Duration::from_millis(250))
+        .await
+        .expect("monitor connects");
+    watcher.set_executor(Some(executor_pid));
+    let first_pid = watcher.pid().expect("connected");
+    let killed = column(
+        &observer,
+        &format!("SELECT pg_terminate_backend({first_pid})"),
+    )
+    .await;
+    assert_eq!(killed, ["t"]);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let mut news = Vec::new();
+    let snapshot = loop {
+        assert!(Instant::now() < deadline, "no reconnect: {seen:?} {news:?}");
+        tokio::time::sleep_until(watcher.due()).await;
+        let (feed, n) = watcher.next().await;
+        news.extend(n);
+        match feed {
+            Feed::Snapshot(s) if seen.contains(&"disconnected") => break s,
+            Feed::Snapshot(_) => seen.push("snapshot"),
+            Feed::Disconnected { attempt, .. } => {
+                assert_eq!(attempt, 1, "the first attempt succeeds");
+                seen.push("disconnected")
+            }
+            Feed::PollFailed { error, .. } => panic!("poll failed on a live connection: {error}"),
+        }
+    };
+    assert!(
+        matches!(
+            news.as_slice(),
+            [News::Lost { .. }, News::Reconnected { attempts: 1, .. }]
+        ),
+        "{news:?}"
+    );
+    let new_pid = watcher.pid().expect("reconnected");
+    assert_ne!(new_pid, first_pid);
+    assert_eq!(snapshot.monitor_pid, new_pid);
+    let marked = snapshot.executor.as_ref().expect("the executor is marked");
+    assert_eq!(marked.pid, executor_pid);
+    assert_eq!(marked.blocked_by, [holder_pid]);
+    assert!(marked.waiting_for.is_some());
+
+    // The signal path runs on the new connection, and still refuses
+    // pgpilot's own sessions, the new monitor pid included.
+    for own in [executor_pid, new_pid] {
+        let refused = watcher.signal(own, Signal::Terminate).await;
+        assert!(refused.is_err(), "{own}: {refused:?}");
+    }
+    assert_eq!(
+        watcher.signal(holder_pid, Signal::Terminate).await,
+        Ok(true)
+    );
+    altering
+        .await
+        .unwrap()
+        .expect("the ALTER runs once the holder is gone");
 }

@@ -827,3 +827,110 @@ async fn next_notice(notices: &mut tokio::sync::mpsc::UnboundedReceiver<Notice>)
         .expect("a notice within 5 s")
         .expect("channel open")
 }
+
+/// Runs the pgpilot binary with `vars` set, the caller's PG* settings
+/// removed, and HOME and the audit directory in `home`.
+fn pgpilot(args: &[&str], vars: &[(&str, &str)], home: &Path) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+    for var in PG_VARS {
+        command.env_remove(var);
+    }
+    command
+        .args(args)
+        .envs(vars.iter().copied())
+        .env("HOME", home)
+        .env("PGPILOT_DATA_DIR", home.join("data"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run pgpilot")
+}
+
+const ONE_CHECK: &str = r#"
+[runbook]
+id = "one-check"
+title = "One check"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "select-one"
+  kind = "check"
+  sql = "SELECT 1"
+  expect = { rows = 1 }
+"#;
+
+#[tokio::test]
+async fn an_ignored_password_file_is_reported_by_every_connecting_command_without_its_password() {
+    let sb = password_sandbox().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let passfile = home.path().join("pgpass");
+    fs::write(
+        &passfile,
+        format!("*:{}:postgres:alice:{ALICE_PGPASS}\n", sb.port()),
+    )
+    .expect("write pgpass");
+    fs::set_permissions(&passfile, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let passfile_text = passfile.display().to_string();
+    let runbook = home.path().join("one-check.toml");
+    fs::write(&runbook, ONE_CHECK).expect("write runbook");
+    let runbook = runbook.display().to_string();
+    let warning = format!(
+        "pgpilot: warning: password file {passfile_text} has group or world access and was \
+         ignored; permissions should be u=rw (0600) or less: chmod 0600 {passfile_text}"
+    );
+    let said = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let everything = format!("{stdout}{stderr}");
+        assert!(
+            !everything.contains("rrect") && !everything.contains(ALICE_PASSWORD),
+            "the password was printed:\n{everything}"
+        );
+        assert_eq!(
+            stderr.matches(warning.as_str()).count(),
+            1,
+            "the warning, once:\n{everything}"
+        );
+        out.status.code()
+    };
+
+    // alice's password is only in the ignored file: the connection fails,
+    // and the warning says why.
+    let alice_db = alice(&sb);
+    let status = pgpilot(
+        &["status", &runbook, "--db", &alice_db],
+        &[("PGPASSFILE", &passfile_text)],
+        home.path(),
+    );
+    assert_eq!(said(&status), Some(1));
+
+    // The commands that connect as a trusted role succeed, and still warn.
+    let postgres_db = superuser(&sb);
+    let vars = [("PGPASSFILE", passfile_text.as_str())];
+    let monitor = pgpilot(
+        &["monitor", "--once", "--db", &postgres_db],
+        &vars,
+        home.path(),
+    );
+    assert_eq!(said(&monitor), Some(0));
+    let status = pgpilot(
+        &["status", &runbook, "--db", &postgres_db],
+        &vars,
+        home.path(),
+    );
+    assert_eq!(said(&status), Some(0));
+    let run = pgpilot(
+        &["run", &runbook, "--headless", "--db", &postgres_db],
+        &vars,
+        home.path(),
+    );
+    assert_eq!(said(&run), Some(0));
+    let rollback = pgpilot(
+        &["rollback", &runbook, "--headless", "--db", &postgres_db],
+        &vars,
+        home.path(),
+    );
+    assert_eq!(said(&rollback), Some(0));
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use pgpilot::check::check_file;
 use pgpilot::engine::{Ask, Control, EngineEvent, Reply, StepOutcome, TargetInfo};
-use pgpilot::monitor::{Backend, LockWait, build};
+use pgpilot::monitor::{Backend, Feed, LockWait, build};
 use pgpilot::tui::app::{App, DialogKind, Panel, SessionKind, StepState};
 use pgpilot::tui::keys::defaults;
 use pgpilot::tui::update::{Command, handle_key};
@@ -418,4 +418,84 @@ fn b_rolls_back_the_selected_applied_step_when_the_engine_waits() {
         None,
         "not applied: nothing to roll back"
     );
+}
+
+#[test]
+fn an_ignored_password_file_is_a_warning_in_the_log() {
+    let mut a = app(SessionKind::Run);
+    a.connection_warnings(&[
+        "password file /home/dba/.pgpass has group or world access and was ignored; \
+         permissions should be u=rw (0600) or less: chmod 0600 /home/dba/.pgpass"
+            .into(),
+    ]);
+    let s = screen(&a, 160, 45);
+    assert!(
+        s.contains("warning: password file /home/dba/.pgpass has group or world access"),
+        "{s}"
+    );
+}
+
+/// The monitor's connection lost at 09:14:07 UTC, third reconnect attempt next.
+fn disconnected() -> Feed {
+    Feed::Disconnected {
+        attempt: 3,
+        since: chrono::DateTime::parse_from_rfc3339("2026-11-23T09:14:07Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc),
+        error: "connection closed (terminating connection due to administrator command [57P01])"
+            .into(),
+    }
+}
+
+#[test]
+fn a_disconnected_monitor_says_so_instead_of_a_stale_lock_panel() {
+    let mut a = app(SessionKind::Run);
+    three_level_chain(&mut a);
+    a.on_feed(disconnected());
+    let s = screen(&a, 160, 45);
+    assert!(s.contains("Locks — monitor disconnected"), "{s}");
+    assert!(
+        s.contains("monitor disconnected — reconnecting (attempt 3)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("lost at 09:14:07 UTC: connection closed (terminating connection"),
+        "{s}"
+    );
+    // Nothing of the last snapshot is left to mislead, or to be signalled.
+    for stale in ["4242", "5151", "pgpilot is waiting", "no session waits"] {
+        assert!(!s.contains(stale), "{stale} still shown:\n{s}");
+    }
+    insta::assert_snapshot!("lock_disconnected_160x45", s);
+    handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    assert_eq!(a.focus, Panel::Locks);
+    handle_key(&mut a, key('K'));
+    assert!(a.dialog.is_none(), "no pid to terminate while disconnected");
+
+    // Reconnected: the next snapshot is shown again.
+    three_level_chain(&mut a);
+    let s = screen(&a, 160, 45);
+    assert!(!s.contains("monitor disconnected"), "{s}");
+    assert!(s.contains("4242 idle in transaction 6m12s"), "{s}");
+}
+
+#[test]
+fn the_monitor_screen_says_disconnected_too() {
+    use pgpilot::tui::monitor_screen::MonitorScreen;
+    let mut m = MonitorScreen::new("db1:5432/diagnosticpro".into(), Duration::from_secs(1));
+    m.on_feed(disconnected());
+    let mut t = Terminal::new(TestBackend::new(100, 30)).expect("test terminal");
+    t.draw(|f| m.draw(f)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    let s: String = (0..30)
+        .map(|y| {
+            let line: String = (0..100).map(|x| buf[(x, y)].symbol().to_string()).collect();
+            format!("{}\n", line.trim_end())
+        })
+        .collect();
+    assert!(
+        s.contains("monitor disconnected — reconnecting (attempt 3)"),
+        "{s}"
+    );
+    insta::assert_snapshot!("monitor_disconnected_100x30", s);
 }

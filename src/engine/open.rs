@@ -65,15 +65,15 @@ pub fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Opens a session on `spec`, resolved by the caller (which shows its
+/// warnings before anything can fail here).
 pub async fn open(
     runbook: Runbook,
     analysis: RunbookAnalysis,
-    db: Option<&str>,
+    spec: &ConnSpec,
     options: RunOptions,
 ) -> Result<Session, OpenError> {
-    let spec = ConnSpec::resolve(db)
-        .map_err(|e| OpenError::failed(e.to_string()))?
-        .with_application_name("pgpilot");
+    let spec = spec.with_application_name("pgpilot");
     let target = spec.target();
     let local = AuditLog::open_default()
         .map_err(|e| OpenError::failed(format!("cannot open the local audit log: {e}")))?;

@@ -2018,9 +2018,11 @@ fn is_production(env: &str) -> bool {
 /// Exponential backoff from `base`, capped at 30 s, with ±25 % jitter so two
 /// waiting sessions do not retry in lock step.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << (attempt - 1).min(10));
-    let capped = exp.min(Duration::from_secs(30));
-    capped.mul_f64(0.75 + fastrand::f64() * 0.5)
+    crate::backoff::Backoff {
+        first: base,
+        cap: Duration::from_secs(30),
+    }
+    .delay(attempt)
 }
 
 /// Checks the step's expectation on its last result and keeps its capture.

@@ -5,6 +5,7 @@
 mod query;
 pub mod text;
 mod tree;
+mod watcher;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio_postgres::Client;
 
 use crate::analysis::{LockMode, RelationName};
 pub use tree::{TreeNode, blocking_tree};
+pub use watcher::{APPLICATION_NAME, Feed, News, Watcher};
 
 /// One backend of the current database that is doing something or holds a
 /// transaction open.

@@ -1,9 +1,12 @@
 //! A snapshot as lines, for `monitor --once --format text` and the
-//! terminal-less monitor loop.
+//! terminal-less monitor loop; and the words for the monitor's connection
+//! state, which the screens use too.
 
 use std::fmt::Write as _;
 
-use super::{Snapshot, TreeNode};
+use chrono::{DateTime, Utc};
+
+use super::{Feed, News, Snapshot, TreeNode};
 
 pub fn age(s: f64) -> String {
     let s = s.max(0.0) as u64;
@@ -90,4 +93,79 @@ pub fn to_text(snap: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// The headline of a lost connection, in every panel and line that would
+/// otherwise show the server.
+pub fn disconnected(attempt: u32) -> String {
+    format!("monitor disconnected — reconnecting (attempt {attempt})")
+}
+
+/// Since when, and why: the detail under [`disconnected`].
+pub fn lost_since(since: DateTime<Utc>, error: &str) -> String {
+    format!("lost at {} UTC: {error}", since.format("%H:%M:%S"))
+}
+
+/// The headline of polls failing on a live connection.
+pub fn poll_failed(since: DateTime<Utc>, error: &str) -> String {
+    format!(
+        "poll failing since {} UTC — trying again at the next poll: {error}",
+        since.format("%H:%M:%S")
+    )
+}
+
+/// The one log line for a change of the monitor's connection.
+pub fn news(n: &News) -> String {
+    match n {
+        News::CannotConnect { error } => {
+            format!("monitor cannot connect: {error} — trying again with backoff")
+        }
+        News::Lost { error } => {
+            format!("monitor lost its connection: {error} — reconnecting with backoff")
+        }
+        News::Reconnected { attempts, after } => format!(
+            "monitor reconnected (attempt {attempts}, {:.1} s after the loss)",
+            after.as_secs_f64()
+        ),
+        News::PollFailing { error } => format!("monitor: poll failed: {error}"),
+    }
+}
+
+/// A feed as lines, for the terminal-less monitor loop: the snapshot, or
+/// what stands in for it, stamped `now`.
+pub fn feed_to_text(feed: &Feed, now: DateTime<Utc>) -> String {
+    let at = now.format("%H:%M:%S");
+    match feed {
+        Feed::Snapshot(s) => to_text(s),
+        Feed::Disconnected {
+            attempt,
+            since,
+            error,
+        } => format!(
+            "{at}  {}; {}\n",
+            disconnected(*attempt),
+            lost_since(*since, error)
+        ),
+        Feed::PollFailed { error, since } => format!("{at}  {}\n", poll_failed(*since, error)),
+    }
+}
+
+/// A feed as pretty JSON: a snapshot as `monitor --once --format json`
+/// prints it, or an object saying why there is none.
+pub fn feed_to_json(feed: &Feed, now: DateTime<Utc>) -> String {
+    let text = match feed {
+        Feed::Snapshot(s) => serde_json::to_string_pretty(s),
+        Feed::Disconnected {
+            attempt,
+            since,
+            error,
+        } => serde_json::to_string_pretty(&serde_json::json!({
+            "at": now, "monitor": "disconnected", "attempt": attempt,
+            "since": since, "error": error,
+        })),
+        Feed::PollFailed { error, since } => serde_json::to_string_pretty(&serde_json::json!({
+            "at": now, "monitor": "poll failed", "since": since, "error": error,
+        })),
+    };
+    text.unwrap_or_default()
 }

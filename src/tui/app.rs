@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::analysis::{LockMode, StepAnalysis};
 use crate::check::risk_reason;
 use crate::engine::{Ask, EngineEvent, Outcome, StepOutcome, TargetInfo};
-use crate::monitor::{Holder, Snapshot};
+use crate::monitor::{Feed, Holder, Snapshot};
 use crate::runbook::{Risk, Runbook, StepKind, format_duration};
 
 use super::keys::Binding;
@@ -173,7 +173,8 @@ pub struct App {
     pub steps: Vec<StepView>,
     pub selected: usize,
     pub focus: Panel,
-    pub snapshot: Option<Snapshot>,
+    /// The monitor's last poll: a snapshot, or why there is none.
+    pub feed: Option<Feed>,
     /// Waiting sessions at each poll, for the sparkline.
     pub waiting_history: VecDeque<u64>,
     pub lock_selected: usize,
@@ -219,7 +220,7 @@ impl App {
             steps,
             selected: 0,
             focus: Panel::Steps,
-            snapshot: None,
+            feed: None,
             waiting_history: VecDeque::with_capacity(HISTORY),
             lock_selected: 0,
             log: Vec::new(),
@@ -243,6 +244,15 @@ impl App {
             level,
             text: shown(&text.into()),
         });
+    }
+
+    /// What resolving the connection warned about (a password file ignored
+    /// for its permissions, …): already on stderr before the TUI opened, and
+    /// kept in view in the log.
+    pub fn connection_warnings(&mut self, warnings: &[String]) {
+        for warning in warnings {
+            self.log(LogLevel::Warn, format!("warning: {warning}"));
+        }
     }
 
     fn step_mut(&mut self, id: &str) -> Option<&mut StepView> {
@@ -469,16 +479,30 @@ impl App {
         }
     }
 
+    /// A poll's outcome. While the monitor is disconnected there is no
+    /// snapshot at all: nothing stale is shown, and nothing in it can be
+    /// selected to be signalled.
+    pub fn on_feed(&mut self, feed: Feed) {
+        if let Feed::Snapshot(snap) = &feed {
+            if self.waiting_history.len() == HISTORY {
+                self.waiting_history.pop_front();
+            }
+            self.waiting_history.push_back(snap.summary.waiting as u64);
+            let rows = snap.tree.len();
+            if self.lock_selected >= rows {
+                self.lock_selected = rows.saturating_sub(1);
+            }
+        }
+        self.feed = Some(feed);
+    }
+
     pub fn on_snapshot(&mut self, snap: Snapshot) {
-        if self.waiting_history.len() == HISTORY {
-            self.waiting_history.pop_front();
-        }
-        self.waiting_history.push_back(snap.summary.waiting as u64);
-        let rows = snap.tree.len();
-        if self.lock_selected >= rows {
-            self.lock_selected = rows.saturating_sub(1);
-        }
-        self.snapshot = Some(snap);
+        self.on_feed(Feed::Snapshot(Box::new(snap)));
+    }
+
+    /// The current snapshot, if the last poll made one.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.feed.as_ref().and_then(Feed::snapshot)
     }
 
     pub fn executor_pid(&self) -> Option<i32> {
@@ -487,7 +511,7 @@ impl App {
 
     /// What the executor waits for, in one sentence, when it waits.
     pub fn executor_wait(&self) -> Option<String> {
-        let snap = self.snapshot.as_ref()?;
+        let snap = self.snapshot()?;
         let ex = snap.executor.as_ref()?;
         let w = ex.waiting_for.as_ref()?;
         let blockers: Vec<String> = ex

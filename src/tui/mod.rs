@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::audit::record::{Action as AuditAction, Context, Event as AuditEvent};
 use crate::engine::{Ask, EngineEvent, EngineIo, Reply, Session};
-use crate::monitor::{Monitor, Signal, Snapshot, signal_backend};
+use crate::monitor::{Feed, News, Signal, Watcher, text};
 use crate::pg::ConnSpec;
 
 use app::{App, LogLevel, SessionKind};
@@ -29,7 +29,7 @@ pub enum AppEvent {
     Key(crossterm::event::KeyEvent),
     Redraw,
     Engine(EngineEvent),
-    Snapshot(Snapshot),
+    Feed(Feed),
     Note(LogLevel, String),
 }
 
@@ -48,8 +48,9 @@ pub async fn run(
         session.spec.redacted(),
         bindings,
     );
+    app.connection_warnings(session.spec.warnings());
     let long = session.runbook.settings.long_transaction;
-    let monitor_spec = session.spec.with_application_name("pgpilot-monitor");
+    let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();
     let (tx, mut rx) = unbounded_channel::<AppEvent>();
 
@@ -133,7 +134,7 @@ pub async fn run(
                         let _ = replies_tx.send(Reply::Quit);
                     }
                 }
-                AppEvent::Snapshot(s) => app.on_snapshot(s),
+                AppEvent::Feed(feed) => app.on_feed(feed),
                 AppEvent::Note(level, text) => app.log(level, text),
                 AppEvent::Redraw => {}
             }
@@ -149,8 +150,9 @@ pub async fn run(
     }
 }
 
-/// Polls on its own connection; cancels or terminates backends on request,
-/// never the executor's or its own, and audits each.
+/// Polls on its own connection, reconnecting when it is lost; cancels or
+/// terminates backends on request, never the executor's or its own, and
+/// audits each.
 async fn monitor_task(
     spec: ConnSpec,
     long: Duration,
@@ -160,49 +162,26 @@ async fn monitor_task(
     ctx: Context,
     tx: UnboundedSender<AppEvent>,
 ) {
-    let conn = match spec.connect().await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx.send(AppEvent::Note(
-                LogLevel::Warn,
-                format!("monitor: cannot connect: {e}"),
-            ));
-            return;
-        }
-    };
-    let mut monitor = match Monitor::new(conn.client, long).await {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = tx.send(AppEvent::Note(
-                LogLevel::Warn,
-                format!("monitor: {}", crate::pg::redact(&e.to_string())),
-            ));
-            return;
-        }
-    };
+    let mut watcher = Watcher::new(&spec, long, interval);
     let mut audit = crate::audit::local::AuditLog::open_default().ok();
     let mut db = audit
         .as_ref()
         .map(|a| crate::audit::db::DbAudit::new(a.dir()));
-    let mut tick = tokio::time::interval(interval);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                monitor.executor_pid = *executor.borrow();
-                match monitor.poll().await {
-                    Ok(s) => {
-                        if tx.send(AppEvent::Snapshot(s)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(AppEvent::Note(LogLevel::Warn, format!("monitor: poll failed: {}", crate::pg::redact(&e.to_string()))));
-                    }
+            _ = tokio::time::sleep_until(watcher.due()) => {
+                watcher.set_executor(*executor.borrow());
+                let (feed, news) = watcher.next().await;
+                if let Some(n) = news {
+                    let _ = tx.send(AppEvent::Note(news_level(&n), text::news(&n)));
+                }
+                if tx.send(AppEvent::Feed(feed)).is_err() {
+                    return;
                 }
             }
             Some((pid, signal)) = signals.recv() => {
-                let protected: Vec<i32> = [*executor.borrow(), Some(monitor.pid())].into_iter().flatten().collect();
-                let result = signal_backend(monitor.client(), pid, signal, &protected).await;
+                watcher.set_executor(*executor.borrow());
+                let result = watcher.signal(pid, signal).await;
                 let what = match signal { Signal::Cancel => "pg_cancel_backend", Signal::Terminate => "pg_terminate_backend" };
                 let (level, text, outcome) = match &result {
                     Ok(true) => (LogLevel::Warn, format!("{what}({pid}) sent"), "done"),
@@ -214,11 +193,19 @@ async fn monitor_task(
                     let mut ev = AuditEvent::new(AuditAction::Terminate);
                     ev.sql = Some(format!("SELECT {what}({pid})"));
                     ev.outcome = Some(outcome.into());
-                    if let Ok(rec) = a.append(&ctx, ev) {
-                        let _ = d.write(monitor.client(), &rec).await;
+                    if let (Ok(rec), Some(client)) = (a.append(&ctx, ev), watcher.client()) {
+                        let _ = d.write(client, &rec).await;
                     }
                 }
             }
         }
+    }
+}
+
+/// How loud a change of the monitor's connection is in the log.
+fn news_level(n: &News) -> LogLevel {
+    match n {
+        News::CannotConnect { .. } | News::Lost { .. } | News::PollFailing { .. } => LogLevel::Warn,
+        News::Reconnected { .. } => LogLevel::Good,
     }
 }

@@ -15,18 +15,18 @@ use super::app::HISTORY;
 use super::theme;
 use super::views::locks::{LockView, draw_long, draw_tree};
 use crate::audit::record::{Action, Context, Event as AuditEvent};
-use crate::monitor::{Monitor, Signal, Snapshot, signal_backend};
+use crate::monitor::{Feed, News, Signal, Snapshot, Watcher, text};
 
 pub struct MonitorScreen {
     pub target: String,
     pub interval: Duration,
-    pub snapshot: Option<Snapshot>,
+    /// The last poll's outcome: a snapshot, or why there is none.
+    pub feed: Option<Feed>,
     pub history: VecDeque<u64>,
     pub selected: usize,
     /// Typing a pid to signal: (pid, terminate, typed).
     pub signal: Option<(i32, bool, String)>,
     pub message: Option<String>,
-    pub error: Option<String>,
 }
 
 impl MonitorScreen {
@@ -34,22 +34,33 @@ impl MonitorScreen {
         MonitorScreen {
             target,
             interval,
-            snapshot: None,
+            feed: None,
             history: VecDeque::new(),
             selected: 0,
             signal: None,
             message: None,
-            error: None,
         }
     }
 
-    pub fn on_snapshot(&mut self, s: Snapshot) {
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
+    /// A poll's outcome; the sparkline counts only real snapshots.
+    pub fn on_feed(&mut self, feed: Feed) {
+        if let Feed::Snapshot(s) = &feed {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(s.summary.waiting as u64);
+            self.selected = self.selected.min(s.tree.len().saturating_sub(1));
         }
-        self.history.push_back(s.summary.waiting as u64);
-        self.selected = self.selected.min(s.tree.len().saturating_sub(1));
-        self.snapshot = Some(s);
+        self.feed = Some(feed);
+    }
+
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.feed.as_ref().and_then(Feed::snapshot)
+    }
+
+    /// A change of the monitor's connection, shown until the next message.
+    pub fn on_news(&mut self, news: &News) {
+        self.message = Some(text::news(news));
     }
 
     pub fn draw(&self, f: &mut Frame) {
@@ -68,9 +79,7 @@ impl MonitorScreen {
                 theme::dim(),
             ),
         ])];
-        if let Some(e) = &self.error {
-            lines.push(Line::from(Span::styled(e.clone(), theme::danger())));
-        } else if let Some(m) = &self.message {
+        if let Some(m) = &self.message {
             lines.push(Line::from(Span::styled(m.clone(), theme::warn())));
         } else if let Some((pid, terminate, typed)) = &self.signal {
             let what = if *terminate {
@@ -88,7 +97,7 @@ impl MonitorScreen {
         }
         f.render_widget(Paragraph::new(lines), head);
         let view = LockView {
-            snapshot: self.snapshot.as_ref(),
+            feed: self.feed.as_ref(),
             executor_wait: None,
             executor: None,
             lock_selected: self.selected,
@@ -102,25 +111,37 @@ impl MonitorScreen {
     }
 }
 
-/// Runs the monitor screen until `q`; returns the exit code.
-pub async fn run(monitor: Monitor, target: String, interval: Duration, ctx: Context) -> u8 {
+/// Runs the monitor screen until `q`; returns the exit code. `warnings`
+/// (from resolving the connection) are shown first.
+pub async fn run(
+    mut watcher: Watcher,
+    target: String,
+    interval: Duration,
+    ctx: Context,
+    warnings: &[String],
+) -> u8 {
     let mut screen = MonitorScreen::new(target, interval);
+    if !warnings.is_empty() {
+        screen.message = Some(format!("warning: {}", warnings.join("; ")));
+    }
     let mut audit = crate::audit::local::AuditLog::open_default().ok();
     let mut db = audit
         .as_ref()
         .map(|a| crate::audit::db::DbAudit::new(a.dir()));
     let mut terminal = ratatui::init();
     let mut keys = EventStream::new();
-    let mut tick = tokio::time::interval(interval);
     loop {
         if terminal.draw(|f| screen.draw(f)).is_err() {
             break;
         }
         tokio::select! {
-            _ = tick.tick() => match monitor.poll().await {
-                Ok(s) => { screen.error = None; screen.on_snapshot(s) }
-                Err(e) => screen.error = Some(format!("poll failed: {}", crate::pg::redact(&e.to_string()))),
-            },
+            _ = tokio::time::sleep_until(watcher.due()) => {
+                let (feed, news) = watcher.next().await;
+                if let Some(n) = news {
+                    screen.on_news(&n);
+                }
+                screen.on_feed(feed);
+            }
             ev = keys.next() => {
                 let Some(Ok(Event::Key(k))) = ev else { continue };
                 if k.kind != KeyEventKind::Press {
@@ -134,7 +155,7 @@ pub async fn run(monitor: Monitor, target: String, interval: Duration, ctx: Cont
                         KeyCode::Enter if typed.trim() == pid.to_string() => {
                             let (pid, signal) = (*pid, if *terminate { Signal::Terminate } else { Signal::Cancel });
                             screen.signal = None;
-                            let result = signal_backend(monitor.client(), pid, signal, &[monitor.pid()]).await;
+                            let result = watcher.signal(pid, signal).await;
                             let what = if signal == Signal::Terminate { "pg_terminate_backend" } else { "pg_cancel_backend" };
                             screen.message = Some(match &result {
                                 Ok(true) => format!("{what}({pid}) sent"),
@@ -145,8 +166,8 @@ pub async fn run(monitor: Monitor, target: String, interval: Duration, ctx: Cont
                                 let mut ev = AuditEvent::new(Action::Terminate);
                                 ev.sql = Some(format!("SELECT {what}({pid})"));
                                 ev.outcome = Some(if matches!(result, Ok(true)) { "done" } else { "not done" }.into());
-                                if let Ok(rec) = a.append(&ctx, ev) {
-                                    let _ = d.write(monitor.client(), &rec).await;
+                                if let (Ok(rec), Some(client)) = (a.append(&ctx, ev), watcher.client()) {
+                                    let _ = d.write(client, &rec).await;
                                 }
                             }
                         }
@@ -154,16 +175,16 @@ pub async fn run(monitor: Monitor, target: String, interval: Duration, ctx: Cont
                     }
                     continue;
                 }
-                let rows = screen.snapshot.as_ref().map_or(0, |s| s.tree.len());
+                let rows = screen.snapshot().map_or(0, |s| s.tree.len());
                 match k.code {
                     KeyCode::Char('q') => break,
                     KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => break,
                     KeyCode::Char('j') | KeyCode::Down => screen.selected = (screen.selected + 1).min(rows.saturating_sub(1)),
                     KeyCode::Char('k') | KeyCode::Up => screen.selected = screen.selected.saturating_sub(1),
                     KeyCode::Char(c @ ('C' | 'K')) => {
-                        if let Some(n) = screen.snapshot.as_ref().and_then(|s| s.tree.get(screen.selected)) {
+                        if let Some(pid) = screen.snapshot().and_then(|s| s.tree.get(screen.selected)).map(|n| n.pid) {
                             screen.message = None;
-                            screen.signal = Some((n.pid, c == 'K', String::new()));
+                            screen.signal = Some((pid, c == 'K', String::new()));
                         }
                     }
                     _ => {}

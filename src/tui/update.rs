@@ -88,7 +88,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Command> {
             match app.focus {
                 Panel::Steps => app.selected = step(app.selected, down, app.steps.len()),
                 Panel::Locks => {
-                    let rows = app.snapshot.as_ref().map_or(0, |s| s.tree.len());
+                    let rows = app.snapshot().map_or(0, |s| s.tree.len());
                     app.lock_selected = step(app.lock_selected, down, rows);
                 }
                 Panel::Log => {
@@ -117,7 +117,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Command> {
                 );
                 return None;
             }
-            let pid = app.snapshot.as_ref()?.tree.get(app.lock_selected)?.pid;
+            let pid = app.snapshot()?.tree.get(app.lock_selected)?.pid;
             if Some(pid) == app.executor_pid() {
                 app.log(
                     LogLevel::Warn,

@@ -6,14 +6,15 @@ use ratatui::widgets::{Paragraph, Sparkline};
 use std::collections::VecDeque;
 
 use super::{cut, one_line, panel};
-use crate::monitor::Snapshot;
-use crate::monitor::text::{age, doing};
+use crate::monitor::text::{age, disconnected, doing, lost_since, poll_failed};
+use crate::monitor::{Feed, Snapshot};
 use crate::tui::app::{App, Panel};
 use crate::tui::theme;
 
 /// What the lock panels show, whoever holds the state (a run, or `monitor`).
 pub struct LockView<'a> {
-    pub snapshot: Option<&'a Snapshot>,
+    /// The monitor's last poll: a snapshot, or why there is none.
+    pub feed: Option<&'a Feed>,
     pub executor_wait: Option<String>,
     pub executor: Option<i32>,
     pub lock_selected: usize,
@@ -24,7 +25,7 @@ pub struct LockView<'a> {
 impl<'a> LockView<'a> {
     pub fn of(app: &'a App) -> LockView<'a> {
         LockView {
-            snapshot: app.snapshot.as_ref(),
+            feed: app.feed.as_ref(),
             executor_wait: app.executor_wait(),
             executor: app.executor_pid(),
             lock_selected: app.lock_selected,
@@ -32,17 +33,54 @@ impl<'a> LockView<'a> {
             history: &app.waiting_history,
         }
     }
+
+    fn snapshot(&self) -> Option<&'a Snapshot> {
+        self.feed.and_then(Feed::snapshot)
+    }
+}
+
+/// In place of the server's state, when the last poll made no snapshot:
+/// what happened and since when, never an empty or stale panel.
+fn no_snapshot(feed: Option<&Feed>, width: usize) -> Vec<Line<'static>> {
+    match feed {
+        None => vec![Line::from(Span::styled(
+            "waiting for the first poll…",
+            theme::dim(),
+        ))],
+        Some(Feed::Snapshot(_)) => Vec::new(),
+        Some(Feed::Disconnected {
+            attempt,
+            since,
+            error,
+        }) => vec![
+            Line::from(Span::styled(
+                cut(&disconnected(*attempt), width),
+                theme::danger(),
+            )),
+            Line::from(Span::styled(
+                cut(&lost_since(*since, &one_line(error)), width),
+                theme::dim(),
+            )),
+        ],
+        Some(Feed::PollFailed { error, since }) => vec![Line::from(Span::styled(
+            cut(&poll_failed(*since, &one_line(error)), width),
+            theme::warn(),
+        ))],
+    }
 }
 
 pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
-    let waiting = app.snapshot.map_or(0, |s| s.summary.waiting);
-    let title = format!("Locks — {waiting} waiting");
+    let title = match (app.feed, app.snapshot()) {
+        (_, Some(s)) => format!("Locks — {} waiting", s.summary.waiting),
+        (Some(Feed::Disconnected { .. }), None) => "Locks — monitor disconnected".to_string(),
+        _ => "Locks".to_string(),
+    };
     let block = panel(&title, app.focused);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let Some(snap) = app.snapshot else {
+    let Some(snap) = app.snapshot() else {
         f.render_widget(
-            Paragraph::new(Span::styled("waiting for the first poll…", theme::dim())),
+            Paragraph::new(no_snapshot(app.feed, inner.width as usize)),
             inner,
         );
         return;
@@ -118,7 +156,13 @@ pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {
         Constraint::Min(1),
     ])
     .areas(inner);
-    let Some(snap) = app.snapshot else { return };
+    let Some(snap) = app.snapshot() else {
+        f.render_widget(
+            Paragraph::new(no_snapshot(app.feed, inner.width as usize)),
+            inner,
+        );
+        return;
+    };
     let s = &snap.summary;
     let summary = format!(
         "active {} · idle in tx {} · waiting {} · longest {}",
