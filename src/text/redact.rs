@@ -32,12 +32,14 @@ pub fn redact(text: &str) -> String {
     if !keyword && !text.contains("://") {
         return text.to_string();
     }
-    let sql = if keyword {
-        redact_sql(text)
+    // Connection strings first: their quoting (backslash escapes) is not
+    // SQL's, and a SQL scan of one could read its quotes wrongly.
+    let conninfo = redact_params(&redact_uris(text));
+    if keyword {
+        redact_sql(&conninfo)
     } else {
-        text.to_string()
-    };
-    redact_params(&redact_uris(&sql))
+        conninfo
+    }
 }
 
 /// Masks the literal after each PASSWORD keyword (or an option named
