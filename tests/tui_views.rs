@@ -499,3 +499,52 @@ fn the_monitor_screen_says_disconnected_too() {
     );
     insta::assert_snapshot!("monitor_disconnected_100x30", s);
 }
+
+#[test]
+fn hostile_text_reaches_the_screen_only_as_visible_escapes() {
+    let mut app = app(SessionKind::Run);
+    let evil = "\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J\u{202e}gnp.exe";
+    app.on_snapshot(build(
+        vec![
+            backend(
+                4242,
+                "idle in transaction",
+                &[],
+                None,
+                Some(372.0),
+                &format!("ALTER ROLE app PASSWORD $x$Sekr1t$x$; /* {evil} */"),
+            ),
+            backend(
+                5151,
+                "active",
+                &[4242],
+                Some(("AccessShareLock", "users", 1.1)),
+                Some(1.2),
+                &format!("SELECT 1 /* {evil} */"),
+            ),
+        ],
+        Duration::from_secs(300),
+        Some(4300),
+        9999,
+        3.0,
+    ));
+    app.on_engine(EngineEvent::Notice {
+        step: Some("no-lock-queue".into()),
+        severity: "NOTICE".into(),
+        message: format!("from a trigger: {evil} password=Sekr2t"),
+    });
+    for (w, h) in [(160, 45), (80, 24)] {
+        let s = screen(&app, w, h);
+        assert!(
+            !s.chars()
+                .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "{s}"
+        );
+        assert!(!s.contains("Sekr1t") && !s.contains("Sekr2t"), "{s}");
+    }
+    let wide = screen(&app, 160, 45);
+    assert!(
+        wide.contains("\\x1b"),
+        "the escape is shown, not dropped:\n{wide}"
+    );
+}
