@@ -7,6 +7,11 @@
 //! the run. A malformed value aborts the process (SIGABRT, not SIGKILL), so a
 //! suite that expects a kill cannot mistake a typo for one.
 //!
+//! Call a point as `failpoint::point("name")`, with a literal name: the suite
+//! reads the names from the source in that form and kills at every one.
+//! Points on the rollback path are named `rollback-…`, which tells the suite
+//! to reach them with `pgpilot rollback`.
+//!
 //! Without the feature (every build a user runs) `point` is an empty inline
 //! function and `armed` is `false`: the environment is never read. `cfg(test)`
 //! would not do, since the suite drives the `pgpilot` binary, which is built
