@@ -1,159 +1,541 @@
 //! The engine under crashes, lost connections, Ctrl-C, a second operator and
 //! a lock held by someone else: exactly-once state, resumable, lock-bounded.
+//!
+//! The SIGKILL suite needs the crash points compiled in:
+//! `cargo test --features failpoints --test engine_safety`.
 
 mod common;
 
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Lab, column, connect, scalar};
 
-/// 20 steps: checks, transactional changes that each leave one row in
-/// applied_log, and an index built CONCURRENTLY (autocommit).
-fn twenty_steps() -> String {
-    let mut s = String::from(
-        "[runbook]\nid = \"crashy\"\ntitle = \"Twenty steps\"\n\n[[phase]]\nid = \"p\"\n",
-    );
-    for i in 1..=20 {
-        let _ = write!(s, "\n[[phase.step]]\nid = \"s{i:02}\"\n");
-        match i {
-            1 | 8 | 15 => {
-                let _ = write!(s, "kind = \"check\"\nsql = \"SELECT count(*) FROM t\"\n");
-            }
-            11 => {
-                let _ = write!(
-                    s,
-                    "kind = \"change\"\nsql = \"CREATE INDEX CONCURRENTLY t_b_idx ON t (b)\"\nrollback = \"DROP INDEX CONCURRENTLY IF EXISTS t_b_idx\"\n"
-                );
-            }
-            _ => {
-                let _ = write!(
-                    s,
-                    "kind = \"change\"\nsql = \"ALTER TABLE t ADD COLUMN c{i} int; INSERT INTO applied_log VALUES ('s{i:02}')\"\nrollback = \"ALTER TABLE t DROP COLUMN c{i}\"\n"
-                );
+/// One step of each way a step runs: a check with an expectation and a
+/// change with one (both checked before COMMIT), two changes sent with their
+/// COMMIT in one round trip, and an index built CONCURRENTLY (autocommit).
+/// Each transactional change adds a column and writes +1 to `ledger`; its
+/// rollback drops the column and writes −1.
+const CRASHY: &str = r#"
+[runbook]
+id = "crashy"
+title = "One step of each kind"
+
+[settings]
+lock_timeout = "30s"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "count"
+  kind = "check"
+  sql = "SELECT count(*) FROM t"
+  expect = { scalar = "1000" }
+
+  [[phase.step]]
+  id = "add-c1"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN c1 int; INSERT INTO ledger VALUES ('add-c1', 1)"
+  rollback = "ALTER TABLE t DROP COLUMN c1; INSERT INTO ledger VALUES ('add-c1', -1)"
+
+  [[phase.step]]
+  id = "add-c2"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN c2 int; INSERT INTO ledger VALUES ('add-c2', 1)"
+  expect = { rows = 1 }
+  rollback = "ALTER TABLE t DROP COLUMN c2; INSERT INTO ledger VALUES ('add-c2', -1)"
+
+  [[phase.step]]
+  id = "index-b"
+  kind = "change"
+  sql = "CREATE INDEX CONCURRENTLY t_b_idx ON t (b)"
+  rollback = "DROP INDEX CONCURRENTLY IF EXISTS t_b_idx"
+
+  [[phase.step]]
+  id = "add-c3"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN c3 int; INSERT INTO ledger VALUES ('add-c3', 1)"
+  rollback = "ALTER TABLE t DROP COLUMN c3; INSERT INTO ledger VALUES ('add-c3', -1)"
+"#;
+
+const CRASHY_SCHEMA: &str = "CREATE TABLE t (id int PRIMARY KEY, b int); \
+     INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g; \
+     CREATE TABLE ledger (step text NOT NULL, delta int NOT NULL)";
+
+/// The transactional changes of CRASHY and the column each adds.
+const COLUMNS: [(&str, &str); 3] = [("add-c1", "c1"), ("add-c2", "c2"), ("add-c3", "c3")];
+/// The autocommit change of CRASHY and the index it builds.
+const INDEX_STEP: &str = "index-b";
+
+/// A kill after `DROP INDEX CONCURRENTLY` returned and before the rollback's
+/// state row is written leaves `index-b` recorded `applied` with its index
+/// gone (docs/safety-model.md, Known limits). This is the one state the
+/// check tolerates, only right after a kill at this point; the next
+/// `pgpilot rollback` must still complete and make state and effects agree.
+const KNOWN_GAP: &str = "rollback-autocommit-after-statement";
+
+/// Cases killed at once, each in a database and data directory of its own:
+/// the children mostly wait on the server, so two cores serve more than two.
+const PARALLEL_CASES: usize = 4;
+
+/// Every crash point of the engine: the names given to
+/// `failpoint::point("…")` anywhere in src/, read from the source so that a
+/// point added later is killed too (or fails the suite if it is never reached).
+fn crash_points() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut dirs = vec![Path::new(common::ROOT).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src/") {
+            let path = entry.expect("an entry of src/").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read a source file");
+                // Code, not comments (failpoint.rs shows the form in its docs).
+                let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+                for line in code {
+                    for call in line.split("failpoint::point(\"").skip(1) {
+                        if let Some((name, _)) = call.split_once('"') {
+                            names.insert(name.to_string());
+                        }
+                    }
+                }
             }
         }
     }
-    s
+    names
 }
 
-async fn wait_for_no_pgpilot_backends(client: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scalar(
-        client,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpilot'",
+/// Which command reaches a point: the rollback path's points are named
+/// `rollback-…` (src/engine/failpoint.rs), the others are reached by `run`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Command {
+    Run,
+    Rollback,
+}
+
+impl Command {
+    fn reaching(point: &str) -> Command {
+        if point.starts_with("rollback-") {
+            Command::Rollback
+        } else {
+            Command::Run
+        }
+    }
+}
+
+/// What every case shares.
+struct Suite {
+    lab: Lab,
+    runbook: String,
+    rollback_confirms: Vec<String>,
+}
+
+/// One pgpilot run of a case: its own data directory (so `audit verify`
+/// checks this case's chain alone), `PGPILOT_TEST_KILL_AT` when `kill_at`.
+async fn pgpilot(
+    suite: &Suite,
+    data_dir: &Path,
+    command: Command,
+    conninfo: &str,
+    kill_at: Option<&str>,
+) -> Output {
+    let mut args = match command {
+        Command::Run => vec!["run".to_string()],
+        Command::Rollback => vec!["rollback".to_string()],
+    };
+    args.extend([
+        suite.runbook.clone(),
+        "--headless".into(),
+        "--db".into(),
+        conninfo.into(),
+    ]);
+    if command == Command::Rollback {
+        args.extend(suite.rollback_confirms.iter().cloned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = suite.lab.command(&args);
+    cmd.env("PGPILOT_DATA_DIR", data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(k) = kill_at {
+        cmd.env("PGPILOT_TEST_KILL_AT", k);
+    }
+    tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .expect("run pgpilot")
+}
+
+fn shown(out: &Output) -> String {
+    format!(
+        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     )
+}
+
+async fn verify_audit(suite: &Suite, data_dir: &Path, context: &str) {
+    let file = data_dir.join("audit.jsonl");
+    let out = tokio::process::Command::from(suite.lab.command(&[
+        "audit",
+        "verify",
+        file.to_str().expect("a UTF-8 path"),
+    ]))
+    .output()
     .await
-        != "0"
-    {
+    .expect("run pgpilot audit verify");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{context}: audit verify\n{}",
+        shown(&out)
+    );
+}
+
+/// Polls until no backend of pgpilot is left in `db`: a killed client's
+/// backend ends (and rolls back its open transaction) once the server sees
+/// the socket closed.
+async fn wait_for_pgpilot_to_leave(client: &tokio_postgres::Client, db: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) AS left FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgpilot'",
+                &[&db],
+            )
+            .await
+            .expect("read pg_stat_activity");
+        let left: i64 = row.try_get("left").expect("a count");
+        if left == 0 {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "pgpilot's backend outlived its process"
+            "{db}: pgpilot's backend outlived its process"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// After any crash: a change's effect is present exactly when its state says applied.
-async fn assert_consistent(client: &tokio_postgres::Client, context: &str) {
-    let logged = column(client, "SELECT step FROM applied_log ORDER BY 1").await;
-    let mut dedup = logged.clone();
-    dedup.dedup();
-    assert_eq!(logged, dedup, "{context}: a step applied twice");
-    let applied = column(
-        client,
-        "SELECT step_id FROM pgpilot.step_state WHERE status = 'applied' AND step_id <> 's11' ORDER BY 1",
-    )
-    .await;
-    assert_eq!(
-        logged, applied,
-        "{context}: effects and state rows disagree"
-    );
-    // A change commits with the database copy of its start record, or after
-    // it: never without one, however pgpilot was stopped.
-    if !logged.is_empty() {
-        let unrecorded = column(
-            client,
-            "SELECT step FROM applied_log EXCEPT SELECT step FROM pgpilot.audit_log WHERE action = 'step_start' ORDER BY 1",
+/// The target as the checks see it.
+#[derive(Debug, Default)]
+struct Observed {
+    /// step_id → status in pgpilot.step_state.
+    status: BTreeMap<String, String>,
+    /// step → sum of its ledger deltas (+1 per apply, −1 per rollback).
+    net: BTreeMap<String, i64>,
+    /// Columns of t.
+    columns: BTreeSet<String>,
+    /// t_b_idx: None when absent, else whether it is valid.
+    index_valid: Option<bool>,
+    /// Steps with a ledger +1 but no step_start record in pgpilot.audit_log.
+    unrecorded: Vec<String>,
+}
+
+async fn observe(client: &tokio_postgres::Client) -> Observed {
+    let mut o = Observed::default();
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('pgpilot.step_state') IS NOT NULL AS state, \
+                    to_regclass('pgpilot.audit_log') IS NOT NULL AS audit",
+            &[],
         )
-        .await;
-        assert!(
-            unrecorded.is_empty(),
-            "{context}: applied without a step_start record in pgpilot.audit_log: {unrecorded:?}"
+        .await
+        .expect("look for pgpilot's tables");
+    let has_state: bool = exists.try_get("state").expect("state");
+    let has_audit: bool = exists.try_get("audit").expect("audit");
+    if has_state {
+        for row in client
+            .query(
+                "SELECT step_id, status FROM pgpilot.step_state WHERE runbook_id = 'crashy'",
+                &[],
+            )
+            .await
+            .expect("read step_state")
+        {
+            o.status.insert(
+                row.try_get("step_id").expect("step_id"),
+                row.try_get("status").expect("status"),
+            );
+        }
+    }
+    for row in client
+        .query(
+            "SELECT step, sum(delta)::int8 AS net FROM ledger GROUP BY step",
+            &[],
+        )
+        .await
+        .expect("read ledger")
+    {
+        o.net.insert(
+            row.try_get("step").expect("step"),
+            row.try_get("net").expect("net"),
         );
     }
-    let index_valid = column(
-        client,
-        "SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass('t_b_idx')",
-    )
-    .await;
-    let s11 = column(
-        client,
-        "SELECT status FROM pgpilot.step_state WHERE step_id = 's11'",
-    )
-    .await;
-    if s11 == ["applied"] {
-        assert_eq!(
-            index_valid,
-            ["true"],
-            "{context}: s11 applied without a valid index"
+    for row in client
+        .query(
+            "SELECT column_name::text AS name FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 't'",
+            &[],
+        )
+        .await
+        .expect("read columns")
+    {
+        o.columns.insert(row.try_get("name").expect("name"));
+    }
+    o.index_valid = client
+        .query_opt(
+            "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass('public.t_b_idx')",
+            &[],
+        )
+        .await
+        .expect("read pg_index")
+        .map(|row| row.try_get("valid").expect("valid"));
+    if has_audit {
+        for row in client
+            .query(
+                "SELECT DISTINCT l.step FROM ledger l WHERE l.delta > 0 AND NOT EXISTS \
+                 (SELECT 1 FROM pgpilot.audit_log a WHERE a.action = 'step_start' AND a.step = l.step) \
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .expect("read audit_log")
+        {
+            o.unrecorded.push(row.try_get("step").expect("step"));
+        }
+    } else {
+        o.unrecorded = o.net.keys().cloned().collect();
+    }
+    o
+}
+
+impl Observed {
+    fn status(&self, step: &str) -> &str {
+        self.status.get(step).map_or("none", String::as_str)
+    }
+
+    /// After any crash: nothing applied twice (nor undone twice), and each
+    /// change's effects are present exactly when its state says `applied`.
+    fn assert_consistent(&self, context: &str, tolerate_gap: bool) {
+        for (step, col) in COLUMNS {
+            let net = self.net.get(step).copied().unwrap_or(0);
+            assert!(
+                (0..=1).contains(&net),
+                "{context}: {step} applied {net} times net\n{self:#?}"
+            );
+            let applied = self.status(step) == "applied";
+            assert_eq!(
+                net == 1,
+                applied,
+                "{context}: {step}: ledger and state disagree\n{self:#?}"
+            );
+            assert_eq!(
+                self.columns.contains(col),
+                applied,
+                "{context}: {step}: column {col} and state disagree\n{self:#?}"
+            );
+        }
+        match (self.status(INDEX_STEP), self.index_valid) {
+            ("applied", Some(true)) => {}
+            ("applied", None) if tolerate_gap => {}
+            ("applied", found) => {
+                panic!("{context}: {INDEX_STEP} applied, index {found:?}\n{self:#?}")
+            }
+            // In doubt: the next run looks in pg_index (the in-doubt recovery).
+            ("in_progress", _) => {}
+            (_, None) => {}
+            (status, found) => {
+                panic!("{context}: {INDEX_STEP} {status}, yet index {found:?}\n{self:#?}")
+            }
+        }
+        assert!(
+            self.unrecorded.is_empty(),
+            "{context}: applied without a step_start record in pgpilot.audit_log: {:?}",
+            self.unrecorded
         );
+    }
+
+    /// After a run that completed: every step once.
+    fn assert_all_applied(&self, context: &str) {
+        self.assert_consistent(context, false);
+        assert_eq!(self.status("count"), "passed", "{context}\n{self:#?}");
+        for (step, _) in COLUMNS {
+            assert_eq!(self.status(step), "applied", "{context}\n{self:#?}");
+        }
+        assert_eq!(self.status(INDEX_STEP), "applied", "{context}\n{self:#?}");
+        assert_eq!(self.index_valid, Some(true), "{context}\n{self:#?}");
+    }
+
+    /// After a rollback that completed: every change undone once.
+    fn assert_all_rolled_back(&self, context: &str) {
+        self.assert_consistent(context, false);
+        for (step, _) in COLUMNS.iter().chain(&[(INDEX_STEP, "")]) {
+            assert_eq!(self.status(step), "rolled_back", "{context}\n{self:#?}");
+        }
+        assert_eq!(self.index_valid, None, "{context}\n{self:#?}");
+    }
+}
+
+/// One case: a fresh database (for a rollback, with CRASHY applied first),
+/// pgpilot killed at the `pass`-th pass of `point`, the checks after the
+/// kill, then the same command again to its end and the checks after it.
+/// Returns whether pgpilot was killed: false means it ran to its end without
+/// passing `point` that often.
+async fn crash_case(suite: &Suite, point: &str, pass: u32) -> bool {
+    let kill_at = format!("{point}:{pass}");
+    let command = Command::reaching(point);
+    let db = suite
+        .lab
+        .server
+        .fresh_database("crash")
+        .expect("a fresh database");
+    let conninfo = suite.lab.conninfo(&db);
+    let client = connect(&conninfo).await;
+    client
+        .batch_execute(CRASHY_SCHEMA)
+        .await
+        .expect("the test schema");
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    if command == Command::Rollback {
+        let setup = pgpilot(suite, data_dir.path(), Command::Run, &conninfo, None).await;
+        assert_eq!(
+            setup.status.code(),
+            Some(0),
+            "{kill_at}: the run before the rollback\n{}",
+            shown(&setup)
+        );
+        observe(&client)
+            .await
+            .assert_all_applied(&format!("{kill_at}: before the rollback"));
+    }
+
+    let out = pgpilot(suite, data_dir.path(), command, &conninfo, Some(&kill_at)).await;
+    let killed = match (out.status.signal(), out.status.code()) {
+        (Some(libc::SIGKILL), _) => true,
+        (_, Some(0)) => false,
+        _ => panic!(
+            "{kill_at}: {command:?} was neither killed by SIGKILL nor done\n{}",
+            shown(&out)
+        ),
+    };
+    wait_for_pgpilot_to_leave(&client, &db).await;
+    if killed {
+        let context = format!("{command:?} killed at {kill_at}");
+        observe(&client)
+            .await
+            .assert_consistent(&context, point == KNOWN_GAP);
+        verify_audit(suite, data_dir.path(), &context).await;
+    }
+
+    let again = pgpilot(suite, data_dir.path(), command, &conninfo, None).await;
+    let context = format!("{command:?} again after {kill_at}");
+    assert_eq!(again.status.code(), Some(0), "{context}\n{}", shown(&again));
+    let after = observe(&client).await;
+    match command {
+        Command::Run => after.assert_all_applied(&context),
+        Command::Rollback => after.assert_all_rolled_back(&context),
+    }
+    verify_audit(suite, data_dir.path(), &context).await;
+
+    drop(client);
+    let admin = connect(&suite.lab.conninfo("postgres")).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+        .await
+        .expect("drop the case's database");
+    killed
+}
+
+/// Kills at every pass of `point`, one case each, until a run goes by
+/// without reaching it. Returns the number of kills.
+async fn kill_at_every_pass(
+    suite: Arc<Suite>,
+    point: String,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> u32 {
+    let mut pass = 1;
+    loop {
+        let killed = {
+            let _slot = slots
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            crash_case(&suite, &point, pass).await
+        };
+        if !killed {
+            return pass - 1;
+        }
+        pass += 1;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_any_point_leaves_exactly_once_state_and_a_resumable_run() {
-    let lab = Lab::new();
-    let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("twenty.toml");
-    std::fs::write(&rb, twenty_steps()).unwrap();
-    let rb = rb.to_str().unwrap();
-    let mut killed = 0;
-    // Each transactional step passes 4 crash points (before it is sent, once
-    // its COMMIT is on the wire, after COMMIT returned, after its success
-    // record), so this spreads the kills over the whole run.
-    for n in (1..=97).step_by(4) {
-        let db = format!("crash_{n}");
-        let client = lab.database(&db, &[]).await;
-        client.batch_execute("CREATE TABLE t (id int PRIMARY KEY, b int); INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g; CREATE TABLE applied_log (step text)").await.unwrap();
-        let conninfo = lab.conninfo(&db);
-        let status = lab
-            .command(&["run", rb, "--headless", "--db", &conninfo])
-            .env("PGPILOT_TEST_KILL_AT", n.to_string())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        if status.signal() == Some(9) {
-            killed += 1;
-        } else {
-            assert_eq!(status.code(), Some(0), "kill point {n}: {status:?}");
-        }
-        wait_for_no_pgpilot_backends(&client).await;
-        if column(&client, "SELECT to_regclass('pgpilot.step_state')::text").await != ["NULL"] {
-            assert_consistent(&client, &format!("after kill at point {n}")).await;
-        }
-        let again = lab.run(&["run", rb, "--headless", "--db", &conninfo]);
-        assert_eq!(again.code, 0, "kill point {n}, second run:\n{again}");
-        assert_consistent(&client, &format!("after resuming from point {n}")).await;
-        assert_eq!(
-            scalar(&client, "SELECT count(*) FROM applied_log").await,
-            "16",
-            "point {n}: every change applied once"
-        );
-        assert_eq!(
-            column(
-                &client,
-                "SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass('t_b_idx')"
-            )
-            .await,
-            ["true"]
+    // A run-time check, not a compile error: the other tests of this file
+    // (and clippy) work without the feature.
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "the SIGKILL suite needs pgpilot's crash points: run it with `cargo test --features failpoints` (scripts/test does)"
         );
     }
-    assert!(killed >= 20, "only {killed} runs were killed");
-    let verify = lab.run(&["audit", "verify", lab.audit_file().to_str().unwrap()]);
-    assert_eq!(verify.code, 0, "{verify}");
+    let started = Instant::now();
+    let points = crash_points();
+    assert!(
+        points.len() >= 10,
+        "found only {points:?} in src/: are the crash points still called as failpoint::point(\"name\")?"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb: PathBuf = dir.path().join("crashy.toml");
+    std::fs::write(&rb, CRASHY).expect("write the runbook");
+    let runbook = rb.to_str().expect("a UTF-8 path").to_string();
+    let suite = Arc::new(Suite {
+        lab: Lab::new(),
+        rollback_confirms: common::confirms_for(&runbook, true),
+        runbook,
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_CASES));
+    let mut cases = tokio::task::JoinSet::new();
+    for point in &points {
+        let point = point.clone();
+        let (suite, slots) = (suite.clone(), slots.clone());
+        cases.spawn(async move {
+            let kills = kill_at_every_pass(suite, point.clone(), slots).await;
+            (point, kills)
+        });
+    }
+    let mut kills = BTreeMap::new();
+    while let Some(done) = cases.join_next().await {
+        match done {
+            Ok((point, n)) => {
+                kills.insert(point, n);
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("a crash case was cancelled: {e}"),
+        }
+    }
+    let never: Vec<&String> = kills
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        never.is_empty(),
+        "crash points never reached by CRASHY, so never killed: {never:?} (all: {kills:?})"
+    );
+    eprintln!(
+        "SIGKILL suite: {} kills over {} points in {:?}: {kills:?}",
+        kills.values().sum::<u32>(),
+        kills.len(),
+        started.elapsed()
+    );
 }
 
 const SLOW: &str = r#"
@@ -283,6 +665,19 @@ id = "p"
   rollback = "ALTER TABLE t DROP COLUMN x"
 "#;
 
+/// Polls until `condition` holds, failing with `what` after `within`.
+async fn poll_until<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_never_wait_much_longer_than_lock_timeout_and_a_second_operator_is_refused() {
     let lab = Lab::new();
@@ -297,37 +692,54 @@ async fn readers_never_wait_much_longer_than_lock_timeout_and_a_second_operator_
     let rb = rb.to_str().unwrap().to_string();
     let db = lab.conninfo("busy");
 
-    // Someone reads t in a transaction and keeps it open for 10 s.
+    // Someone reads t in a transaction and keeps it open until pgpilot has
+    // timed out behind it and retried twice.
     let holder = connect(&db).await;
     holder
         .batch_execute("BEGIN; SELECT count(*) FROM t")
         .await
         .unwrap();
-    let started = Instant::now();
-    let child = lab
+    let mut child = lab
         .command(&["run", &rb, "--headless", "--db", &db])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
 
-    // Readers keep reading t; each read's wait is measured.
+    // Readers keep reading t until the run is over; each read's wait is measured.
     let reader_db = db.clone();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let readers = tokio::spawn(async move {
         let r = connect(&reader_db).await;
         let mut worst = Duration::ZERO;
-        let until = Instant::now() + Duration::from_secs(12);
-        while Instant::now() < until {
+        let mut reads = 0u32;
+        while !*stopped.borrow() {
             let t = Instant::now();
             r.simple_query("SELECT count(*) FROM t").await.unwrap();
             worst = worst.max(t.elapsed());
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            reads += 1;
+            // The readers' pace (an application's), not a synchronisation.
+            let _ = tokio::time::timeout(Duration::from_millis(100), stopped.changed()).await;
         }
-        worst
+        (worst, reads)
     });
 
-    // A second operator on the same runbook and database is refused, told who holds it.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A second operator on the same runbook and database is refused, told
+    // who holds it: once the first holds the runbook's advisory lock.
+    poll_until(
+        Duration::from_secs(20),
+        "pgpilot took the runbook's advisory lock",
+        || async {
+            scalar(
+                &client,
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pgpilot'",
+            )
+            .await
+                != "0"
+        },
+    )
+    .await;
     let second = lab.run(&["run", &rb, "--headless", "--db", &db]);
     assert_eq!(second.code, 3, "{second}");
     assert!(
@@ -337,20 +749,32 @@ async fn readers_never_wait_much_longer_than_lock_timeout_and_a_second_operator_
         "{second}"
     );
 
-    tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
+    let audit = lab.audit_file();
+    poll_until(
+        Duration::from_secs(30),
+        "pgpilot retried twice behind the holder",
+        || async {
+            std::fs::read_to_string(&audit)
+                .map(|log| log.matches("\"action\":\"retry\"").count() >= 2)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the step cannot finish before the holder ends"
+    );
     holder.batch_execute("COMMIT").await.unwrap();
     let out = common::Ran::from(child.wait_with_output().unwrap());
-    let worst = readers.await.unwrap();
+    let _ = stop.send(true);
+    let (worst, reads) = readers.await.unwrap();
     assert_eq!(out.code, 0, "{out}");
     assert!(
         out.stdout.contains("attempt"),
         "the step retried after lock timeouts:\n{out}"
     );
-    assert!(
-        started.elapsed() >= Duration::from_secs(9),
-        "the step cannot finish before the holder ends"
-    );
-    // psql would have queued the readers behind the ALTER for the holder's 10 s.
+    assert!(reads >= 10, "the readers read only {reads} times");
+    // psql would have queued the readers behind the ALTER for as long as the holder held.
     assert!(worst < Duration::from_secs(3), "a reader waited {worst:?}");
     assert_eq!(scalar(&client, "SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'x'").await, "1");
 }

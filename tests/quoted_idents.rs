@@ -193,17 +193,23 @@ async fn a_failed_unique_build_of_a_quoted_index_leaves_no_invalid_index_and_the
     assert_eq!(step_status(&client).await, ["applied"]);
 }
 
-/// Runs the runbook killed at crash point `kill_at`; the step is then in doubt.
+/// Runs the runbook killed at the crash point named `kill_at` (see
+/// src/engine/failpoint.rs); the step is then in doubt.
 async fn crash_in_the_build(
     lab: &Lab,
     rb: &str,
     db: &str,
     client: &tokio_postgres::Client,
-    kill_at: u32,
+    kill_at: &str,
 ) {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test kills pgpilot at a crash point: run it with `cargo test --features failpoints` (scripts/test does)"
+        );
+    }
     let status = lab
         .command(&["run", rb, "--headless", "--db", db])
-        .env("PGPILOT_TEST_KILL_AT", kill_at.to_string())
+        .env("PGPILOT_TEST_KILL_AT", kill_at)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -226,7 +232,7 @@ async fn an_in_doubt_quoted_index_is_never_taken_for_its_lower_case_twin() {
     let rb = write_runbook(&dir, "index.toml", UNIQUE_INDEX);
 
     // Killed once the step is marked in_progress, before its statement is sent.
-    crash_in_the_build(&lab, &rb, &db, &client, 2).await;
+    crash_in_the_build(&lab, &rb, &db, &client, "autocommit-in-progress").await;
     assert_eq!(idx_upper_valid(&client).await, Vec::<String>::new());
     // Someone else builds an unrelated, lower-case `idxupper`.
     client
@@ -262,7 +268,7 @@ async fn an_in_doubt_quoted_index_that_was_built_is_found_and_not_built_again() 
     let rb = write_runbook(&dir, "index.toml", UNIQUE_INDEX);
 
     // Killed after the build returned, before the step was marked applied.
-    crash_in_the_build(&lab, &rb, &db, &client, 3).await;
+    crash_in_the_build(&lab, &rb, &db, &client, "autocommit-after-statement").await;
     assert_eq!(idx_upper_valid(&client).await, ["true"]);
 
     let again = lab.run(&["run", &rb, "--headless", "--db", &db]);

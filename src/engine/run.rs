@@ -1871,6 +1871,7 @@ impl Exec<'_> {
         ev.step = Some(step.id.clone());
         ev.sql = Some(sql.to_string());
         self.record(ev).await;
+        failpoint::point("rollback-start");
         let settings = step.settings.clone();
         let autocommit = a.rollback.iter().any(|s| !s.transactional);
         let started = Instant::now();
@@ -1892,6 +1893,7 @@ impl Exec<'_> {
                     let r = self.query(sql).await;
                     let _ = self.client().batch_execute("RESET lock_timeout").await;
                     r?;
+                    failpoint::point("rollback-autocommit-after-statement");
                     self.exec_state(&w).await
                 }
                 .await
@@ -1905,6 +1907,7 @@ impl Exec<'_> {
                     .await?;
                     let r = async {
                         self.query(sql).await?;
+                        failpoint::point("rollback-in-transaction");
                         self.exec_state(&w).await
                     }
                     .await;
@@ -1921,6 +1924,7 @@ impl Exec<'_> {
             self.drain_notices(phase, step).await;
             match result {
                 Ok(()) => {
+                    failpoint::point("rollback-done");
                     let mut ev = Event::new(Action::RollbackSuccess);
                     ev.phase = Some(phase.id.clone());
                     ev.step = Some(step.id.clone());
