@@ -4,13 +4,13 @@
 //! nothing of terminals.
 
 mod copier;
+mod exec;
 pub mod failpoint;
 pub mod headless;
 mod index;
 pub mod open;
 mod recorder;
 mod rehearse;
-mod run;
 pub mod state;
 pub mod status;
 
@@ -24,8 +24,8 @@ use crate::cli::exit;
 use crate::pg::{ConnSpec, Connection};
 use crate::runbook::Runbook;
 
+pub use exec::execute;
 pub use recorder::Recorder;
-pub use run::execute;
 
 /// What the engine is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

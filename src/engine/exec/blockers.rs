@@ -1,0 +1,133 @@
+//! The pre-step blocker guard: sessions already holding locks the step needs.
+
+use std::time::Duration;
+
+use super::Exec;
+use crate::analysis::{RelationName, StepAnalysis};
+use crate::audit::record::{Action, Event};
+use crate::engine::{Ask, EngineEvent, Outcome, Reply};
+use crate::runbook::{Phase, Step};
+
+impl Exec<'_> {
+    /// Sessions holding locks that conflict with what the step takes: the
+    /// step would wait behind them and every later query on the table behind
+    /// the step. Reported, then per `on_blockers`: ask, wait, or proceed.
+    pub(super) async fn blocker_guard(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        a: &StepAnalysis,
+    ) -> Result<(), Outcome> {
+        use crate::analysis::LockMode;
+        use crate::runbook::OnBlockers;
+        let strong: Vec<(RelationName, LockMode)> = a
+            .statements
+            .iter()
+            .flat_map(|s| s.locks.iter())
+            .filter(|l| l.mode >= LockMode::ShareUpdateExclusive)
+            .map(|l| (l.relation.clone(), l.mode))
+            .collect();
+        if strong.is_empty() {
+            return Ok(());
+        }
+        let mut waited = false;
+        loop {
+            let mut holders = Vec::new();
+            for (relation, mode) in &strong {
+                let found = crate::monitor::holders(self.client(), relation, *mode).await;
+                if let Err(e) = &found {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: "WARNING".into(),
+                        message: format!("could not look for sessions holding {relation}: {}; lock_timeout still bounds the wait", crate::pg::redact(&e.to_string())),
+                    });
+                }
+                if let Ok(h) = found {
+                    holders.extend(h.into_iter().filter(|h| h.pid != self.s.conn_pid));
+                }
+            }
+            if holders.is_empty() {
+                if waited {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: "INFO".into(),
+                        message: "the blockers are gone".into(),
+                    });
+                }
+                return Ok(());
+            }
+            if !waited {
+                self.emit(EngineEvent::Blockers {
+                    step: step.id.clone(),
+                    holders: holders.clone(),
+                });
+            }
+            let decision = match step.settings.on_blockers {
+                OnBlockers::Proceed => "proceed",
+                OnBlockers::Wait => "wait",
+                OnBlockers::Ask if waited => "wait",
+                OnBlockers::Ask => match self
+                    .ask(Ask::Blockers {
+                        step: step.id.clone(),
+                        holders: holders.clone(),
+                    })
+                    .await
+                {
+                    Reply::Run | Reply::Missing => "proceed",
+                    Reply::Typed(t)
+                        if t.trim().eq_ignore_ascii_case("wait")
+                            || t.trim().eq_ignore_ascii_case("w") =>
+                    {
+                        "wait"
+                    }
+                    Reply::Typed(t)
+                        if t.trim().is_empty()
+                            || t.trim().eq_ignore_ascii_case("proceed")
+                            || t.trim().eq_ignore_ascii_case("p") =>
+                    {
+                        "proceed"
+                    }
+                    _ => "abort",
+                },
+            };
+            if !waited {
+                let mut ev = Event::new(Action::Blockers);
+                ev.phase = Some(phase.id.clone());
+                ev.step = Some(step.id.clone());
+                ev.outcome = Some(decision.into());
+                ev.message = Some(
+                    holders
+                        .iter()
+                        .map(|h| {
+                            format!(
+                                "pid {} ({}, {}) holds {} on {}",
+                                h.pid,
+                                h.user.as_deref().unwrap_or("?"),
+                                h.state,
+                                h.mode,
+                                h.relation
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                self.record(ev).await;
+            }
+            match decision {
+                "proceed" => return Ok(()),
+                "abort" => {
+                    return Err(Outcome::Refused(format!(
+                        "step {}: stopped because sessions hold locks it needs",
+                        step.id
+                    )));
+                }
+                _ => {
+                    waited = true;
+                    if self.sleep_or_cancel(Duration::from_secs(1)).await {
+                        return Err(Outcome::Interrupted);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Rolling back applied steps, newest first.
+
+use std::time::Instant;
+
+use super::sql::{LOCK_NOT_AVAILABLE, SqlFailure};
+use super::{Exec, Part};
+use crate::analysis::StepAnalysis;
+use crate::audit::record::{Action, Event};
+use crate::engine::state::Status;
+use crate::engine::{Ask, EngineEvent, Outcome, Reply};
+use crate::runbook::{Phase, Step, StepKind};
+
+impl Exec<'_> {
+    /// Applied steps in reverse order, stopping before `to` (it stays applied)
+    /// or after `through` (it is rolled back too).
+    pub(super) async fn rollback_range(
+        &mut self,
+        to: Option<&str>,
+        through: Option<&str>,
+        ask_each: bool,
+    ) -> Outcome {
+        let steps = self.steps_in_order();
+        if let Some(refused) = self.unknown_step("--to", to, &steps) {
+            return refused;
+        }
+        // The steps to undo, newest first: up to `to` (kept), through `through`.
+        let mut range = Vec::new();
+        for entry in steps.into_iter().rev() {
+            if Some(entry.2.id.as_str()) == to {
+                break;
+            }
+            let last = Some(entry.2.id.as_str()) == through;
+            range.push(entry);
+            if last {
+                break;
+            }
+        }
+        // An irreversible step in the range refuses the rollback before
+        // anything is undone, not halfway through.
+        for (_, _, step) in &range {
+            let applied = self.states.get(&step.id).map(|s| s.status) == Some(Status::Applied);
+            if applied
+                && step.rollback.is_none()
+                && let Some(why) = &step.irreversible
+            {
+                return Outcome::Refused(format!(
+                    "step {} cannot be rolled back: irreversible: {why}; nothing was rolled back",
+                    step.id
+                ));
+            }
+        }
+        for (i, phase, step) in range {
+            if !matches!(step.kind, StepKind::Change | StepKind::Backup)
+                || self.states.get(&step.id).map(|s| s.status) != Some(Status::Applied)
+            {
+                continue;
+            }
+            let a = self.s.analysis.steps[i].clone();
+            let Some(rb) = step.rollback.clone() else {
+                if let Some(why) = &step.irreversible {
+                    return Outcome::Refused(format!(
+                        "step {} cannot be rolled back: irreversible: {why}",
+                        step.id
+                    ));
+                }
+                // Nothing to undo (ANALYZE, VALIDATE CONSTRAINT): marked rolled
+                // back so that a later run applies it again after what it
+                // depended on is re-applied.
+                if let Err(o) = self
+                    .write_state_autocommit(&step, Status::RolledBack, None, None)
+                    .await
+                {
+                    return o;
+                }
+                let mut ev = Event::new(Action::RollbackSuccess);
+                ev.phase = Some(phase.id.clone());
+                ev.step = Some(step.id.clone());
+                ev.message = Some("no rollback SQL: nothing to undo".into());
+                self.record(ev).await;
+                self.emit(EngineEvent::StepSkipped {
+                    step: step.id.clone(),
+                    reason: "no rollback SQL: nothing to undo; marked rolled back".into(),
+                });
+                continue;
+            };
+            let reply = if ask_each {
+                self.ask(Ask::Next {
+                    step: step.id.clone(),
+                })
+                .await
+            } else {
+                Reply::Run
+            };
+            match reply {
+                // Inside a rollback, `b` means go on rolling back.
+                Reply::Run | Reply::Typed(_) | Reply::RollbackThrough(_) => {}
+                Reply::Skip(reason) => {
+                    let mut ev = Event::new(Action::Skip);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.message = Some(format!("rollback skipped: {reason}"));
+                    self.record(ev).await;
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                Reply::Quit | Reply::Missing => {
+                    return Outcome::Refused("stopped by the operator".into());
+                }
+            }
+            if let Some(e) = self.s.recorder.local_error() {
+                return Outcome::Failed(format!(
+                    "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
+                ));
+            }
+            let (text, resolved) = match self.with_values(&step, &a, &rb.text, Part::Rollback) {
+                Ok(r) => r,
+                Err(o) => return o,
+            };
+            let a = resolved.as_ref();
+            if let Some(phrase) = &a.rollback_confirm
+                && let Err(o) = self.confirm(&step, phrase, &a.rollback).await
+            {
+                return o;
+            }
+            if let Err(o) = self.rollback_step(&phase, &step, a, &text).await {
+                return o;
+            }
+        }
+        Outcome::Done
+    }
+
+    pub(super) async fn rollback_step(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        a: &StepAnalysis,
+        sql: &str,
+    ) -> Result<(), Outcome> {
+        let mut ev = Event::new(Action::RollbackStart);
+        ev.phase = Some(phase.id.clone());
+        ev.step = Some(step.id.clone());
+        ev.sql = Some(sql.to_string());
+        self.record(ev).await;
+        let settings = step.settings.clone();
+        let autocommit = a.rollback.iter().any(|s| !s.transactional);
+        let started = Instant::now();
+        let of = settings.lock_retries + 1;
+        for attempt in 1..=of {
+            self.emit(EngineEvent::StepStarted {
+                step: step.id.clone(),
+                attempt,
+                of,
+            });
+            let w = self.state_params(step, Status::RolledBack, None, None);
+            let result: Result<(), SqlFailure> = if autocommit {
+                async {
+                    self.query(&format!(
+                        "SET lock_timeout = '{}ms'",
+                        settings.lock_timeout.as_millis()
+                    ))
+                    .await?;
+                    let r = self.query(sql).await;
+                    let _ = self.client().batch_execute("RESET lock_timeout").await;
+                    r?;
+                    self.exec_state(&w).await
+                }
+                .await
+            } else {
+                async {
+                    self.query(&format!(
+                        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+                        settings.lock_timeout.as_millis(),
+                        settings.statement_timeout.as_millis()
+                    ))
+                    .await?;
+                    let r = async {
+                        self.query(sql).await?;
+                        self.exec_state(&w).await
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => self.query("COMMIT").await.map(|_| ()),
+                        Err(f) => {
+                            let _ = self.client().batch_execute("ROLLBACK").await;
+                            Err(f)
+                        }
+                    }
+                }
+                .await
+            };
+            self.drain_notices(phase, step).await;
+            match result {
+                Ok(()) => {
+                    let mut ev = Event::new(Action::RollbackSuccess);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.duration_ms = Some(started.elapsed().as_millis() as u64);
+                    self.record(ev).await;
+                    self.mark(step, Status::RolledBack);
+                    self.emit(EngineEvent::RolledBack {
+                        step: step.id.clone(),
+                        duration: started.elapsed(),
+                    });
+                    return Ok(());
+                }
+                Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
+                    let waited = started.elapsed();
+                    if self
+                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
+                        .await
+                    {
+                        return Err(Outcome::Interrupted);
+                    }
+                }
+                Err(f) => {
+                    let mut ev = Event::new(Action::RollbackFailure);
+                    ev.phase = Some(phase.id.clone());
+                    ev.step = Some(step.id.clone());
+                    ev.sqlstate = f.sqlstate.clone();
+                    ev.message = Some(f.message.clone());
+                    self.record(ev).await;
+                    self.emit(EngineEvent::StepFailed {
+                        step: step.id.clone(),
+                        sqlstate: f.sqlstate.clone(),
+                        message: f.message.clone(),
+                    });
+                    return Err(if f.cancelled_by_operator {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Failed(format!("rollback of {} failed: {}", step.id, f.message))
+                    });
+                }
+            }
+        }
+        Err(Outcome::Failed(format!(
+            "rollback of {} did not get its locks",
+            step.id
+        )))
+    }
+}
