@@ -2,6 +2,7 @@
 //! a failed or interrupted CONCURRENTLY build leaves.
 
 use super::Exec;
+use super::attempt::{RESET_TIMEOUTS, session_timeouts};
 use super::expect::{StepResult, evaluate};
 use super::sql::SqlFailure;
 use crate::analysis::{RelationName, StatementAnalysis, StepAnalysis};
@@ -23,12 +24,7 @@ impl Exec<'_> {
         let w = self.state_params(step, Status::InProgress, None, None);
         self.exec_state(&w).await?;
         failpoint::point("autocommit-in-progress");
-        self.query(&format!(
-            "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
-            settings.lock_timeout.as_millis(),
-            settings.statement_timeout.as_millis()
-        ))
-        .await?;
+        self.query(&session_timeouts(settings)).await?;
         // Each statement on its own: a multi-statement query string would run
         // as one implicit transaction, which these statements cannot be in.
         let statements = pg_query::split_with_parser(sql)
@@ -44,10 +40,7 @@ impl Exec<'_> {
                 }
             }
         }
-        let _ = self
-            .client()
-            .batch_execute("RESET lock_timeout; RESET statement_timeout")
-            .await;
+        let _ = self.client().batch_execute(RESET_TIMEOUTS).await;
         let messages = match result {
             Ok(m) => m,
             Err(f) => {

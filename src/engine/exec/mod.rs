@@ -2,6 +2,7 @@
 //! autocommit when it must), bounded by lock_timeout and retried on 55P03.
 //! One concern per file; each adds its methods to [`Exec`].
 
+mod attempt;
 mod autocommit;
 mod blockers;
 mod confirm;

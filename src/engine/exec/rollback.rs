@@ -1,14 +1,14 @@
 //! Rolling back applied steps, newest first.
 
-use std::time::Instant;
-
-use super::sql::{LOCK_NOT_AVAILABLE, SqlFailure};
+use super::attempt::{RESET_TIMEOUTS, Work, local_timeouts, session_timeouts};
+use super::expect::StepResult;
+use super::sql::SqlFailure;
 use super::{Exec, Part};
 use crate::analysis::StepAnalysis;
 use crate::audit::record::{Action, Event};
 use crate::engine::state::Status;
 use crate::engine::{Ask, EngineEvent, Outcome, Reply};
-use crate::runbook::{Phase, Step, StepKind};
+use crate::runbook::{Phase, Settings, Step, StepKind};
 
 impl Exec<'_> {
     /// Applied steps in reverse order, stopping before `to` (it stays applied)
@@ -139,105 +139,63 @@ impl Exec<'_> {
         a: &StepAnalysis,
         sql: &str,
     ) -> Result<(), Outcome> {
-        let mut ev = Event::new(Action::RollbackStart);
+        let autocommit = a.rollback.iter().any(|s| !s.transactional);
+        let done = self
+            .attempts(phase, step, Work::Rollback { sql, autocommit })
+            .await?;
+        let mut ev = Event::new(Action::RollbackSuccess);
         ev.phase = Some(phase.id.clone());
         ev.step = Some(step.id.clone());
-        ev.sql = Some(sql.to_string());
+        ev.duration_ms = Some(done.duration.as_millis() as u64);
         self.record(ev).await;
-        let settings = step.settings.clone();
-        let autocommit = a.rollback.iter().any(|s| !s.transactional);
-        let started = Instant::now();
-        let of = settings.lock_retries + 1;
-        for attempt in 1..=of {
-            self.emit(EngineEvent::StepStarted {
-                step: step.id.clone(),
-                attempt,
-                of,
-            });
-            let w = self.state_params(step, Status::RolledBack, None, None);
-            let result: Result<(), SqlFailure> = if autocommit {
-                async {
-                    self.query(&format!(
-                        "SET lock_timeout = '{}ms'",
-                        settings.lock_timeout.as_millis()
-                    ))
-                    .await?;
-                    let r = self.query(sql).await;
-                    let _ = self.client().batch_execute("RESET lock_timeout").await;
-                    r?;
-                    self.exec_state(&w).await
-                }
-                .await
-            } else {
-                async {
-                    self.query(&format!(
-                        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-                        settings.lock_timeout.as_millis(),
-                        settings.statement_timeout.as_millis()
-                    ))
-                    .await?;
-                    let r = async {
-                        self.query(sql).await?;
-                        self.exec_state(&w).await
-                    }
-                    .await;
-                    match r {
-                        Ok(()) => self.query("COMMIT").await.map(|_| ()),
-                        Err(f) => {
-                            let _ = self.client().batch_execute("ROLLBACK").await;
-                            Err(f)
-                        }
-                    }
-                }
-                .await
-            };
-            self.drain_notices(phase, step).await;
-            match result {
-                Ok(()) => {
-                    let mut ev = Event::new(Action::RollbackSuccess);
-                    ev.phase = Some(phase.id.clone());
-                    ev.step = Some(step.id.clone());
-                    ev.duration_ms = Some(started.elapsed().as_millis() as u64);
-                    self.record(ev).await;
-                    self.mark(step, Status::RolledBack);
-                    self.emit(EngineEvent::RolledBack {
-                        step: step.id.clone(),
-                        duration: started.elapsed(),
-                    });
-                    return Ok(());
-                }
-                Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
-                    let waited = started.elapsed();
-                    if self
-                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
-                        .await
-                    {
-                        return Err(Outcome::Interrupted);
-                    }
-                }
-                Err(f) => {
-                    let mut ev = Event::new(Action::RollbackFailure);
-                    ev.phase = Some(phase.id.clone());
-                    ev.step = Some(step.id.clone());
-                    ev.sqlstate = f.sqlstate.clone();
-                    ev.message = Some(f.message.clone());
-                    self.record(ev).await;
-                    self.emit(EngineEvent::StepFailed {
-                        step: step.id.clone(),
-                        sqlstate: f.sqlstate.clone(),
-                        message: f.message.clone(),
-                    });
-                    return Err(if f.cancelled_by_operator {
-                        Outcome::Interrupted
-                    } else {
-                        Outcome::Failed(format!("rollback of {} failed: {}", step.id, f.message))
-                    });
-                }
+        self.mark(step, Status::RolledBack);
+        self.emit(EngineEvent::RolledBack {
+            step: step.id.clone(),
+            duration: done.duration,
+        });
+        Ok(())
+    }
+
+    /// Rollback SQL that cannot run in a transaction block: bounded by both
+    /// timeouts like a forward step in autocommit, its state written after it.
+    pub(super) async fn rollback_autocommit_once(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+    ) -> Result<StepResult, SqlFailure> {
+        self.query(&session_timeouts(settings)).await?;
+        let ran = self.query(sql).await;
+        let _ = self.client().batch_execute(RESET_TIMEOUTS).await;
+        ran?;
+        let w = self.state_params(step, Status::RolledBack, None, None);
+        self.exec_state(&w).await?;
+        Ok(StepResult::default())
+    }
+
+    /// Rollback SQL and its state row in one transaction.
+    pub(super) async fn rollback_transaction_once(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+    ) -> Result<StepResult, SqlFailure> {
+        self.query(&local_timeouts("BEGIN", settings)).await?;
+        let w = self.state_params(step, Status::RolledBack, None, None);
+        let ran = async {
+            self.query(sql).await?;
+            self.exec_state(&w).await
+        }
+        .await;
+        match ran {
+            Ok(()) => {
+                self.query("COMMIT").await?;
+                Ok(StepResult::default())
+            }
+            Err(f) => {
+                let _ = self.client().batch_execute("ROLLBACK").await;
+                Err(f)
             }
         }
-        Err(Outcome::Failed(format!(
-            "rollback of {} did not get its locks",
-            step.id
-        )))
     }
 }

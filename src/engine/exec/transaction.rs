@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 use super::Exec;
+use super::attempt::local_timeouts;
 use super::expect::{StepResult, evaluate, last_result};
 use super::sql::{SqlFailure, cancellable, failure};
 use super::state_row::{StateWrite, upsert_state};
@@ -121,11 +122,7 @@ impl Exec<'_> {
         } else {
             ("BEGIN", "COMMIT", "ROLLBACK")
         };
-        let setup = format!(
-            "{begin}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-            settings.lock_timeout.as_millis(),
-            settings.statement_timeout.as_millis()
-        );
+        let setup = local_timeouts(begin, settings);
         let status = if matches!(step.kind, StepKind::Check | StepKind::Verify) {
             Status::Passed
         } else {
