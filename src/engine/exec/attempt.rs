@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::Exec;
 use super::expect::StepResult;
 use super::sql::{LOCK_NOT_AVAILABLE, NO_ACTIVE_TRANSACTION, QUERY_CANCELED, SqlFailure};
+use super::{Exec, step_event};
 use crate::analysis::StatementAnalysis;
-use crate::audit::record::{Action, Event};
+use crate::audit::record::Action;
 use crate::engine::{EngineEvent, Outcome, failpoint};
 use crate::runbook::{Phase, Settings, Step, format_duration};
 
@@ -147,9 +147,7 @@ impl Exec<'_> {
             Work::Step {
                 sql, autocommit, ..
             } => {
-                let mut ev = Event::new(Action::StepStart);
-                ev.phase = Some(phase.id.clone());
-                ev.step = Some(step.id.clone());
+                let mut ev = step_event(Action::StepStart, phase, step);
                 ev.sql = Some(sql.to_string());
                 ev.attempt = Some(1);
                 if autocommit {
@@ -161,9 +159,7 @@ impl Exec<'_> {
                 }
             }
             Work::Rollback { sql, .. } => {
-                let mut ev = Event::new(Action::RollbackStart);
-                ev.phase = Some(phase.id.clone());
-                ev.step = Some(step.id.clone());
+                let mut ev = step_event(Action::RollbackStart, phase, step);
                 ev.sql = Some(sql.to_string());
                 self.record(ev).await;
             }
@@ -219,9 +215,7 @@ impl Exec<'_> {
             f.message,
             wait.as_secs_f64()
         );
-        let mut ev = Event::new(Action::Retry);
-        ev.phase = Some(phase.id.clone());
-        ev.step = Some(step.id.clone());
+        let mut ev = step_event(Action::Retry, phase, step);
         ev.attempt = Some(attempt);
         ev.sqlstate = f.sqlstate.clone();
         ev.message = Some(message.clone());
@@ -246,16 +240,12 @@ impl Exec<'_> {
         started: Instant,
         f: SqlFailure,
     ) -> Outcome {
-        let mut ev = Event::new(work.failure_action());
-        ev.phase = Some(phase.id.clone());
-        ev.step = Some(step.id.clone());
+        let mut ev = step_event(work.failure_action(), phase, step);
         ev.duration_ms = Some(started.elapsed().as_millis() as u64);
         ev.sqlstate = f.sqlstate.clone();
         ev.message = Some(f.message.clone());
         if f.cancelled_by_operator {
-            let mut c = Event::new(Action::Cancel);
-            c.phase = Some(phase.id.clone());
-            c.step = Some(step.id.clone());
+            let c = step_event(Action::Cancel, phase, step);
             self.record(c).await;
         }
         self.record(ev).await;
@@ -284,9 +274,7 @@ impl Exec<'_> {
                 severity: n.severity.clone(),
                 message: n.message.clone(),
             });
-            let mut ev = Event::new(Action::Notice);
-            ev.phase = Some(phase.id.clone());
-            ev.step = Some(step.id.clone());
+            let mut ev = step_event(Action::Notice, phase, step);
             ev.outcome = Some(n.severity.clone());
             ev.sqlstate = Some(n.code.clone());
             ev.message = Some(n.message.clone());

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::Exec;
+use super::{Exec, step_event};
 use crate::analysis::{RelationName, StepAnalysis};
-use crate::audit::record::{Action, Event};
+use crate::audit::record::Action;
 use crate::engine::{Ask, EngineEvent, Outcome, Reply};
 use crate::runbook::{Phase, Step};
 
@@ -91,9 +91,7 @@ impl Exec<'_> {
                 },
             };
             if !waited {
-                let mut ev = Event::new(Action::Blockers);
-                ev.phase = Some(phase.id.clone());
-                ev.step = Some(step.id.clone());
+                let mut ev = step_event(Action::Blockers, phase, step);
                 ev.outcome = Some(decision.into());
                 ev.message = Some(
                     holders

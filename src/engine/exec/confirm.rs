@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::Exec;
+use super::{Exec, step_event};
 use crate::analysis::StatementAnalysis;
 use crate::audit::record::{Action, Event};
 use crate::engine::state::Status;
@@ -114,9 +114,7 @@ impl Exec<'_> {
         }
         self.write_state_autocommit(step, Status::Skipped, None, None)
             .await?;
-        let mut ev = Event::new(Action::Skip);
-        ev.phase = Some(phase.id.clone());
-        ev.step = Some(step.id.clone());
+        let mut ev = step_event(Action::Skip, phase, step);
         ev.message = Some(reason.clone());
         self.record(ev).await;
         self.emit(EngineEvent::StepSkipped {
@@ -160,9 +158,7 @@ impl Exec<'_> {
         }
         self.write_state_autocommit(step, Status::Acknowledged, None, None)
             .await?;
-        let mut ev = Event::new(Action::PauseAcknowledged);
-        ev.phase = Some(phase.id.clone());
-        ev.step = Some(step.id.clone());
+        let ev = step_event(Action::PauseAcknowledged, phase, step);
         self.record(ev).await;
         self.emit(EngineEvent::StepDone {
             step: step.id.clone(),

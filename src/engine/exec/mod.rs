@@ -83,6 +83,15 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     outcome
 }
 
+/// A step's audit event: its action, phase and step; the caller adds the rest.
+fn step_event(action: Action, phase: &Phase, step: &Step) -> Event {
+    Event {
+        phase: Some(phase.id.clone()),
+        step: Some(step.id.clone()),
+        ..Event::new(action)
+    }
+}
+
 fn outcome_word(o: &Outcome) -> &'static str {
     match o {
         Outcome::Done => "done",

@@ -3,9 +3,9 @@
 use super::attempt::{RESET_TIMEOUTS, Work, local_timeouts, session_timeouts};
 use super::expect::StepResult;
 use super::sql::SqlFailure;
-use super::{Exec, Part};
+use super::{Exec, Part, step_event};
 use crate::analysis::StepAnalysis;
-use crate::audit::record::{Action, Event};
+use crate::audit::record::Action;
 use crate::engine::state::Status;
 use crate::engine::{Ask, EngineEvent, Outcome, Reply};
 use crate::runbook::{Phase, Settings, Step, StepKind};
@@ -72,9 +72,7 @@ impl Exec<'_> {
                 {
                     return o;
                 }
-                let mut ev = Event::new(Action::RollbackSuccess);
-                ev.phase = Some(phase.id.clone());
-                ev.step = Some(step.id.clone());
+                let mut ev = step_event(Action::RollbackSuccess, &phase, &step);
                 ev.message = Some("no rollback SQL: nothing to undo".into());
                 self.record(ev).await;
                 self.emit(EngineEvent::StepSkipped {
@@ -95,9 +93,7 @@ impl Exec<'_> {
                 // Inside a rollback, `b` means go on rolling back.
                 Reply::Run | Reply::Typed(_) | Reply::RollbackThrough(_) => {}
                 Reply::Skip(reason) => {
-                    let mut ev = Event::new(Action::Skip);
-                    ev.phase = Some(phase.id.clone());
-                    ev.step = Some(step.id.clone());
+                    let mut ev = step_event(Action::Skip, &phase, &step);
                     ev.message = Some(format!("rollback skipped: {reason}"));
                     self.record(ev).await;
                     self.emit(EngineEvent::StepSkipped {
@@ -143,9 +139,7 @@ impl Exec<'_> {
         let done = self
             .attempts(phase, step, Work::Rollback { sql, autocommit })
             .await?;
-        let mut ev = Event::new(Action::RollbackSuccess);
-        ev.phase = Some(phase.id.clone());
-        ev.step = Some(step.id.clone());
+        let mut ev = step_event(Action::RollbackSuccess, phase, step);
         ev.duration_ms = Some(done.duration.as_millis() as u64);
         self.record(ev).await;
         self.mark(step, Status::RolledBack);

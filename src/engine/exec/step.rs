@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::attempt::{Succeeded, Work};
-use super::{Exec, Part};
+use super::{Exec, Part, step_event};
 use crate::analysis::{self, StepAnalysis};
-use crate::audit::record::{Action, Event};
+use crate::audit::record::Action;
 use crate::engine::state::Status;
 use crate::engine::{EngineEvent, Outcome, StepOutcome, failpoint, rehearse};
 use crate::runbook::{Phase, Step, StepKind, vars};
@@ -64,9 +64,7 @@ impl Exec<'_> {
         {
             self.write_state_autocommit(step, Status::Applied, None, None)
                 .await?;
-            let mut ev = Event::new(Action::StepSuccess);
-            ev.phase = Some(phase.id.clone());
-            ev.step = Some(step.id.clone());
+            let mut ev = step_event(Action::StepSuccess, phase, step);
             ev.outcome = Some("completed on an earlier run".into());
             self.record(ev).await;
             self.emit(EngineEvent::StepDone {
@@ -96,9 +94,7 @@ impl Exec<'_> {
                         step: step.id.clone(),
                         reason: reason.clone(),
                     });
-                    let mut ev = Event::new(Action::Skip);
-                    ev.phase = Some(phase.id.clone());
-                    ev.step = Some(step.id.clone());
+                    let mut ev = step_event(Action::Skip, phase, step);
                     ev.message = Some(reason);
                     self.record(ev).await;
                     return Ok(());
@@ -127,9 +123,7 @@ impl Exec<'_> {
             StepOutcome::Passed => self.mark(step, Status::Passed),
             _ => {}
         }
-        let mut ev = Event::new(Action::StepSuccess);
-        ev.phase = Some(phase.id.clone());
-        ev.step = Some(step.id.clone());
+        let mut ev = step_event(Action::StepSuccess, phase, step);
         ev.duration_ms = Some(duration.as_millis() as u64);
         ev.rows = Some(r.rows);
         ev.attempt = Some(attempt);
