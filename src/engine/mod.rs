@@ -156,7 +156,7 @@ pub enum Ask {
     /// A production target: type the database's name to go on.
     DatabaseName { database: String },
     /// Sessions hold locks the next step needs: `Run` proceeds (lock_timeout
-    /// still bounds the wait), `Typed("wait")` waits for them to go, `Quit` stops.
+    /// still bounds the wait), `Wait` waits for them to go, `Quit` stops.
     Blockers {
         step: String,
         holders: Vec<crate::monitor::Holder>,
@@ -201,6 +201,8 @@ pub enum Reply {
     Quit,
     /// What the operator typed.
     Typed(String),
+    /// Wait for the sessions holding the step's locks to go (`Ask::Blockers`).
+    Wait,
     /// No answer can be had (no terminal and no --confirm for it).
     Missing,
 }

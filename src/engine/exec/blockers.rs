@@ -63,36 +63,20 @@ impl Exec<'_> {
                 });
             }
             let decision = match step.settings.on_blockers {
-                OnBlockers::Proceed => "proceed",
-                OnBlockers::Wait => "wait",
-                OnBlockers::Ask if waited => "wait",
-                OnBlockers::Ask => match self
-                    .ask(Ask::Blockers {
+                OnBlockers::Proceed => Decision::Proceed,
+                OnBlockers::Wait => Decision::Wait,
+                OnBlockers::Ask if waited => Decision::Wait,
+                OnBlockers::Ask => Decision::of(
+                    self.ask(Ask::Blockers {
                         step: step.id.clone(),
                         holders: holders.clone(),
                     })
-                    .await
-                {
-                    Reply::Run | Reply::Missing => "proceed",
-                    Reply::Typed(t)
-                        if t.trim().eq_ignore_ascii_case("wait")
-                            || t.trim().eq_ignore_ascii_case("w") =>
-                    {
-                        "wait"
-                    }
-                    Reply::Typed(t)
-                        if t.trim().is_empty()
-                            || t.trim().eq_ignore_ascii_case("proceed")
-                            || t.trim().eq_ignore_ascii_case("p") =>
-                    {
-                        "proceed"
-                    }
-                    _ => "abort",
-                },
+                    .await,
+                ),
             };
             if !waited {
                 let mut ev = step_event(Action::Blockers, phase, step);
-                ev.outcome = Some(decision.into());
+                ev.outcome = Some(decision.as_str().into());
                 ev.message = Some(
                     holders
                         .iter()
@@ -112,14 +96,14 @@ impl Exec<'_> {
                 self.record(ev).await;
             }
             match decision {
-                "proceed" => return Ok(()),
-                "abort" => {
+                Decision::Proceed => return Ok(()),
+                Decision::Abort => {
                     return Err(Outcome::Refused(format!(
                         "step {}: stopped because sessions hold locks it needs",
                         step.id
                     )));
                 }
-                _ => {
+                Decision::Wait => {
                     waited = true;
                     if self.sleep_or_cancel(Duration::from_secs(1)).await {
                         return Err(Outcome::Interrupted);
@@ -127,5 +111,57 @@ impl Exec<'_> {
                 }
             }
         }
+    }
+}
+
+/// What happens to a step that sessions block; audited as `as_str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Run it now: lock_timeout still bounds its wait.
+    Proceed,
+    /// Poll until the holders are gone.
+    Wait,
+    /// Refuse the run; nothing of the step ran.
+    Abort,
+}
+
+impl Decision {
+    /// The operator's answer to `Ask::Blockers`. No answer to be had (no
+    /// terminal) proceeds, as `ask` documents.
+    fn of(reply: Reply) -> Decision {
+        match reply {
+            Reply::Run | Reply::Missing => Decision::Proceed,
+            Reply::Wait => Decision::Wait,
+            Reply::Quit | Reply::Typed(_) | Reply::Skip(_) | Reply::RollbackThrough(_) => {
+                Decision::Abort
+            }
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Proceed => "proceed",
+            Decision::Wait => "wait",
+            Decision::Abort => "abort",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_decisions_audited_by_their_old_words() {
+        assert_eq!(Decision::of(Reply::Run), Decision::Proceed);
+        assert_eq!(Decision::of(Reply::Missing), Decision::Proceed);
+        assert_eq!(Decision::of(Reply::Wait), Decision::Wait);
+        assert_eq!(Decision::of(Reply::Quit), Decision::Abort);
+        assert_eq!(Decision::of(Reply::Typed("x".into())), Decision::Abort);
+        let words: Vec<_> = [Decision::Proceed, Decision::Wait, Decision::Abort]
+            .into_iter()
+            .map(Decision::as_str)
+            .collect();
+        assert_eq!(words, ["proceed", "wait", "abort"]);
     }
 }

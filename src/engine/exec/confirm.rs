@@ -17,28 +17,25 @@ impl Exec<'_> {
         expected: &str,
         reply: Reply,
     ) -> Result<(), Outcome> {
-        let (outcome, typed) = match &reply {
-            Reply::Typed(t) if t.trim() == expected => ("accepted", t.clone()),
-            Reply::Typed(t) => ("wrong", t.clone()),
-            Reply::Quit => ("declined", String::new()),
-            _ => ("missing", String::new()),
-        };
+        let answer = Confirmation::of(&reply, expected);
         let mut ev = Event::new(Action::Confirmation);
         ev.step = step.map(str::to_string);
-        ev.outcome = Some(outcome.into());
-        ev.message = Some(match outcome {
-            "accepted" => format!("typed {expected:?}"),
-            "wrong" => format!("expected {expected:?}, typed {typed:?}"),
-            _ => format!("expected {expected:?}, no answer"),
+        ev.outcome = Some(answer.as_str().into());
+        ev.message = Some(match &answer {
+            Confirmation::Accepted => format!("typed {expected:?}"),
+            Confirmation::Wrong(typed) => format!("expected {expected:?}, typed {typed:?}"),
+            Confirmation::Declined | Confirmation::Missing => {
+                format!("expected {expected:?}, no answer")
+            }
         });
         self.record(ev).await;
-        match outcome {
-            "accepted" => Ok(()),
-            "declined" => Err(Outcome::Refused("stopped by the operator".into())),
-            "wrong" => Err(Outcome::Refused(format!(
+        match answer {
+            Confirmation::Accepted => Ok(()),
+            Confirmation::Declined => Err(Outcome::Refused("stopped by the operator".into())),
+            Confirmation::Wrong(_) => Err(Outcome::Refused(format!(
                 "the phrase typed does not match {expected:?}; nothing was run"
             ))),
-            _ => Err(Outcome::Refused(match step {
+            Confirmation::Missing => Err(Outcome::Refused(match step {
                 Some(s) => format!(
                     "step {s} needs the phrase {expected:?}: type it, or pass --confirm {s}={expected:?}; nothing was run"
                 ),
@@ -56,7 +53,7 @@ impl Exec<'_> {
         let expected = ask.expected().unwrap_or_default().to_string();
         loop {
             let reply = self.ask(ask.clone()).await;
-            let wrong = matches!(&reply, Reply::Typed(t) if t.trim() != expected);
+            let wrong = matches!(Confirmation::of(&reply, &expected), Confirmation::Wrong(_));
             match self.confirmation(step, &expected, reply).await {
                 Err(_) if wrong && self.s.options.interactive => {
                     self.emit(EngineEvent::Notice {
@@ -135,7 +132,10 @@ impl Exec<'_> {
             match self.ask(ask.clone()).await {
                 Reply::Skip(reason) => return self.skip(phase, step, reason).await,
                 reply => {
-                    let wrong = matches!(&reply, Reply::Typed(t) if t.trim() != crate::engine::PAUSE_PHRASE);
+                    let wrong = matches!(
+                        Confirmation::of(&reply, crate::engine::PAUSE_PHRASE),
+                        Confirmation::Wrong(_)
+                    );
                     match self
                         .confirmation(Some(&step.id), crate::engine::PAUSE_PHRASE, reply)
                         .await
@@ -168,5 +168,72 @@ impl Exec<'_> {
             captured: None,
         });
         Ok(())
+    }
+}
+
+/// How the operator answered a typed confirmation; audited as `as_str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Confirmation {
+    Accepted,
+    /// Something else was typed (kept for the audit).
+    Wrong(String),
+    /// The operator stopped.
+    Declined,
+    /// No answer can be had (no terminal, no `--confirm`).
+    Missing,
+}
+
+impl Confirmation {
+    fn of(reply: &Reply, expected: &str) -> Confirmation {
+        match reply {
+            Reply::Typed(t) if t.trim() == expected => Confirmation::Accepted,
+            Reply::Typed(t) => Confirmation::Wrong(t.clone()),
+            Reply::Quit => Confirmation::Declined,
+            Reply::Run
+            | Reply::Skip(_)
+            | Reply::RollbackThrough(_)
+            | Reply::Wait
+            | Reply::Missing => Confirmation::Missing,
+        }
+    }
+
+    fn as_str(&self) -> &'static str {
+        match self {
+            Confirmation::Accepted => "accepted",
+            Confirmation::Wrong(_) => "wrong",
+            Confirmation::Declined => "declined",
+            Confirmation::Missing => "missing",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_become_confirmations_audited_by_their_old_words() {
+        let of = |r: Reply| Confirmation::of(&r, "drop table t");
+        assert_eq!(
+            of(Reply::Typed(" drop table t ".into())),
+            Confirmation::Accepted
+        );
+        assert_eq!(
+            of(Reply::Typed("drop t".into())),
+            Confirmation::Wrong("drop t".into())
+        );
+        assert_eq!(of(Reply::Quit), Confirmation::Declined);
+        assert_eq!(of(Reply::Missing), Confirmation::Missing);
+        assert_eq!(of(Reply::Run), Confirmation::Missing);
+        let words: Vec<_> = [
+            Confirmation::Accepted,
+            Confirmation::Wrong(String::new()),
+            Confirmation::Declined,
+            Confirmation::Missing,
+        ]
+        .iter()
+        .map(Confirmation::as_str)
+        .collect();
+        assert_eq!(words, ["accepted", "wrong", "declined", "missing"]);
     }
 }

@@ -284,7 +284,7 @@ impl Exec<'_> {
                     })
                     .await
                 {
-                    Reply::Run | Reply::Typed(_) => break,
+                    Reply::Run | Reply::Typed(_) | Reply::Wait => break,
                     Reply::Skip(reason) => {
                         if let Err(o) = self.skip(&phase, &step, reason).await {
                             return o;

@@ -91,7 +91,7 @@ impl Exec<'_> {
             };
             match reply {
                 // Inside a rollback, `b` means go on rolling back.
-                Reply::Run | Reply::Typed(_) | Reply::RollbackThrough(_) => {}
+                Reply::Run | Reply::Typed(_) | Reply::Wait | Reply::RollbackThrough(_) => {}
                 Reply::Skip(reason) => {
                     let mut ev = step_event(Action::Skip, &phase, &step);
                     ev.message = Some(format!("rollback skipped: {reason}"));
