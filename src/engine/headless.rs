@@ -210,13 +210,7 @@ impl Driver {
             );
             let _ = std::io::stdout().flush();
             return match read_line().await {
-                Some(s)
-                    if s.trim().eq_ignore_ascii_case("a")
-                        || s.trim().eq_ignore_ascii_case("abort") =>
-                {
-                    Reply::Quit
-                }
-                Some(s) => Reply::Typed(s),
+                Some(s) => blocker_answer(&s),
                 None => Reply::Run,
             };
         }
@@ -280,5 +274,37 @@ fn human(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else {
         format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// A typed answer to the blocker guard: `p` or an empty line proceeds, `w`
+/// waits, anything else (`a`, a typo) aborts: the safe direction.
+fn blocker_answer(line: &str) -> Reply {
+    let word = line.trim().to_ascii_lowercase();
+    match word.as_str() {
+        "" | "p" | "proceed" => Reply::Run,
+        "w" | "wait" => Reply::Wait,
+        _ => Reply::Quit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_blocker_answer_aborts_unless_it_says_proceed_or_wait() {
+        for (line, reply) in [
+            ("", Reply::Run),
+            (" P ", Reply::Run),
+            ("proceed", Reply::Run),
+            ("w", Reply::Wait),
+            ("WAIT", Reply::Wait),
+            ("a", Reply::Quit),
+            ("abort", Reply::Quit),
+            ("wiat", Reply::Quit),
+        ] {
+            assert_eq!(blocker_answer(line), reply, "{line:?}");
+        }
     }
 }

@@ -4,13 +4,13 @@
 //! nothing of terminals.
 
 mod copier;
+mod exec;
 pub mod failpoint;
 pub mod headless;
 mod index;
 pub mod open;
 mod recorder;
 mod rehearse;
-mod run;
 pub mod state;
 pub mod status;
 
@@ -24,8 +24,8 @@ use crate::cli::exit;
 use crate::pg::{ConnSpec, Connection};
 use crate::runbook::Runbook;
 
+pub use exec::execute;
 pub use recorder::Recorder;
-pub use run::execute;
 
 /// What the engine is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +156,7 @@ pub enum Ask {
     /// A production target: type the database's name to go on.
     DatabaseName { database: String },
     /// Sessions hold locks the next step needs: `Run` proceeds (lock_timeout
-    /// still bounds the wait), `Typed("wait")` waits for them to go, `Quit` stops.
+    /// still bounds the wait), `Wait` waits for them to go, `Quit` stops.
     Blockers {
         step: String,
         holders: Vec<crate::monitor::Holder>,
@@ -201,6 +201,8 @@ pub enum Reply {
     Quit,
     /// What the operator typed.
     Typed(String),
+    /// Wait for the sessions holding the step's locks to go (`Ask::Blockers`).
+    Wait,
     /// No answer can be had (no terminal and no --confirm for it).
     Missing,
 }

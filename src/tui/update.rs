@@ -177,7 +177,7 @@ fn dialog_key(app: &mut App, key: KeyEvent) -> Option<Command> {
                 KeyCode::Char('w') => {
                     // Waiting is something running: c (or q, y) stops it.
                     app.running = Some(step);
-                    Reply::Typed("wait".into())
+                    Reply::Wait
                 }
                 KeyCode::Char('a') | KeyCode::Esc => Reply::Quit,
                 _ => return None,

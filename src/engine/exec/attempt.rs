@@ -1,0 +1,320 @@
+//! One attempt loop for forward steps and rollbacks: each attempt bounded by
+//! `lock_timeout` and `statement_timeout`, retried on 55P03 after a backoff
+//! the operator may cancel, every end audited.
+
+use std::time::{Duration, Instant};
+
+use super::expect::StepResult;
+use super::sql::{LOCK_NOT_AVAILABLE, NO_ACTIVE_TRANSACTION, QUERY_CANCELED, SqlFailure};
+use super::{Exec, step_event};
+use crate::analysis::StatementAnalysis;
+use crate::audit::record::Action;
+use crate::engine::{EngineEvent, Outcome, failpoint};
+use crate::runbook::{Phase, Settings, Step, format_duration};
+
+/// What each attempt runs.
+#[derive(Clone, Copy)]
+pub(super) enum Work<'w> {
+    /// A forward step's SQL, in a transaction or, when it cannot be in one,
+    /// in autocommit.
+    Step {
+        sql: &'w str,
+        autocommit: bool,
+        statements: &'w [StatementAnalysis],
+    },
+    /// A step's rollback SQL; its state row becomes `rolled_back`.
+    Rollback { sql: &'w str, autocommit: bool },
+}
+
+impl Work<'_> {
+    fn failure_action(self) -> Action {
+        match self {
+            Work::Step { .. } => Action::StepFailure,
+            Work::Rollback { .. } => Action::RollbackFailure,
+        }
+    }
+
+    fn failed_message(self, step: &Step, f: &SqlFailure) -> String {
+        match self {
+            Work::Step { .. } => {
+                let code = f
+                    .sqlstate
+                    .as_ref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default();
+                format!("step {} failed{code}: {}", step.id, f.message)
+            }
+            Work::Rollback { .. } => format!("rollback of {} failed: {}", step.id, f.message),
+        }
+    }
+}
+
+/// The attempt that succeeded.
+pub(super) struct Succeeded {
+    pub(super) result: StepResult,
+    pub(super) attempt: u32,
+    /// From the first attempt's start, backoffs included.
+    pub(super) duration: Duration,
+}
+
+/// Session-level timeouts for SQL that runs in autocommit, and their reset.
+pub(super) fn session_timeouts(settings: &Settings) -> String {
+    format!(
+        "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        settings.lock_timeout.as_millis(),
+        settings.statement_timeout.as_millis()
+    )
+}
+
+pub(super) const RESET_TIMEOUTS: &str = "RESET lock_timeout; RESET statement_timeout";
+
+/// Opens a transaction (or savepoint) whose timeouts end with it.
+pub(super) fn local_timeouts(begin: &str, settings: &Settings) -> String {
+    format!(
+        "{begin}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        settings.lock_timeout.as_millis(),
+        settings.statement_timeout.as_millis()
+    )
+}
+
+impl Exec<'_> {
+    /// Runs `work` up to `lock_retries + 1` times. A failure other than
+    /// 55P03, the last 55P03, or a cancel (during an attempt or its backoff)
+    /// is audited and ends it; the caller records the success.
+    pub(super) async fn attempts(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        work: Work<'_>,
+    ) -> Result<Succeeded, Outcome> {
+        let settings = step.settings.clone();
+        let of = settings.lock_retries + 1;
+        let started = Instant::now();
+        for attempt in 1..=of {
+            self.emit(EngineEvent::StepStarted {
+                step: step.id.clone(),
+                attempt,
+                of,
+            });
+            if attempt == 1 {
+                self.record_start(phase, step, work).await;
+            }
+            if let Some(e) = self.s.recorder.local_error() {
+                return Err(Outcome::Failed(format!(
+                    "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
+                )));
+            }
+            if let Work::Step { .. } = work {
+                failpoint::point("step-start");
+            }
+            let attempt_started = Instant::now();
+            let result = self.attempt(step, work, &settings).await;
+            self.drain_notices(phase, step).await;
+            match result {
+                Ok(result) => {
+                    return Ok(Succeeded {
+                        result,
+                        attempt,
+                        duration: started.elapsed(),
+                    });
+                }
+                Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
+                    let waited = attempt_started.elapsed();
+                    if self
+                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
+                        .await
+                    {
+                        let cancelled = SqlFailure {
+                            sqlstate: Some(QUERY_CANCELED.into()),
+                            message: "cancelled by the operator while waiting to retry".into(),
+                            cancelled_by_operator: true,
+                        };
+                        return Err(self.failed(phase, step, work, started, cancelled).await);
+                    }
+                }
+                Err(f) => return Err(self.failed(phase, step, work, started, f).await),
+            }
+        }
+        Err(Outcome::Failed(match work {
+            Work::Step { .. } => format!("step {} did not get its locks", step.id),
+            Work::Rollback { .. } => format!("rollback of {} did not get its locks", step.id),
+        }))
+    }
+
+    /// The record that the work starts, once, before its first attempt.
+    async fn record_start(&mut self, phase: &Phase, step: &Step, work: Work<'_>) {
+        match work {
+            Work::Step {
+                sql, autocommit, ..
+            } => {
+                let mut ev = step_event(Action::StepStart, phase, step);
+                ev.sql = Some(sql.to_string());
+                ev.attempt = Some(1);
+                if autocommit {
+                    // It commits itself: on disk before it is sent.
+                    self.record(ev).await;
+                } else {
+                    // Synced while the statements run; COMMIT waits for it.
+                    self.s.recorder.write_ahead(ev).await;
+                }
+            }
+            Work::Rollback { sql, .. } => {
+                let mut ev = step_event(Action::RollbackStart, phase, step);
+                ev.sql = Some(sql.to_string());
+                self.record(ev).await;
+                failpoint::point("rollback-start");
+            }
+        }
+    }
+
+    /// One attempt of `work`.
+    async fn attempt(
+        &mut self,
+        step: &Step,
+        work: Work<'_>,
+        settings: &Settings,
+    ) -> Result<StepResult, SqlFailure> {
+        match work {
+            Work::Step {
+                sql,
+                autocommit: true,
+                statements,
+            } => self.autocommit_once(step, sql, settings, statements).await,
+            Work::Step {
+                sql,
+                autocommit: false,
+                ..
+            } => self.transaction_once(step, sql, settings).await,
+            Work::Rollback {
+                sql,
+                autocommit: true,
+            } => self.rollback_autocommit_once(step, sql, settings).await,
+            Work::Rollback {
+                sql,
+                autocommit: false,
+            } => self.rollback_transaction_once(step, sql, settings).await,
+        }
+    }
+
+    /// A lock_timeout (55P03) after `waited` in this attempt: audited and
+    /// shown, then the backoff is slept (the operator may cancel it: true).
+    #[allow(clippy::too_many_arguments)]
+    async fn retry_after(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        settings: &Settings,
+        attempt: u32,
+        of: u32,
+        f: &SqlFailure,
+        waited: Duration,
+    ) -> bool {
+        let wait = backoff(settings.retry_backoff, attempt);
+        let message = format!(
+            "waited {} for a lock ({}); retrying in {:.1}s",
+            format_duration(settings.lock_timeout),
+            f.message,
+            wait.as_secs_f64()
+        );
+        let mut ev = step_event(Action::Retry, phase, step);
+        ev.attempt = Some(attempt);
+        ev.sqlstate = f.sqlstate.clone();
+        ev.message = Some(message.clone());
+        ev.duration_ms = Some(waited.as_millis() as u64);
+        self.record(ev).await;
+        self.emit(EngineEvent::Retrying {
+            step: step.id.clone(),
+            attempt,
+            of,
+            wait,
+            message,
+        });
+        self.sleep_or_cancel(wait).await
+    }
+
+    /// Audits and shows how the work failed; a cancel is recorded as one.
+    async fn failed(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        work: Work<'_>,
+        started: Instant,
+        f: SqlFailure,
+    ) -> Outcome {
+        let mut ev = step_event(work.failure_action(), phase, step);
+        ev.duration_ms = Some(started.elapsed().as_millis() as u64);
+        ev.sqlstate = f.sqlstate.clone();
+        ev.message = Some(f.message.clone());
+        if f.cancelled_by_operator {
+            let c = step_event(Action::Cancel, phase, step);
+            self.record(c).await;
+        }
+        self.record(ev).await;
+        self.emit(EngineEvent::StepFailed {
+            step: step.id.clone(),
+            sqlstate: f.sqlstate.clone(),
+            message: f.message.clone(),
+        });
+        if f.cancelled_by_operator {
+            Outcome::Interrupted
+        } else {
+            Outcome::Failed(work.failed_message(step, &f))
+        }
+    }
+
+    /// The server's notices and warnings during an attempt: shown and audited.
+    async fn drain_notices(&mut self, phase: &Phase, step: &Step) {
+        while let Ok(n) = self.s.conn.notices.try_recv() {
+            if n.code == NO_ACTIVE_TRANSACTION {
+                // pgpilot's own ROLLBACK after a transaction its COMMIT had
+                // already ended (see `one_trip`); steps cannot hold ROLLBACK.
+                continue;
+            }
+            self.emit(EngineEvent::Notice {
+                step: Some(step.id.clone()),
+                severity: n.severity.clone(),
+                message: n.message.clone(),
+            });
+            let mut ev = step_event(Action::Notice, phase, step);
+            ev.outcome = Some(n.severity.clone());
+            ev.sqlstate = Some(n.code.clone());
+            ev.message = Some(n.message.clone());
+            self.record(ev).await;
+        }
+    }
+}
+
+/// Exponential backoff from `base`, capped at 30 s, with ±25 % jitter so two
+/// waiting sessions do not retry in lock step.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    crate::backoff::Backoff {
+        first: base,
+        cap: Duration::from_secs(30),
+    }
+    .delay(attempt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autocommit_and_transactions_set_both_timeouts() {
+        let settings = Settings {
+            lock_timeout: Duration::from_millis(1500),
+            statement_timeout: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        assert_eq!(
+            session_timeouts(&settings),
+            "SET lock_timeout = '1500ms'; SET statement_timeout = '60000ms'"
+        );
+        assert_eq!(
+            local_timeouts("BEGIN", &settings),
+            "BEGIN; SET LOCAL lock_timeout = '1500ms'; SET LOCAL statement_timeout = '60000ms'"
+        );
+        for setting in ["lock_timeout", "statement_timeout"] {
+            assert!(RESET_TIMEOUTS.contains(&format!("RESET {setting}")));
+        }
+    }
+}

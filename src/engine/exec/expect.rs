@@ -1,0 +1,226 @@
+//! A step's last result, its expectation and its capture: pure.
+
+use std::collections::HashMap;
+
+use tokio_postgres::SimpleQueryMessage;
+
+use super::sql::SqlFailure;
+use crate::runbook::{Expect, Step, vars};
+
+/// The last result set of a step: what `expect` and `capture` look at.
+#[derive(Debug, Default)]
+pub(super) struct StepResult {
+    /// Rows returned by the last statement that returned rows, else its count.
+    pub(super) rows: u64,
+    pub(super) first_value: Option<Option<String>>,
+    pub(super) returned_rows: bool,
+}
+
+/// Checks the step's expectation on its last result and keeps its capture.
+pub(super) fn evaluate(
+    step: &Step,
+    messages: &[SimpleQueryMessage],
+    captured: &mut HashMap<String, String>,
+    pinned: Option<&str>,
+) -> Result<StepResult, SqlFailure> {
+    check_expectation(step, last_result(messages), captured, pinned)
+}
+
+/// The last result set among a step's results.
+pub(super) fn last_result(messages: &[SimpleQueryMessage]) -> StepResult {
+    let mut last = StepResult::default();
+    let mut current_rows = 0u64;
+    let mut current_first: Option<Option<String>> = None;
+    let mut in_rows = false;
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(_) => {
+                in_rows = true;
+                current_rows = 0;
+                current_first = None;
+            }
+            SimpleQueryMessage::Row(r) => {
+                in_rows = true;
+                if current_rows == 0 {
+                    current_first = Some(r.get(0).map(str::to_string));
+                }
+                current_rows += 1;
+            }
+            SimpleQueryMessage::CommandComplete(n) => {
+                last = if in_rows {
+                    StepResult {
+                        rows: current_rows,
+                        first_value: current_first.take(),
+                        returned_rows: true,
+                    }
+                } else {
+                    StepResult {
+                        rows: *n,
+                        first_value: None,
+                        returned_rows: false,
+                    }
+                };
+                in_rows = false;
+                current_rows = 0;
+            }
+            _ => {}
+        }
+    }
+    last
+}
+
+pub(super) fn check_expectation(
+    step: &Step,
+    last: StepResult,
+    captured: &mut HashMap<String, String>,
+    pinned: Option<&str>,
+) -> Result<StepResult, SqlFailure> {
+    if let Some(expect) = &step.expect {
+        let expected_scalar = match expect {
+            Expect::Scalar(s) => {
+                Some(vars::substitute_plain(s, captured).map_err(SqlFailure::plain)?)
+            }
+            _ => None,
+        };
+        let ok = match expect {
+            Expect::Rows(n) => last.rows == *n,
+            Expect::Empty(true) => last.rows == 0,
+            Expect::Empty(false) => last.rows > 0,
+            Expect::Scalar(_) => {
+                last.first_value.as_ref().and_then(|v| v.as_deref()) == expected_scalar.as_deref()
+            }
+        };
+        if !ok {
+            let got = match expect {
+                Expect::Scalar(_) => format!(
+                    "got {}",
+                    last.first_value
+                        .as_ref()
+                        .map(|v| v.as_deref().unwrap_or("NULL"))
+                        .map(|v| format!("{v:?}"))
+                        .unwrap_or_else(|| "no rows".into())
+                ),
+                _ => format!("got {} row(s)", last.rows),
+            };
+            let want = match expect {
+                Expect::Rows(n) => format!("{n} row(s)"),
+                Expect::Empty(true) => "no rows".into(),
+                Expect::Empty(false) => "at least one row".into(),
+                Expect::Scalar(_) => format!("{:?}", expected_scalar.unwrap_or_default()),
+            };
+            return Err(SqlFailure::plain(format!(
+                "expectation not met: expected {want}, {got}"
+            )));
+        }
+    }
+    if let Some(name) = step.capture.as_ref().filter(|n| Some(n.as_str()) != pinned) {
+        match last.first_value.clone().flatten() {
+            Some(v) if last.returned_rows => {
+                captured.insert(name.clone(), v);
+            }
+            _ => {
+                return Err(SqlFailure::plain(format!(
+                    "capture {name}: the step returned no value to keep"
+                )));
+            }
+        }
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one step of a runbook whose step carries `keys`.
+    fn step(keys: &str) -> Step {
+        let text = format!(
+            "[runbook]\nid = \"t\"\ntitle = \"t\"\n\n[[phase]]\nid = \"p\"\n\n  [[phase.step]]\n  id = \"s\"\n  kind = \"check\"\n  sql = \"SELECT 1\"\n  {keys}\n"
+        );
+        match crate::runbook::parse_str(std::path::Path::new("t.toml"), text) {
+            Ok(rb) => match rb.steps().next() {
+                Some((_, s)) => s.clone(),
+                None => panic!("the runbook has no step"),
+            },
+            Err(d) => panic!("runbook: {d:?}"),
+        }
+    }
+
+    fn rows(first: Option<&str>, n: u64) -> StepResult {
+        StepResult {
+            rows: n,
+            first_value: (n > 0).then(|| first.map(str::to_string)),
+            returned_rows: true,
+        }
+    }
+
+    fn message(r: Result<StepResult, SqlFailure>) -> String {
+        match r {
+            Ok(_) => String::new(),
+            Err(f) => f.message,
+        }
+    }
+
+    #[test]
+    fn the_last_command_counts_when_no_rows_were_returned() {
+        let last = last_result(&[
+            SimpleQueryMessage::CommandComplete(3),
+            SimpleQueryMessage::CommandComplete(7),
+        ]);
+        assert_eq!(last.rows, 7);
+        assert!(!last.returned_rows);
+        assert_eq!(last.first_value, None);
+    }
+
+    #[test]
+    fn rows_and_empty_expectations() {
+        let mut vars = HashMap::new();
+        let s = step("expect = { rows = 2 }");
+        assert!(check_expectation(&s, rows(Some("a"), 2), &mut vars, None).is_ok());
+        assert_eq!(
+            message(check_expectation(&s, rows(Some("a"), 1), &mut vars, None)),
+            "expectation not met: expected 2 row(s), got 1 row(s)"
+        );
+        let s = step("expect = { empty = true }");
+        assert!(check_expectation(&s, rows(None, 0), &mut vars, None).is_ok());
+        assert_eq!(
+            message(check_expectation(&s, rows(Some("x"), 1), &mut vars, None)),
+            "expectation not met: expected no rows, got 1 row(s)"
+        );
+        let s = step("expect = { empty = false }");
+        assert_eq!(
+            message(check_expectation(&s, rows(None, 0), &mut vars, None)),
+            "expectation not met: expected at least one row, got 0 row(s)"
+        );
+    }
+
+    #[test]
+    fn a_scalar_is_compared_as_text_and_null_is_not_a_value() {
+        let mut vars = HashMap::new();
+        let s = step("expect = { scalar = \"42\" }");
+        assert!(check_expectation(&s, rows(Some("42"), 1), &mut vars, None).is_ok());
+        assert_eq!(
+            message(check_expectation(&s, rows(None, 1), &mut vars, None)),
+            "expectation not met: expected \"42\", got \"NULL\""
+        );
+        assert_eq!(
+            message(check_expectation(&s, rows(None, 0), &mut vars, None)),
+            "expectation not met: expected \"42\", got no rows"
+        );
+    }
+
+    #[test]
+    fn a_capture_keeps_the_first_value_unless_pinned() {
+        let mut vars = HashMap::new();
+        let s = step("capture = \"n\"");
+        assert!(check_expectation(&s, rows(Some("5"), 1), &mut vars, None).is_ok());
+        assert_eq!(vars.get("n").map(String::as_str), Some("5"));
+        // Pinned: a re-run check keeps the value later changes were checked against.
+        assert!(check_expectation(&s, rows(Some("9"), 1), &mut vars, Some("n")).is_ok());
+        assert_eq!(vars.get("n").map(String::as_str), Some("5"));
+        assert_eq!(
+            message(check_expectation(&s, rows(None, 0), &mut vars, None)),
+            "capture n: the step returned no value to keep"
+        );
+    }
+}

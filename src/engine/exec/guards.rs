@@ -1,0 +1,228 @@
+//! The guards before the first change: environment, database, primary,
+//! single operator (advisory lock), runbook unchanged, production.
+
+use std::collections::HashMap;
+
+use super::Exec;
+use super::sql::SqlFailure;
+use crate::audit::record::{Action, Event};
+use crate::engine::state::{self, Status};
+use crate::engine::{Ask, EngineEvent, Outcome, TargetInfo};
+
+impl Exec<'_> {
+    pub(super) async fn guard(
+        &mut self,
+        name: &str,
+        passed: bool,
+        detail: String,
+    ) -> Result<(), Outcome> {
+        self.emit(EngineEvent::Guard {
+            name: name.into(),
+            passed,
+            detail: detail.clone(),
+        });
+        let mut ev = Event::new(Action::Guard);
+        ev.outcome = Some(if passed { "pass" } else { "fail" }.into());
+        ev.message = Some(format!("{name}: {detail}"));
+        self.record(ev).await;
+        if passed {
+            Ok(())
+        } else {
+            Err(Outcome::Refused(format!("{name}: {detail}")))
+        }
+    }
+
+    pub(super) async fn guards(&mut self) -> Result<(), Outcome> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| Outcome::Failed(format!("cannot read the target: {}", SqlFailure::from_pg(&e).message)))?;
+        let target = self.s.spec.target();
+        let info = TargetInfo {
+            host: target.host.clone(),
+            port: target.port,
+            database: row.get(0),
+            role: row.get(1),
+            primary: row.get(2),
+            server_version: row.get(3),
+            pid: row.get(4),
+        };
+        self.s.recorder.set_role(&info.role);
+        self.s.conn_pid = info.pid;
+        self.emit(EngineEvent::Connected(info.clone()));
+        let rb = &self.s.runbook;
+        let envs = rb.target.environments.clone();
+        let wanted_db = rb.target.database.clone();
+        let require_primary = rb.target.require_primary;
+
+        if !envs.is_empty() || self.s.options.env.is_some() {
+            let (ok, detail) = match &self.s.options.env {
+                None => (
+                    false,
+                    format!(
+                        "this runbook names its environments ({}); say which with --env",
+                        envs.join(", ")
+                    ),
+                ),
+                Some(e) if envs.is_empty() || envs.contains(e) => (true, format!("--env {e}")),
+                Some(e) => (
+                    false,
+                    format!(
+                        "--env {e} is not one of this runbook's environments ({})",
+                        envs.join(", ")
+                    ),
+                ),
+            };
+            self.guard("environment", ok, detail).await?;
+        }
+        if let Some(db) = &wanted_db {
+            let ok = *db == info.database;
+            self.guard(
+                "database",
+                ok,
+                if ok {
+                    format!("connected to {db}")
+                } else {
+                    format!(
+                        "connected to {}, but the runbook is for {db}",
+                        info.database
+                    )
+                },
+            )
+            .await?;
+        }
+        if require_primary {
+            self.guard(
+                "primary",
+                info.primary,
+                if info.primary {
+                    "the target is a primary".into()
+                } else {
+                    "the target is a replica (in recovery); connect to the primary".into()
+                },
+            )
+            .await?;
+        }
+        self.advisory_lock().await?;
+        if self.s.options.rehearse {
+            self.client()
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| Outcome::Failed(SqlFailure::from_pg(&e).message))?;
+            self.rehearsal_open = true;
+        }
+        state::ensure_schema(self.client()).await.map_err(|e| {
+            Outcome::Failed(format!(
+                "cannot create schema pgpilot for the step state: {}",
+                SqlFailure::from_pg(&e).message
+            ))
+        })?;
+        self.states = state::load(self.client(), &self.s.runbook.id)
+            .await
+            .map_err(|e| {
+                Outcome::Failed(format!(
+                    "cannot read pgpilot.step_state: {}",
+                    SqlFailure::from_pg(&e).message
+                ))
+            })?;
+        for st in self.states.values() {
+            if let Some(c) = &st.captured
+                && let Ok(map) = serde_json::from_str::<HashMap<String, String>>(c)
+            {
+                self.captured.extend(map);
+            }
+        }
+        let changed: Vec<String> = self
+            .s
+            .runbook
+            .steps()
+            .filter_map(|(_, step)| {
+                let st = self.states.get(&step.id)?;
+                (st.status == Status::Applied && st.step_sha256 != state::step_hash(step))
+                    .then(|| step.id.clone())
+            })
+            .collect();
+        let ok = changed.is_empty();
+        self.guard(
+            "runbook unchanged",
+            ok,
+            if ok {
+                format!("sha256 {}", &self.s.runbook.sha256[..12])
+            } else {
+                format!("applied step(s) {} changed since they were applied; roll them back first or write a new runbook", changed.join(", "))
+            },
+        )
+        .await?;
+        if self.s.options.env.as_deref().is_some_and(is_production) {
+            self.ask_phrase(
+                None,
+                Ask::DatabaseName {
+                    database: info.database.clone(),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One operator per (runbook, database): a session-level advisory lock.
+    pub(super) async fn advisory_lock(&mut self) -> Result<(), Outcome> {
+        let id = self.s.runbook.id.clone();
+        let got: bool = self
+            .client()
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('pgpilot'), hashtext($1))",
+                &[&id],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Outcome::Failed(SqlFailure::from_pg(&e).message))?;
+        if got {
+            return self
+                .guard(
+                    "single operator",
+                    true,
+                    format!("holding the lock for runbook {id}"),
+                )
+                .await;
+        }
+        let holder = self
+            .client()
+            .query_opt(
+                "SELECT a.usename::text, coalesce(host(a.client_addr), 'local socket'), a.pid,
+                        to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), a.application_name
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = hashtext('pgpilot')::oid AND l.objid = hashtext($1)::oid",
+                &[&id],
+            )
+            .await
+            .ok()
+            .flatten();
+        let who = match holder {
+            Some(r) => format!(
+                "role {} from {} (pid {}, {}) since {}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, i32>(2),
+                r.get::<_, String>(4),
+                r.get::<_, String>(3)
+            ),
+            None => "another session".into(),
+        };
+        self.guard(
+            "single operator",
+            false,
+            format!("runbook {id} is being run by {who}; wait for it to finish"),
+        )
+        .await
+    }
+}
+
+pub(super) fn is_production(env: &str) -> bool {
+    matches!(env.to_ascii_lowercase().as_str(), "production" | "prod")
+}

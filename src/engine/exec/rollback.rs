@@ -1,0 +1,198 @@
+//! Rolling back applied steps, newest first.
+
+use super::attempt::{RESET_TIMEOUTS, Work, local_timeouts, session_timeouts};
+use super::expect::StepResult;
+use super::sql::SqlFailure;
+use super::{Exec, Part, step_event};
+use crate::analysis::StepAnalysis;
+use crate::audit::record::Action;
+use crate::engine::state::Status;
+use crate::engine::{Ask, EngineEvent, Outcome, Reply, failpoint};
+use crate::runbook::{Phase, Settings, Step, StepKind};
+
+impl Exec<'_> {
+    /// Applied steps in reverse order, stopping before `to` (it stays applied)
+    /// or after `through` (it is rolled back too).
+    pub(super) async fn rollback_range(
+        &mut self,
+        to: Option<&str>,
+        through: Option<&str>,
+        ask_each: bool,
+    ) -> Outcome {
+        let steps = self.steps_in_order();
+        if let Some(refused) = self.unknown_step("--to", to, &steps) {
+            return refused;
+        }
+        // The steps to undo, newest first: up to `to` (kept), through `through`.
+        let mut range = Vec::new();
+        for entry in steps.into_iter().rev() {
+            if Some(entry.2.id.as_str()) == to {
+                break;
+            }
+            let last = Some(entry.2.id.as_str()) == through;
+            range.push(entry);
+            if last {
+                break;
+            }
+        }
+        // An irreversible step in the range refuses the rollback before
+        // anything is undone, not halfway through.
+        for (_, _, step) in &range {
+            let applied = self.states.get(&step.id).map(|s| s.status) == Some(Status::Applied);
+            if applied
+                && step.rollback.is_none()
+                && let Some(why) = &step.irreversible
+            {
+                return Outcome::Refused(format!(
+                    "step {} cannot be rolled back: irreversible: {why}; nothing was rolled back",
+                    step.id
+                ));
+            }
+        }
+        for (i, phase, step) in range {
+            if !matches!(step.kind, StepKind::Change | StepKind::Backup)
+                || self.states.get(&step.id).map(|s| s.status) != Some(Status::Applied)
+            {
+                continue;
+            }
+            let a = self.s.analysis.steps[i].clone();
+            let Some(rb) = step.rollback.clone() else {
+                if let Some(why) = &step.irreversible {
+                    return Outcome::Refused(format!(
+                        "step {} cannot be rolled back: irreversible: {why}",
+                        step.id
+                    ));
+                }
+                // Nothing to undo (ANALYZE, VALIDATE CONSTRAINT): marked rolled
+                // back so that a later run applies it again after what it
+                // depended on is re-applied.
+                if let Err(o) = self
+                    .write_state_autocommit(&step, Status::RolledBack, None, None)
+                    .await
+                {
+                    return o;
+                }
+                let mut ev = step_event(Action::RollbackSuccess, &phase, &step);
+                ev.message = Some("no rollback SQL: nothing to undo".into());
+                self.record(ev).await;
+                self.emit(EngineEvent::StepSkipped {
+                    step: step.id.clone(),
+                    reason: "no rollback SQL: nothing to undo; marked rolled back".into(),
+                });
+                continue;
+            };
+            let reply = if ask_each {
+                self.ask(Ask::Next {
+                    step: step.id.clone(),
+                })
+                .await
+            } else {
+                Reply::Run
+            };
+            match reply {
+                // Inside a rollback, `b` means go on rolling back.
+                Reply::Run | Reply::Typed(_) | Reply::Wait | Reply::RollbackThrough(_) => {}
+                Reply::Skip(reason) => {
+                    let mut ev = step_event(Action::Skip, &phase, &step);
+                    ev.message = Some(format!("rollback skipped: {reason}"));
+                    self.record(ev).await;
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                Reply::Quit | Reply::Missing => {
+                    return Outcome::Refused("stopped by the operator".into());
+                }
+            }
+            if let Some(e) = self.s.recorder.local_error() {
+                return Outcome::Failed(format!(
+                    "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
+                ));
+            }
+            let (text, resolved) = match self.with_values(&step, &a, &rb.text, Part::Rollback) {
+                Ok(r) => r,
+                Err(o) => return o,
+            };
+            let a = resolved.as_ref();
+            if let Some(phrase) = &a.rollback_confirm
+                && let Err(o) = self.confirm(&step, phrase, &a.rollback).await
+            {
+                return o;
+            }
+            if let Err(o) = self.rollback_step(&phase, &step, a, &text).await {
+                return o;
+            }
+        }
+        Outcome::Done
+    }
+
+    pub(super) async fn rollback_step(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        a: &StepAnalysis,
+        sql: &str,
+    ) -> Result<(), Outcome> {
+        let autocommit = a.rollback.iter().any(|s| !s.transactional);
+        let done = self
+            .attempts(phase, step, Work::Rollback { sql, autocommit })
+            .await?;
+        failpoint::point("rollback-done");
+        let mut ev = step_event(Action::RollbackSuccess, phase, step);
+        ev.duration_ms = Some(done.duration.as_millis() as u64);
+        self.record(ev).await;
+        self.mark(step, Status::RolledBack);
+        self.emit(EngineEvent::RolledBack {
+            step: step.id.clone(),
+            duration: done.duration,
+        });
+        Ok(())
+    }
+
+    /// Rollback SQL that cannot run in a transaction block: bounded by both
+    /// timeouts like a forward step in autocommit, its state written after it.
+    pub(super) async fn rollback_autocommit_once(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+    ) -> Result<StepResult, SqlFailure> {
+        self.query(&session_timeouts(settings)).await?;
+        let ran = self.query(sql).await;
+        let _ = self.client().batch_execute(RESET_TIMEOUTS).await;
+        ran?;
+        failpoint::point("rollback-autocommit-after-statement");
+        let w = self.state_params(step, Status::RolledBack, None, None);
+        self.exec_state(&w).await?;
+        Ok(StepResult::default())
+    }
+
+    /// Rollback SQL and its state row in one transaction.
+    pub(super) async fn rollback_transaction_once(
+        &mut self,
+        step: &Step,
+        sql: &str,
+        settings: &Settings,
+    ) -> Result<StepResult, SqlFailure> {
+        self.query(&local_timeouts("BEGIN", settings)).await?;
+        let w = self.state_params(step, Status::RolledBack, None, None);
+        let ran = async {
+            self.query(sql).await?;
+            failpoint::point("rollback-in-transaction");
+            self.exec_state(&w).await
+        }
+        .await;
+        match ran {
+            Ok(()) => {
+                self.query("COMMIT").await?;
+                Ok(StepResult::default())
+            }
+            Err(f) => {
+                let _ = self.client().batch_execute("ROLLBACK").await;
+                Err(f)
+            }
+        }
+    }
+}
