@@ -382,13 +382,19 @@ async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once
     // No new connection to the database may succeed for now: the monitor
     // must go on trying, with backoff, and say so on every line it prints.
     admin
-        .batch_execute("ALTER DATABASE reconnect ALLOW_CONNECTIONS false")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            lab.db_ident("reconnect")
+        ))
         .await
         .unwrap();
     let killed = column(
         &admin,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-          WHERE application_name = 'pgpilot-monitor' AND datname = 'reconnect'",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+              WHERE application_name = 'pgpilot-monitor' AND datname = '{}'",
+            lab.db_name("reconnect")
+        ),
     )
     .await;
     assert_eq!(killed, ["t"], "one monitor backend to terminate");
@@ -411,7 +417,10 @@ async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once
     );
 
     admin
-        .batch_execute("ALTER DATABASE reconnect ALLOW_CONNECTIONS true")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            lab.db_ident("reconnect")
+        ))
         .await
         .unwrap();
     let disconnected_at = monitor
@@ -434,8 +443,11 @@ async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once
     );
     let monitors = column(
         &admin,
-        "SELECT count(*) FROM pg_stat_activity \
-          WHERE application_name = 'pgpilot-monitor' AND datname = 'reconnect'",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE application_name = 'pgpilot-monitor' AND datname = '{}'",
+            lab.db_name("reconnect")
+        ),
     )
     .await;
     assert_eq!(monitors, ["1"]);
