@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use pgpilot::sandbox::{TestServer, test_server};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -301,6 +303,32 @@ pub async fn scalar(client: &Client, sql: &str) -> String {
         .into_iter()
         .next()
         .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Polls `check` every 20 ms until it holds; fails the test, naming `what`,
+/// when `limit` passes first. Tests wait for a condition this way, never
+/// for a guessed time.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `sql`, a query of one boolean, on `client` until it says true.
+pub async fn until_sql(client: &Client, what: &str, limit: Duration, sql: &str) {
+    eventually(what, limit, || async { scalar(client, sql).await == "t" }).await;
 }
 
 /// `--confirm` arguments for every question a runbook will ask: each
