@@ -671,3 +671,38 @@ async fn notices_are_shown_and_audited_and_captures_survive_a_resume() {
     assert_eq!(second.code, 0, "{second}");
     assert!(second.stdout.contains("[one-more] passed"), "{second}");
 }
+
+/// A `pgpilot.step_state` whose columns are not the types this binary
+/// writes (another version's, or a hand-made one) is reported as an error
+/// naming the table; pgpilot does not panic on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_table_of_another_shape_is_an_error_not_a_panic() {
+    let lab = Lab::new();
+    let client = lab.database("othershape", &[]).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA pgpilot;
+             CREATE TABLE pgpilot.step_state (
+                 runbook_id text, step_id text, status text, step_sha256 text,
+                 runbook_sha256 text, operator text, role text, client_host text,
+                 captured text, rows bigint, duration_ms text, updated_at timestamptz);
+             INSERT INTO pgpilot.step_state VALUES
+                 ('drop-legacy', 'drop', 'applied', 'x', 'x', 'alice', 'r', 'h',
+                  NULL, 1, 'twelve seconds', now());",
+        )
+        .await
+        .unwrap();
+    let db = lab.conninfo("othershape");
+    let status = lab.run(&[
+        "status",
+        "tests/fixtures/valid/drop-column.toml",
+        "--db",
+        &db,
+    ]);
+    assert!(!status.stderr.contains("panicked"), "{status}");
+    assert_eq!(status.code, 1, "{status}");
+    assert!(
+        status.stderr.contains("cannot read pgpilot.step_state"),
+        "{status}"
+    );
+}
