@@ -57,23 +57,23 @@ const PGPILOT_SQL: &str = "WITH act AS (
 ), blocked AS (
     SELECT pid, pg_blocking_pids(pid) AS blocked_by FROM act WHERE wait_event_type = 'Lock'
 )
-SELECT a.pid,
-       a.usename::text,
-       a.application_name,
-       coalesce(host(a.client_addr), 'local'),
-       coalesce(a.state, ''),
-       a.wait_event_type,
-       a.wait_event,
-       extract(epoch FROM now() - a.xact_start)::float8,
-       extract(epoch FROM now() - a.query_start)::float8,
-       extract(epoch FROM now() - a.state_change)::float8,
-       left(a.query, 2000),
-       coalesce(b.blocked_by, '{}'::int[]),
-       w.mode,
-       w.locktype,
-       w.relation::regclass::text,
-       CASE WHEN w.pid IS NOT NULL THEN extract(epoch FROM now() - coalesce(w.waitstart, a.state_change))::float8 END,
-       a.datname::text
+SELECT a.pid AS pid,
+       a.usename::text AS user_name,
+       a.application_name AS application,
+       coalesce(host(a.client_addr), 'local') AS client,
+       coalesce(a.state, '') AS state,
+       a.wait_event_type AS wait_event_type,
+       a.wait_event AS wait_event,
+       extract(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
+       extract(epoch FROM now() - a.query_start)::float8 AS query_age_s,
+       extract(epoch FROM now() - a.state_change)::float8 AS state_age_s,
+       left(a.query, 2000) AS query,
+       coalesce(b.blocked_by, '{}'::int[]) AS blocked_by,
+       w.mode AS wait_mode,
+       w.locktype AS wait_locktype,
+       w.relation::regclass::text AS wait_relation,
+       CASE WHEN w.pid IS NOT NULL THEN extract(epoch FROM now() - coalesce(w.waitstart, a.state_change))::float8 END AS wait_s,
+       a.datname::text AS database
   FROM act a
   LEFT JOIN blocked b ON b.pid = a.pid
   LEFT JOIN LATERAL (
@@ -245,8 +245,14 @@ async fn connect(conninfo: &str, application: &str) -> Client {
     client
 }
 
+/// The `count` column of `sql`'s one row (a `SELECT count(*)`).
 async fn count(client: &Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.expect(sql).get(0)
+    client
+        .query_one(sql, &[])
+        .await
+        .expect(sql)
+        .try_get("count")
+        .expect(sql)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -278,13 +284,13 @@ async fn check_poll_sql_copy(observer: &Client, monitor: &Monitor) {
     monitor.poll().await.expect("first poll");
     let row = observer
         .query_one(
-            "SELECT query, current_setting('track_activity_query_size') FROM pg_stat_activity WHERE pid = $1",
+            "SELECT query, current_setting('track_activity_query_size') AS query_size FROM pg_stat_activity WHERE pid = $1",
             &[&monitor.pid()],
         )
         .await
         .expect("monitor's last query");
-    let sent: String = row.get(0);
-    let limit: String = row.get(1);
+    let sent: String = row.try_get("query").expect("query");
+    let limit: String = row.try_get("query_size").expect("query_size");
     assert!(
         sent.len() > 500 && PGPILOT_SQL.starts_with(&sent),
         "benches/monitor.rs PGPILOT_SQL no longer matches src/monitor/query.rs; \

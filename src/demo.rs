@@ -166,12 +166,12 @@ impl Workload {
         while Instant::now() < deadline {
             let active = admin
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpilot-demo-report' AND state = 'idle in transaction'",
+                    "SELECT count(*) AS sessions FROM pg_stat_activity WHERE application_name = 'pgpilot-demo-report' AND state = 'idle in transaction'",
                     &[],
                 )
                 .await
-                .map(|r| r.get::<_, i64>(0) > 0)
-                .unwrap_or(false);
+                .and_then(|r| r.try_get::<_, i64>("sessions"))
+                .is_ok_and(|n| n > 0);
             if active {
                 return;
             }
@@ -206,12 +206,12 @@ async fn staged_report(report: &Client, watcher: &Client) {
         // what the lock panel shows.
         let waiting = watcher
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpilot' AND wait_event_type = 'Lock'",
+                "SELECT count(*) AS sessions FROM pg_stat_activity WHERE application_name = 'pgpilot' AND wait_event_type = 'Lock'",
                 &[],
             )
             .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false);
+            .and_then(|r| r.try_get::<_, i64>("sessions"))
+            .is_ok_and(|n| n > 0);
         if waiting && !was_waiting {
             waits += 1;
         }

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: runbook file → [`runbook`] → [`analysis`] → engine →
 //! UI and audit. Nothing a user or the server can cause may panic.
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

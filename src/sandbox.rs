@@ -533,6 +533,18 @@ impl TestServer {
         Ok(name)
     }
 
+    /// Drops database `name`, ending its sessions. Only for a database the
+    /// caller created (a [`TestServer::fresh_database`] name): on a
+    /// `DATABASE_URL` server, other databases are someone else's.
+    pub fn drop_database(&self, name: &str) -> Result<(), SandboxError> {
+        let admin = self.conninfo("postgres");
+        simple_query(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+        )
+        .map(|_| ())
+    }
+
     /// The sandbox, when not using `DATABASE_URL`.
     pub fn sandbox(&self) -> Option<&Sandbox> {
         match &self.inner {

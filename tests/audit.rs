@@ -987,8 +987,14 @@ async fn connect(conninfo: &str) -> Client {
     client
 }
 
+/// The `count` column of `sql`'s one row (a `SELECT count(…)`).
 async fn count(client: &Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.unwrap().get(0)
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .try_get("count")
+        .unwrap()
 }
 
 fn spool_lines(dir: &Path) -> usize {
@@ -1029,33 +1035,42 @@ async fn database_copy_spools_when_the_connection_is_gone_and_catches_up() {
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>("action"), "step_success");
-    assert_eq!(row.get::<_, String>("step"), "b");
-    assert_eq!(row.get::<_, String>("hash"), written[1].hash);
-    assert_eq!(row.get::<_, String>("prev_hash"), written[0].hash);
-    assert_eq!(row.get::<_, String>("target_database"), "weatherinsight");
+    assert_eq!(row.try_get::<_, String>("action").unwrap(), "step_success");
+    assert_eq!(row.try_get::<_, String>("step").unwrap(), "b");
+    assert_eq!(row.try_get::<_, String>("hash").unwrap(), written[1].hash);
     assert_eq!(
-        row.get::<_, Option<String>>("ticket").as_deref(),
+        row.try_get::<_, String>("prev_hash").unwrap(),
+        written[0].hash
+    );
+    assert_eq!(
+        row.try_get::<_, String>("target_database").unwrap(),
+        "weatherinsight"
+    );
+    assert_eq!(
+        row.try_get::<_, Option<String>>("ticket")
+            .unwrap()
+            .as_deref(),
         Some("CHG-2041")
     );
-    assert_eq!(row.get::<_, String>("operator"), "alice");
+    assert_eq!(row.try_get::<_, String>("operator").unwrap(), "alice");
     assert_eq!(
-        row.get::<_, Option<String>>("role").as_deref(),
+        row.try_get::<_, Option<String>>("role").unwrap().as_deref(),
         Some("migrator")
     );
-    assert!(!row.get::<_, bool>("rehearsal"));
+    assert!(!row.try_get::<_, bool>("rehearsal").unwrap());
     assert!(
-        row.get::<_, bool>("same_ts"),
+        row.try_get::<_, bool>("same_ts").unwrap(),
         "the timestamp survives to the microsecond"
     );
 
     // The connection dies (terminated by the server): records are spooled, the run goes on.
     let doomed = connect(&conninfo).await;
     let pid: i32 = doomed
-        .query_one("SELECT pg_backend_pid()", &[])
+        .query_one("SELECT pg_backend_pid() AS pid", &[])
         .await
         .unwrap()
-        .get(0);
+        .try_get("pid")
+        .unwrap();
     good.execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
@@ -1115,7 +1130,10 @@ async fn database_copy_spools_when_the_connection_is_gone_and_catches_up() {
         .query("SELECT seq, hash FROM pgpilot.audit_log ORDER BY seq", &[])
         .await
         .unwrap();
-    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let got: Vec<(i64, String)> = rows
+        .iter()
+        .map(|r| (r.try_get("seq").unwrap(), r.try_get("hash").unwrap()))
+        .collect();
     let want: Vec<(i64, String)> = written
         .iter()
         .map(|r| (r.seq as i64, r.hash.clone()))

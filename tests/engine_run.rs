@@ -45,7 +45,9 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
         let client = lab.database(db, assets).await;
         let conninfo = lab.conninfo(db);
         let local_before = local_records(&lab).len();
-        for rb in *runbooks {
+        let runbooks: Vec<String> = runbooks.iter().map(|rb| lab.runbook(rb)).collect();
+        for rb in &runbooks {
+            let rb = rb.as_str();
             let confirms = confirms_for(rb, false);
             let ran = lab.run(&run_args(rb, &conninfo, &confirms));
             assert_eq!(ran.code, 0, "{rb}\n{ran}");
@@ -64,6 +66,7 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
         }
         // Every applied change is rolled back, newest runbook first.
         for rb in runbooks.iter().rev() {
+            let rb = rb.as_str();
             let confirms = confirms_for(rb, true);
             let mut args = vec![
                 "rollback",
@@ -93,7 +96,11 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
         let local = local_records(&lab);
         let ours: Vec<_> = local[local_before..]
             .iter()
-            .filter(|r| r.target.as_ref().is_some_and(|t| t.database == *db))
+            .filter(|r| {
+                r.target
+                    .as_ref()
+                    .is_some_and(|t| t.database == lab.db_name(db))
+            })
             .collect();
         assert!(ours.len() > 20, "{db}: only {} records", ours.len());
         assert_copied(&client, &ours).await;
@@ -343,9 +350,9 @@ async fn rehearsal_changes_nothing_and_is_audited_as_rehearsal() {
         .database("weatherinsight", &["weatherinsight.sql"])
         .await;
     let db = lab.conninfo("weatherinsight");
-    let rb = "runbooks/create-index-concurrently.toml";
-    let confirms = confirms_for(rb, false);
-    let mut args = run_args(rb, &db, &confirms);
+    let rb = lab.runbook("runbooks/create-index-concurrently.toml");
+    let confirms = confirms_for(&rb, false);
+    let mut args = run_args(&rb, &db, &confirms);
     args.push("--rehearse");
     let ran = lab.run(&args);
     assert_eq!(ran.code, 0, "{ran}");
@@ -391,15 +398,14 @@ async fn rehearsal_changes_nothing_and_is_audited_as_rehearsal() {
 async fn the_password_in_db_appears_nowhere() {
     let lab = Lab::new();
     let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
-    let plain = lab.conninfo("diagnosticpro");
-    let port = plain
-        .split("port=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap();
-    let secret = "Sup3rS3cretPw";
-    // The sandbox trusts local connections, so the password is accepted and unused.
-    let uri = format!("postgresql://postgres:{secret}@127.0.0.1:{port}/diagnosticpro");
+    // The sandbox trusts local connections, so a made-up password is
+    // accepted and unused; a DATABASE_URL with a password of its own needs
+    // that one, and it is the one that must appear nowhere.
+    let secret = lab
+        .password()
+        .unwrap_or_else(|| "Sup3rS3cretPw".to_string());
+    let secret = secret.as_str();
+    let uri = lab.uri("diagnosticpro", None, secret);
     let ran = lab.run(&[
         "run",
         "tests/fixtures/valid/drop-column.toml",
@@ -546,6 +552,10 @@ async fn a_refused_audit_copy_inside_a_step_neither_stops_nor_repeats_it() {
     assert_eq!(verify.code, 0, "{verify}");
 }
 
+/// The password of the one-connection role (a sandbox's trust ignores it;
+/// a DATABASE_URL server may ask for it).
+const ONE_CONN_PASSWORD: &str = "one-conn-pw";
+
 /// With a role allowed one connection, the audit's second connection is
 /// refused: its records are spooled and the executor's connection copies
 /// them, so the database copy is still whole.
@@ -556,20 +566,16 @@ async fn audit_copies_reach_the_database_when_a_second_connection_is_refused() {
     let role = format!("one_conn_{}", std::process::id());
     client
         .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CONNECTION LIMIT 1;
-             GRANT CREATE ON DATABASE oneconn TO {role};
-             CREATE TABLE t (id int); GRANT INSERT ON t TO {role};"
+            "DROP ROLE IF EXISTS {role};
+             CREATE ROLE {role} LOGIN PASSWORD '{ONE_CONN_PASSWORD}' CONNECTION LIMIT 1;
+             GRANT CREATE ON DATABASE {db} TO {role};
+             CREATE TABLE t (id int); GRANT INSERT ON t TO {role};",
+            db = lab.db_ident("oneconn"),
         ))
         .await
         .unwrap();
     let path = ten_steps(&lab);
-    let plain = lab.conninfo("oneconn");
-    let port = plain
-        .split("port=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap();
-    let db = format!("postgresql://{role}@127.0.0.1:{port}/oneconn");
+    let db = lab.uri("oneconn", Some(&role), ONE_CONN_PASSWORD);
     let ran = lab.run(&["run", path.to_str().unwrap(), "--headless", "--db", &db]);
     assert_eq!(ran.code, 0, "{ran}");
     assert_eq!(scalar(&client, "SELECT count(*) FROM t").await, "10");
@@ -664,4 +670,39 @@ async fn notices_are_shown_and_audited_and_captures_survive_a_resume() {
     // count re-runs (t now has 4 rows) but keeps n = 3, which grow was applied after.
     assert_eq!(second.code, 0, "{second}");
     assert!(second.stdout.contains("[one-more] passed"), "{second}");
+}
+
+/// A `pgpilot.step_state` whose columns are not the types this binary
+/// writes (another version's, or a hand-made one) is reported as an error
+/// naming the table; pgpilot does not panic on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_table_of_another_shape_is_an_error_not_a_panic() {
+    let lab = Lab::new();
+    let client = lab.database("othershape", &[]).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA pgpilot;
+             CREATE TABLE pgpilot.step_state (
+                 runbook_id text, step_id text, status text, step_sha256 text,
+                 runbook_sha256 text, operator text, role text, client_host text,
+                 captured text, rows bigint, duration_ms text, updated_at timestamptz);
+             INSERT INTO pgpilot.step_state VALUES
+                 ('drop-legacy', 'drop', 'applied', 'x', 'x', 'alice', 'r', 'h',
+                  NULL, 1, 'twelve seconds', now());",
+        )
+        .await
+        .unwrap();
+    let db = lab.conninfo("othershape");
+    let status = lab.run(&[
+        "status",
+        "tests/fixtures/valid/drop-column.toml",
+        "--db",
+        &db,
+    ]);
+    assert!(!status.stderr.contains("panicked"), "{status}");
+    assert_eq!(status.code, 1, "{status}");
+    assert!(
+        status.stderr.contains("cannot read pgpilot.step_state"),
+        "{status}"
+    );
 }

@@ -169,24 +169,54 @@ async fn table_of(client: &Client, relation: &str) -> String {
     r[0][0].clone()
 }
 
-async fn fresh_db(server: &TestServer, n: usize) -> String {
-    let name = format!("case_{n}_{}", std::process::id());
-    let admin = connect(&server.conninfo("postgres")).await;
-    rows(
-        &admin,
-        &format!("CREATE DATABASE {name} TEMPLATE lock_fixture"),
-    )
-    .await;
-    server.conninfo(&name)
+/// The fixture database the cases are copied from, on a server that may be
+/// shared (DATABASE_URL): every database here has a name no one else uses.
+struct Fixture {
+    server: TestServer,
+    name: String,
+    copies: std::sync::Mutex<Vec<String>>,
+}
+
+impl Fixture {
+    /// A copy of the fixture for case `n`, named after the fixture (so
+    /// unique too); its conninfo.
+    async fn fresh_db(&self, n: usize) -> String {
+        let name = format!("{}_case_{n}", self.name);
+        let admin = connect(&self.server.conninfo("postgres")).await;
+        rows(
+            &admin,
+            &format!("CREATE DATABASE {name} TEMPLATE {}", self.name),
+        )
+        .await;
+        self.copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.clone());
+        self.server.conninfo(&name)
+    }
+}
+
+impl Drop for Fixture {
+    /// On a shared server, drops the fixture and its copies (names only
+    /// this test made); a sandbox goes away whole.
+    fn drop(&mut self) {
+        if self.server.sandbox().is_some() {
+            return;
+        }
+        let copies = self.copies.get_mut().unwrap_or_else(|e| e.into_inner());
+        for name in copies.iter().chain([&self.name]) {
+            let _ = self.server.drop_database(name);
+        }
+    }
 }
 
 async fn check_transactional(
-    server: &TestServer,
+    fixture: &Fixture,
     n: usize,
     sql: &str,
     claims: &HashMap<String, LockMode>,
 ) -> Vec<String> {
-    let conninfo = fresh_db(server, n).await;
+    let conninfo = fixture.fresh_db(n).await;
     let client = connect(&conninfo).await;
     let observer = connect(&conninfo).await;
     let pid = rows(&client, "SELECT pg_backend_pid()").await[0][0].clone();
@@ -226,7 +256,7 @@ async fn check_transactional(
 }
 
 async fn check_autocommit(
-    server: &TestServer,
+    fixture: &Fixture,
     n: usize,
     sql: &str,
     claims: &HashMap<String, LockMode>,
@@ -234,7 +264,7 @@ async fn check_autocommit(
     let mut problems = Vec::new();
     // The server must refuse it inside a transaction block.
     {
-        let conninfo = fresh_db(server, n * 100).await;
+        let conninfo = fixture.fresh_db(n * 100).await;
         let client = connect(&conninfo).await;
         rows(&client, "BEGIN").await;
         match client.simple_query(sql).await {
@@ -245,7 +275,7 @@ async fn check_autocommit(
         }
     }
     for (i, (rel, mode)) in claims.iter().enumerate() {
-        let conninfo = fresh_db(server, n * 100 + i + 1).await;
+        let conninfo = fixture.fresh_db(n * 100 + i + 1).await;
         let client = connect(&conninfo).await;
         let blocker = connect(&conninfo).await;
         let observer = connect(&conninfo).await;
@@ -289,17 +319,18 @@ async fn check_autocommit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyzer_lock_claims_match_pg_locks() {
     let server = test_server().expect("a PostgreSQL server (sandbox or DATABASE_URL)");
-    let admin = connect(&server.conninfo("postgres")).await;
-    rows(&admin, "DROP DATABASE IF EXISTS lock_fixture").await;
-    rows(&admin, "CREATE DATABASE lock_fixture").await;
-    let fixture = connect(&server.conninfo("lock_fixture")).await;
-    fixture
-        .batch_execute(FIXTURE)
-        .await
-        .expect("fixture schema");
-    drop(fixture);
+    let name = server
+        .fresh_database("lock_fixture")
+        .expect("a fixture database");
+    let fixture = Fixture {
+        server,
+        name,
+        copies: std::sync::Mutex::new(Vec::new()),
+    };
+    let client = connect(&fixture.server.conninfo(&fixture.name)).await;
+    client.batch_execute(FIXTURE).await.expect("fixture schema");
+    drop(client);
 
-    assert!(STATEMENTS.len() >= 30);
     let mut problems = Vec::new();
     let mut checked_autocommit = 0;
     for (n, sql) in STATEMENTS.iter().enumerate() {
@@ -316,10 +347,10 @@ async fn analyzer_lock_claims_match_pg_locks() {
             "{sql}: the analyzer claims no lock at all"
         );
         if a.transactional {
-            problems.extend(check_transactional(&server, n, sql, &claims).await);
+            problems.extend(check_transactional(&fixture, n, sql, &claims).await);
         } else {
             checked_autocommit += 1;
-            problems.extend(check_autocommit(&server, n, sql, &claims).await);
+            problems.extend(check_autocommit(&fixture, n, sql, &claims).await);
         }
     }
     assert!(

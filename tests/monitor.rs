@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Lab, column, connect};
+use common::{Lab, column, connect, eventually, until_sql};
 use pgpilot::monitor::{Feed, Monitor, News, Signal, Watcher, signal_backend};
 use pgpilot::pg::ConnSpec;
 use pgpilot::sandbox::{Sandbox, SandboxOptions};
@@ -17,19 +17,13 @@ async fn backend_pid(c: &tokio_postgres::Client) -> i64 {
 }
 
 async fn wait_until_waiting(observer: &tokio_postgres::Client, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting = column(
-            observer,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-        )
-        .await;
-        if waiting[0].parse::<usize>().unwrap() >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "sessions never queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_sql(
+        observer,
+        &format!("{n} session(s) waiting for a lock"),
+        Duration::from_secs(10),
+        &format!("SELECT count(*) >= {n} FROM pg_stat_activity WHERE wait_event_type = 'Lock'"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +49,21 @@ async fn a_three_session_chain_is_a_tree_and_the_holder_a_long_transaction() {
     wait_until_waiting(&observer, 1).await;
     let c_task = tokio::spawn(async move { c.batch_execute("SELECT * FROM t").await });
     wait_until_waiting(&observer, 2).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The snapshot below must see the holder's transaction older than the
+    // 1 s threshold and b's wait over 0.5 s, as the server measures them.
+    until_sql(
+        &observer,
+        "the holder's transaction past 1 s and b's wait past 0.5 s",
+        Duration::from_secs(10),
+        &format!(
+            "SELECT (SELECT clock_timestamp() - xact_start > interval '1.1 s' \
+                       FROM pg_stat_activity WHERE pid = {pa}) \
+                AND (SELECT clock_timestamp() - coalesce(l.waitstart, a.state_change) > interval '0.6 s' \
+                       FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted \
+                      WHERE a.pid = {pb} LIMIT 1)"
+        ),
+    )
+    .await;
 
     let ran = lab.run(&[
         "monitor",
@@ -226,8 +234,22 @@ async fn the_pre_step_guard_names_the_holder_of_a_table_the_step_locks_and_only_
         GUARDED.replace("on_blockers = \"proceed\"", "on_blockers = \"wait\""),
     )
     .unwrap();
+    // The holder goes only once pgpilot has found it and decided to wait
+    // (its audit record, written locally before anything else).
+    let audit = lab.audit_file();
     let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        eventually(
+            "pgpilot to record that it waits for the holder",
+            Duration::from_secs(30),
+            || async {
+                std::fs::read_to_string(&audit).is_ok_and(|text| {
+                    text.lines().any(|l| {
+                        l.contains("\"action\":\"blockers\"") && l.contains("\"outcome\":\"wait\"")
+                    })
+                })
+            },
+        )
+        .await;
         reader.batch_execute("COMMIT").await.unwrap();
     });
     let ran = lab.run(&["run", rb.to_str().unwrap(), "--headless", "--db", &db]);
@@ -252,7 +274,16 @@ async fn cancel_and_terminate_reach_other_backends_but_never_pgpilots_own() {
         let r = victim.batch_execute("SELECT pg_sleep(30)").await;
         (victim, r)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_sql(
+        &admin,
+        "the victim to be in pg_sleep",
+        Duration::from_secs(10),
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+              WHERE pid = {victim_pid} AND state = 'active' AND query LIKE 'SELECT pg_sleep%')"
+        ),
+    )
+    .await;
     assert_eq!(
         signal_backend(&admin, victim_pid, Signal::Cancel, &[]).await,
         Ok(true)
@@ -266,8 +297,12 @@ async fn cancel_and_terminate_reach_other_backends_but_never_pgpilots_own() {
         signal_backend(&admin, victim_pid, Signal::Terminate, &[]).await,
         Ok(true)
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(victim.is_closed());
+    eventually(
+        "the terminated victim's connection to close",
+        Duration::from_secs(10),
+        || async { victim.is_closed() },
+    )
+    .await;
     let own: i32 = column(&admin, "SELECT pg_backend_pid()").await[0]
         .parse()
         .unwrap();
@@ -382,13 +417,19 @@ async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once
     // No new connection to the database may succeed for now: the monitor
     // must go on trying, with backoff, and say so on every line it prints.
     admin
-        .batch_execute("ALTER DATABASE reconnect ALLOW_CONNECTIONS false")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            lab.db_ident("reconnect")
+        ))
         .await
         .unwrap();
     let killed = column(
         &admin,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-          WHERE application_name = 'pgpilot-monitor' AND datname = 'reconnect'",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+              WHERE application_name = 'pgpilot-monitor' AND datname = '{}'",
+            lab.db_name("reconnect")
+        ),
     )
     .await;
     assert_eq!(killed, ["t"], "one monitor backend to terminate");
@@ -411,7 +452,10 @@ async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once
     );
 
     admin
-        .batch_execute("ALTER DATABASE reconnect ALLOW_CONNECTIONS true")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            lab.db_ident("reconnect")
+        ))
         .await
         .unwrap();
     let disconnected_at = monitor
@@ -434,8 +478,11 @@ async fn the_monitor_reconnects_after_its_backend_is_terminated_and_says_so_once
     );
     let monitors = column(
         &admin,
-        "SELECT count(*) FROM pg_stat_activity \
-          WHERE application_name = 'pgpilot-monitor' AND datname = 'reconnect'",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE application_name = 'pgpilot-monitor' AND datname = '{}'",
+            lab.db_name("reconnect")
+        ),
     )
     .await;
     assert_eq!(monitors, ["1"]);

@@ -11,7 +11,7 @@ use pg_query::protobuf as pb;
 
 use super::lock::LockMode::{self, *};
 use super::name::{RelationName, quote_ident};
-use super::rules::finding;
+use super::rules::{RuleId, finding};
 use super::{AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis};
 
 /// What one statement does, before relations created earlier in the runbook
@@ -65,7 +65,7 @@ impl Facts {
         }
     }
 
-    fn find(&mut self, rule: &str, message: impl Into<String>) {
+    fn find(&mut self, rule: RuleId, message: impl Into<String>) {
         self.findings.push(finding(rule, message));
     }
 
@@ -254,7 +254,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             f.lock(&target, RowExclusive);
             read_all(&mut f, node, std::slice::from_ref(&target));
             if s.where_clause.is_none() && !ctx.created.contains(&target) {
-                f.find("unbounded-dml", format!("UPDATE of every row of {target}"));
+                f.find(
+                    RuleId::UnboundedDml,
+                    format!("UPDATE of every row of {target}"),
+                );
             }
             f.destroy("update", target.to_string());
             f
@@ -265,7 +268,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             f.lock(&target, RowExclusive);
             read_all(&mut f, node, std::slice::from_ref(&target));
             if s.where_clause.is_none() && !ctx.created.contains(&target) {
-                f.find("unbounded-dml", format!("DELETE of every row of {target}"));
+                f.find(
+                    RuleId::UnboundedDml,
+                    format!("DELETE of every row of {target}"),
+                );
             }
             f.destroy("delete from", target.to_string());
             f
@@ -297,7 +303,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             if s.is_program {
                 f.opaque = true;
                 f.find(
-                    "opaque-statement",
+                    RuleId::OpaqueStatement,
                     "COPY … PROGRAM runs a shell command on the server",
                 );
             }
@@ -340,7 +346,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 f.lock(&table, Share);
                 if !ctx.created.contains(&table) {
                     f.find(
-                        "index-not-concurrent",
+                        RuleId::IndexNotConcurrent,
                         format!(
                             "CREATE INDEX on {table} blocks writes to it while the index builds"
                         ),
@@ -380,7 +386,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 .join(", ");
             if s.behavior == pb::DropBehavior::DropCascade as i32 {
                 f.find(
-                    "truncate-cascade",
+                    RuleId::TruncateCascade,
                     format!("TRUNCATE {listed} CASCADE also empties the tables that reference it"),
                 );
             }
@@ -406,7 +412,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 }
             }
             f.find(
-                "lock-table",
+                RuleId::LockTable,
                 format!("LOCK TABLE … IN {} MODE", mode.sql_name()),
             );
             f
@@ -419,7 +425,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                     let t = rv_name(rv);
                     f.lock(&t, AccessExclusive);
                     f.find(
-                        "cluster",
+                        RuleId::Cluster,
                         format!("CLUSTER {t} rewrites it under ACCESS EXCLUSIVE"),
                     );
                 }
@@ -438,7 +444,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             } else {
                 f.lock(&v, AccessExclusive);
                 f.find(
-                    "refresh-matview-not-concurrent",
+                    RuleId::RefreshMatviewNotConcurrent,
                     format!("REFRESH MATERIALIZED VIEW {v} blocks its readers"),
                 );
             }
@@ -463,7 +469,10 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         }
         N::TransactionStmt(_) => {
             let mut f = Facts::new("TransactionStmt");
-            f.find("transaction-control", "transaction control inside a step");
+            f.find(
+                RuleId::TransactionControl,
+                "transaction control inside a step",
+            );
             f
         }
         N::DoStmt(_) | N::CallStmt(_) => {
@@ -473,7 +482,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 "CallStmt"
             });
             f.opaque = true;
-            f.find("opaque-statement", "its effects cannot be analyzed");
+            f.find(RuleId::OpaqueStatement, "its effects cannot be analyzed");
             f
         }
         N::CreatedbStmt(_)
@@ -581,9 +590,9 @@ fn select(node: &N, s: &pb::SelectStmt) -> Facts {
 fn column_type_findings(f: &mut Facts, table: &RelationName, col: &str, t: &pb::TypeName) {
     let col = quote_ident(col);
     match type_last_name(t) {
-        "json" => f.find("prefer-jsonb", format!("{table}.{col} is json")),
+        "json" => f.find(RuleId::PreferJsonb, format!("{table}.{col} is json")),
         "timestamp" => f.find(
-            "prefer-timestamptz",
+            RuleId::PreferTimestamptz,
             format!("{table}.{col} is timestamp without time zone"),
         ),
         _ => {}
@@ -674,7 +683,7 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
             f.breaking = true;
             if kind == Ot::ObjectTable {
                 for n in relations.iter().filter(|n| !ctx.created.contains(*n)) {
-                    f.find("drop-table", format!("DROP TABLE {n} loses its rows"));
+                    f.find(RuleId::DropTable, format!("DROP TABLE {n} loses its rows"));
                 }
             }
         }
@@ -690,7 +699,7 @@ fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
                     f.lock(n, AccessExclusive);
                     if !ctx.created.contains(n) {
                         f.find(
-                            "drop-index-not-concurrent",
+                            RuleId::DropIndexNotConcurrent,
                             format!("DROP INDEX {n} locks its table ACCESS EXCLUSIVE"),
                         );
                     }
@@ -745,7 +754,10 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             At::AtDropColumn => {
                 f.destroy("drop column", column.clone());
                 f.breaking = true;
-                f.find("drop-column", format!("dropping {column} loses its data"));
+                f.find(
+                    RuleId::DropColumn,
+                    format!("dropping {column} loses its data"),
+                );
                 AccessExclusive
             }
             At::AtAlterColumnType => {
@@ -753,7 +765,7 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 f.rewrites = true;
                 f.breaking = true;
                 f.find(
-                    "column-type-change",
+                    RuleId::ColumnTypeChange,
                     format!("changing the type of {column}"),
                 );
                 if let Some(N::ColumnDef(cd)) = def
@@ -771,7 +783,7 @@ fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                         .contains(&(table.clone(), col.clone()))
                 {
                     f.find(
-                        "set-not-null",
+                        RuleId::SetNotNull,
                         format!("SET NOT NULL on {column} scans the table under ACCESS EXCLUSIVE"),
                     );
                 }
@@ -883,7 +895,7 @@ fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef, existing:
         if SERIAL_TYPES.contains(&type_last_name(t)) && existing {
             f.rewrites = true;
             f.find(
-                "volatile-default",
+                RuleId::VolatileDefault,
                 format!(
                     "{table}.{col} is {} (a nextval() default): every existing row is rewritten",
                     type_last_name(t)
@@ -904,13 +916,13 @@ fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef, existing:
                     && existing
                 {
                     f.rewrites = true;
-                    f.find("volatile-default", format!("the default {call} of {table}.{col} is volatile: every existing row is rewritten"));
+                    f.find(RuleId::VolatileDefault, format!("the default {call} of {table}.{col} is volatile: every existing row is rewritten"));
                 }
             }
             pb::ConstrType::ConstrIdentity | pb::ConstrType::ConstrGenerated if existing => {
                 has_default = true;
                 f.rewrites = true;
-                f.find("volatile-default", format!("{table}.{col} is an identity or generated column: every existing row is rewritten"));
+                f.find(RuleId::VolatileDefault, format!("{table}.{col} is an identity or generated column: every existing row is rewritten"));
             }
             pb::ConstrType::ConstrNotnull | pb::ConstrType::ConstrPrimary => not_null = true,
             pb::ConstrType::ConstrForeign => {
@@ -926,7 +938,7 @@ fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef, existing:
         ) && existing
         {
             f.find(
-                "unique-constraint",
+                RuleId::UniqueConstraint,
                 format!("{table}.{col} is added with a unique index built under ACCESS EXCLUSIVE"),
             );
         }
@@ -934,7 +946,7 @@ fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef, existing:
     if not_null && !has_default && existing {
         f.breaking = true;
         f.find(
-            "add-column-not-null",
+            RuleId::AddColumnNotNull,
             format!("{table}.{col} is NOT NULL without a default"),
         );
     }
@@ -959,7 +971,7 @@ fn add_constraint(
             }
             if !con.skip_validation && existing {
                 f.find(
-                    "foreign-key-not-valid",
+                    RuleId::ForeignKeyNotValid,
                     format!("foreign key {name} on {table} is validated while it is added"),
                 );
             }
@@ -977,7 +989,7 @@ fn add_constraint(
             }
             if !con.skip_validation && existing {
                 f.find(
-                    "check-not-valid",
+                    RuleId::CheckNotValid,
                     format!(
                         "CHECK constraint {name} on {table} scans the table under ACCESS EXCLUSIVE"
                     ),
@@ -990,7 +1002,7 @@ fn add_constraint(
         | pb::ConstrType::ConstrExclusion => {
             if con.indexname.is_empty() && existing {
                 f.find(
-                    "unique-constraint",
+                    RuleId::UniqueConstraint,
                     format!("constraint {name} on {table} builds its index under ACCESS EXCLUSIVE"),
                 );
             }
@@ -1025,7 +1037,7 @@ fn rename(s: &pb::RenameStmt) -> Facts {
             f.lock(&rel, AccessExclusive);
             f.breaking = true;
             f.find(
-                "rename-column",
+                RuleId::RenameColumn,
                 format!(
                     "renaming {rel}.{} to {}",
                     quote_ident(&s.subname),
@@ -1041,7 +1053,7 @@ fn rename(s: &pb::RenameStmt) -> Facts {
             f.lock(&rel, AccessExclusive);
             f.breaking = true;
             f.find(
-                "rename-table",
+                RuleId::RenameTable,
                 format!("renaming {rel} to {}", quote_ident(&s.newname)),
             );
         }
@@ -1117,7 +1129,10 @@ fn vacuum(s: &pb::VacuumStmt) -> Facts {
     }
     if full {
         f.rewrites = true;
-        f.find("vacuum-full", format!("VACUUM FULL {}", names.join(", ")));
+        f.find(
+            RuleId::VacuumFull,
+            format!("VACUUM FULL {}", names.join(", ")),
+        );
     }
     f
 }
@@ -1141,7 +1156,7 @@ fn reindex(s: &pb::ReindexStmt) -> Facts {
             (false, _) => Share,
         };
         if !concurrent {
-            f.find("reindex-not-concurrent", format!("REINDEX {name}"));
+            f.find(RuleId::ReindexNotConcurrent, format!("REINDEX {name}"));
         }
         f.lock(&name, mode);
     }

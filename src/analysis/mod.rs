@@ -18,7 +18,7 @@ use crate::runbook::{Runbook, SqlText, Step, StepKind, vars};
 pub use lock::LockMode;
 pub use name::{NameError, RelationName, quote_ident};
 pub use parse::{SyntaxError, parse_statements};
-pub use rules::RULES;
+pub use rules::{RULES, Rule, RuleId};
 
 /// A lock a statement takes on a relation that exists before it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

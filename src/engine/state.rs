@@ -105,9 +105,12 @@ pub fn step_hash(step: &Step) -> String {
 /// forms would still need CREATE on the database and send notices).
 pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('pgpilot.step_state') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('pgpilot.step_state') IS NOT NULL AS present",
+            &[],
+        )
         .await?
-        .get(0);
+        .try_get("present")?;
     if exists {
         Ok(())
     } else {
@@ -121,41 +124,47 @@ pub async fn load(
     runbook_id: &str,
 ) -> Result<HashMap<String, StepState>, tokio_postgres::Error> {
     let exists = client
-        .query_one("SELECT to_regclass('pgpilot.step_state') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('pgpilot.step_state') IS NOT NULL AS present",
+            &[],
+        )
         .await?
-        .get::<_, bool>(0);
+        .try_get::<_, bool>("present")?;
     if !exists {
         return Ok(HashMap::new());
     }
     let rows = client
         .query(
             "SELECT step_id, status, step_sha256, operator, role, client_host, captured, rows, duration_ms,
-                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at
                FROM pgpilot.step_state WHERE runbook_id = $1",
             &[&runbook_id],
         )
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            let status = Status::parse(r.get::<_, &str>(1))?;
-            Some((
-                r.get::<_, String>(0),
-                StepState {
-                    step: r.get(0),
-                    status,
-                    step_sha256: r.get(2),
-                    operator: r.get(3),
-                    role: r.get(4),
-                    client_host: r.get(5),
-                    captured: r.get(6),
-                    rows: r.get(7),
-                    duration_ms: r.get(8),
-                    updated_at: r.get(9),
-                },
-            ))
-        })
-        .collect())
+    let mut states = HashMap::new();
+    for r in rows {
+        // A status this binary does not know is left out, as before.
+        let Some(status) = Status::parse(r.try_get::<_, &str>("status")?) else {
+            continue;
+        };
+        let step: String = r.try_get("step_id")?;
+        states.insert(
+            step.clone(),
+            StepState {
+                step,
+                status,
+                step_sha256: r.try_get("step_sha256")?,
+                operator: r.try_get("operator")?,
+                role: r.try_get("role")?,
+                client_host: r.try_get("client_host")?,
+                captured: r.try_get("captured")?,
+                rows: r.try_get("rows")?,
+                duration_ms: r.try_get("duration_ms")?,
+                updated_at: r.try_get("updated_at")?,
+            },
+        );
+    }
+    Ok(states)
 }
 
 /// The upsert that records a step's new status; run inside the step's

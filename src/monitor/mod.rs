@@ -149,13 +149,14 @@ impl Monitor {
             .await?;
         let row = client
             .query_one(
-                "SELECT current_setting('server_version_num')::int, pg_backend_pid()",
+                "SELECT current_setting('server_version_num')::int AS version_num, \
+                        pg_backend_pid() AS pid",
                 &[],
             )
             .await?;
         Ok(Monitor {
-            sql: query::poll_sql(row.get(0)),
-            pid: row.get(1),
+            sql: query::poll_sql(row.try_get("version_num")?),
+            pid: row.try_get("pid")?,
             client,
             long_transaction,
             executor_pid: None,
@@ -175,29 +176,7 @@ impl Monitor {
         let started = std::time::Instant::now();
         let rows = self.client.query(self.sql.as_str(), &[]).await?;
         let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let backends = rows
-            .iter()
-            .map(|r| Backend {
-                pid: r.get(0),
-                user: r.get(1),
-                application: r.get(2),
-                client: r.get(3),
-                state: r.get(4),
-                wait_event_type: r.get(5),
-                wait_event: r.get(6),
-                xact_age_s: r.get(7),
-                query_age_s: r.get(8),
-                state_age_s: r.get(9),
-                query: r.get::<_, Option<String>>(10).unwrap_or_default(),
-                blocked_by: r.get(11),
-                waiting_for: r.get::<_, Option<String>>(12).map(|mode| LockWait {
-                    mode,
-                    locktype: r.get::<_, Option<String>>(13).unwrap_or_default(),
-                    relation: r.get(14),
-                    wait_s: r.get(15),
-                }),
-            })
-            .collect();
+        let backends = rows.iter().map(backend).collect::<Result<Vec<_>, _>>()?;
         Ok(build(
             backends,
             self.long_transaction,
@@ -206,6 +185,37 @@ impl Monitor {
             poll_ms,
         ))
     }
+}
+
+/// One row of the poll, by column name; a column the server did not send
+/// as expected is an error of the poll, not a panic.
+fn backend(r: &tokio_postgres::Row) -> Result<Backend, tokio_postgres::Error> {
+    let waiting_for = match r.try_get::<_, Option<String>>("wait_mode")? {
+        Some(mode) => Some(LockWait {
+            mode,
+            locktype: r
+                .try_get::<_, Option<String>>("wait_locktype")?
+                .unwrap_or_default(),
+            relation: r.try_get("wait_relation")?,
+            wait_s: r.try_get("wait_s")?,
+        }),
+        None => None,
+    };
+    Ok(Backend {
+        pid: r.try_get("pid")?,
+        user: r.try_get("user_name")?,
+        application: r.try_get("application")?,
+        client: r.try_get("client")?,
+        state: r.try_get("state")?,
+        wait_event_type: r.try_get("wait_event_type")?,
+        wait_event: r.try_get("wait_event")?,
+        xact_age_s: r.try_get("xact_age_s")?,
+        query_age_s: r.try_get("query_age_s")?,
+        state_age_s: r.try_get("state_age_s")?,
+        query: r.try_get::<_, Option<String>>("query")?.unwrap_or_default(),
+        blocked_by: r.try_get("blocked_by")?,
+        waiting_for,
+    })
 }
 
 /// A snapshot from the poll's rows: pure, so it is tested without a server.
@@ -374,8 +384,8 @@ pub async fn signal_backend(
         Signal::Terminate => "pg_terminate_backend",
     };
     client
-        .query_one(&format!("SELECT {f}($1)"), &[&pid])
+        .query_one(&format!("SELECT {f}($1) AS signalled"), &[&pid])
         .await
-        .map(|r| r.get::<_, bool>(0))
+        .and_then(|r| r.try_get::<_, bool>("signalled"))
         .map_err(|e| crate::pg::redact(&e.to_string()))
 }

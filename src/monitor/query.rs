@@ -2,9 +2,9 @@
 //! partition lock, so it is called only for backends that wait on a heavyweight
 //! lock (wait_event_type = 'Lock'), never for every row.
 
-/// Columns, in order: pid, user, application, client, state, wait_event_type,
-/// wait_event, xact_age_s, query_age_s, state_age_s, query, blocked_by,
-/// wait_mode, wait_locktype, wait_relation, wait_s, database.
+/// Columns, read by name: pid, user_name, application, client, state,
+/// wait_event_type, wait_event, xact_age_s, query_age_s, state_age_s, query,
+/// blocked_by, wait_mode, wait_locktype, wait_relation, wait_s, database.
 pub fn poll_sql(server_version_num: i32) -> String {
     // pg_locks.waitstart exists from PostgreSQL 14; before it, the time since
     // the backend's last state change is the best estimate of its wait.
@@ -25,23 +25,23 @@ pub fn poll_sql(server_version_num: i32) -> String {
 ), blocked AS (
     SELECT pid, pg_blocking_pids(pid) AS blocked_by FROM act WHERE wait_event_type = 'Lock'
 )
-SELECT a.pid,
-       a.usename::text,
-       a.application_name,
-       coalesce(host(a.client_addr), 'local'),
-       coalesce(a.state, ''),
-       a.wait_event_type,
-       a.wait_event,
-       extract(epoch FROM now() - a.xact_start)::float8,
-       extract(epoch FROM now() - a.query_start)::float8,
-       extract(epoch FROM now() - a.state_change)::float8,
-       left(a.query, 2000),
-       coalesce(b.blocked_by, '{{}}'::int[]),
-       w.mode,
-       w.locktype,
-       w.relation::regclass::text,
-       CASE WHEN w.pid IS NOT NULL THEN {wait_age} END,
-       a.datname::text
+SELECT a.pid AS pid,
+       a.usename::text AS user_name,
+       a.application_name AS application,
+       coalesce(host(a.client_addr), 'local') AS client,
+       coalesce(a.state, '') AS state,
+       a.wait_event_type AS wait_event_type,
+       a.wait_event AS wait_event,
+       extract(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
+       extract(epoch FROM now() - a.query_start)::float8 AS query_age_s,
+       extract(epoch FROM now() - a.state_change)::float8 AS state_age_s,
+       left(a.query, 2000) AS query,
+       coalesce(b.blocked_by, '{{}}'::int[]) AS blocked_by,
+       w.mode AS wait_mode,
+       w.locktype AS wait_locktype,
+       w.relation::regclass::text AS wait_relation,
+       CASE WHEN w.pid IS NOT NULL THEN {wait_age} END AS wait_s,
+       a.datname::text AS database
   FROM act a
   LEFT JOIN blocked b ON b.pid = a.pid
   LEFT JOIN LATERAL (

@@ -1,0 +1,310 @@
+//! Every finding rule, shown on the statement it is about and on the safer
+//! form its advice names: the risky SQL raises exactly the listed rule ids,
+//! and the safer form raises none of them. A rule with no row here fails
+//! `every_rule_has_a_case`, so a new rule arrives with its proof.
+
+use std::collections::BTreeSet;
+
+use pgpilot::analysis::{Context, RULES, RuleId, analyze_sql};
+
+/// One row: risky SQL, the rule ids it raises (all of them, nothing else),
+/// and the safer SQL the advice describes, which raises none of those ids.
+/// Tables named in the SQL are existing ones (not created earlier in it),
+/// which is where the rules apply.
+struct Case {
+    risky: &'static str,
+    raises: &'static [RuleId],
+    safer: &'static str,
+}
+
+use RuleId::*;
+
+const CASES: &[Case] = &[
+    Case {
+        risky: "CREATE INDEX readings_at ON readings (at)",
+        raises: &[IndexNotConcurrent],
+        safer: "CREATE INDEX CONCURRENTLY readings_at ON readings (at)",
+    },
+    Case {
+        risky: "DROP INDEX readings_at",
+        raises: &[DropIndexNotConcurrent],
+        safer: "DROP INDEX CONCURRENTLY readings_at",
+    },
+    Case {
+        risky: "REINDEX INDEX readings_at",
+        raises: &[ReindexNotConcurrent],
+        safer: "REINDEX INDEX CONCURRENTLY readings_at",
+    },
+    Case {
+        risky: "REINDEX TABLE readings",
+        raises: &[ReindexNotConcurrent],
+        safer: "REINDEX TABLE CONCURRENTLY readings",
+    },
+    Case {
+        risky: "ALTER TABLE orders ADD CONSTRAINT orders_user FOREIGN KEY (user_id) REFERENCES users (id)",
+        raises: &[ForeignKeyNotValid],
+        safer: "ALTER TABLE orders ADD CONSTRAINT orders_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;
+                ALTER TABLE orders VALIDATE CONSTRAINT orders_user",
+    },
+    Case {
+        risky: "ALTER TABLE readings ADD CONSTRAINT positive CHECK (value > 0)",
+        raises: &[CheckNotValid],
+        safer: "ALTER TABLE readings ADD CONSTRAINT positive CHECK (value > 0) NOT VALID;
+                ALTER TABLE readings VALIDATE CONSTRAINT positive",
+    },
+    Case {
+        risky: "ALTER TABLE readings ALTER COLUMN station SET NOT NULL",
+        raises: &[SetNotNull],
+        safer: "ALTER TABLE readings ADD CONSTRAINT station_nn CHECK (station IS NOT NULL) NOT VALID;
+                ALTER TABLE readings VALIDATE CONSTRAINT station_nn;
+                ALTER TABLE readings ALTER COLUMN station SET NOT NULL;
+                ALTER TABLE readings DROP CONSTRAINT station_nn",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+        raises: &[VolatileDefault],
+        safer: "ALTER TABLE users ADD COLUMN token uuid;
+                ALTER TABLE users ALTER COLUMN token SET DEFAULT gen_random_uuid()",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD COLUMN n bigserial",
+        raises: &[VolatileDefault],
+        safer: "ALTER TABLE users ADD COLUMN n bigint",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS IDENTITY",
+        raises: &[VolatileDefault],
+        safer: "ALTER TABLE users ADD COLUMN n int DEFAULT 0",
+    },
+    Case {
+        risky: "ALTER TABLE readings ALTER COLUMN value TYPE numeric",
+        raises: &[ColumnTypeChange],
+        safer: "ALTER TABLE readings ADD COLUMN value_new numeric",
+    },
+    Case {
+        risky: "ALTER TABLE readings RENAME COLUMN value TO celsius",
+        raises: &[RenameColumn],
+        safer: "ALTER TABLE readings ADD COLUMN celsius real",
+    },
+    Case {
+        risky: "ALTER TABLE readings RENAME TO measurements",
+        raises: &[RenameTable],
+        safer: "CREATE VIEW measurements AS SELECT * FROM readings",
+    },
+    Case {
+        risky: "ALTER TABLE users DROP COLUMN legacy_id",
+        raises: &[DropColumn],
+        safer: "CREATE TABLE users_legacy_id AS SELECT id, legacy_id FROM users",
+    },
+    Case {
+        risky: "DROP TABLE sessions",
+        raises: &[DropTable],
+        safer: "CREATE TABLE sessions_backup AS TABLE sessions",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD CONSTRAINT users_email UNIQUE (email)",
+        raises: &[UniqueConstraint],
+        safer: "CREATE UNIQUE INDEX CONCURRENTLY users_email_idx ON users (email);
+                ALTER TABLE users ADD CONSTRAINT users_email UNIQUE USING INDEX users_email_idx",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD CONSTRAINT users_pk PRIMARY KEY (id)",
+        raises: &[UniqueConstraint],
+        safer: "ALTER TABLE users ADD CONSTRAINT users_pk PRIMARY KEY USING INDEX users_id_idx",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD COLUMN email text UNIQUE",
+        raises: &[UniqueConstraint],
+        safer: "ALTER TABLE users ADD COLUMN email text",
+    },
+    Case {
+        risky: "TRUNCATE sessions CASCADE",
+        raises: &[TruncateCascade],
+        safer: "TRUNCATE sessions",
+    },
+    Case {
+        risky: "VACUUM FULL readings",
+        raises: &[VacuumFull],
+        safer: "VACUUM readings",
+    },
+    Case {
+        risky: "CLUSTER readings USING readings_at",
+        raises: &[Cluster],
+        safer: "VACUUM (ANALYZE) readings",
+    },
+    Case {
+        risky: "ALTER TABLE readings ADD COLUMN doc json",
+        raises: &[PreferJsonb],
+        safer: "ALTER TABLE readings ADD COLUMN doc jsonb",
+    },
+    Case {
+        risky: "CREATE TABLE events (doc json)",
+        raises: &[PreferJsonb],
+        safer: "CREATE TABLE events (doc jsonb)",
+    },
+    Case {
+        risky: "CREATE TABLE events (at timestamp)",
+        raises: &[PreferTimestamptz],
+        safer: "CREATE TABLE events (at timestamptz)",
+    },
+    Case {
+        risky: "ALTER TABLE readings ADD COLUMN at timestamp without time zone",
+        raises: &[PreferTimestamptz],
+        safer: "ALTER TABLE readings ADD COLUMN at timestamp with time zone",
+    },
+    Case {
+        risky: "BEGIN",
+        raises: &[TransactionControl],
+        safer: "SELECT 1",
+    },
+    Case {
+        risky: "COMMIT",
+        raises: &[TransactionControl],
+        safer: "SELECT 1",
+    },
+    Case {
+        risky: "SAVEPOINT s",
+        raises: &[TransactionControl],
+        safer: "SELECT 1",
+    },
+    Case {
+        risky: "ALTER TABLE users ADD COLUMN tier int NOT NULL",
+        raises: &[AddColumnNotNull],
+        safer: "ALTER TABLE users ADD COLUMN tier int NOT NULL DEFAULT 0",
+    },
+    Case {
+        risky: "UPDATE readings SET value = 0",
+        raises: &[UnboundedDml],
+        safer: "UPDATE readings SET value = 0 WHERE id BETWEEN 1 AND 5000",
+    },
+    Case {
+        risky: "DELETE FROM sessions",
+        raises: &[UnboundedDml],
+        safer: "DELETE FROM sessions WHERE id BETWEEN 1 AND 5000",
+    },
+    Case {
+        risky: "REFRESH MATERIALIZED VIEW daily",
+        raises: &[RefreshMatviewNotConcurrent],
+        safer: "REFRESH MATERIALIZED VIEW CONCURRENTLY daily",
+    },
+    Case {
+        risky: "DO $$ BEGIN UPDATE readings SET value = 0 WHERE id = 1; END $$",
+        raises: &[OpaqueStatement],
+        safer: "UPDATE readings SET value = 0 WHERE id = 1",
+    },
+    Case {
+        risky: "CALL archive_readings()",
+        raises: &[OpaqueStatement],
+        safer: "INSERT INTO readings_archive SELECT * FROM readings WHERE id BETWEEN 1 AND 5000",
+    },
+    Case {
+        risky: "COPY readings TO PROGRAM 'gzip > /tmp/readings.gz'",
+        raises: &[OpaqueStatement],
+        safer: "COPY readings TO STDOUT",
+    },
+    Case {
+        risky: "LOCK TABLE readings IN ACCESS EXCLUSIVE MODE",
+        raises: &[LockTable],
+        safer: "SELECT count(*) FROM readings",
+    },
+];
+
+/// The rule ids every statement of `sql` raises, analysed as one step.
+fn raised(sql: &str) -> BTreeSet<&'static str> {
+    let analysis = analyze_sql(sql, &mut Context::default())
+        .unwrap_or_else(|e| panic!("{sql}: does not parse: {e:?}"));
+    analysis
+        .iter()
+        .flat_map(|s| s.findings.iter().map(|f| f.rule))
+        .collect()
+}
+
+fn ids(rules: &[RuleId]) -> BTreeSet<&'static str> {
+    rules.iter().map(|r| r.as_str()).collect()
+}
+
+#[test]
+fn risky_sql_raises_exactly_its_rules() {
+    let mut wrong = Vec::new();
+    for case in CASES {
+        let got = raised(case.risky);
+        let want = ids(case.raises);
+        if got != want {
+            wrong.push(format!(
+                "{}\n  raises {got:?}\n  expected {want:?}",
+                case.risky
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_safer_form_raises_none_of_them() {
+    let mut wrong = Vec::new();
+    for case in CASES {
+        let got = raised(case.safer);
+        let still: Vec<_> = ids(case.raises).intersection(&got).copied().collect();
+        if !still.is_empty() {
+            wrong.push(format!("{}\n  still raises {still:?}", case.safer));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_rule_has_a_case() {
+    let covered: BTreeSet<RuleId> = CASES
+        .iter()
+        .flat_map(|c| c.raises.iter().copied())
+        .collect();
+    let missing: Vec<_> = RuleId::ALL
+        .iter()
+        .filter(|r| !covered.contains(r))
+        .map(|r| r.as_str())
+        .collect();
+    assert!(missing.is_empty(), "rules without a case: {missing:?}");
+}
+
+/// The ids users see are the table's, one per rule, in the kebab-case the
+/// docs and `plan --format json` use.
+#[test]
+fn every_rule_in_the_table_has_one_id() {
+    let shown: BTreeSet<&str> = RULES.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(shown.len(), RULES.len(), "two rules share an id");
+    assert_eq!(RULES.len(), RuleId::ALL.len());
+    for r in RULES {
+        let id = r.id.as_str();
+        assert!(
+            !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{id}: rule ids are lower-case words joined by '-'"
+        );
+        assert!(!r.catches.is_empty() && !r.advice.is_empty(), "{id}");
+    }
+}
+
+/// Code names rules by `RuleId`, never by a string: a rule that is not in
+/// the table cannot be raised (it does not compile). This keeps it so.
+#[test]
+fn the_analyzer_names_rules_by_their_enum() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/analysis");
+    let mut strings = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("src/analysis") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("source");
+        for (n, line) in text.lines().enumerate() {
+            let l = line.trim_start();
+            if ["f.find(\"", "self.find(\"", "finding(\"", "rule(\""]
+                .iter()
+                .any(|p| l.contains(p))
+            {
+                strings.push(format!("{}:{}: {l}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        strings.is_empty(),
+        "rules named by string:\n{}",
+        strings.join("\n")
+    );
+}
