@@ -51,10 +51,21 @@ impl Driver {
         let mut applied = 0;
         let mut passed = 0;
         let mut cancel_sent = false;
+        // One listener for the whole session: a `ctrl_c()` future made anew
+        // each turn of the loop misses a Ctrl-C that arrives while an event
+        // is being printed, and the run would go on as if none was pressed.
+        let mut interrupts =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
         loop {
+            let interrupted = async {
+                match interrupts.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
                 e = events.recv() => e,
-                _ = tokio::signal::ctrl_c(), if !cancel_sent => {
+                _ = interrupted, if !cancel_sent => {
                     say!("pgpilot: cancelling the running statement (Ctrl-C)");
                     let _ = control.send(Control::Cancel);
                     cancel_sent = true;

@@ -36,20 +36,26 @@ impl Exec<'_> {
         let row = self
             .client()
             .query_one(
-                "SELECT current_database(), current_user, NOT pg_is_in_recovery(), current_setting('server_version'), pg_backend_pid()",
+                "SELECT current_database()::text AS database, current_user::text AS role, NOT pg_is_in_recovery() AS primary, current_setting('server_version') AS server_version, pg_backend_pid() AS pid",
                 &[],
             )
             .await
             .map_err(|e| Outcome::Failed(format!("cannot read the target: {}", SqlFailure::from_pg(&e).message)))?;
         let target = self.s.spec.target();
+        let read = |e: tokio_postgres::Error| {
+            Outcome::Failed(format!(
+                "cannot read the target: {}",
+                SqlFailure::from_pg(&e).message
+            ))
+        };
         let info = TargetInfo {
             host: target.host.clone(),
             port: target.port,
-            database: row.get(0),
-            role: row.get(1),
-            primary: row.get(2),
-            server_version: row.get(3),
-            pid: row.get(4),
+            database: row.try_get("database").map_err(read)?,
+            role: row.try_get("role").map_err(read)?,
+            primary: row.try_get("primary").map_err(read)?,
+            server_version: row.try_get("server_version").map_err(read)?,
+            pid: row.try_get("pid").map_err(read)?,
         };
         self.s.recorder.set_role(&info.role);
         self.s.conn_pid = info.pid;
@@ -175,11 +181,11 @@ impl Exec<'_> {
         let got: bool = self
             .client()
             .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('pgpilot'), hashtext($1))",
+                "SELECT pg_try_advisory_lock(hashtext('pgpilot'), hashtext($1)) AS got",
                 &[&id],
             )
             .await
-            .map(|r| r.get(0))
+            .and_then(|r| r.try_get("got"))
             .map_err(|e| Outcome::Failed(SqlFailure::from_pg(&e).message))?;
         if got {
             return self
@@ -193,8 +199,8 @@ impl Exec<'_> {
         let holder = self
             .client()
             .query_opt(
-                "SELECT a.usename::text, coalesce(host(a.client_addr), 'local socket'), a.pid,
-                        to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), a.application_name
+                "SELECT a.usename::text AS role, coalesce(host(a.client_addr), 'local socket') AS client, a.pid,
+                        to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"') AS since, a.application_name AS application
                    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                   WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                     AND l.classid = hashtext('pgpilot')::oid AND l.objid = hashtext($1)::oid",
@@ -203,17 +209,21 @@ impl Exec<'_> {
             .await
             .ok()
             .flatten();
-        let who = match holder {
-            Some(r) => format!(
+        let described = holder.and_then(|r| {
+            let text = |c: &str| r.try_get::<_, Option<String>>(c).ok().flatten();
+            Some(format!(
                 "role {} from {} (pid {}, {}) since {}",
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, i32>(2),
-                r.get::<_, String>(4),
-                r.get::<_, String>(3)
-            ),
-            None => "another session".into(),
-        };
+                text("role")?,
+                text("client")?,
+                r.try_get::<_, i32>("pid").ok()?,
+                text("application").unwrap_or_default(),
+                text("since")?,
+            ))
+        });
+        // Names another session chose: shown, never obeyed.
+        let who = described
+            .map(|d| crate::text::for_terminal(&d).into_owned())
+            .unwrap_or_else(|| "another session".into());
         self.guard(
             "single operator",
             false,
