@@ -789,7 +789,7 @@ async fn notices_arrive_on_the_channel() {
     assert_eq!(
         next_notice(&mut conn.notices).await,
         Notice {
-            severity: "NOTICE".into(),
+            severity: pgpilot::pg::Severity::Notice,
             code: "00000".into(),
             message: "hi".into()
         }

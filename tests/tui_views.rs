@@ -530,7 +530,7 @@ fn hostile_text_reaches_the_screen_only_as_visible_escapes() {
     ));
     app.on_engine(EngineEvent::Notice {
         step: Some("no-lock-queue".into()),
-        severity: "NOTICE".into(),
+        severity: pgpilot::pg::Severity::Notice,
         message: format!("from a trigger: {evil} password=Sekr2t"),
     });
     for (w, h) in [(160, 45), (80, 24)] {

@@ -13,6 +13,7 @@
 //! statement_timeout, so that wait is too. Batches commit with
 //! `synchronous_commit` off (see [`Flush::Later`]).
 
+use crate::pg::Severity;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
@@ -67,7 +68,7 @@ async fn run(
     let warn = |message: String| {
         let _ = events.send(EngineEvent::Notice {
             step: None,
-            severity: "WARNING".into(),
+            severity: Severity::Warning,
             message,
         });
     };

@@ -96,7 +96,7 @@ pub enum EngineEvent {
     },
     Notice {
         step: Option<String>,
-        severity: String,
+        severity: crate::pg::Severity,
         message: String,
     },
     StepDone {

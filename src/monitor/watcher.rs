@@ -337,7 +337,10 @@ fn connection_lost(client: &Client, e: &tokio_postgres::Error) -> bool {
 fn with_reason(error: String, notices: &mut UnboundedReceiver<Notice>) -> String {
     let mut reason = None;
     while let Ok(n) = notices.try_recv() {
-        if matches!(n.severity.as_str(), "FATAL" | "PANIC" | "ERROR") {
+        if matches!(
+            n.severity,
+            crate::pg::Severity::Fatal | crate::pg::Severity::Panic | crate::pg::Severity::Error
+        ) {
             reason = Some(n);
         }
     }

@@ -35,14 +35,76 @@ use error::{Attempt, classify, describe};
 use spec::{HostName, HostSpec, host_port};
 use tls::{Handshake, PgTls, Roots, TlsSettings, TlsStream};
 
+/// How serious a server message is, as PostgreSQL names it (not localized;
+/// the protocol's `V` field). pgpilot's own notes use `Info` and `Warning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Debug,
+    Log,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Fatal,
+    Panic,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Debug => "DEBUG",
+            Severity::Log => "LOG",
+            Severity::Info => "INFO",
+            Severity::Notice => "NOTICE",
+            Severity::Warning => "WARNING",
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+            Severity::Panic => "PANIC",
+        }
+    }
+
+    /// A warning or worse: shown as a warning, not as information.
+    pub fn is_warning(self) -> bool {
+        match self {
+            Severity::Warning | Severity::Error | Severity::Fatal | Severity::Panic => true,
+            Severity::Debug | Severity::Log | Severity::Info | Severity::Notice => false,
+        }
+    }
+
+    /// The connection cannot go on after a message of this severity.
+    pub fn ends_session(self) -> bool {
+        matches!(self, Severity::Fatal | Severity::Panic)
+    }
+
+    fn from_driver(s: tokio_postgres::error::Severity) -> Severity {
+        use tokio_postgres::error::Severity as D;
+        match s {
+            D::Panic => Severity::Panic,
+            D::Fatal => Severity::Fatal,
+            D::Error => Severity::Error,
+            D::Warning => Severity::Warning,
+            D::Notice => Severity::Notice,
+            D::Debug => Severity::Debug,
+            D::Info => Severity::Info,
+            D::Log => Severity::Log,
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A message the server sent outside a query result: NOTICE, WARNING,
 /// INFO… from `RAISE`, and (severity FATAL or ERROR) the reason the
 /// connection ended, such as `pg_terminate_backend` (57P01) or a lost
 /// network (08006).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Notice {
-    /// NOTICE, WARNING, INFO, LOG, DEBUG, ERROR or FATAL (not localized).
-    pub severity: String,
+    pub severity: Severity,
     /// SQLSTATE, e.g. `00000` for a plain RAISE NOTICE.
     pub code: String,
     /// The message text (passwords removed).
@@ -52,9 +114,11 @@ pub struct Notice {
 impl Notice {
     fn from_db(db: &tokio_postgres::error::DbError) -> Notice {
         Notice {
+            // A server too old to send the unlocalized field: the worst
+            // case that still lets the session go on.
             severity: db
                 .parsed_severity()
-                .map_or_else(|| db.severity().to_string(), |s| s.to_string()),
+                .map_or(Severity::Warning, Severity::from_driver),
             code: db.code().code().to_string(),
             message: redact(db.message()),
         }
@@ -404,7 +468,7 @@ async fn drive(
                 let notice = match e.as_db_error() {
                     Some(db) => Notice::from_db(db),
                     None => Notice {
-                        severity: "FATAL".to_string(),
+                        severity: Severity::Fatal,
                         code: "08006".to_string(),
                         message: format!("connection lost: {}", describe(&e)),
                     },

@@ -323,7 +323,7 @@ impl App {
                 severity,
                 message,
             } => {
-                let level = if severity == "WARNING" {
+                let level = if severity.is_warning() {
                     LogLevel::Warn
                 } else {
                     LogLevel::Info

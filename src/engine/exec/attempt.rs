@@ -272,11 +272,11 @@ impl Exec<'_> {
             }
             self.emit(EngineEvent::Notice {
                 step: Some(step.id.clone()),
-                severity: n.severity.clone(),
+                severity: n.severity,
                 message: n.message.clone(),
             });
             let mut ev = step_event(Action::Notice, phase, step);
-            ev.outcome = Some(n.severity.clone());
+            ev.outcome = Some(n.severity.as_str().into());
             ev.sqlstate = Some(n.code.clone());
             ev.message = Some(n.message.clone());
             self.record(ev).await;

@@ -9,6 +9,7 @@ use crate::analysis::{RelationName, StatementAnalysis, StepAnalysis};
 use crate::engine::index::{IndexState, index_state, invalid};
 use crate::engine::state::Status;
 use crate::engine::{Ask, EngineEvent, Outcome, failpoint};
+use crate::pg::Severity;
 use crate::runbook::{Settings, Step};
 
 impl Exec<'_> {
@@ -76,7 +77,7 @@ impl Exec<'_> {
             if let IndexState::Unknown(reason) = &state {
                 self.emit(EngineEvent::Notice {
                     step: Some(step.id.clone()),
-                    severity: "WARNING".into(),
+                    severity: Severity::Warning,
                     message: format!(
                         "could not read pg_index for index {} on {}: {reason}; look for it by hand (\\d {})",
                         crate::analysis::quote_ident(&build.name),
@@ -96,7 +97,7 @@ impl Exec<'_> {
             let ok = self.client().batch_execute(&sql).await.is_ok();
             self.emit(EngineEvent::Notice {
                 step: None,
-                severity: "INFO".into(),
+                severity: Severity::Info,
                 message: if ok {
                     format!("dropped the invalid index {name} left by the failed build")
                 } else {
@@ -117,7 +118,7 @@ impl Exec<'_> {
     ) -> Result<bool, Outcome> {
         self.emit(EngineEvent::Notice {
             step: Some(step.id.clone()),
-            severity: "WARNING".into(),
+            severity: Severity::Warning,
             message: format!(
                 "step {} was interrupted on an earlier run (state in_progress)",
                 step.id

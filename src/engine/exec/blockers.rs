@@ -1,5 +1,6 @@
 //! The pre-step blocker guard: sessions already holding locks the step needs.
 
+use crate::pg::Severity;
 use std::time::Duration;
 
 use super::{Exec, step_event};
@@ -38,7 +39,7 @@ impl Exec<'_> {
                 if let Err(e) = &found {
                     self.emit(EngineEvent::Notice {
                         step: Some(step.id.clone()),
-                        severity: "WARNING".into(),
+                        severity: Severity::Warning,
                         message: format!("could not look for sessions holding {relation}: {}; lock_timeout still bounds the wait", crate::pg::redact(&e.to_string())),
                     });
                 }
@@ -50,7 +51,7 @@ impl Exec<'_> {
                 if waited {
                     self.emit(EngineEvent::Notice {
                         step: Some(step.id.clone()),
-                        severity: "INFO".into(),
+                        severity: Severity::Info,
                         message: "the blockers are gone".into(),
                     });
                 }

@@ -1,5 +1,6 @@
 //! Typed confirmations, pauses and skips: what the operator answers, audited.
 
+use crate::pg::Severity;
 use std::time::Duration;
 
 use super::{Exec, step_event};
@@ -58,7 +59,7 @@ impl Exec<'_> {
                 Err(_) if wrong && self.s.options.interactive => {
                     self.emit(EngineEvent::Notice {
                         step: step.map(str::to_string),
-                        severity: "WARNING".into(),
+                        severity: Severity::Warning,
                         message: format!(
                             "the phrase typed does not match {expected:?}; nothing was run"
                         ),
@@ -144,7 +145,7 @@ impl Exec<'_> {
                         Err(_) if wrong && self.s.options.interactive => {
                             self.emit(EngineEvent::Notice {
                                 step: Some(step.id.clone()),
-                                severity: "WARNING".into(),
+                                severity: Severity::Warning,
                                 message: format!(
                                     "type {:?} when it is done",
                                     crate::engine::PAUSE_PHRASE

@@ -14,6 +14,7 @@ mod state_row;
 mod step;
 mod transaction;
 
+use crate::pg::Severity;
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
@@ -129,7 +130,7 @@ impl Exec<'_> {
         for note in notes {
             self.emit(EngineEvent::Notice {
                 step: None,
-                severity: "WARNING".into(),
+                severity: Severity::Warning,
                 message: note,
             });
         }
@@ -315,7 +316,7 @@ impl Exec<'_> {
             self.rehearsal_open = false;
             self.emit(EngineEvent::Notice {
                 step: None,
-                severity: "INFO".into(),
+                severity: Severity::Info,
                 message: "rehearsal finished: everything was rolled back".into(),
             });
         }
@@ -337,7 +338,7 @@ impl Exec<'_> {
         if self.rehearsal_open {
             self.emit(EngineEvent::Notice {
                 step: None,
-                severity: "INFO".into(),
+                severity: Severity::Info,
                 message: "a rehearsal is rolled back as a whole at its end".into(),
             });
             return Ok(());

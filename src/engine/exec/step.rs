@@ -1,6 +1,7 @@
 //! A forward SQL step: values, confirmation, blocker guard, in-doubt check,
 //! then its attempts (see attempt.rs) and its success.
 
+use crate::pg::Severity;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -81,7 +82,7 @@ impl Exec<'_> {
                 Some(t) => {
                     self.emit(EngineEvent::Notice {
                         step: Some(step.id.clone()),
-                        severity: "INFO".into(),
+                        severity: Severity::Info,
                         message: format!("rehearsal runs it in its transactional form: {t}"),
                     });
                     (t, false)
