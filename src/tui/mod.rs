@@ -5,6 +5,7 @@
 pub mod app;
 pub mod keys;
 pub mod monitor_screen;
+pub mod monitor_update;
 pub mod theme;
 pub mod update;
 pub mod views;
