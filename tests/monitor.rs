@@ -577,3 +577,128 @@ async fn after_a_reconnect_the_executor_is_still_marked_and_signals_still_guard_
         .unwrap()
         .expect("the ALTER runs once the holder is gone");
 }
+
+/// The `terminate` records of the local log in `dir`: (outcome, sql).
+fn terminate_records(dir: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record"))
+        .filter(|r| r["action"] == "terminate")
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or("").to_string(),
+                r["sql"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_is_sent_only_after_its_audit_record_is_written() {
+    use pgpilot::audit::record::Context;
+    use pgpilot::monitor::{SignalAudit, SignalOutcome, SignalReport, send_audited};
+
+    let lab = Lab::new();
+    let admin = lab.database("audited_signals", &[]).await;
+    let db = lab.conninfo("audited_signals");
+    let victim = connect(&db).await;
+    let victim_pid = backend_pid(&victim).await as i32;
+    let spec = ConnSpec::resolve(Some(&db)).expect("resolve");
+    let watcher = Watcher::connect(&spec, Duration::from_secs(300), Duration::from_secs(1))
+        .await
+        .expect("monitor connects");
+    let ctx = Context {
+        session: "signals".into(),
+        operator: "tester".into(),
+        ..Default::default()
+    };
+
+    // A link planted at the log's path: O_NOFOLLOW refuses it, so the
+    // request cannot be recorded, and nothing is sent.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::NamedTempFile::new().expect("link target");
+    let log = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink(elsewhere.path(), &log).expect("plant the link");
+    let mut audit = SignalAudit::in_dir(dir.path(), ctx);
+    let report = send_audited(&watcher, &mut audit, victim_pid, Signal::Terminate).await;
+    let SignalReport::NotSent { reason, .. } = &report else {
+        panic!("sent without an audit record: {report:?}");
+    };
+    assert!(
+        reason.contains("audit.jsonl") && reason.contains("symbolic link"),
+        "the reason names the file and the remedy: {reason}"
+    );
+    assert!(report.is_bad());
+    assert!(
+        report.to_string().starts_with(&format!(
+            "pg_terminate_backend({victim_pid}) not sent: its audit record cannot be written"
+        )),
+        "{report}"
+    );
+    // The backend survived: its session still answers, and is still listed.
+    assert_eq!(column(&victim, "SELECT 1").await, ["1"]);
+    assert_eq!(
+        column(
+            &admin,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {victim_pid}")
+        )
+        .await,
+        ["1"]
+    );
+    assert_eq!(
+        std::fs::read(elsewhere.path()).expect("link target").len(),
+        0,
+        "nothing was written through the link"
+    );
+
+    // The link removed, the same audit opens the log at the next signal:
+    // the request is recorded, then sent, then its outcome recorded.
+    std::fs::remove_file(&log).expect("remove the link");
+    let report = send_audited(&watcher, &mut audit, victim_pid, Signal::Terminate).await;
+    assert_eq!(
+        report,
+        SignalReport::Tried {
+            pid: victim_pid,
+            signal: Signal::Terminate,
+            outcome: SignalOutcome::Sent,
+            unrecorded: None,
+        }
+    );
+    eventually(
+        "the terminated victim's connection to close",
+        Duration::from_secs(10),
+        || async { victim.is_closed() },
+    )
+    .await;
+    // Gone now: the same words as the run screen records.
+    let report = send_audited(&watcher, &mut audit, victim_pid, Signal::Cancel).await;
+    assert!(
+        matches!(
+            &report,
+            SignalReport::Tried {
+                outcome: SignalOutcome::NoSuchBackend,
+                unrecorded: None,
+                ..
+            }
+        ),
+        "{report:?}"
+    );
+    let terminate = format!("SELECT pg_terminate_backend({victim_pid})");
+    let cancel = format!("SELECT pg_cancel_backend({victim_pid})");
+    let expected = vec![
+        ("requested".to_string(), terminate.clone()),
+        ("done".to_string(), terminate),
+        ("requested".to_string(), cancel.clone()),
+        ("no such backend".to_string(), cancel),
+    ];
+    assert_eq!(terminate_records(dir.path()), expected);
+    // The database copies went out on the monitor's connection.
+    let copied = column(
+        &admin,
+        "SELECT outcome || ' ' || sql FROM pgpilot.audit_log \
+          WHERE action = 'terminate' ORDER BY seq",
+    )
+    .await;
+    let expected: Vec<String> = expected.iter().map(|(o, s)| format!("{o} {s}")).collect();
+    assert_eq!(copied, expected);
+}

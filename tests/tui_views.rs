@@ -482,22 +482,189 @@ fn a_disconnected_monitor_says_so_instead_of_a_stale_lock_panel() {
 #[test]
 fn the_monitor_screen_says_disconnected_too() {
     use pgpilot::tui::monitor_screen::MonitorScreen;
-    let mut m = MonitorScreen::new("db1:5432/diagnosticpro".into(), Duration::from_secs(1));
+    let mut m = MonitorScreen::new(
+        "db1:5432/diagnosticpro".into(),
+        Duration::from_secs(1),
+        defaults(),
+    );
     m.on_feed(disconnected());
-    let mut t = Terminal::new(TestBackend::new(100, 30)).expect("test terminal");
-    t.draw(|f| m.draw(f)).expect("draw");
-    let buf = t.backend().buffer().clone();
-    let s: String = (0..30)
-        .map(|y| {
-            let line: String = (0..100).map(|x| buf[(x, y)].symbol().to_string()).collect();
-            format!("{}\n", line.trim_end())
-        })
-        .collect();
+    let s = monitor_screen(&m, 100, 30);
     assert!(
         s.contains("monitor disconnected — reconnecting (attempt 3)"),
         "{s}"
     );
     insta::assert_snapshot!("monitor_disconnected_100x30", s);
+    // Nothing to select, and the screen says why instead of doing nothing.
+    assert_eq!(monitor_key(&mut m, key('K')), None);
+    assert!(m.prompt.is_none());
+    let s = monitor_screen(&m, 100, 30);
+    assert!(
+        s.contains("no sessions to select until the monitor polls again"),
+        "{s}"
+    );
+}
+
+fn monitor_screen(m: &pgpilot::tui::monitor_screen::MonitorScreen, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| m.draw(f)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    (0..h)
+        .map(|y| {
+            let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
+}
+
+fn monitor_key(
+    m: &mut pgpilot::tui::monitor_screen::MonitorScreen,
+    key: KeyEvent,
+) -> Option<pgpilot::tui::monitor_update::MonitorCommand> {
+    pgpilot::tui::monitor_update::handle_key(m, key)
+}
+
+/// The monitor screen showing a holder (4242) with two sessions queued
+/// behind it, no executor.
+fn monitor_with_chain(
+    bindings: Vec<pgpilot::tui::keys::Binding>,
+) -> pgpilot::tui::monitor_screen::MonitorScreen {
+    let mut m = pgpilot::tui::monitor_screen::MonitorScreen::new(
+        "db1:5432/diagnosticpro".into(),
+        Duration::from_secs(1),
+        bindings,
+    );
+    let backends = vec![
+        backend(
+            4242,
+            "idle in transaction",
+            &[],
+            None,
+            Some(372.0),
+            "SELECT 1",
+        ),
+        backend(
+            4300,
+            "active",
+            &[4242],
+            Some(("AccessExclusiveLock", "users", 2.4)),
+            Some(2.5),
+            "ALTER TABLE users ADD COLUMN x int",
+        ),
+        backend(
+            5151,
+            "active",
+            &[4300],
+            Some(("AccessShareLock", "users", 1.1)),
+            Some(1.2),
+            "SELECT email FROM users",
+        ),
+    ];
+    m.on_feed(Feed::Snapshot(Box::new(build(
+        backends,
+        Duration::from_secs(300),
+        None,
+        9999,
+        3.0,
+    ))));
+    m
+}
+
+#[test]
+fn the_monitor_screen_takes_its_keys_from_the_key_map_and_asks_for_the_pid() {
+    use pgpilot::monitor::Signal;
+    use pgpilot::tui::monitor_update::MonitorCommand;
+    let mut m = monitor_with_chain(defaults());
+    let tree: Vec<i32> = m
+        .snapshot()
+        .expect("snapshot")
+        .tree
+        .iter()
+        .map(|n| n.pid)
+        .collect();
+    assert_eq!(tree[0], 4242, "{tree:?}");
+
+    // j moves; K asks for the selected backend's pid.
+    assert_eq!(monitor_key(&mut m, key('j')), None);
+    assert_eq!(m.selected, 1);
+    assert_eq!(monitor_key(&mut m, key('k')), None);
+    assert_eq!(m.selected, 0);
+    assert_eq!(monitor_key(&mut m, key('K')), None);
+    let s = monitor_screen(&m, 100, 30);
+    assert!(
+        s.contains("type 4242 and Enter to terminate it (Esc cancels)"),
+        "{s}"
+    );
+    // q is typed into the prompt, not a quit; a wrong pid is not sent.
+    for c in "q".chars() {
+        assert_eq!(monitor_key(&mut m, key(c)), None);
+    }
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    let backspace = KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE);
+    assert_eq!(monitor_key(&mut m, enter), None);
+    assert!(monitor_screen(&m, 100, 30).contains("type 4242 to confirm"));
+    assert_eq!(monitor_key(&mut m, backspace), None);
+    for c in "4242".chars() {
+        assert_eq!(monitor_key(&mut m, key(c)), None);
+    }
+    assert_eq!(
+        monitor_key(&mut m, enter),
+        Some(MonitorCommand::Signal {
+            pid: 4242,
+            signal: Signal::Terminate
+        })
+    );
+    assert!(m.prompt.is_none());
+
+    // C cancels instead; Esc drops the prompt without a command.
+    monitor_key(&mut m, key('C'));
+    assert_eq!(m.prompt.as_ref().map(|p| p.signal), Some(Signal::Cancel));
+    assert_eq!(
+        monitor_key(&mut m, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+        None
+    );
+    assert!(m.prompt.is_none());
+
+    // ? shows this screen's keys (not the run screen's), q closes it.
+    monitor_key(&mut m, key('?'));
+    let s = monitor_screen(&m, 100, 30);
+    assert!(s.contains("terminate the selected backend"), "{s}");
+    assert!(!s.contains("run the next pending step"), "{s}");
+    assert_eq!(monitor_key(&mut m, key('q')), None);
+    assert!(!m.show_help);
+    assert_eq!(monitor_key(&mut m, key('q')), Some(MonitorCommand::Quit));
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(monitor_key(&mut m, ctrl_c), Some(MonitorCommand::Quit));
+}
+
+#[test]
+fn the_monitor_screen_follows_a_user_key_map() {
+    use pgpilot::monitor::Signal;
+    use pgpilot::tui::monitor_update::MonitorCommand;
+    let bindings = pgpilot::tui::keys::load(Some(
+        "terminate_backend = \"x\"\nquit = \"ctrl-x\"\ndown = \"n\"",
+    ))
+    .expect("key map");
+    let mut m = monitor_with_chain(bindings);
+    // The defaults it replaced do nothing now.
+    for c in ['K', 'q', 'j'] {
+        assert_eq!(monitor_key(&mut m, key(c)), None, "{c}");
+    }
+    assert!(m.prompt.is_none() && m.selected == 0);
+    monitor_key(&mut m, key('n'));
+    assert_eq!(m.selected, 1);
+    monitor_key(&mut m, key('x'));
+    let prompt = m.prompt.clone().expect("x asks for the pid");
+    assert_eq!((prompt.pid, prompt.signal), (4300, Signal::Terminate));
+    let s = monitor_screen(&m, 100, 30);
+    assert!(s.contains("type 4300 and Enter to terminate it"), "{s}");
+    monitor_key(&mut m, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    let s = monitor_screen(&m, 100, 30);
+    assert!(
+        s.contains(" x  terminate backend") && s.contains(" ctrl-x  quit"),
+        "{s}"
+    );
+    let ctrl_x = KeyEvent::new(KeyCode::Char('x'), KeyModifiers::CONTROL);
+    assert_eq!(monitor_key(&mut m, ctrl_x), Some(MonitorCommand::Quit));
 }
 
 #[test]

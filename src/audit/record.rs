@@ -28,7 +28,9 @@ pub enum Action {
     Notice,
     /// The operator cancelled the running statement.
     Cancel,
-    /// A backend cancelled or terminated from the lock panel.
+    /// A backend cancelled or terminated from a lock panel: `outcome`
+    /// "requested" before the signal is sent, then "done", "no such
+    /// backend" or "refused" (see `monitor::send_audited`).
     Terminate,
     RollbackStart,
     RollbackSuccess,

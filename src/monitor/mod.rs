@@ -3,6 +3,7 @@
 //! run long.
 
 mod query;
+mod signal;
 pub mod text;
 mod tree;
 mod watcher;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::analysis::{LockMode, RelationName};
+pub use signal::{Signal, SignalAudit, SignalOutcome, SignalReport, send_audited, signal_backend};
 pub use tree::{TreeNode, blocking_tree};
 pub use watcher::{APPLICATION_NAME, Feed, News, Watcher};
 
@@ -356,36 +358,4 @@ pub async fn holders(
         })
         .map(|h| h.map(Holder::made_safe))
         .collect()
-}
-
-/// What to do to a backend from the lock panel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// pg_cancel_backend: cancel its running query.
-    Cancel,
-    /// pg_terminate_backend: end its session (and roll back its transaction).
-    Terminate,
-}
-
-/// Cancels or terminates a backend; never the executor's own, nor the monitor's.
-pub async fn signal_backend(
-    client: &Client,
-    pid: i32,
-    signal: Signal,
-    protected: &[i32],
-) -> Result<bool, String> {
-    if protected.contains(&pid) {
-        return Err(format!(
-            "pid {pid} is pgpilot's own session; use `c` to cancel the running step instead"
-        ));
-    }
-    let f = match signal {
-        Signal::Cancel => "pg_cancel_backend",
-        Signal::Terminate => "pg_terminate_backend",
-    };
-    client
-        .query_one(&format!("SELECT {f}($1) AS signalled"), &[&pid])
-        .await
-        .and_then(|r| r.try_get::<_, bool>("signalled"))
-        .map_err(|e| crate::pg::redact(&e.to_string()))
 }

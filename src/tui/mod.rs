@@ -5,6 +5,7 @@
 pub mod app;
 pub mod keys;
 pub mod monitor_screen;
+pub mod monitor_update;
 pub mod theme;
 pub mod update;
 pub mod views;
@@ -16,9 +17,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
-use crate::audit::record::{Action as AuditAction, Context, Event as AuditEvent};
+use crate::audit::record::Context;
 use crate::engine::{Ask, EngineEvent, EngineIo, Reply, Session};
-use crate::monitor::{Feed, News, Signal, Watcher, text};
+use crate::monitor::{Feed, News, Signal, SignalAudit, Watcher, send_audited, text};
 use crate::pg::ConnSpec;
 
 use app::{App, LogLevel, SessionKind};
@@ -151,8 +152,8 @@ pub async fn run(
 }
 
 /// Polls on its own connection, reconnecting when it is lost; cancels or
-/// terminates backends on request, never the executor's or its own, and
-/// audits each.
+/// terminates backends on request, never the executor's or its own, each
+/// only once its audit record is written ([`send_audited`]).
 async fn monitor_task(
     spec: ConnSpec,
     long: Duration,
@@ -163,10 +164,7 @@ async fn monitor_task(
     tx: UnboundedSender<AppEvent>,
 ) {
     let mut watcher = Watcher::new(&spec, long, interval);
-    let mut audit = crate::audit::local::AuditLog::open_default().ok();
-    let mut db = audit
-        .as_ref()
-        .map(|a| crate::audit::db::DbAudit::new(a.dir()));
+    let mut audit = SignalAudit::in_default_dir(ctx);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(watcher.due()) => {
@@ -181,22 +179,9 @@ async fn monitor_task(
             }
             Some((pid, signal)) = signals.recv() => {
                 watcher.set_executor(*executor.borrow());
-                let result = watcher.signal(pid, signal).await;
-                let what = match signal { Signal::Cancel => "pg_cancel_backend", Signal::Terminate => "pg_terminate_backend" };
-                let (level, text, outcome) = match &result {
-                    Ok(true) => (LogLevel::Warn, format!("{what}({pid}) sent"), "done"),
-                    Ok(false) => (LogLevel::Warn, format!("{what}({pid}): no such backend any more"), "no such backend"),
-                    Err(e) => (LogLevel::Bad, format!("{what}({pid}) refused: {e}"), "refused"),
-                };
-                let _ = tx.send(AppEvent::Note(level, text));
-                if let (Some(a), Some(d)) = (audit.as_mut(), db.as_mut()) {
-                    let mut ev = AuditEvent::new(AuditAction::Terminate);
-                    ev.sql = Some(format!("SELECT {what}({pid})"));
-                    ev.outcome = Some(outcome.into());
-                    if let (Ok(rec), Some(client)) = (a.append(&ctx, ev), watcher.client()) {
-                        let _ = d.write(client, &rec).await;
-                    }
-                }
+                let report = send_audited(&watcher, &mut audit, pid, signal).await;
+                let level = if report.is_bad() { LogLevel::Bad } else { LogLevel::Warn };
+                let _ = tx.send(AppEvent::Note(level, report.to_string()));
             }
         }
     }

@@ -1,21 +1,29 @@
 //! `pgpilot monitor` without `--once`: the lock tree, long transactions and
-//! activity with a sparkline of waiting sessions, full screen.
+//! activity with a sparkline of waiting sessions, full screen. Its keys come
+//! from the run screen's key map and go through
+//! [`super::monitor_update::handle_key`]; a signal goes through
+//! [`send_audited`], recorded before it is sent.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::HISTORY;
+use super::app::{HISTORY, LogLevel};
+use super::keys::{self, Action, Binding, label};
+use super::monitor_update::{MONITOR_ACTIONS, MonitorCommand, handle_key};
 use super::theme;
+use super::views::help;
 use super::views::locks::{LockView, draw_long, draw_tree};
-use crate::audit::record::{Action, Context, Event as AuditEvent};
-use crate::monitor::{Feed, News, Signal, Snapshot, Watcher, text};
+use crate::audit::record::Context;
+use crate::monitor::{
+    Feed, News, Signal, SignalAudit, SignalReport, Snapshot, Watcher, send_audited, text,
+};
 
 pub struct MonitorScreen {
     pub target: String,
@@ -24,21 +32,36 @@ pub struct MonitorScreen {
     pub feed: Option<Feed>,
     pub history: VecDeque<u64>,
     pub selected: usize,
-    /// Typing a pid to signal: (pid, terminate, typed).
-    pub signal: Option<(i32, bool, String)>,
-    pub message: Option<String>,
+    /// Typing a pid to signal.
+    pub prompt: Option<SignalPrompt>,
+    /// Shown under the title until the next message.
+    pub message: Option<(LogLevel, String)>,
+    pub bindings: Vec<Binding>,
+    pub show_help: bool,
+}
+
+/// The pid typed to confirm a signal to the selected backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalPrompt {
+    pub pid: i32,
+    pub signal: Signal,
+    pub typed: String,
+    /// Why Enter did not send it.
+    pub error: Option<String>,
 }
 
 impl MonitorScreen {
-    pub fn new(target: String, interval: Duration) -> MonitorScreen {
+    pub fn new(target: String, interval: Duration, bindings: Vec<Binding>) -> MonitorScreen {
         MonitorScreen {
             target,
             interval,
             feed: None,
             history: VecDeque::new(),
             selected: 0,
-            signal: None,
+            prompt: None,
             message: None,
+            bindings,
+            show_help: false,
         }
     }
 
@@ -60,7 +83,18 @@ impl MonitorScreen {
 
     /// A change of the monitor's connection, shown until the next message.
     pub fn on_news(&mut self, news: &News) {
-        self.message = Some(text::news(news));
+        self.message = Some((LogLevel::Warn, text::news(news)));
+    }
+
+    /// What became of a signal: sent, refused, or not sent because it
+    /// could not be recorded.
+    pub fn on_signal(&mut self, report: &SignalReport) {
+        let level = if report.is_bad() {
+            LogLevel::Bad
+        } else {
+            LogLevel::Warn
+        };
+        self.message = Some((level, report.to_string()));
     }
 
     pub fn draw(&self, f: &mut Frame) {
@@ -79,21 +113,28 @@ impl MonitorScreen {
                 theme::dim(),
             ),
         ])];
-        if let Some(m) = &self.message {
-            lines.push(Line::from(Span::styled(m.clone(), theme::warn())));
-        } else if let Some((pid, terminate, typed)) = &self.signal {
-            let what = if *terminate {
-                "terminate"
-            } else {
-                "cancel the query of"
+        if let Some(p) = &self.prompt {
+            let what = match p.signal {
+                Signal::Terminate => "terminate",
+                Signal::Cancel => "cancel the query of",
             };
-            lines.push(Line::from(vec![
+            let mut line = vec![
                 Span::styled(
-                    format!("type {pid} and Enter to {what} it (Esc cancels): "),
+                    format!("type {} and Enter to {what} it (Esc cancels): ", p.pid),
                     theme::danger(),
                 ),
-                Span::raw(typed.clone()),
-            ]));
+                Span::raw(p.typed.clone()),
+            ];
+            if let Some(e) = &p.error {
+                line.push(Span::styled(format!("  {e}"), theme::warn()));
+            }
+            lines.push(Line::from(line));
+        } else if let Some((level, m)) = &self.message {
+            let style = match level {
+                LogLevel::Bad => theme::danger(),
+                LogLevel::Info | LogLevel::Good | LogLevel::Warn => theme::warn(),
+            };
+            lines.push(Line::from(Span::styled(m.clone(), style)));
         }
         f.render_widget(Paragraph::new(lines), head);
         let view = LockView {
@@ -106,13 +147,48 @@ impl MonitorScreen {
         };
         draw_tree(f, tree, &view);
         draw_long(f, long, &view);
-        let keys = " j/k  move   C  cancel backend   K  terminate backend   q  quit";
-        f.render_widget(Paragraph::new(Span::styled(keys, theme::dim())), foot);
+        f.render_widget(Paragraph::new(self.footer()), foot);
+        if self.show_help {
+            help::draw_keys(
+                f,
+                f.area(),
+                self.bindings
+                    .iter()
+                    .filter(|b| MONITOR_ACTIONS.contains(&b.action)),
+                "Typing a pid: Enter sends, Esc cancels.",
+            );
+        }
+    }
+
+    /// The keys that apply now, from the key map.
+    fn footer(&self) -> Line<'static> {
+        let b = &self.bindings;
+        let keys: Vec<(String, &str)> = if self.prompt.is_some() {
+            vec![("Enter".into(), "send"), ("Esc".into(), "cancel")]
+        } else {
+            vec![
+                (
+                    format!("{}/{}", label(b, Action::Down), label(b, Action::Up)),
+                    "move",
+                ),
+                (label(b, Action::CancelBackend), "cancel backend"),
+                (label(b, Action::TerminateBackend), "terminate backend"),
+                (label(b, Action::Help), "help"),
+                (label(b, Action::Quit), "quit"),
+            ]
+        };
+        let mut spans = Vec::new();
+        for (k, d) in keys {
+            spans.push(Span::styled(format!(" {k} "), theme::selected()));
+            spans.push(Span::styled(format!(" {d}  "), theme::dim()));
+        }
+        Line::from(spans)
     }
 }
 
 /// Runs the monitor screen until `q`; returns the exit code. `warnings`
-/// (from resolving the connection) are shown first.
+/// (from resolving the connection) are shown first. A bad key map
+/// (`keys.toml`) is a usage error, said before the screen opens.
 pub async fn run(
     mut watcher: Watcher,
     target: String,
@@ -120,14 +196,18 @@ pub async fn run(
     ctx: Context,
     warnings: &[String],
 ) -> u8 {
-    let mut screen = MonitorScreen::new(target, interval);
+    let bindings = match keys::load(keys::user_keymap().as_deref()) {
+        Ok(b) => b,
+        Err(m) => {
+            eprintln!("pgpilot: {m}");
+            return crate::cli::exit::USAGE;
+        }
+    };
+    let mut screen = MonitorScreen::new(target, interval, bindings);
     if !warnings.is_empty() {
-        screen.message = Some(format!("warning: {}", warnings.join("; ")));
+        screen.message = Some((LogLevel::Warn, format!("warning: {}", warnings.join("; "))));
     }
-    let mut audit = crate::audit::local::AuditLog::open_default().ok();
-    let mut db = audit
-        .as_ref()
-        .map(|a| crate::audit::db::DbAudit::new(a.dir()));
+    let mut audit = SignalAudit::in_default_dir(ctx);
     let mut terminal = ratatui::init();
     let mut keys = EventStream::new();
     loop {
@@ -147,47 +227,13 @@ pub async fn run(
                 if k.kind != KeyEventKind::Press {
                     continue;
                 }
-                if let Some((pid, terminate, typed)) = screen.signal.as_mut() {
-                    match k.code {
-                        KeyCode::Esc => screen.signal = None,
-                        KeyCode::Backspace => { typed.pop(); }
-                        KeyCode::Char(c) => typed.push(c),
-                        KeyCode::Enter if typed.trim() == pid.to_string() => {
-                            let (pid, signal) = (*pid, if *terminate { Signal::Terminate } else { Signal::Cancel });
-                            screen.signal = None;
-                            let result = watcher.signal(pid, signal).await;
-                            let what = if signal == Signal::Terminate { "pg_terminate_backend" } else { "pg_cancel_backend" };
-                            screen.message = Some(match &result {
-                                Ok(true) => format!("{what}({pid}) sent"),
-                                Ok(false) => format!("{what}({pid}): no such backend any more"),
-                                Err(e) => format!("{what}({pid}) refused: {e}"),
-                            });
-                            if let (Some(a), Some(d)) = (audit.as_mut(), db.as_mut()) {
-                                let mut ev = AuditEvent::new(Action::Terminate);
-                                ev.sql = Some(format!("SELECT {what}({pid})"));
-                                ev.outcome = Some(if matches!(result, Ok(true)) { "done" } else { "not done" }.into());
-                                if let (Ok(rec), Some(client)) = (a.append(&ctx, ev), watcher.client()) {
-                                    let _ = d.write(client, &rec).await;
-                                }
-                            }
-                        }
-                        _ => {}
+                match handle_key(&mut screen, k) {
+                    Some(MonitorCommand::Quit) => break,
+                    Some(MonitorCommand::Signal { pid, signal }) => {
+                        let report = send_audited(&watcher, &mut audit, pid, signal).await;
+                        screen.on_signal(&report);
                     }
-                    continue;
-                }
-                let rows = screen.snapshot().map_or(0, |s| s.tree.len());
-                match k.code {
-                    KeyCode::Char('q') => break,
-                    KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => break,
-                    KeyCode::Char('j') | KeyCode::Down => screen.selected = (screen.selected + 1).min(rows.saturating_sub(1)),
-                    KeyCode::Char('k') | KeyCode::Up => screen.selected = screen.selected.saturating_sub(1),
-                    KeyCode::Char(c @ ('C' | 'K')) => {
-                        if let Some(pid) = screen.snapshot().and_then(|s| s.tree.get(screen.selected)).map(|n| n.pid) {
-                            screen.message = None;
-                            screen.signal = Some((pid, c == 'K', String::new()));
-                        }
-                    }
-                    _ => {}
+                    None => {}
                 }
             }
         }

@@ -157,7 +157,8 @@ pub fn update(app: &mut App, action: Action) -> Option<Command> {
     }
 }
 
-fn step(i: usize, down: bool, len: usize) -> usize {
+/// A selection moved one row within `len` rows.
+pub(super) fn step(i: usize, down: bool, len: usize) -> usize {
     if len == 0 {
         0
     } else if down {

@@ -4,21 +4,35 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::tui::app::App;
+use crate::tui::keys::Binding;
 use crate::tui::theme;
 
+/// The run screen's help: every binding.
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    draw_keys(
+        f,
+        area,
+        app.bindings.iter(),
+        "In a dialog: type the phrase, Enter submits, Esc cancels.",
+    );
+}
+
+/// A help overlay listing `bindings` with their descriptions, then `note`.
+pub fn draw_keys<'a>(
+    f: &mut Frame,
+    area: Rect,
+    bindings: impl Iterator<Item = &'a Binding>,
+    note: &str,
+) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme::title()))];
-    for b in &app.bindings {
+    for b in bindings {
         lines.push(Line::from(vec![
             Span::styled(format!("{:>6}  ", b.label), theme::keyword()),
             Span::raw(b.description),
         ]));
     }
     lines.push(Line::raw(""));
-    lines.push(Line::from(Span::styled(
-        "In a dialog: type the phrase, Enter submits, Esc cancels.",
-        theme::dim(),
-    )));
+    lines.push(Line::from(Span::styled(note.to_string(), theme::dim())));
     lines.push(Line::from(Span::styled(
         "Rebind keys in keys.toml in pgpilot's config directory.",
         theme::dim(),

@@ -4,7 +4,7 @@
 mod detail;
 pub mod dialog;
 mod header;
-mod help;
+pub mod help;
 pub mod locks;
 mod log;
 mod steps;
