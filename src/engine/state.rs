@@ -10,6 +10,8 @@ use tokio_postgres::Client;
 
 use crate::runbook::{Step, StepBody};
 
+/// The state table as version 1 of pgpilot's schema created it (see
+/// `engine::schema`, which owns every change to it).
 pub const SCHEMA_SQL: &str = "
 SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS pgpilot;
@@ -99,23 +101,6 @@ pub fn step_hash(step: &Step) -> String {
     // The rollback is left out: fixing an applied step's rollback must not
     // lock the incident responder out of running it.
     hex::encode(h.finalize())
-}
-
-/// Creates the state table when missing (checked first: the IF NOT EXISTS
-/// forms would still need CREATE on the database and send notices).
-pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('pgpilot.step_state') IS NOT NULL AS present",
-            &[],
-        )
-        .await?
-        .try_get("present")?;
-    if exists {
-        Ok(())
-    } else {
-        client.batch_execute(SCHEMA_SQL).await
-    }
 }
 
 /// Every step's state for a runbook, by step id. An absent table means nothing applied.
