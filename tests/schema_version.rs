@@ -156,6 +156,14 @@ async fn todays_schema_is_upgraded_in_place_and_runs() {
         .await,
         "1"
     );
+    // Version 2: only known statuses are written from now on.
+    let unknown = client
+        .batch_execute(
+            "INSERT INTO pgpilot.step_state (runbook_id, step_id, status, step_sha256, runbook_sha256, operator, client_host)
+             VALUES ('x', 'y', 'half_done', 'h', 'h', 'o', 'h')",
+        )
+        .await;
+    assert!(unknown.is_err(), "an unknown status was accepted");
     assert_eq!(
         scalar(&client, "SELECT upgraded_by FROM pgpilot.schema_version").await,
         scalar(&client, "SELECT current_user::text").await

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 /// The newest schema version this pgpilot knows.
-pub const CURRENT: i32 = 1;
+pub const CURRENT: i32 = 2;
 
 /// One step of the schema's history. Never edit a migration that has been
 /// released: add the next one (and raise [`CURRENT`]).
@@ -19,10 +19,28 @@ struct Migration {
 /// In order. Version 1 is the schema as pgpilot created it before versions
 /// existed (step_state and audit_log, both `IF NOT EXISTS`, so a target
 /// holding only one of them gets the other).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: &[super::state::SCHEMA_SQL, crate::audit::db::CREATE_SQL],
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: &[super::state::SCHEMA_SQL, crate::audit::db::CREATE_SQL],
+    },
+    Migration {
+        version: 2,
+        sql: &[V2_STATUS_CHECK],
+    },
+];
+
+/// Version 2: `rolling_back` (an autocommit rollback under way, written
+/// before its SQL) joins the statuses, and the column accepts only known
+/// ones, so a status is never added without a version. NOT VALID: rows
+/// already there (perhaps edited by hand) are not re-checked, so the upgrade
+/// cannot fail on them; new rows are. Dropped first so it can run again.
+const V2_STATUS_CHECK: &str = "
+ALTER TABLE pgpilot.step_state
+    DROP CONSTRAINT IF EXISTS step_state_status_known,
+    ADD CONSTRAINT step_state_status_known CHECK (status IN
+        ('applied', 'passed', 'acknowledged', 'skipped', 'in_progress', 'rolling_back', 'rolled_back'))
+        NOT VALID";
 
 /// The version row: one row (`one` is its key), readable by everyone (a
 /// version number is no secret, and an older pgpilot run by a role with
@@ -215,12 +233,26 @@ async fn upgrade(client: &Client) -> Result<(), SchemaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::state::Status;
 
     #[test]
     fn migrations_are_in_order_and_end_at_current() {
         let versions: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
         let expected: Vec<i32> = (1..=CURRENT).collect();
         assert_eq!(versions, expected);
+    }
+
+    /// A status the engine writes must be one the current schema accepts:
+    /// a new one needs a migration (and a version).
+    #[test]
+    fn every_status_is_allowed_by_the_schema() {
+        for status in Status::ALL {
+            assert!(
+                V2_STATUS_CHECK.contains(&format!("'{}'", status.as_str())),
+                "status {} is not in the schema's CHECK: add a migration",
+                status.as_str()
+            );
+        }
     }
 
     #[test]

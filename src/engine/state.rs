@@ -45,10 +45,26 @@ pub enum Status {
     Skipped,
     /// An autocommit step started and did not record its end: in doubt.
     InProgress,
+    /// A rollback in autocommit started (its SQL may have run or not) and
+    /// did not record its end: in doubt. A later run applies the step again
+    /// (through the in-doubt check), a later rollback finishes it. New in
+    /// schema version 2.
+    RollingBack,
     RolledBack,
 }
 
 impl Status {
+    /// Every status, as the schema's CHECK lists them (`engine::schema`).
+    pub const ALL: [Status; 7] = [
+        Status::Applied,
+        Status::Passed,
+        Status::Acknowledged,
+        Status::Skipped,
+        Status::InProgress,
+        Status::RollingBack,
+        Status::RolledBack,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Applied => "applied",
@@ -56,21 +72,13 @@ impl Status {
             Status::Acknowledged => "acknowledged",
             Status::Skipped => "skipped",
             Status::InProgress => "in_progress",
+            Status::RollingBack => "rolling_back",
             Status::RolledBack => "rolled_back",
         }
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Applied,
-            Status::Passed,
-            Status::Acknowledged,
-            Status::Skipped,
-            Status::InProgress,
-            Status::RolledBack,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
