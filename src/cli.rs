@@ -473,10 +473,7 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
         {
             Ok(s) => s,
             Err(e) => {
-                eprintln!(
-                    "pgpilot: cannot read pgpilot.step_state: {}",
-                    crate::text::for_terminal(&crate::pg::redact(&e.to_string()))
-                );
+                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
                 return exit::FAILED;
             }
         };

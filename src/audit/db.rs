@@ -36,8 +36,9 @@ pub const SPOOL_FILE: &str = "spool.jsonl";
 const SPOOL_LOCK_FILE: &str = "spool.lock";
 
 /// Creates the schema and table when missing. Columns mirror [`AuditRecord`];
-/// the target is split into three columns so it can be queried.
-const CREATE_SQL: &str = "\
+/// the target is split into three columns so it can be queried. Also
+/// version 1 of pgpilot's schema (`engine::schema`).
+pub(crate) const CREATE_SQL: &str = "\
 CREATE SCHEMA IF NOT EXISTS pgpilot;
 CREATE TABLE IF NOT EXISTS pgpilot.audit_log (
     session         text        NOT NULL,

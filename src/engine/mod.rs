@@ -11,6 +11,7 @@ mod index;
 pub mod open;
 mod recorder;
 mod rehearse;
+pub mod schema;
 pub mod state;
 pub mod status;
 

@@ -10,6 +10,8 @@ use tokio_postgres::Client;
 
 use crate::runbook::{Step, StepBody};
 
+/// The state table as version 1 of pgpilot's schema created it (see
+/// `engine::schema`, which owns every change to it).
 pub const SCHEMA_SQL: &str = "
 SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS pgpilot;
@@ -43,10 +45,26 @@ pub enum Status {
     Skipped,
     /// An autocommit step started and did not record its end: in doubt.
     InProgress,
+    /// A rollback in autocommit started (its SQL may have run or not) and
+    /// did not record its end: in doubt. A later run applies the step again
+    /// (through the in-doubt check), a later rollback finishes it. New in
+    /// schema version 2.
+    RollingBack,
     RolledBack,
 }
 
 impl Status {
+    /// Every status, as the schema's CHECK lists them (`engine::schema`).
+    pub const ALL: [Status; 7] = [
+        Status::Applied,
+        Status::Passed,
+        Status::Acknowledged,
+        Status::Skipped,
+        Status::InProgress,
+        Status::RollingBack,
+        Status::RolledBack,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Applied => "applied",
@@ -54,21 +72,13 @@ impl Status {
             Status::Acknowledged => "acknowledged",
             Status::Skipped => "skipped",
             Status::InProgress => "in_progress",
+            Status::RollingBack => "rolling_back",
             Status::RolledBack => "rolled_back",
         }
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Applied,
-            Status::Passed,
-            Status::Acknowledged,
-            Status::Skipped,
-            Status::InProgress,
-            Status::RolledBack,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
@@ -99,23 +109,6 @@ pub fn step_hash(step: &Step) -> String {
     // The rollback is left out: fixing an applied step's rollback must not
     // lock the incident responder out of running it.
     hex::encode(h.finalize())
-}
-
-/// Creates the state table when missing (checked first: the IF NOT EXISTS
-/// forms would still need CREATE on the database and send notices).
-pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('pgpilot.step_state') IS NOT NULL AS present",
-            &[],
-        )
-        .await?
-        .try_get("present")?;
-    if exists {
-        Ok(())
-    } else {
-        client.batch_execute(SCHEMA_SQL).await
-    }
 }
 
 /// Every step's state for a runbook, by step id. An absent table means nothing applied.

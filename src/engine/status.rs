@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::schema::{self, SchemaError};
 use super::state::{self, Status};
 use crate::runbook::Runbook;
 
@@ -22,10 +23,23 @@ pub struct StepStatus {
     pub changed: bool,
 }
 
+/// Why `pgpilot status` could not read the target.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// A schema this pgpilot does not know (newer), or its version unreadable.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("cannot read pgpilot.step_state: {}", crate::pg::redact(&.0.to_string()))]
+    Read(#[from] tokio_postgres::Error),
+}
+
+/// Each step's state; read-only, so an older schema is read as it is (only
+/// `run` and `rollback` upgrade it) and a newer one is refused.
 pub async fn step_statuses(
     client: &Client,
     runbook: &Runbook,
-) -> Result<Vec<StepStatus>, tokio_postgres::Error> {
+) -> Result<Vec<StepStatus>, StatusError> {
+    schema::check(client).await?;
     let states = state::load(client, &runbook.id).await?;
     Ok(runbook
         .steps()

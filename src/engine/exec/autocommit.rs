@@ -107,7 +107,8 @@ impl Exec<'_> {
         }
     }
 
-    /// A step that started on an earlier run and never recorded its end.
+    /// A step that started on an earlier run and never recorded its end
+    /// (`in_progress`), or whose rollback did not (`rolling_back`).
     /// Returns true only when every index it builds is there, by its exact
     /// name on its table, and valid: "applied" is never claimed for an object
     /// that is not there.
@@ -115,13 +116,19 @@ impl Exec<'_> {
         &mut self,
         step: &Step,
         a: &StepAnalysis,
+        doubt: Status,
     ) -> Result<bool, Outcome> {
+        let what = match doubt {
+            Status::RollingBack => "its rollback",
+            _ => "it",
+        };
         self.emit(EngineEvent::Notice {
             step: Some(step.id.clone()),
             severity: Severity::Warning,
             message: format!(
-                "step {} was interrupted on an earlier run (state in_progress)",
-                step.id
+                "step {}: {what} was interrupted on an earlier run (state {})",
+                step.id,
+                doubt.as_str()
             ),
         });
         let states = self.index_states(step, &a.statements).await;

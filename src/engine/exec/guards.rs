@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::Exec;
 use super::sql::SqlFailure;
 use crate::audit::record::{Action, Event};
+use crate::engine::schema;
 use crate::engine::state::{self, Status};
 use crate::engine::{Ask, EngineEvent, Outcome, TargetInfo};
 
@@ -121,12 +122,11 @@ impl Exec<'_> {
                 .map_err(|e| Outcome::Failed(SqlFailure::from_pg(&e).message))?;
             self.rehearsal_open = true;
         }
-        state::ensure_schema(self.client()).await.map_err(|e| {
-            Outcome::Failed(format!(
-                "cannot create schema pgpilot for the step state: {}",
-                SqlFailure::from_pg(&e).message
-            ))
-        })?;
+        // Before anything is read from it: an older schema is upgraded (in
+        // the rehearsal's transaction during a rehearsal), a newer one refused.
+        schema::ensure(self.client(), self.rehearsal_open)
+            .await
+            .map_err(|e| Outcome::Failed(e.to_string()))?;
         self.states = state::load(self.client(), &self.s.runbook.id)
             .await
             .map_err(|e| {

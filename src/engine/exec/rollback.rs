@@ -38,8 +38,7 @@ impl Exec<'_> {
         // An irreversible step in the range refuses the rollback before
         // anything is undone, not halfway through.
         for (_, _, step) in &range {
-            let applied = self.states.get(&step.id).map(|s| s.status) == Some(Status::Applied);
-            if applied
+            if self.to_roll_back(step)
                 && step.rollback.is_none()
                 && let Some(why) = &step.irreversible
             {
@@ -51,7 +50,7 @@ impl Exec<'_> {
         }
         for (i, phase, step) in range {
             if !matches!(step.kind, StepKind::Change | StepKind::Backup)
-                || self.states.get(&step.id).map(|s| s.status) != Some(Status::Applied)
+                || !self.to_roll_back(&step)
             {
                 continue;
             }
@@ -128,6 +127,15 @@ impl Exec<'_> {
         Outcome::Done
     }
 
+    /// Applied, or a rollback in autocommit that was interrupted (its SQL
+    /// is run again to finish it: write such rollbacks with `IF EXISTS`).
+    fn to_roll_back(&self, step: &Step) -> bool {
+        matches!(
+            self.states.get(&step.id).map(|s| s.status),
+            Some(Status::Applied | Status::RollingBack)
+        )
+    }
+
     pub(super) async fn rollback_step(
         &mut self,
         phase: &Phase,
@@ -152,13 +160,20 @@ impl Exec<'_> {
     }
 
     /// Rollback SQL that cannot run in a transaction block: bounded by both
-    /// timeouts like a forward step in autocommit, its state written after it.
+    /// timeouts like a forward step in autocommit, its state written before
+    /// (rolling_back) and after (rolled_back) it, so that a crash between
+    /// the SQL and its state leaves the step in doubt rather than `applied`
+    /// with its effect undone.
     pub(super) async fn rollback_autocommit_once(
         &mut self,
         step: &Step,
         sql: &str,
         settings: &Settings,
     ) -> Result<StepResult, SqlFailure> {
+        let w = self.state_params(step, Status::RollingBack, None, None);
+        self.exec_state(&w).await?;
+        self.mark(step, Status::RollingBack);
+        failpoint::point("rollback-autocommit-rolling-back");
         self.query(&session_timeouts(settings)).await?;
         let ran = self.query(sql).await;
         let _ = self.client().batch_execute(RESET_TIMEOUTS).await;

@@ -59,9 +59,9 @@ impl Exec<'_> {
             self.confirm(step, phrase, &a.statements).await?;
         }
         self.blocker_guard(phase, step, a).await?;
-        if previous == Some(Status::InProgress)
+        if let Some(doubt @ (Status::InProgress | Status::RollingBack)) = previous
             && !self.rehearsal_open
-            && self.in_doubt(step, a).await?
+            && self.in_doubt(step, a, doubt).await?
         {
             self.write_state_autocommit(step, Status::Applied, None, None)
                 .await?;
