@@ -9,16 +9,8 @@ use crate::check::check_file;
 use crate::diag::Diagnostic;
 use crate::engine::headless::Driver;
 use crate::engine::{EngineIo, Mode, RunOptions, parse_confirms};
+use crate::exit;
 use crate::style::Style;
-
-/// Exit codes (a contract, see DESIGN.md).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const REFUSED: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
 
 #[derive(Parser)]
 #[command(
@@ -381,8 +373,8 @@ pub async fn drive_session(
         match crate::engine::open::open(checked.runbook, checked.analysis, &spec, options).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.message));
-                return e.code;
+                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
+                return exit::of_open(&e);
             }
         };
     if driving.tui {
@@ -401,8 +393,8 @@ pub async fn drive_session(
         .drive(events_rx, replies_tx, control_tx)
         .await;
     match engine.await {
-        Ok(outcome) => outcome.exit_code(),
-        Err(_) => shown.exit_code(),
+        Ok(outcome) => exit::of(&outcome),
+        Err(_) => exit::of(&shown),
     }
 }
 

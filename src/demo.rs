@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
-use crate::cli::{Drive, exit, prepare_drive};
+use crate::cli::{Drive, prepare_drive};
 use crate::engine::{Mode, RunOptions};
+use crate::exit;
 use crate::sandbox::Sandbox;
 
 const RUNBOOK: &str = include_str!("../runbooks/demo.toml");

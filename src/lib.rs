@@ -15,6 +15,7 @@ pub mod cli;
 pub mod demo;
 pub mod diag;
 pub mod engine;
+pub mod exit;
 pub mod monitor;
 pub mod pg;
 pub mod plan;

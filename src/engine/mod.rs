@@ -20,7 +20,6 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::analysis::RunbookAnalysis;
-use crate::cli::exit;
 use crate::pg::{ConnSpec, Connection};
 use crate::runbook::Runbook;
 
@@ -214,24 +213,14 @@ pub enum Control {
     Cancel,
 }
 
-/// How a run ended; maps onto the exit codes of DESIGN.md.
+/// How a run ended. The drivers turn it into an exit code (`crate::exit::of`);
+/// the engine knows nothing of processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
     Failed(String),
     Refused(String),
     Interrupted,
-}
-
-impl Outcome {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Outcome::Done => exit::OK,
-            Outcome::Failed(_) => exit::FAILED,
-            Outcome::Refused(_) => exit::REFUSED,
-            Outcome::Interrupted => exit::INTERRUPTED,
-        }
-    }
 }
 
 /// The channels between the engine and its driver.

@@ -1,27 +1,25 @@
 //! Opening a session: the runbook checked, the target connected, the audit ready.
 
 use crate::analysis::RunbookAnalysis;
+use crate::audit::AuditError;
 use crate::audit::db::DbAudit;
 use crate::audit::local::AuditLog;
 use crate::audit::record::{AuditTarget, Context};
-use crate::pg::ConnSpec;
+use crate::pg::{ConnSpec, PgError};
 use crate::runbook::Runbook;
 
 use super::{Recorder, RunOptions, Session};
 
-/// Why a session could not be opened, and the exit code that says so.
-pub struct OpenError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl OpenError {
-    fn failed(message: impl Into<String>) -> OpenError {
-        OpenError {
-            code: crate::cli::exit::FAILED,
-            message: message.into(),
-        }
-    }
+/// Why a session could not be opened. The caller chooses the exit code
+/// (`crate::exit::of_open`) and shows the message, which names the remedy.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The local audit log, which every action goes to first, cannot be opened.
+    #[error("cannot open the local audit log: {0}")]
+    AuditLog(#[source] AuditError),
+    /// The executor's connection failed.
+    #[error("{0}")]
+    Connect(#[source] PgError),
 }
 
 /// The OS user running pgpilot: its name in the password database, else $USER.
@@ -75,8 +73,7 @@ pub async fn open(
 ) -> Result<Session, OpenError> {
     let spec = spec.with_application_name("pgpilot");
     let target = spec.target();
-    let local = AuditLog::open_default()
-        .map_err(|e| OpenError::failed(format!("cannot open the local audit log: {e}")))?;
+    let local = AuditLog::open_default().map_err(OpenError::AuditLog)?;
     let dbaudit = DbAudit::new(local.dir());
     let ctx = Context {
         session: format!("{:016x}", fastrand::u64(..)),
@@ -93,10 +90,7 @@ pub async fn open(
         ticket: runbook.ticket.clone(),
         rehearsal: options.rehearse,
     };
-    let conn = spec
-        .connect()
-        .await
-        .map_err(|e| OpenError::failed(e.to_string()))?;
+    let conn = spec.connect().await.map_err(OpenError::Connect)?;
     Ok(Session {
         runbook,
         analysis,

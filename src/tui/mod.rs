@@ -145,8 +145,8 @@ pub async fn run(
     }
     ratatui::restore();
     match engine.await {
-        Ok(outcome) => outcome.exit_code(),
-        Err(_) => crate::cli::exit::FAILED,
+        Ok(outcome) => crate::exit::of(&outcome),
+        Err(_) => crate::exit::FAILED,
     }
 }
 

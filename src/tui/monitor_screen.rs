@@ -193,5 +193,5 @@ pub async fn run(
         }
     }
     ratatui::restore();
-    crate::cli::exit::OK
+    crate::exit::OK
 }
