@@ -1,5 +1,5 @@
 //! The module layering docs/architecture.md promises, checked on the source:
-//! the engine depends on no driver. A new import that breaks a rule fails
+//! the engine depends on no driver and never touches the terminal. A new import that breaks a rule fails
 //! here, naming the file and line.
 
 use std::path::{Path, PathBuf};
@@ -62,6 +62,32 @@ fn the_engine_imports_no_driver_and_no_exit_code() {
         hits.is_empty(),
         "the engine returns outcomes and emits events; drivers and exit codes depend on it, \
          never the reverse:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn the_engine_never_reads_or_writes_the_terminal() {
+    // The crash hook (the `failpoints` feature, tests only) says on stderr
+    // why it aborts the process.
+    let files: Vec<PathBuf> = rust_files(&src("engine"))
+        .into_iter()
+        .filter(|f| !f.ends_with("engine/failpoint.rs"))
+        .collect();
+    let hits = occurrences(
+        &files,
+        &[
+            "stdin()",
+            "stdout()",
+            "is_terminal",
+            "IsTerminal",
+            "println!",
+            "print!(",
+        ],
+    );
+    assert!(
+        hits.is_empty(),
+        "the engine talks to its driver through channels only:\n{}",
         hits.join("\n")
     );
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
 use crate::audit::record::{Action as AuditAction, Context, Event as AuditEvent};
-use crate::engine::{Ask, EngineEvent, EngineIo, Reply, Session};
+use crate::engine::{Ask, EngineEvent, Reply, Session};
 use crate::monitor::{Feed, News, Signal, Watcher, text};
 use crate::pg::ConnSpec;
 
@@ -54,17 +54,12 @@ pub async fn run(
     let audit_ctx = session.recorder.context().clone();
     let (tx, mut rx) = unbounded_channel::<AppEvent>();
 
-    let (events_tx, mut events_rx) = unbounded_channel();
-    let (replies_tx, replies_rx) = unbounded_channel();
-    let (control_tx, control_rx) = unbounded_channel();
-    let engine = tokio::spawn(crate::engine::execute(
-        session,
-        EngineIo {
-            events: events_tx,
-            replies: replies_rx,
-            control: control_rx,
-        },
-    ));
+    let crate::engine::EngineTask {
+        events: mut events_rx,
+        replies: replies_tx,
+        control: control_tx,
+        outcome: engine,
+    } = crate::engine::spawn(session);
     let fwd = tx.clone();
     tokio::spawn(async move {
         while let Some(e) = events_rx.recv().await {
