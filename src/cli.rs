@@ -482,9 +482,9 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
             let t = spec.target();
             let ctx = crate::audit::record::Context {
                 session: format!("{:016x}", fastrand::u64(..)),
-                operator: crate::engine::open::os_user(),
+                operator: crate::os_user::operator_name(),
                 role: Some(t.user.clone()),
-                client_host: crate::engine::open::host_name(),
+                client_host: crate::os_user::host_name(),
                 target: Some(crate::audit::record::AuditTarget {
                     host: t.host.clone(),
                     port: t.port,

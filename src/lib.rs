@@ -18,6 +18,7 @@ pub mod engine;
 pub mod exit;
 pub mod headless;
 pub mod monitor;
+pub mod os_user;
 pub mod pg;
 pub mod plan;
 pub mod regular_file;

@@ -1,6 +1,8 @@
 //! The module layering docs/architecture.md promises, checked on the source:
-//! the engine depends on no driver and never touches the terminal. A new import that breaks a rule fails
-//! here, naming the file and line.
+//! the engine depends on no driver and never touches the terminal, the audit
+//! files' helpers form no cycle, and the user and host lookups live in one
+//! place. A new import that breaks a rule fails here, naming the file and
+//! line.
 
 use std::path::{Path, PathBuf};
 
@@ -88,6 +90,39 @@ fn the_engine_never_reads_or_writes_the_terminal() {
     assert!(
         hits.is_empty(),
         "the engine talks to its driver through channels only:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn the_audit_chain_does_not_depend_on_the_local_log() {
+    // local.rs builds on chain.rs (hashes, the head file); the reverse made a
+    // cycle. Both open their files through audit/file.rs.
+    let hits = occurrences(&[src("audit/chain.rs")], &["local::", "super::local"]);
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+#[test]
+fn user_and_host_lookups_live_in_one_module() {
+    // Three copies disagreed on getuid and geteuid; src/os_user.rs says which
+    // one is meant and why.
+    let files: Vec<PathBuf> = rust_files(&src(""))
+        .into_iter()
+        .filter(|f| !f.ends_with("src/os_user.rs"))
+        .collect();
+    let hits = occurrences(
+        &files,
+        &[
+            "getuid(",
+            "geteuid(",
+            "getpwuid_r",
+            "getpwnam_r",
+            "gethostname",
+        ],
+    );
+    assert!(
+        hits.is_empty(),
+        "use crate::os_user instead of calling the C library here:\n{}",
         hits.join("\n")
     );
 }

@@ -22,47 +22,6 @@ pub enum OpenError {
     Connect(#[source] PgError),
 }
 
-/// The OS user running pgpilot: its name in the password database, else $USER.
-pub fn os_user() -> String {
-    let uid = unsafe_uid();
-    let mut pwd: libc::passwd = unsafe_zeroed_passwd();
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; buf outlives the read of pw_name.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-        // SAFETY: getpwuid_r succeeded, so pw_name points to a NUL-terminated string in buf.
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return name.to_string_lossy().into_owned();
-    }
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {uid}"))
-}
-
-fn unsafe_zeroed_passwd() -> libc::passwd {
-    // SAFETY: passwd is a plain C struct of pointers and integers; all-zero is valid.
-    unsafe { std::mem::zeroed() }
-}
-
-fn unsafe_uid() -> u32 {
-    // SAFETY: getuid(2) has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
-}
-
-/// This machine's host name, for the audit's client host.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// Opens a session on `spec`, resolved by the caller (which shows its
 /// warnings before anything can fail here).
 pub async fn open(
@@ -77,9 +36,9 @@ pub async fn open(
     let dbaudit = DbAudit::new(local.dir());
     let ctx = Context {
         session: format!("{:016x}", fastrand::u64(..)),
-        operator: os_user(),
+        operator: crate::os_user::operator_name(),
         role: Some(target.user.clone()),
-        client_host: host_name(),
+        client_host: crate::os_user::host_name(),
         target: Some(AuditTarget {
             host: target.host.clone(),
             port: target.port,
