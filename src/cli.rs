@@ -7,18 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::check_file;
 use crate::diag::Diagnostic;
-use crate::engine::headless::Driver;
-use crate::engine::{EngineIo, Mode, RunOptions, parse_confirms};
+use crate::engine::{Mode, RunOptions};
+use crate::exit;
+use crate::session::{drive_session, prepare_drive, resolve, runtime};
 use crate::style::Style;
-
-/// Exit codes (a contract, see DESIGN.md).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const REFUSED: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
 
 #[derive(Parser)]
 #[command(
@@ -240,7 +232,9 @@ pub fn main() -> ExitCode {
             format,
         } => status(&runbook, conn, format),
         Command::Audit { command } => audit(command),
-        Command::Demo { rehearse, drive } => crate::demo::run(rehearse, drive),
+        Command::Demo { rehearse, drive } => {
+            crate::demo::run(rehearse, drive.headless, &drive.confirm)
+        }
         Command::Monitor {
             conn,
             interval,
@@ -307,107 +301,8 @@ fn plan(path: &std::path::Path, format: Format) -> u8 {
     }
 }
 
-pub fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("pgpilot: cannot start the async runtime: {e}");
-            None
-        }
-    }
-}
-
-/// How a session will be driven: the TUI or headless lines, and the answers given ahead.
-pub struct Driving {
-    pub tui: bool,
-    pub bindings: Vec<crate::tui::keys::Binding>,
-    pub confirms: std::collections::HashMap<String, String>,
-    pub kind: crate::tui::app::SessionKind,
-    /// How often the lock panels poll.
-    pub interval: std::time::Duration,
-}
-
-/// Decides TUI or headless (no terminal means headless) and reads the key map.
-pub fn prepare_drive(drive: &Drive, options: &mut RunOptions) -> Result<Driving, u8> {
-    use std::io::IsTerminal;
-    let confirms = parse_confirms(&drive.confirm).map_err(|m| {
-        eprintln!("pgpilot: {m}");
-        exit::USAGE
-    })?;
-    let tui = !drive.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    if !drive.headless && !tui {
-        eprintln!(
-            "pgpilot: no terminal for the TUI; running headless (say --headless to silence this)"
-        );
-    }
-    let bindings = if tui {
-        crate::tui::keys::load(crate::tui::keys::user_keymap().as_deref()).map_err(|m| {
-            eprintln!("pgpilot: {m}");
-            exit::USAGE
-        })?
-    } else {
-        Vec::new()
-    };
-    let kind = match (&options.mode, options.rehearse) {
-        (Mode::Rollback { .. }, _) => crate::tui::app::SessionKind::Rollback,
-        (_, true) => crate::tui::app::SessionKind::Rehearsal,
-        _ => crate::tui::app::SessionKind::Run,
-    };
-    options.interactive = tui;
-    Ok(Driving {
-        tui,
-        bindings,
-        confirms,
-        kind,
-        interval: std::time::Duration::from_secs(1),
-    })
-}
-
-/// Opens the session and drives it to its end; returns the exit code.
-pub async fn drive_session(
-    checked: crate::check::Checked,
-    db: Option<String>,
-    options: RunOptions,
-    driving: Driving,
-) -> u8 {
-    let spec = match resolve(db.as_deref()) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let session =
-        match crate::engine::open::open(checked.runbook, checked.analysis, &spec, options).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.message));
-                return e.code;
-            }
-        };
-    if driving.tui {
-        return crate::tui::run(session, driving.kind, driving.bindings, driving.interval).await;
-    }
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
-    let io = EngineIo {
-        events: events_tx,
-        replies: replies_rx,
-        control: control_rx,
-    };
-    let engine = tokio::spawn(crate::engine::execute(session, io));
-    let shown = Driver::new(driving.confirms)
-        .drive(events_rx, replies_tx, control_tx)
-        .await;
-    match engine.await {
-        Ok(outcome) => outcome.exit_code(),
-        Err(_) => shown.exit_code(),
-    }
-}
-
 fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, drive: Drive) -> u8 {
-    let driving = match prepare_drive(&drive, &mut options) {
+    let driving = match prepare_drive(drive.headless, &drive.confirm, &mut options) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -422,21 +317,6 @@ fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, dri
         return exit::FAILED;
     };
     rt.block_on(drive_session(checked, conn.db, options, driving))
-}
-
-/// Resolves --db with libpq's fallbacks. What libpq would warn about (a
-/// password file ignored for its permissions, an unsupported option) is
-/// printed here, once, before anything connects: a connection that then
-/// fails for want of a password is explained. Errors are printed too.
-pub fn resolve(db: Option<&str>) -> Result<crate::pg::ConnSpec, u8> {
-    let spec = crate::pg::ConnSpec::resolve(db).map_err(|e| {
-        eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
-        exit::FAILED
-    })?;
-    for warning in spec.warnings() {
-        eprintln!("pgpilot: warning: {}", crate::text::for_terminal(warning));
-    }
-    Ok(spec)
 }
 
 /// Resolves --db (see [`resolve`]) and connects; errors are printed.
@@ -599,9 +479,9 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
             let t = spec.target();
             let ctx = crate::audit::record::Context {
                 session: format!("{:016x}", fastrand::u64(..)),
-                operator: crate::engine::open::os_user(),
+                operator: crate::os_user::operator_name(),
                 role: Some(t.user.clone()),
-                client_host: crate::engine::open::host_name(),
+                client_host: crate::os_user::host_name(),
                 target: Some(crate::audit::record::AuditTarget {
                     host: t.host.clone(),
                     port: t.port,

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
-use crate::cli::{Drive, exit, prepare_drive};
 use crate::engine::{Mode, RunOptions};
+use crate::exit;
 use crate::sandbox::Sandbox;
+use crate::session::{drive_session, prepare_drive, runtime};
 
 const RUNBOOK: &str = include_str!("../runbooks/demo.toml");
 const DATA: &str = include_str!("../assets/demo-data.sql");
@@ -23,14 +24,14 @@ const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// The staged report gives up after this long without pgpilot meeting it.
 const STAGED_LIMIT: Duration = Duration::from_secs(600);
 
-pub fn run(rehearse: bool, drive: Drive) -> u8 {
+pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
     let mut options = RunOptions {
         mode: Mode::Run { from: None },
         env: Some("demo".into()),
         rehearse,
         interactive: false,
     };
-    let driving = match prepare_drive(&drive, &mut options) {
+    let driving = match prepare_drive(headless, confirm, &mut options) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -67,7 +68,7 @@ pub fn run(rehearse: bool, drive: Drive) -> u8 {
             return exit::FAILED;
         }
     };
-    let Some(rt) = crate::cli::runtime() else {
+    let Some(rt) = runtime() else {
         return exit::FAILED;
     };
     let conninfo = format!("{} application_name=pgpilot", sandbox.conninfo(DATABASE));
@@ -101,7 +102,7 @@ pub fn run(rehearse: bool, drive: Drive) -> u8 {
         );
         let mut driving = driving;
         driving.interval = Duration::from_millis(500);
-        let code = crate::cli::drive_session(checked, Some(conninfo), options, driving).await;
+        let code = drive_session(checked, Some(conninfo), options, driving).await;
         workload.stop();
         code
     });

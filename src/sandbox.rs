@@ -11,7 +11,7 @@
 //! `test_server` lets tests use an existing server named by `DATABASE_URL`
 //! instead, with the same `conninfo`/`create_database` interface.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
@@ -232,8 +232,7 @@ impl Sandbox {
         }
 
         let bin_dir = find_bin_dir()?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let run_as = if unsafe { libc::geteuid() } == 0 {
+        let run_as = if crate::os_user::effective_uid() == 0 {
             Some(lookup_user(SUPERUSER)?.ok_or(SandboxError::NoPostgresUser)?)
         } else {
             None
@@ -522,35 +521,11 @@ fn is_executable(path: &Path) -> bool {
 
 /// Looks up a user's uid/gid (reentrant variant, safe with parallel tests).
 fn lookup_user(name: &str) -> Result<Option<RunAs>, SandboxError> {
-    let cname = CString::new(name)
-        .map_err(|e| SandboxError::io("invalid user name", io::Error::other(e)))?;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value for an out-parameter.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the duration of the call and
-    // buf.len() is its real size.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(SandboxError::io(
-            format!("cannot look up user `{name}`"),
-            io::Error::from_raw_os_error(rc),
-        ));
-    }
-    if result.is_null() {
-        return Ok(None);
-    }
-    Ok(Some(RunAs {
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
+    let account = crate::os_user::by_name(name)
+        .map_err(|e| SandboxError::io(format!("cannot look up user `{name}`"), e))?;
+    Ok(account.map(|a| RunAs {
+        uid: a.uid,
+        gid: a.gid,
     }))
 }
 

@@ -920,6 +920,53 @@ fn a_data_directory_others_could_write_or_that_is_not_yours_is_refused() {
     }
 }
 
+/// "Who is acting" is the effective user: the audit's operator is the
+/// account whose rights pgpilot uses, the one that owns the audit files and
+/// that libpq connects as by default, not the real uid, which differs from
+/// it in a setuid program. Only root can make the two differ in a test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_in_the_audit_is_the_effective_user() {
+    use std::os::unix::process::CommandExt;
+    if pgpilot::os_user::effective_uid() != 0 {
+        eprintln!(
+            "skipped: only root can run pgpilot with a real uid other than its effective one"
+        );
+        return;
+    }
+    let lab = common::Lab::new();
+    lab.database("operator", &[]).await;
+    let conninfo = lab.conninfo("operator");
+    let mut cmd = lab.command(&[
+        "run",
+        "tests/fixtures/valid/minimal.toml",
+        "--headless",
+        "--db",
+        &conninfo,
+    ]);
+    // SAFETY: only setresuid, which is async-signal-safe, runs between fork
+    // and exec; it changes the child's ids alone. Real uid nobody (65534),
+    // effective and saved uid root, as in a setuid-root program run by nobody.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setresuid(65534, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let ran = common::run_bounded(&mut cmd, Duration::from_secs(60));
+    assert_eq!(ran.code, 0, "{ran}");
+    let records = read_records(&lab.audit_file()).unwrap();
+    assert!(!records.is_empty(), "no audit records\n{ran}");
+    for r in &records {
+        assert_eq!(
+            r.operator, "root",
+            "{:?} record names the real uid",
+            r.action
+        );
+    }
+}
+
 /// Set in the child process of the test below: the data directory to append in.
 const FULL_DISK_CHILD: &str = "PGPILOT_TEST_FULL_DISK_DIR";
 

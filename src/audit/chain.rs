@@ -163,7 +163,7 @@ pub fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
 /// Opens (creating with mode 0600, empty) the head file for reading and
 /// writing in place.
 pub fn open_head(path: &Path) -> Result<fs::File, AuditError> {
-    super::local::open_private_rw(path)
+    super::file::open_private_rw(path)
 }
 
 /// [`read_head`] from an open head file; `None` when it is empty.
@@ -244,21 +244,8 @@ pub fn write_head_to(f: &fs::File, path: &Path, head: &Head) -> Result<(), Audit
 /// Syncs the head file, so after a power loss it is where the session left
 /// it. Best effort: the head is allowed to lag anyway.
 pub fn sync_head(path: &Path) {
-    if let Ok(f) = super::local::open_private_read(path) {
+    if let Ok(f) = super::file::open_private_read(path) {
         let _ = f.sync_all();
-    }
-}
-
-/// Makes a rename durable. Best effort: some filesystems refuse to fsync a
-/// directory, and the rename itself already happened.
-pub(crate) fn sync_dir(dir: &Path) {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

@@ -14,10 +14,7 @@ use super::query::{Selection, parse_since, read_records};
 use super::record::{Action, AuditRecord};
 use super::verify::{VerifyReport, verify};
 
-// Same values as `crate::cli::exit`.
-const OK: u8 = 0;
-const FAILED: u8 = 1;
-const USAGE: u8 = 2;
+use crate::exit::{FAILED, OK, USAGE};
 
 /// The filters of `audit show` and `audit export`, as typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

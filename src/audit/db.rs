@@ -21,9 +21,8 @@ use chrono::SecondsFormat;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use super::chain;
 use super::error::AuditError;
-use super::local::{
+use super::file::{
     FileLock, append_whole, ensure_dir, open_audit_file, open_private, open_private_read,
     open_private_rw,
 };
@@ -466,7 +465,7 @@ impl DbAudit {
             .and_then(|()| f.sync_all())
             .map_err(|e| AuditError::io("write", &tmp, e))?;
         fs::rename(&tmp, &self.spool).map_err(|e| AuditError::io("replace", &self.spool, e))?;
-        chain::sync_dir(&self.dir);
+        super::file::sync_dir(&self.dir);
         Ok(())
     }
 }

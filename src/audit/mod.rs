@@ -8,13 +8,16 @@
 //! - [`verify::verify`], [`query`], [`export`] and [`markdown`] read the log
 //!   back for `pgpilot audit verify|show|export` ([`cli`]).
 //!
-//! The hash rule is documented in [`chain`].
+//! The hash rule is documented in [`chain`]. Every file of the data
+//! directory (log, head, spool, lock) is opened, appended to and locked
+//! through `file.rs`, which depends on neither the log nor the chain.
 
 pub mod chain;
 pub mod cli;
 pub mod db;
 pub mod error;
 pub mod export;
+mod file;
 pub mod local;
 pub mod markdown;
 pub mod query;

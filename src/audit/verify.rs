@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::chain::{self, GENESIS_HASH, Head};
 use super::error::AuditError;
-use super::local::FileLock;
+use super::file::FileLock;
 use super::record::AuditRecord;
 use crate::regular_file::{FileError, Line, mib, open_regular, read_line};
 

@@ -1,12 +1,12 @@
 //! The step state machine and executor: guards, lock-bounded retries,
 //! expectations, rehearsal, rollback, resume. It emits [`EngineEvent`]s and asks
 //! its driver (the headless printer or the TUI) through [`Ask`]; it knows
-//! nothing of terminals.
+//! nothing of terminals, drivers or exit codes (the session driver and the
+//! exit codes depend on it, never the reverse).
 
 mod copier;
 mod exec;
 pub mod failpoint;
-pub mod headless;
 mod index;
 pub mod open;
 mod recorder;
@@ -21,7 +21,6 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::analysis::RunbookAnalysis;
-use crate::cli::exit;
 use crate::pg::{ConnSpec, Connection};
 use crate::runbook::Runbook;
 
@@ -215,7 +214,8 @@ pub enum Control {
     Cancel,
 }
 
-/// How a run ended; maps onto the exit codes of DESIGN.md.
+/// How a run ended. The drivers turn it into an exit code (`crate::exit::of`);
+/// the engine knows nothing of processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
@@ -224,22 +224,39 @@ pub enum Outcome {
     Interrupted,
 }
 
-impl Outcome {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Outcome::Done => exit::OK,
-            Outcome::Failed(_) => exit::FAILED,
-            Outcome::Refused(_) => exit::REFUSED,
-            Outcome::Interrupted => exit::INTERRUPTED,
-        }
-    }
-}
-
 /// The channels between the engine and its driver.
 pub struct EngineIo {
     pub events: UnboundedSender<EngineEvent>,
     pub replies: UnboundedReceiver<Reply>,
     pub control: UnboundedReceiver<Control>,
+}
+
+/// An engine running on its own task, and the driver's ends of its channels.
+pub struct EngineTask {
+    pub events: UnboundedReceiver<EngineEvent>,
+    pub replies: UnboundedSender<Reply>,
+    pub control: UnboundedSender<Control>,
+    /// The run's outcome once it ends (an error only if the task panicked).
+    pub outcome: tokio::task::JoinHandle<Outcome>,
+}
+
+/// Spawns [`execute`] on its own task with its channels; the one way a
+/// driver (TUI or headless) starts the engine.
+pub fn spawn(session: Session) -> EngineTask {
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let (replies, replies_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    let io = EngineIo {
+        events: events_tx,
+        replies: replies_rx,
+        control: control_rx,
+    };
+    EngineTask {
+        events,
+        replies,
+        control,
+        outcome: tokio::spawn(execute(session, io)),
+    }
 }
 
 /// `--confirm STEP=PHRASE` values, parsed.

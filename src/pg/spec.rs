@@ -2,7 +2,6 @@
 //! [`ConnSpec`].
 
 use std::collections::HashSet;
-use std::ffi::CStr;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -186,42 +185,10 @@ impl System {
     }
 }
 
-/// The effective user's name and home directory from the password database.
+/// The effective user's name and home directory from the password database
+/// (libpq's defaults come from the effective user too; see `crate::os_user`).
 fn passwd_entry() -> Option<(String, PathBuf)> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value for an out-parameter.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: geteuid cannot fail; all pointers are valid for the call and
-    // buf.len() is the buffer's real size.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_name (and pw_dir when non-null)
-    // point to NUL-terminated strings inside `buf`, which is still alive.
-    let name = unsafe { CStr::from_ptr(pwd.pw_name) }
-        .to_string_lossy()
-        .into_owned();
-    let home = if pwd.pw_dir.is_null() {
-        PathBuf::new()
-    } else {
-        // SAFETY: as above.
-        PathBuf::from(
-            unsafe { CStr::from_ptr(pwd.pw_dir) }
-                .to_string_lossy()
-                .into_owned(),
-        )
-    };
-    Some((name, home))
+    crate::os_user::acting().map(|a| (a.name, a.home.unwrap_or_default()))
 }
 
 /// libpq settings tokio-postgres does not parse, taken out of the string.

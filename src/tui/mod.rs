@@ -18,7 +18,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
 use crate::audit::record::Context;
-use crate::engine::{Ask, EngineEvent, EngineIo, Reply, Session};
+use crate::engine::{Ask, EngineEvent, Reply, Session};
 use crate::monitor::{Feed, News, Signal, SignalAudit, Watcher, send_audited, text};
 use crate::pg::ConnSpec;
 
@@ -55,17 +55,12 @@ pub async fn run(
     let audit_ctx = session.recorder.context().clone();
     let (tx, mut rx) = unbounded_channel::<AppEvent>();
 
-    let (events_tx, mut events_rx) = unbounded_channel();
-    let (replies_tx, replies_rx) = unbounded_channel();
-    let (control_tx, control_rx) = unbounded_channel();
-    let engine = tokio::spawn(crate::engine::execute(
-        session,
-        EngineIo {
-            events: events_tx,
-            replies: replies_rx,
-            control: control_rx,
-        },
-    ));
+    let crate::engine::EngineTask {
+        events: mut events_rx,
+        replies: replies_tx,
+        control: control_tx,
+        outcome: engine,
+    } = crate::engine::spawn(session);
     let fwd = tx.clone();
     tokio::spawn(async move {
         while let Some(e) = events_rx.recv().await {
@@ -146,8 +141,8 @@ pub async fn run(
     }
     ratatui::restore();
     match engine.await {
-        Ok(outcome) => outcome.exit_code(),
-        Err(_) => crate::cli::exit::FAILED,
+        Ok(outcome) => crate::exit::of(&outcome),
+        Err(_) => crate::exit::FAILED,
     }
 }
 

@@ -200,7 +200,7 @@ pub async fn run(
         Ok(b) => b,
         Err(m) => {
             eprintln!("pgpilot: {m}");
-            return crate::cli::exit::USAGE;
+            return crate::exit::USAGE;
         }
     };
     let mut screen = MonitorScreen::new(target, interval, bindings);
@@ -239,5 +239,5 @@ pub async fn run(
         }
     }
     ratatui::restore();
-    crate::cli::exit::OK
+    crate::exit::OK
 }

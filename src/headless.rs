@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::{Ask, Control, EngineEvent, Outcome, Reply, StepOutcome};
+use crate::engine::{Ask, Control, EngineEvent, Outcome, Reply, StepOutcome};
 
 /// A line of output. Notices, values, names and messages come from outside:
 /// they reach the terminal with passwords masked and controls made visible.
