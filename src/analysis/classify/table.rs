@@ -9,10 +9,10 @@ use pg_query::NodeEnum as N;
 use pg_query::NodeRef;
 use pg_query::protobuf as pb;
 
-use super::lock::LockMode::{self, *};
-use super::name::{RelationName, quote_ident};
-use super::rules::{RuleId, finding};
-use super::{AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis};
+use crate::analysis::lock::LockMode::{self, *};
+use crate::analysis::name::{RelationName, quote_ident};
+use crate::analysis::rules::{RuleId, finding};
+use crate::analysis::{AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis};
 
 /// What one statement does, before relations created earlier in the runbook
 /// are set aside.

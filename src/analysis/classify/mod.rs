@@ -1,0 +1,5 @@
+//! Per-statement facts, split by statement family.
+
+mod table;
+
+pub use table::{Facts, classify};
