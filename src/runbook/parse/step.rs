@@ -9,11 +9,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::toml_string::decode_offsets;
-use super::vars;
-use super::*;
 use crate::diag::{BOM, Diagnostic, Location, SourceFile, nearest};
 use crate::regular_file::{FileError, SOURCE_LIMIT, mib, read_regular};
+use crate::runbook::toml_string::decode_offsets;
+use crate::runbook::vars;
+use crate::runbook::*;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
