@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio_postgres::config::Host;
 
-use super::pgpass;
-use super::tls::{Roots, SslMode, TlsSettings};
-use super::{PgError, redact};
+use crate::pg::pgpass;
+use crate::pg::tls::{Roots, SslMode, TlsSettings};
+use crate::pg::{PgError, redact};
 
 /// The application name used when none is given.
 pub const DEFAULT_APPLICATION_NAME: &str = "pgpilot";
@@ -775,7 +775,7 @@ fn invalid(reason: impl Into<String>) -> PgError {
 
 /// tokio-postgres' parse error, with its cause (it never holds a value).
 fn tokio_parse_error(e: &tokio_postgres::Error) -> PgError {
-    invalid(super::error::describe(e).replace("invalid connection string: ", ""))
+    invalid(crate::pg::error::describe(e).replace("invalid connection string: ", ""))
 }
 
 /// libpq's key=value syntax: `key = value`, values optionally in single
