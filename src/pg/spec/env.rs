@@ -1,0 +1,108 @@
+//! What the environment and this machine supply to the defaults: PG*
+//! variables (behind a seam, so unit tests need not touch the process
+//! environment), the OS user and home directory, the default socket folder.
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+
+use super::{DEFAULT_SOCKET_DIR, HostName};
+
+/// Reads environment variables; a seam so unit tests need not touch the
+/// process environment.
+pub(crate) trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub(super) struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// The facts about this machine that defaults depend on.
+pub(crate) struct System {
+    pub os_user: Option<String>,
+    pub home: Option<PathBuf>,
+    pub socket_dir_exists: bool,
+}
+
+impl System {
+    pub(super) fn current(env: &dyn Env) -> System {
+        let pw = passwd_entry();
+        System {
+            os_user: pw
+                .as_ref()
+                .map(|(name, _)| name.clone())
+                .or_else(|| env.var("USER").or_else(|| env.var("LOGNAME"))),
+            home: env
+                .var("HOME")
+                .map(PathBuf::from)
+                .or_else(|| pw.map(|(_, home)| home)),
+            socket_dir_exists: Path::new(DEFAULT_SOCKET_DIR).is_dir(),
+        }
+    }
+}
+
+/// The effective user's name and home directory from the password database.
+pub(super) fn passwd_entry() -> Option<(String, PathBuf)> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value for an out-parameter.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: geteuid cannot fail; all pointers are valid for the call and
+    // buf.len() is the buffer's real size.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name (and pw_dir when non-null)
+    // point to NUL-terminated strings inside `buf`, which is still alive.
+    let name = unsafe { CStr::from_ptr(pwd.pw_name) }
+        .to_string_lossy()
+        .into_owned();
+    let home = if pwd.pw_dir.is_null() {
+        PathBuf::new()
+    } else {
+        // SAFETY: as above.
+        PathBuf::from(
+            unsafe { CStr::from_ptr(pwd.pw_dir) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    };
+    Some((name, home))
+}
+
+/// A PGHOST entry: a directory (Unix socket) or a host name; empty means
+/// the default.
+pub(super) fn host_name(h: &str, system: &System) -> HostName {
+    if h.is_empty() {
+        if system.socket_dir_exists {
+            HostName::Unix(PathBuf::from(DEFAULT_SOCKET_DIR))
+        } else {
+            HostName::Tcp("localhost".to_string())
+        }
+    } else if h.starts_with('/') {
+        HostName::Unix(PathBuf::from(h))
+    } else {
+        HostName::Tcp(h.to_string())
+    }
+}
+
+/// `~/x` → `$HOME/x`.
+pub(super) fn expand_home(path: &str, system: &System) -> PathBuf {
+    match (path.strip_prefix("~/"), &system.home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
