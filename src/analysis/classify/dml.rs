@@ -7,12 +7,13 @@ use pg_query::protobuf as pb;
 use super::facts::Facts;
 use super::tree::{range_vars, read_all, rv_name};
 use crate::analysis::Context;
+use crate::analysis::StatementKind;
 use crate::analysis::lock::LockMode::{self, *};
 use crate::analysis::name::RelationName;
 use crate::analysis::rules::RuleId;
 
 pub(super) fn select(node: &N, s: &pb::SelectStmt) -> Facts {
-    let mut f = Facts::new("SelectStmt");
+    let mut f = Facts::new(StatementKind::SELECT_STMT);
     let locked: Vec<RelationName> = s
         .locking_clause
         .iter()
@@ -54,7 +55,7 @@ pub(super) fn select(node: &N, s: &pb::SelectStmt) -> Facts {
 }
 
 pub(super) fn insert(node: &N, s: &pb::InsertStmt) -> Facts {
-    let mut f = Facts::new("InsertStmt");
+    let mut f = Facts::new(StatementKind::INSERT_STMT);
     let target = s.relation.as_ref().map(rv_name).unwrap_or_default();
     f.lock(&target, RowExclusive);
     read_all(&mut f, node, std::slice::from_ref(&target));
@@ -67,7 +68,7 @@ pub(super) fn insert(node: &N, s: &pb::InsertStmt) -> Facts {
 }
 
 pub(super) fn update(node: &N, s: &pb::UpdateStmt, ctx: &Context) -> Facts {
-    let mut f = Facts::new("UpdateStmt");
+    let mut f = Facts::new(StatementKind::UPDATE_STMT);
     let target = s.relation.as_ref().map(rv_name).unwrap_or_default();
     f.lock(&target, RowExclusive);
     read_all(&mut f, node, std::slice::from_ref(&target));
@@ -82,7 +83,7 @@ pub(super) fn update(node: &N, s: &pb::UpdateStmt, ctx: &Context) -> Facts {
 }
 
 pub(super) fn delete(node: &N, s: &pb::DeleteStmt, ctx: &Context) -> Facts {
-    let mut f = Facts::new("DeleteStmt");
+    let mut f = Facts::new(StatementKind::DELETE_STMT);
     let target = s.relation.as_ref().map(rv_name).unwrap_or_default();
     f.lock(&target, RowExclusive);
     read_all(&mut f, node, std::slice::from_ref(&target));
@@ -97,7 +98,7 @@ pub(super) fn delete(node: &N, s: &pb::DeleteStmt, ctx: &Context) -> Facts {
 }
 
 pub(super) fn merge(node: &N, s: &pb::MergeStmt) -> Facts {
-    let mut f = Facts::new("MergeStmt");
+    let mut f = Facts::new(StatementKind::MERGE_STMT);
     let target = s.relation.as_ref().map(rv_name).unwrap_or_default();
     f.lock(&target, RowExclusive);
     read_all(&mut f, node, std::slice::from_ref(&target));
@@ -112,7 +113,7 @@ pub(super) fn merge(node: &N, s: &pb::MergeStmt) -> Facts {
 }
 
 pub(super) fn copy(node: &N, s: &pb::CopyStmt) -> Facts {
-    let mut f = Facts::new("CopyStmt");
+    let mut f = Facts::new(StatementKind::COPY_STMT);
     if let Some(rv) = &s.relation {
         f.lock(
             &rv_name(rv),
@@ -132,7 +133,7 @@ pub(super) fn copy(node: &N, s: &pb::CopyStmt) -> Facts {
 }
 
 pub(super) fn truncate(s: &pb::TruncateStmt) -> Facts {
-    let mut f = Facts::new("TruncateStmt");
+    let mut f = Facts::new(StatementKind::TRUNCATE_STMT);
     let names: Vec<RelationName> = s
         .relations
         .iter()
@@ -160,7 +161,7 @@ pub(super) fn truncate(s: &pb::TruncateStmt) -> Facts {
 }
 
 pub(super) fn lock_table(s: &pb::LockStmt) -> Facts {
-    let mut f = Facts::new("LockStmt");
+    let mut f = Facts::new(StatementKind::LOCK_STMT);
     let mode = LockMode::from_pg_number(s.mode).unwrap_or(AccessExclusive);
     for r in &s.relations {
         if let Some(N::RangeVar(rv)) = r.node.as_ref() {

@@ -4,12 +4,14 @@
 use crate::analysis::lock::LockMode;
 use crate::analysis::name::RelationName;
 use crate::analysis::rules::{RuleId, finding};
-use crate::analysis::{AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis};
+use crate::analysis::{
+    AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis, StatementKind,
+};
 
 /// What one statement does, before relations created earlier in the runbook
 /// are set aside.
 pub struct Facts {
-    pub(super) kind: String,
+    pub(super) kind: StatementKind,
     pub(super) locks: Vec<(RelationName, LockMode)>,
     pub(super) creates: Vec<RelationName>,
     pub(super) builds_index: Option<IndexBuild>,
@@ -23,9 +25,9 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub(super) fn new(kind: &str) -> Facts {
+    pub(super) fn new(kind: StatementKind) -> Facts {
         Facts {
-            kind: kind.to_string(),
+            kind,
             locks: Vec::new(),
             creates: Vec::new(),
             builds_index: None,
@@ -39,7 +41,7 @@ impl Facts {
         }
     }
 
-    pub fn unknown(kind: &str) -> Facts {
+    pub fn unknown(kind: StatementKind) -> Facts {
         Facts::new(kind)
     }
 

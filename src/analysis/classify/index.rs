@@ -8,12 +8,13 @@ use super::facts::Facts;
 use super::tree::{has_option, rv_name};
 use crate::analysis::Context;
 use crate::analysis::IndexBuild;
+use crate::analysis::StatementKind;
 use crate::analysis::lock::LockMode::*;
 use crate::analysis::name::RelationName;
 use crate::analysis::rules::RuleId;
 
 pub(super) fn create_index(s: &pb::IndexStmt, ctx: &Context) -> Facts {
-    let mut f = Facts::new("IndexStmt");
+    let mut f = Facts::new(StatementKind::INDEX_STMT);
     let table = s.relation.as_ref().map(rv_name).unwrap_or_default();
     if s.concurrent {
         // CREATE INDEX CONCURRENTLY cannot run in a transaction block (CREATE INDEX docs).
@@ -42,7 +43,7 @@ pub(super) fn create_index(s: &pb::IndexStmt, ctx: &Context) -> Facts {
 }
 
 pub(super) fn reindex(s: &pb::ReindexStmt) -> Facts {
-    let mut f = Facts::new("ReindexStmt");
+    let mut f = Facts::new(StatementKind::REINDEX_STMT);
     let concurrent = has_option(&s.params, "concurrently");
     let kind = pb::ReindexObjectType::try_from(s.kind).unwrap_or(pb::ReindexObjectType::Undefined);
     // REINDEX CONCURRENTLY, and REINDEX SCHEMA/DATABASE/SYSTEM, cannot run in a transaction block.
@@ -68,7 +69,7 @@ pub(super) fn reindex(s: &pb::ReindexStmt) -> Facts {
 }
 
 pub(super) fn cluster(s: &pb::ClusterStmt) -> Facts {
-    let mut f = Facts::new("ClusterStmt");
+    let mut f = Facts::new(StatementKind::CLUSTER_STMT);
     match &s.relation {
         Some(rv) => {
             let t = rv_name(rv);
@@ -86,7 +87,7 @@ pub(super) fn cluster(s: &pb::ClusterStmt) -> Facts {
 }
 
 pub(super) fn vacuum(s: &pb::VacuumStmt) -> Facts {
-    let mut f = Facts::new("VacuumStmt");
+    let mut f = Facts::new(StatementKind::VACUUM_STMT);
     let full = s.is_vacuumcmd && has_option(&s.options, "full");
     // VACUUM cannot run inside a transaction block; ANALYZE alone can (VACUUM, ANALYZE docs).
     f.transactional = !s.is_vacuumcmd;
@@ -116,7 +117,7 @@ pub(super) fn vacuum(s: &pb::VacuumStmt) -> Facts {
 }
 
 pub(super) fn refresh_matview(s: &pb::RefreshMatViewStmt) -> Facts {
-    let mut f = Facts::new("RefreshMatViewStmt");
+    let mut f = Facts::new(StatementKind::REFRESH_MAT_VIEW_STMT);
     let v = s.relation.as_ref().map(rv_name).unwrap_or_default();
     if s.concurrent {
         f.lock(&v, Exclusive);

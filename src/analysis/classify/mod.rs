@@ -13,8 +13,9 @@ mod tree;
 use pg_query::NodeEnum as N;
 
 use super::Context;
+use super::StatementKind;
 use super::rules::RuleId;
-use tree::{read_all, stmt_name};
+use tree::read_all;
 
 pub use facts::Facts;
 
@@ -45,7 +46,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         N::CreateStatsStmt(s) => objects::create_stats(s),
         N::AlterObjectSchemaStmt(s) => objects::alter_object_schema(s),
         N::TransactionStmt(_) => {
-            let mut f = Facts::new("TransactionStmt");
+            let mut f = Facts::new(StatementKind::TRANSACTION_STMT);
             f.find(
                 RuleId::TransactionControl,
                 "transaction control inside a step",
@@ -53,11 +54,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
             f
         }
         N::DoStmt(_) | N::CallStmt(_) => {
-            let mut f = Facts::new(if matches!(node, N::DoStmt(_)) {
-                "DoStmt"
-            } else {
-                "CallStmt"
-            });
+            let mut f = Facts::new(StatementKind::of(node));
             f.opaque = true;
             f.find(RuleId::OpaqueStatement, "its effects cannot be analyzed");
             f
@@ -67,7 +64,7 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
         | N::CreateTableSpaceStmt(_)
         | N::DropTableSpaceStmt(_) => {
             // These cannot run inside a transaction block (their reference pages).
-            let mut f = Facts::new(stmt_name(node));
+            let mut f = Facts::new(StatementKind::of(node));
             f.transactional = false;
             f
         }
@@ -83,18 +80,18 @@ pub fn classify(node: &N, ctx: &mut Context) -> Facts {
                 // EXPLAIN ANALYZE runs the statement.
                 Some(q) if analyze => {
                     let mut f = classify(q, ctx);
-                    f.kind = "ExplainStmt".into();
+                    f.kind = StatementKind::EXPLAIN_STMT;
                     f
                 }
                 Some(q) => {
-                    let mut f = Facts::new("ExplainStmt");
+                    let mut f = Facts::new(StatementKind::EXPLAIN_STMT);
                     read_all(&mut f, q, &[]);
                     f
                 }
-                None => Facts::new("ExplainStmt"),
+                None => Facts::new(StatementKind::EXPLAIN_STMT),
             }
         }
         N::CreateSeqStmt(s) => objects::create_sequence(s),
-        other => Facts::new(stmt_name(other)),
+        other => Facts::new(StatementKind::of(other)),
     }
 }

@@ -7,13 +7,14 @@ use pg_query::protobuf as pb;
 use super::facts::Facts;
 use super::tree::{object_name, object_parts, read_all, rv_name};
 use crate::analysis::Context;
+use crate::analysis::StatementKind;
 use crate::analysis::lock::LockMode::*;
 use crate::analysis::name::{RelationName, quote_ident};
 use crate::analysis::rules::RuleId;
 use pb::ObjectType as Ot;
 
 pub(super) fn create_table_as(s: &pb::CreateTableAsStmt) -> Facts {
-    let mut f = Facts::new("CreateTableAsStmt");
+    let mut f = Facts::new(StatementKind::CREATE_TABLE_AS_STMT);
     if let Some(into) = &s.into
         && let Some(rv) = &into.rel
     {
@@ -26,7 +27,7 @@ pub(super) fn create_table_as(s: &pb::CreateTableAsStmt) -> Facts {
 }
 
 pub(super) fn view(s: &pb::ViewStmt, ctx: &Context) -> Facts {
-    let mut f = Facts::new("ViewStmt");
+    let mut f = Facts::new(StatementKind::VIEW_STMT);
     let view = s.view.as_ref().map(rv_name).unwrap_or_default();
     if let Some(q) = s.query.as_ref().and_then(|q| q.node.as_ref()) {
         read_all(&mut f, q, &[]);
@@ -40,7 +41,7 @@ pub(super) fn view(s: &pb::ViewStmt, ctx: &Context) -> Facts {
 }
 
 pub(super) fn create_sequence(s: &pb::CreateSeqStmt) -> Facts {
-    let mut f = Facts::new("CreateSeqStmt");
+    let mut f = Facts::new(StatementKind::CREATE_SEQ_STMT);
     if let Some(rv) = &s.sequence {
         f.creates.push(rv_name(rv));
     }
@@ -48,7 +49,7 @@ pub(super) fn create_sequence(s: &pb::CreateSeqStmt) -> Facts {
 }
 
 pub(super) fn create_trigger(s: &pb::CreateTrigStmt) -> Facts {
-    let mut f = Facts::new("CreateTrigStmt");
+    let mut f = Facts::new(StatementKind::CREATE_TRIG_STMT);
     if let Some(rv) = &s.relation {
         f.lock(&rv_name(rv), ShareRowExclusive);
     }
@@ -56,7 +57,7 @@ pub(super) fn create_trigger(s: &pb::CreateTrigStmt) -> Facts {
 }
 
 pub(super) fn create_stats(s: &pb::CreateStatsStmt) -> Facts {
-    let mut f = Facts::new("CreateStatsStmt");
+    let mut f = Facts::new(StatementKind::CREATE_STATS_STMT);
     for r in &s.relations {
         if let Some(N::RangeVar(rv)) = r.node.as_ref() {
             f.lock(&rv_name(rv), ShareUpdateExclusive);
@@ -66,7 +67,7 @@ pub(super) fn create_stats(s: &pb::CreateStatsStmt) -> Facts {
 }
 
 pub(super) fn alter_object_schema(s: &pb::AlterObjectSchemaStmt) -> Facts {
-    let mut f = Facts::new("AlterObjectSchemaStmt");
+    let mut f = Facts::new(StatementKind::ALTER_OBJECT_SCHEMA_STMT);
     if let Some(rv) = &s.relation {
         f.lock(&rv_name(rv), AccessExclusive);
         f.breaking = true;
@@ -75,7 +76,7 @@ pub(super) fn alter_object_schema(s: &pb::AlterObjectSchemaStmt) -> Facts {
 }
 
 pub(super) fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
-    let mut f = Facts::new("DropStmt");
+    let mut f = Facts::new(StatementKind::DROP_STMT);
     let cascade = s.behavior == pb::DropBehavior::DropCascade as i32;
     let names: Vec<String> = s.objects.iter().map(object_name).collect();
     // The relations a DROP TABLE/VIEW/INDEX … names, with their exact parts.
@@ -159,7 +160,7 @@ pub(super) fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
 }
 
 pub(super) fn rename(s: &pb::RenameStmt) -> Facts {
-    let mut f = Facts::new("RenameStmt");
+    let mut f = Facts::new(StatementKind::RENAME_STMT);
     let rel = s.relation.as_ref().map(rv_name).unwrap_or_default();
     match Ot::try_from(s.rename_type).unwrap_or(Ot::Undefined) {
         Ot::ObjectColumn => {
@@ -197,7 +198,7 @@ pub(super) fn rename(s: &pb::RenameStmt) -> Facts {
 }
 
 pub(super) fn comment(s: &pb::CommentStmt) -> Facts {
-    let mut f = Facts::new("CommentStmt");
+    let mut f = Facts::new(StatementKind::COMMENT_STMT);
     let Some(obj) = s.object.as_ref() else {
         return f;
     };
@@ -222,14 +223,14 @@ pub(super) fn comment(s: &pb::CommentStmt) -> Facts {
 }
 
 pub(super) fn dropdb(s: &pb::DropdbStmt) -> Facts {
-    let mut f = Facts::new("DropdbStmt");
+    let mut f = Facts::new(StatementKind::DROPDB_STMT);
     f.transactional = false;
     f.destroy("drop database", quote_ident(&s.dbname));
     f
 }
 
 pub(super) fn drop_owned(s: &pb::DropOwnedStmt) -> Facts {
-    let mut f = Facts::new("DropOwnedStmt");
+    let mut f = Facts::new(StatementKind::DROP_OWNED_STMT);
     let roles: Vec<String> = s
         .roles
         .iter()

@@ -7,6 +7,7 @@ use pg_query::protobuf as pb;
 use super::facts::Facts;
 use super::tree::{SERIAL_TYPES, rv_name, str_of, type_last_name, volatile_call};
 use crate::analysis::Context;
+use crate::analysis::StatementKind;
 use crate::analysis::lock::LockMode::{self, *};
 use crate::analysis::name::{RelationName, quote_ident};
 use crate::analysis::rules::RuleId;
@@ -30,7 +31,7 @@ pub(super) fn column_type_findings(
 }
 
 pub(super) fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
-    let mut f = Facts::new("CreateStmt");
+    let mut f = Facts::new(StatementKind::CREATE_STMT);
     let table = s.relation.as_ref().map(rv_name).unwrap_or_default();
     for parent in &s.inh_relations {
         if let Some(N::RangeVar(rv)) = parent.node.as_ref() {
@@ -79,7 +80,7 @@ pub(super) fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
 }
 
 pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
-    let mut f = Facts::new("AlterTableStmt");
+    let mut f = Facts::new(StatementKind::ALTER_TABLE_STMT);
     let table = s.relation.as_ref().map(rv_name).unwrap_or_default();
     let existing = !ctx.created.contains(&table);
     for cmd in &s.cmds {
