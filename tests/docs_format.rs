@@ -99,7 +99,7 @@ fn every_fragment_in_the_doc_passes_check_inside_a_runbook() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Every key of the Raw* structs in src/runbook/parse.rs, by table.
+/// Every key of the Raw* structs in src/runbook/parse/raw.rs, by table.
 const KEYS: &[(&str, &[&str])] = &[
     (
         "top level (RawFile)",

@@ -143,7 +143,7 @@ proptest! {
                     let again = again.unwrap_or_else(|m| panic!("{}: {m}\n{sql}", step.id));
                     let kinds = |a: &pgpilot::analysis::StepAnalysis| {
                         let v = if is_rollback { &a.rollback } else { &a.statements };
-                        v.iter().map(|s| s.kind.clone()).collect::<Vec<_>>()
+                        v.iter().map(|s| s.kind).collect::<Vec<_>>()
                     };
                     prop_assert_eq!(kinds(&again), kinds(planned), "{}", sql);
                 }

@@ -3,6 +3,7 @@
 //! with the safer alternative.
 
 mod classify;
+mod kind;
 pub mod lock;
 mod name;
 mod parse;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::diag::Diagnostic;
 use crate::runbook::{Runbook, SqlText, Step, StepKind, vars};
 
+pub use kind::StatementKind;
 pub use lock::LockMode;
 pub use name::{NameError, RelationName, quote_ident};
 pub use parse::{SyntaxError, parse_statements};
@@ -61,7 +63,7 @@ impl AtRisk {
 pub struct StatementAnalysis {
     pub sql: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: StatementKind,
     pub relations: Vec<RelationName>,
     pub lock: Option<LockMode>,
     pub locks: Vec<RelationLock>,
@@ -131,7 +133,7 @@ fn analyze_as(
             let sql = crate::text::redact(&text[p.start..p.end]);
             let mut a = match &p.node {
                 Some(node) => classify::classify(node, ctx),
-                None => classify::Facts::unknown("Empty"),
+                None => classify::Facts::unknown(StatementKind::EMPTY),
             }
             .into_analysis(sql, ctx);
             a.start = p.start;
@@ -318,14 +320,20 @@ fn same_shape(
     planned: &[StatementAnalysis],
     actual: &[StatementAnalysis],
 ) -> Result<(), String> {
-    let kinds = |v: &[StatementAnalysis]| v.iter().map(|s| s.kind.clone()).collect::<Vec<_>>();
+    let kinds = |v: &[StatementAnalysis]| v.iter().map(|s| s.kind).collect::<Vec<_>>();
+    let names = |v: &[StatementAnalysis]| {
+        v.iter()
+            .map(|s| s.kind.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if kinds(planned) != kinds(actual) {
         return Err(format!(
             "the captured values change {what}'s statements: planned {} ({}), would run {} ({}); refused",
             planned.len(),
-            kinds(planned).join(", "),
+            names(planned),
             actual.len(),
-            kinds(actual).join(", ")
+            names(actual)
         ));
     }
     Ok(())

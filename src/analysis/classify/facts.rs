@@ -1,0 +1,104 @@
+//! `Facts`: what one statement does, gathered by the family classifiers and
+//! turned into a `StatementAnalysis`.
+
+use crate::analysis::lock::LockMode;
+use crate::analysis::name::RelationName;
+use crate::analysis::rules::{RuleId, finding};
+use crate::analysis::{
+    AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis, StatementKind,
+};
+
+/// What one statement does, before relations created earlier in the runbook
+/// are set aside.
+pub struct Facts {
+    pub(super) kind: StatementKind,
+    pub(super) locks: Vec<(RelationName, LockMode)>,
+    pub(super) creates: Vec<RelationName>,
+    pub(super) builds_index: Option<IndexBuild>,
+    pub(super) transactional: bool,
+    pub(super) destructive: bool,
+    pub(super) at_risk: Option<AtRisk>,
+    pub(super) rewrites: bool,
+    pub(super) breaking: bool,
+    pub(super) opaque: bool,
+    pub(super) findings: Vec<Finding>,
+}
+
+impl Facts {
+    pub(super) fn new(kind: StatementKind) -> Facts {
+        Facts {
+            kind,
+            locks: Vec::new(),
+            creates: Vec::new(),
+            builds_index: None,
+            transactional: true,
+            destructive: false,
+            at_risk: None,
+            rewrites: false,
+            breaking: false,
+            opaque: false,
+            findings: Vec::new(),
+        }
+    }
+
+    pub fn unknown(kind: StatementKind) -> Facts {
+        Facts::new(kind)
+    }
+
+    pub(super) fn lock(&mut self, relation: &RelationName, mode: LockMode) {
+        self.locks.push((relation.clone(), mode));
+    }
+
+    pub(super) fn destroy(&mut self, verb: &'static str, object: impl Into<String>) {
+        self.destructive = true;
+        if self.at_risk.is_none() {
+            self.at_risk = Some(AtRisk {
+                verb,
+                object: object.into(),
+            });
+        }
+    }
+
+    pub(super) fn find(&mut self, rule: RuleId, message: impl Into<String>) {
+        self.findings.push(finding(rule, message));
+    }
+
+    /// The statement's analysis; records what it creates in `ctx` for later statements.
+    pub fn into_analysis(self, sql: String, ctx: &mut Context) -> StatementAnalysis {
+        let mut relations: Vec<RelationName> = Vec::new();
+        for r in self.locks.iter().map(|(r, _)| r).chain(&self.creates) {
+            if !relations.contains(r) {
+                relations.push(r.clone());
+            }
+        }
+        let mut locks: Vec<RelationLock> = Vec::new();
+        for (relation, mode) in self.locks {
+            if ctx.created.contains(&relation) || self.creates.contains(&relation) {
+                continue;
+            }
+            match locks.iter_mut().find(|l| l.relation == relation) {
+                Some(l) => l.mode = l.mode.max(mode),
+                None => locks.push(RelationLock { relation, mode }),
+            }
+        }
+        ctx.created.extend(self.creates.iter().cloned());
+        StatementAnalysis {
+            sql,
+            kind: self.kind,
+            relations,
+            lock: locks.iter().map(|l| l.mode).max(),
+            locks,
+            transactional: self.transactional,
+            destructive: self.destructive || self.opaque,
+            rewrites: self.rewrites,
+            breaking: self.breaking,
+            opaque: self.opaque,
+            at_risk: self.at_risk,
+            creates: self.creates,
+            builds_index: self.builds_index,
+            findings: self.findings,
+            start: 0,
+            end: 0,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The runbook file as TOML deserialises it, before validation: every key
+//! a runbook may have, with its place in the file (`Spanned`).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) runbook: Option<Spanned<RawHeader>>,
+    pub(super) target: Option<RawTarget>,
+    pub(super) settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    pub(super) phase: Vec<Spanned<RawPhase>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeader {
+    pub(super) id: Option<Spanned<String>>,
+    pub(super) title: Option<Spanned<String>>,
+    pub(super) description: Option<String>,
+    pub(super) change_type: Option<Spanned<String>>,
+    pub(super) risk: Option<Spanned<String>>,
+    pub(super) ticket: Option<String>,
+    pub(super) sql_root: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    #[serde(default)]
+    pub(super) environments: Vec<String>,
+    pub(super) database: Option<String>,
+    pub(super) require_primary: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSettings {
+    pub(super) lock_timeout: Option<Spanned<String>>,
+    pub(super) statement_timeout: Option<Spanned<String>>,
+    pub(super) lock_retries: Option<Spanned<i64>>,
+    pub(super) retry_backoff: Option<Spanned<String>>,
+    pub(super) long_transaction: Option<Spanned<String>>,
+    pub(super) on_blockers: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPhase {
+    pub(super) id: Option<Spanned<String>>,
+    pub(super) title: Option<String>,
+    #[serde(default)]
+    pub(super) step: Vec<Spanned<RawStep>>,
+}
+
+// serde cannot combine `flatten` with `deny_unknown_fields`, so the per-step
+// setting overrides are spelled out here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) id: Option<Spanned<String>>,
+    pub(super) title: Option<String>,
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) sql: Option<Spanned<String>>,
+    pub(super) file: Option<Spanned<String>>,
+    pub(super) instructions: Option<Spanned<String>>,
+    pub(super) expect: Option<Spanned<RawExpect>>,
+    pub(super) capture: Option<Spanned<String>>,
+    pub(super) rollback: Option<Spanned<String>>,
+    pub(super) transaction: Option<Spanned<bool>>,
+    pub(super) confirm: Option<Spanned<String>>,
+    pub(super) explain: Option<String>,
+    pub(super) irreversible: Option<Spanned<String>>,
+    pub(super) lock_timeout: Option<Spanned<String>>,
+    pub(super) statement_timeout: Option<Spanned<String>>,
+    pub(super) lock_retries: Option<Spanned<i64>>,
+    pub(super) retry_backoff: Option<Spanned<String>>,
+    pub(super) long_transaction: Option<Spanned<String>>,
+    pub(super) on_blockers: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExpect {
+    pub(super) rows: Option<Spanned<i64>>,
+    pub(super) scalar: Option<Spanned<ScalarValue>>,
+    pub(super) empty: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum ScalarValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl ScalarValue {
+    pub(super) fn into_text(self) -> String {
+        match self {
+            ScalarValue::Text(s) => s,
+            ScalarValue::Integer(i) => i.to_string(),
+            ScalarValue::Float(f) => f.to_string(),
+            ScalarValue::Bool(b) => if b { "t" } else { "f" }.to_string(),
+        }
+    }
+}
+
+impl RawStep {
+    pub(super) fn expect_at(&self) -> usize {
+        self.expect.as_ref().map(|e| e.span().start).unwrap_or(0)
+    }
+}

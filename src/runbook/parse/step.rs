@@ -1,0 +1,334 @@
+//! One `[[phase.step]]`: its kind, body, expectation, capture, rollback and
+//! settings, and the `{{variables}}` it uses.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::Parser;
+use super::messages::undefined_var;
+use super::raw::{RawExpect, RawSettings, RawStep};
+use crate::diag::{Diagnostic, Location};
+use crate::runbook::vars;
+use crate::runbook::*;
+
+impl Parser {
+    pub(super) fn step(
+        &mut self,
+        raw: Spanned<RawStep>,
+        base: &Settings,
+        step_ids: &mut HashMap<String, Location>,
+        captured: &mut HashSet<String>,
+    ) -> Option<Step> {
+        let at = raw.span().start;
+        let mut raw = raw.into_inner();
+        let id_at = raw.id.as_ref().map(|i| i.span().start).unwrap_or(at);
+        let id = self.required_id(raw.id.take(), at, "step id", "[[phase.step]]");
+        if let Some(id) = &id {
+            if let Some(first) = step_ids.get(id) {
+                self.error(
+                    id_at,
+                    format!("step id {id:?} is used twice"),
+                    Some(format!(
+                        "it is first used at {first}; step ids are unique within a runbook"
+                    )),
+                );
+            } else {
+                step_ids.insert(id.clone(), self.at(id_at));
+            }
+        }
+        let kind = match &raw.kind {
+            None => {
+                self.error(
+                    at,
+                    "the step has no kind",
+                    Some(format!(
+                        "add kind = \"…\", one of: {}",
+                        StepKind::NAMES.join(", ")
+                    )),
+                );
+                None
+            }
+            Some(k) => self.choice(k, &StepKind::NAMES, "kind", StepKind::parse),
+        };
+        let kind = kind?;
+        let mut spans = StepSpans {
+            kind: raw.kind.as_ref().map(|k| self.at(k.span().start)),
+            ..StepSpans::default()
+        };
+
+        let body = self.step_body(kind, &raw, at, &mut spans);
+        if kind == StepKind::Pause {
+            for (present, key) in [
+                (raw.expect.is_some(), "expect"),
+                (raw.capture.is_some(), "capture"),
+                (raw.rollback.is_some(), "rollback"),
+                (raw.transaction.is_some(), "transaction"),
+                (raw.irreversible.is_some(), "irreversible"),
+            ] {
+                if present {
+                    self.error(
+                        at,
+                        format!("a pause step cannot have {key}"),
+                        Some("pause steps only show instructions and wait for the operator".into()),
+                    );
+                }
+            }
+        }
+        if let Some(r) = &raw.rollback
+            && matches!(kind, StepKind::Check | StepKind::Verify)
+        {
+            self.error(
+                r.span().start,
+                format!("a {} step cannot have a rollback", kind.as_str()),
+                Some("only change and backup steps are rolled back; checks change nothing".into()),
+            );
+        }
+        if let Some(i) = &raw.irreversible
+            && kind != StepKind::Change
+        {
+            self.error(
+                i.span().start,
+                "irreversible is only for change steps",
+                None,
+            );
+        }
+
+        let expect_at = raw.expect_at();
+        let expect = raw.expect.take().map(|e| {
+            let e_at = e.span().start;
+            (e_at, e.into_inner())
+        });
+        let expect = match expect {
+            None => None,
+            Some((e_at, e)) => self.expect(e_at, e),
+        };
+
+        // Variables: each {{name}} must be captured by an earlier step.
+        let capture = raw
+            .capture
+            .as_ref()
+            .map(|c| (c.span().start, c.get_ref().clone()));
+        if let (Some(StepBody::Sql(sql)), Some(step_id)) = (&body, &id) {
+            self.check_vars_in_sql(sql, captured, step_id);
+        }
+        if let Some(Expect::Scalar(s)) = &expect {
+            self.check_vars_in_plain(s, expect_at, captured);
+        }
+        if let Some((c_at, name)) = &capture {
+            if !vars::is_identifier(name) {
+                self.error(
+                    *c_at,
+                    format!("capture name {name:?} is not a variable name"),
+                    Some("use letters, digits and _, e.g. capture = \"rows_before\"".into()),
+                );
+            } else if !captured.insert(name.clone()) {
+                self.error(
+                    *c_at,
+                    format!("variable {name:?} is already captured by an earlier step"),
+                    Some("give this capture another name".into()),
+                );
+            }
+        }
+        let rollback = raw.rollback.as_ref().map(|r| {
+            spans.rollback = Some(self.at(r.span().start));
+            self.inline_sql(r)
+        });
+        if let (Some(rb), Some(step_id)) = (&rollback, &id) {
+            if rb.text.trim().is_empty() {
+                self.error(
+                    raw.rollback.as_ref().map(|r| r.span().start).unwrap_or(at),
+                    "the rollback is empty",
+                    Some("write the SQL that undoes this step, or remove the key".into()),
+                );
+            }
+            self.check_vars_in_sql(rb, captured, step_id);
+        }
+        spans.transaction = raw.transaction.as_ref().map(|t| self.at(t.span().start));
+
+        let overrides = RawSettings {
+            lock_timeout: raw.lock_timeout,
+            statement_timeout: raw.statement_timeout,
+            lock_retries: raw.lock_retries,
+            retry_backoff: raw.retry_backoff,
+            long_transaction: raw.long_transaction,
+            on_blockers: raw.on_blockers,
+        };
+        let settings = self.settings(base, overrides);
+        let file = raw.file.as_ref().map(|f| PathBuf::from(f.get_ref()));
+        Some(Step {
+            id: id?,
+            title: raw.title,
+            kind,
+            at: self.at(at),
+            body: body?,
+            file,
+            expect,
+            capture: capture.map(|(_, n)| n),
+            rollback,
+            transaction: raw.transaction.map(|t| t.into_inner()),
+            confirm: raw.confirm.map(|c| c.into_inner()),
+            explain: raw.explain,
+            irreversible: raw.irreversible.map(|i| i.into_inner()),
+            settings,
+            spans,
+        })
+    }
+
+    pub(super) fn step_body(
+        &mut self,
+        kind: StepKind,
+        raw: &RawStep,
+        at: usize,
+        spans: &mut StepSpans,
+    ) -> Option<StepBody> {
+        if kind == StepKind::Pause {
+            if let Some(s) = raw.sql.as_ref().or(raw.file.as_ref()) {
+                self.error(s.span().start, "a pause step has no SQL", Some("pause steps show `instructions` and wait; put SQL in a check or change step".into()));
+            }
+            return match &raw.instructions {
+                Some(i) if !i.get_ref().trim().is_empty() => {
+                    Some(StepBody::Instructions(i.get_ref().clone()))
+                }
+                _ => {
+                    self.error(
+                        at,
+                        "a pause step needs instructions",
+                        Some(
+                            "add instructions = \"What the operator does before continuing\""
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(i) = &raw.instructions {
+            self.error(
+                i.span().start,
+                format!(
+                    "instructions are only for pause steps, not {} steps",
+                    kind.as_str()
+                ),
+                Some("use explain = \"…\" to describe a step to trainees".into()),
+            );
+        }
+        match (&raw.sql, &raw.file) {
+            (Some(_), Some(f)) => {
+                self.error(
+                    f.span().start,
+                    "a step has either sql or file, not both",
+                    Some("keep one of them".into()),
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    at,
+                    format!("the {} step has no SQL", kind.as_str()),
+                    Some(
+                        "add sql = \"…\" or file = \"sql/….sql\" (relative to the runbook)".into(),
+                    ),
+                );
+                None
+            }
+            (Some(sql), None) => {
+                spans.sql = Some(self.at(sql.span().start));
+                if sql.get_ref().trim().is_empty() {
+                    self.error(
+                        sql.span().start,
+                        "the step's sql is empty",
+                        Some("write the statement(s) the step runs".into()),
+                    );
+                    return None;
+                }
+                Some(StepBody::Sql(self.inline_sql(sql)))
+            }
+            (None, Some(f)) => {
+                spans.sql = Some(self.at(f.span().start));
+                self.sql_file(f).map(StepBody::Sql)
+            }
+        }
+    }
+
+    pub(super) fn expect(&mut self, at: usize, e: RawExpect) -> Option<Expect> {
+        let given = [e.rows.is_some(), e.scalar.is_some(), e.empty.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given != 1 {
+            self.error(at, "expect takes exactly one of rows, scalar or empty", Some("e.g. expect = { rows = 0 }, expect = { scalar = \"42\" } or expect = { empty = true }".into()));
+            return None;
+        }
+        if let Some(rows) = e.rows {
+            return match u64::try_from(*rows.get_ref()) {
+                Ok(n) => Some(Expect::Rows(n)),
+                Err(_) => {
+                    self.error(rows.span().start, "expect.rows cannot be negative", None);
+                    None
+                }
+            };
+        }
+        if let Some(s) = e.scalar {
+            return Some(Expect::Scalar(s.into_inner().into_text()));
+        }
+        e.empty.map(Expect::Empty)
+    }
+
+    pub(super) fn check_vars_in_sql(
+        &mut self,
+        sql: &SqlText,
+        captured: &HashSet<String>,
+        step_id: &str,
+    ) {
+        // An unreadable statement is reported by the analysis at its place;
+        // here only where each reference stands.
+        let readable = pg_query::scan_tokens(&vars::placeholder_text(&sql.text)).is_ok();
+        let found = if readable {
+            vars::placements(&sql.text).map(|p| p.into_iter().map(|p| p.var).collect())
+        } else {
+            vars::references(&sql.text)
+        };
+        match found {
+            Err(e) => {
+                let mut d = Diagnostic::error(sql.location(e.offset), e.message);
+                if let Some(h) = e.help {
+                    d = d.with_help(h);
+                }
+                self.diags.push(d);
+            }
+            Ok(refs) => {
+                for r in refs {
+                    if !captured.contains(&r.name) {
+                        self.diags.push(undefined_var(
+                            sql.location(r.start),
+                            &r.name,
+                            step_id,
+                            captured,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_vars_in_plain(
+        &mut self,
+        text: &str,
+        at: usize,
+        captured: &HashSet<String>,
+    ) {
+        match vars::references(text) {
+            Err(e) => self.error(at, e.message, None),
+            Ok(refs) => {
+                for r in refs {
+                    if !captured.contains(&r.name) {
+                        self.diags
+                            .push(undefined_var(self.at(at), &r.name, "this", captured));
+                    }
+                }
+            }
+        }
+    }
+}

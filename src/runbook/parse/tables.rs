@@ -1,0 +1,198 @@
+//! The runbook's tables: `[runbook]`, `[target]`, `[settings]` and the
+//! `[[phase]]` list.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::Digest;
+use toml::Spanned;
+
+use super::Parser;
+use super::TOP_KEYS;
+use super::raw::{RawFile, RawPhase, RawSettings};
+use crate::diag::Location;
+use crate::runbook::*;
+
+impl Parser {
+    pub(super) fn runbook(&mut self, raw: RawFile) -> Option<Runbook> {
+        let Some(header) = raw.runbook else {
+            self.error(
+                0,
+                "missing the [runbook] table",
+                Some(format!(
+                    "start the file with\n    [runbook]\n    id = \"my-change\"\n    title = \"What it does\"\n  (top-level tables: {})",
+                    TOP_KEYS.join(", ")
+                )),
+            );
+            return None;
+        };
+        let header_at = header.span().start;
+        let header = header.into_inner();
+        let id = self.required_id(header.id, header_at, "runbook id", "[runbook]");
+        let title = match header.title {
+            Some(t) if !t.get_ref().trim().is_empty() => t.into_inner(),
+            Some(t) => {
+                self.error(
+                    t.span().start,
+                    "the runbook title is empty",
+                    Some("say in a few words what the change does".into()),
+                );
+                String::new()
+            }
+            None => {
+                self.error(
+                    header_at,
+                    "[runbook] has no title",
+                    Some("add title = \"What the change does\"".into()),
+                );
+                String::new()
+            }
+        };
+        let change_type = match header.change_type {
+            None => ChangeType::Minor,
+            Some(c) => self
+                .choice(&c, &ChangeType::NAMES, "change_type", ChangeType::parse)
+                .unwrap_or(ChangeType::Minor),
+        };
+        let (declared_risk, declared_risk_at) = match header.risk {
+            None => (None, None),
+            Some(r) => (
+                self.choice(&r, &Risk::NAMES, "risk", Risk::parse),
+                Some(self.at(r.span().start)),
+            ),
+        };
+        let target = raw.target.map(|t| Target {
+            environments: t.environments,
+            database: t.database,
+            require_primary: t.require_primary.unwrap_or(false),
+        });
+        let settings = match raw.settings {
+            Some(s) => {
+                let s = s.into_inner();
+                self.settings(&Settings::default(), s)
+            }
+            None => Settings::default(),
+        };
+        let sql_root = self.sql_roots(header.sql_root.as_ref());
+        let phases = self.phases(raw.phase, &settings);
+        if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
+            self.error(
+                self.file.text.len(),
+                "the runbook has no phases",
+                Some("add at least one\n    [[phase]]\n    id = \"change\"\n    [[phase.step]]\n    id = \"…\"\n    kind = \"change\"\n    sql = \"…\"".into()),
+            );
+        }
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        Some(Runbook {
+            file: self.file.clone(),
+            sha256,
+            id: id?,
+            title,
+            description: header.description,
+            change_type,
+            declared_risk,
+            declared_risk_at,
+            ticket: header.ticket,
+            sql_root,
+            target: target.unwrap_or_default(),
+            settings,
+            phases,
+        })
+    }
+
+    pub(super) fn settings(&mut self, base: &Settings, raw: RawSettings) -> Settings {
+        let mut s = base.clone();
+        if let Some(v) = &raw.lock_timeout
+            && let Some(d) = self.duration(v, "lock_timeout")
+        {
+            if d.is_zero() {
+                self.error(
+                    v.span().start,
+                    "lock_timeout must be more than 0",
+                    Some("an unbounded lock wait queues every later query on the table behind the step; use e.g. \"2s\"".into()),
+                );
+            } else {
+                s.lock_timeout = d;
+            }
+        }
+        if let Some(v) = &raw.statement_timeout
+            && let Some(d) = self.duration(v, "statement_timeout")
+        {
+            s.statement_timeout = d;
+        }
+        if let Some(v) = &raw.retry_backoff
+            && let Some(d) = self.duration(v, "retry_backoff")
+        {
+            s.retry_backoff = d;
+        }
+        if let Some(v) = &raw.long_transaction
+            && let Some(d) = self.duration(v, "long_transaction")
+        {
+            s.long_transaction = d;
+        }
+        if let Some(v) = &raw.lock_retries {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if n <= 1000 => s.lock_retries = n,
+                _ => self.error(
+                    v.span().start,
+                    format!("lock_retries = {} is out of range", v.get_ref()),
+                    Some("use a whole number from 0 to 1000".into()),
+                ),
+            }
+        }
+        if let Some(v) = &raw.on_blockers
+            && let Some(o) = self.choice(v, &OnBlockers::NAMES, "on_blockers", OnBlockers::parse)
+        {
+            s.on_blockers = o;
+        }
+        s
+    }
+
+    pub(super) fn phases(
+        &mut self,
+        raw: Vec<Spanned<RawPhase>>,
+        settings: &Settings,
+    ) -> Vec<Phase> {
+        let mut phase_ids: HashMap<String, Location> = HashMap::new();
+        let mut step_ids: HashMap<String, Location> = HashMap::new();
+        let mut captured: HashSet<String> = HashSet::new();
+        let mut phases = Vec::new();
+        for phase in raw {
+            let at = phase.span().start;
+            let phase = phase.into_inner();
+            let id_at = phase.id.as_ref().map(|i| i.span().start).unwrap_or(at);
+            let Some(id) = self.required_id(phase.id, at, "phase id", "[[phase]]") else {
+                continue;
+            };
+            if let Some(first) = phase_ids.get(&id) {
+                self.error(
+                    id_at,
+                    format!("phase id {id:?} is used twice"),
+                    Some(format!(
+                        "it is first used at {first}; phase ids must be unique"
+                    )),
+                );
+            }
+            phase_ids.insert(id.clone(), self.at(id_at));
+            if phase.step.is_empty() {
+                self.error(
+                    at,
+                    format!("phase {id:?} has no steps"),
+                    Some("add a [[phase.step]] under it, or remove the phase".into()),
+                );
+            }
+            let mut steps = Vec::new();
+            for step in phase.step {
+                if let Some(s) = self.step(step, settings, &mut step_ids, &mut captured) {
+                    steps.push(s);
+                }
+            }
+            phases.push(Phase {
+                title: phase.title.unwrap_or_else(|| id.clone()),
+                id,
+                at: self.at(at),
+                steps,
+            });
+        }
+        phases
+    }
+}
