@@ -24,10 +24,15 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::text::redact;
-
+mod error;
+mod sql;
 #[cfg(feature = "test-support")]
 mod test_server;
+
+pub use error::SandboxError;
+#[cfg(feature = "test-support")]
+use sql::quote_ident;
+use sql::{create_database_at, percent_encode, quote_conninfo_value, simple_query};
 #[cfg(feature = "test-support")]
 pub use test_server::{TestServer, test_server};
 
@@ -44,120 +49,6 @@ const PG_CTL_TIMEOUT_SECS: &str = "60";
 const LOG_TAIL_LINES: usize = 40;
 /// Client connect timeout, so a dead server fails fast instead of hanging.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a sandbox or test server could not be provided. Each message says
-/// what the user can do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    /// No `initdb`/`pg_ctl` pair was found.
-    #[error(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
-         /usr/lib/postgresql/*/bin (searched: {searched}). Install them with \
-         `apt-get install postgresql` (or run scripts/setup), or set DATABASE_URL \
-         to use an existing server"
-    )]
-    BinariesNotFound {
-        /// Directories that were searched.
-        searched: String,
-    },
-
-    /// Running as root but there is no `postgres` account to drop to.
-    #[error(
-        "running as root, but there is no `postgres` user to run the server as \
-         (PostgreSQL refuses to run as root). Install the `postgresql` package \
-         (it creates the user), create the user with `useradd --system postgres`, \
-         or run as an ordinary user"
-    )]
-    NoPostgresUser,
-
-    /// A filesystem or process operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// A PostgreSQL tool exited unsuccessfully.
-    #[error("`{command}` failed ({status}):\n{output}")]
-    Command {
-        /// The command line that failed.
-        command: String,
-        /// Exit status as text.
-        status: String,
-        /// Captured stdout and stderr.
-        output: String,
-    },
-
-    /// The server did not come up.
-    #[error(
-        "PostgreSQL server failed to start after {attempts} attempt(s); \
-         last lines of its log:\n{log_tail}"
-    )]
-    Start {
-        /// How many ports were tried.
-        attempts: usize,
-        /// Tail of the server log (or why it could not be read).
-        log_tail: String,
-    },
-
-    /// A `-c name=value` setting that could not be passed safely.
-    #[error(
-        "invalid server setting name {0:?}: use a PostgreSQL parameter name \
-         (letters, digits, `_` and `.`)"
-    )]
-    InvalidSetting(String),
-
-    /// `DATABASE_URL` (or a conninfo string) could not be parsed.
-    #[error(
-        "cannot parse connection string {conninfo:?}: {source}. Use a URL like \
-         postgresql://user@host:5432/dbname or unset DATABASE_URL to use a sandbox"
-    )]
-    InvalidConninfo {
-        /// The offending string, password removed.
-        conninfo: String,
-        /// Parser error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-
-    /// Could not connect to the server.
-    #[error(
-        "could not connect to {conninfo}: {source}. Check that the server is \
-         running and accepts this user (DATABASE_URL, or the sandbox log)"
-    )]
-    Connect {
-        /// Where we tried to connect, password removed.
-        conninfo: String,
-        /// Driver error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-
-    /// A statement failed.
-    #[error("`{sql}` failed: {detail}")]
-    Query {
-        /// The statement.
-        sql: String,
-        /// Server message, including detail and hint when present.
-        detail: String,
-    },
-
-    /// The helper thread that talks to the server could not run.
-    #[error("database helper thread failed: {0}")]
-    Runtime(String),
-}
-
-impl SandboxError {
-    fn io(context: impl Into<String>, source: io::Error) -> Self {
-        SandboxError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-}
 
 /// Settings for [`Sandbox::start_with`].
 #[derive(Debug, Clone)]
@@ -654,118 +545,10 @@ fn kill_postmaster(data_dir: &Path) {
     }
 }
 
-/// Quotes a conninfo value when it contains spaces, quotes or backslashes.
-fn quote_conninfo_value(value: &str) -> String {
-    if !value.is_empty()
-        && !value
-            .chars()
-            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
-    {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'"))
-    }
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn create_database_at(conninfo: &str, name: &str) -> Result<(), SandboxError> {
-    simple_query(conninfo, &format!("CREATE DATABASE {}", quote_ident(name))).map(|_| ())
-}
-
-/// Runs one statement and returns its rows as text. Uses its own thread and
-/// current-thread runtime so it works from sync code and from inside an
-/// async runtime alike (nested `block_on` would panic).
-fn simple_query(conninfo: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, SandboxError> {
-    let mut config: tokio_postgres::Config =
-        conninfo
-            .parse()
-            .map_err(|source| SandboxError::InvalidConninfo {
-                conninfo: redact(conninfo),
-                source,
-            })?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    let shown = redact(conninfo);
-    let sql = sql.to_string();
-    let handle = std::thread::Builder::new()
-        .name("pgpilot-sandbox-sql".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| SandboxError::io("cannot start a tokio runtime", e))?;
-            rt.block_on(async move {
-                let (client, connection) =
-                    config
-                        .connect(tokio_postgres::NoTls)
-                        .await
-                        .map_err(|source| SandboxError::Connect {
-                            conninfo: shown,
-                            source,
-                        })?;
-                let conn = tokio::spawn(connection);
-                let result = client.simple_query(&sql).await;
-                drop(client);
-                let _ = conn.await;
-                let messages = result.map_err(|e| SandboxError::Query {
-                    sql: sql.clone(),
-                    detail: db_error_text(&e),
-                })?;
-                Ok(messages
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                            (0..row.len())
-                                .map(|i| row.get(i).map(str::to_string))
-                                .collect(),
-                        ),
-                        _ => None,
-                    })
-                    .collect())
-            })
-        })
-        .map_err(|e| SandboxError::io("cannot spawn a database helper thread", e))?;
-    handle
-        .join()
-        .map_err(|_| SandboxError::Runtime("the helper thread panicked".into()))?
-}
-
-/// Server message with detail and hint, or the driver's text.
-fn db_error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
-            if let Some(detail) = db.detail() {
-                let _ = write!(text, " (detail: {detail})");
-            }
-            if let Some(hint) = db.hint() {
-                let _ = write!(text, " (hint: {hint})");
-            }
-            text
-        }
-        None => e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::redact;
 
     #[test]
     fn passwords_are_redacted() {
