@@ -224,7 +224,19 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
             .rollback
             .as_ref()
             .is_some_and(|s| s.text.contains("{{"));
-    let before = has_vars.then(|| Box::new(ctx.clone()));
+    // Only an identifier from a capture can change which relations a
+    // statement touches, so only then does the re-analysis need the context
+    // of earlier steps (created tables, validated checks); a literal or a
+    // number cannot. Without it a relation created earlier in the runbook
+    // counts as existing, so the re-analysis can only ask more, never less.
+    // Copying it for every step with a value made `check` of a long runbook
+    // quadratic.
+    let names_from_values = [step.sql(), step.rollback.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(|s| vars::references(&s.text).unwrap_or_default())
+        .any(|r| r.form == vars::VarForm::Ident);
+    let before = names_from_values.then(|| Box::new(ctx.clone()));
     let statements = match step.sql() {
         Some(sql) => {
             analyze_sql(&sql.text, ctx).map_err(|e| syntax_diagnostic(sql, &e, "the step"))?

@@ -155,8 +155,30 @@ fn is_plain(part: &str) -> bool {
 /// A keyword that cannot stand for a name everywhere (only unreserved ones
 /// can), as PostgreSQL's own scanner classifies it.
 fn is_reserved_word(part: &str) -> bool {
-    match pg_query::scan(part) {
-        Ok(scanned) => match scanned.tokens.as_slice() {
+    // No keyword is this long (the longest, "current_timestamp", has 17
+    // characters; the margin is for new ones): a longer name
+    // needs no scan (names are rendered for every lock of every statement).
+    const LONGEST_KEYWORD: usize = 24;
+    if part.len() > LONGEST_KEYWORD {
+        return false;
+    }
+    // A runbook names the same few relations again and again; the scanner
+    // is asked once per name and thread.
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<String, bool>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(known) = SEEN.with(|seen| seen.borrow().get(part).copied()) {
+        return known;
+    }
+    let reserved = scan_reserved(part);
+    SEEN.with(|seen| seen.borrow_mut().insert(part.to_string(), reserved));
+    reserved
+}
+
+fn scan_reserved(part: &str) -> bool {
+    match pg_query::scan_tokens(part) {
+        Ok(tokens) => match tokens.as_slice() {
             [token] => !matches!(
                 KeywordKind::try_from(token.keyword_kind),
                 Ok(KeywordKind::NoKeyword | KeywordKind::UnreservedKeyword)
