@@ -41,48 +41,6 @@ const CLEAN_PCT: f64 = 8.0;
 /// waiters included (the bench's two measuring connections come on top).
 const SIZES: [usize; 2] = [50, 250];
 
-/// pgpilot's poll query as `src/monitor/query.rs::poll_sql` builds it for
-/// PostgreSQL >= 14 (copied: `poll_sql` is private). Used only for EXPLAIN;
-/// the client-side figures call `Monitor::poll` itself. `check_poll_sql_copy`
-/// compares it with what the monitor really sent and stops the bench if the
-/// copy is stale.
-const PGPILOT_SQL: &str = "WITH act AS (
-    SELECT pid, usename, application_name, client_addr, state, wait_event_type, wait_event,
-           xact_start, query_start, state_change, query, datname
-      FROM pg_stat_activity
-     WHERE pid <> pg_backend_pid()
-       AND backend_type = 'client backend'
-       AND datname = current_database()
-       AND (state IS DISTINCT FROM 'idle' OR xact_start IS NOT NULL)
-), blocked AS (
-    SELECT pid, pg_blocking_pids(pid) AS blocked_by FROM act WHERE wait_event_type = 'Lock'
-)
-SELECT a.pid AS pid,
-       a.usename::text AS user_name,
-       a.application_name AS application,
-       coalesce(host(a.client_addr), 'local') AS client,
-       coalesce(a.state, '') AS state,
-       a.wait_event_type AS wait_event_type,
-       a.wait_event AS wait_event,
-       extract(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
-       extract(epoch FROM now() - a.query_start)::float8 AS query_age_s,
-       extract(epoch FROM now() - a.state_change)::float8 AS state_age_s,
-       left(a.query, 2000) AS query,
-       coalesce(b.blocked_by, '{}'::int[]) AS blocked_by,
-       w.mode AS wait_mode,
-       w.locktype AS wait_locktype,
-       w.relation::regclass::text AS wait_relation,
-       CASE WHEN w.pid IS NOT NULL THEN extract(epoch FROM now() - coalesce(w.waitstart, a.state_change))::float8 END AS wait_s,
-       a.datname::text AS database
-  FROM act a
-  LEFT JOIN blocked b ON b.pid = a.pid
-  LEFT JOIN LATERAL (
-       SELECT l.* FROM pg_locks l
-        WHERE l.pid = a.pid AND NOT l.granted AND b.pid IS NOT NULL
-        ORDER BY l.locktype = 'relation' DESC
-        LIMIT 1
-  ) w ON true";
-
 /// pg_activity's blocking-sessions query for PostgreSQL >= 14,
 /// pgactivity/queries/get_blocking_post_140000.sql (dalibo/pg_activity,
 /// commit 2906474927b04e611dca224e54227f0fe78fc482), with its placeholders
@@ -278,26 +236,6 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// The poll SQL the monitor really sent, as pg_stat_activity shows it
-/// (truncated to track_activity_query_size), must begin PGPILOT_SQL.
-async fn check_poll_sql_copy(observer: &Client, monitor: &Monitor) {
-    monitor.poll().await.expect("first poll");
-    let row = observer
-        .query_one(
-            "SELECT query, current_setting('track_activity_query_size') AS query_size FROM pg_stat_activity WHERE pid = $1",
-            &[&monitor.pid()],
-        )
-        .await
-        .expect("monitor's last query");
-    let sent: String = row.try_get("query").expect("query");
-    let limit: String = row.try_get("query_size").expect("query_size");
-    assert!(
-        sent.len() > 500 && PGPILOT_SQL.starts_with(&sent),
-        "benches/monitor.rs PGPILOT_SQL no longer matches src/monitor/query.rs; \
-         the monitor sent (first {limit} bytes):\n{sent}"
-    );
-}
-
 /// The sessions of a scenario: one holder of ACCESS EXCLUSIVE on `locked`,
 /// WAITERS sessions blocked reading it, and the rest idle, one in four of
 /// them idle in a transaction that read `other`.
@@ -438,7 +376,7 @@ async fn measure(
         for k in 0..3 {
             let q = (round + k) % 3;
             let (plan, exec) = match q {
-                0 => server_ms(monitor.client(), PGPILOT_SQL).await,
+                0 => server_ms(monitor.client(), monitor.sql()).await,
                 1 => server_ms(probe, PG_ACTIVITY_SQL).await,
                 _ => server_ms(probe, NAIVE_SQL).await,
             };
@@ -760,7 +698,6 @@ async fn main() {
     )
     .await
     .expect("monitor session");
-    check_poll_sql_copy(&observer, &monitor).await;
     let probe = connect(&db, "bench-probe").await;
 
     println!();

@@ -169,6 +169,11 @@ impl Monitor {
         self.pid
     }
 
+    /// The query each poll sends (for this server's version).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

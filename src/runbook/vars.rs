@@ -54,6 +54,9 @@ pub struct VarError {
     pub offset: usize,
     pub message: String,
     pub help: Option<String>,
+    /// The scanner could not read the text (an unterminated literal): a
+    /// syntax error the analysis reports at its own place.
+    pub unreadable: bool,
 }
 
 impl VarError {
@@ -62,6 +65,7 @@ impl VarError {
             offset,
             message: message.into(),
             help: None,
+            unreadable: false,
         }
     }
 
@@ -181,8 +185,9 @@ pub fn placements(text: &str) -> Result<Vec<Placement>, VarError> {
     let parsable = placeholder_text(text);
     // A text the scanner rejects (an unterminated literal) is a syntax error
     // that the analysis reports at its place; nothing is substituted into it.
-    let tokens = pg_query::scan_tokens(&parsable).map_err(|e| {
-        VarError::at(
+    let tokens = pg_query::scan_tokens(&parsable).map_err(|e| VarError {
+        unreadable: true,
+        ..VarError::at(
             refs[0].start,
             format!(
                 "the SQL around {{{{{}}}}} cannot be read: {e}",

@@ -287,12 +287,11 @@ impl Parser {
             return;
         }
         // An unreadable statement is reported by the analysis at its place;
-        // here only where each reference stands.
-        let readable = pg_query::scan_tokens(&vars::placeholder_text(&sql.text)).is_ok();
-        let found = if readable {
-            vars::placements(&sql.text).map(|p| p.into_iter().map(|p| p.var).collect())
-        } else {
-            vars::references(&sql.text)
+        // here only where each reference stands (and which are captured).
+        let found = match vars::placements(&sql.text) {
+            Ok(places) => Ok(places.into_iter().map(|p| p.var).collect()),
+            Err(e) if e.unreadable => vars::references(&sql.text),
+            Err(e) => Err(e),
         };
         match found {
             Err(e) => {
