@@ -52,6 +52,12 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
             let ran = lab.run(&run_args(rb, &conninfo, &confirms));
             assert_eq!(ran.code, 0, "{rb}\n{ran}");
             assert!(ran.stdout.contains("pgpilot: done"), "{rb}\n{ran}");
+            // pgpilot's own schema DDL is no step's notice.
+            assert!(
+                !ran.stdout.contains("\"pgpilot\" already exists")
+                    && !ran.stdout.contains("step_state_status_known"),
+                "{rb}\n{ran}"
+            );
             let status = lab.run(&["status", rb, "--db", &conninfo, "--format", "json"]);
             assert_eq!(status.code, 0, "{status}");
             let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");

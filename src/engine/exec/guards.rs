@@ -127,6 +127,22 @@ impl Exec<'_> {
         schema::ensure(self.client(), self.rehearsal_open)
             .await
             .map_err(|e| Outcome::Failed(e.to_string()))?;
+        // pgpilot's own DDL says "already exists, skipping" and the like;
+        // those notices are not the first step's (they arrive on the channel
+        // before its query completes). A warning would still be shown.
+        let mut kept = Vec::new();
+        while let Ok(n) = self.s.conn.notices.try_recv() {
+            if n.severity.is_warning() {
+                kept.push(n);
+            }
+        }
+        for n in kept {
+            self.emit(EngineEvent::Notice {
+                step: None,
+                severity: n.severity,
+                message: n.message,
+            });
+        }
         self.states = state::load(self.client(), &self.s.runbook.id)
             .await
             .map_err(|e| {
