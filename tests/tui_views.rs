@@ -175,6 +175,167 @@ fn main_screen_at_80x24_and_160x45() {
     insta::assert_snapshot!("main_160x45", screen(&a, 160, 45));
 }
 
+/// The engine waits for `r` at drop-legacy-id, with the lock chain in view.
+fn waiting_at_drop(a: &mut App) {
+    progress(a);
+    a.on_engine(EngineEvent::StepFailed {
+        step: "drop-legacy-id".into(),
+        sqlstate: Some("55P03".into()),
+        message: "canceling statement due to lock timeout".into(),
+    });
+    a.on_engine(EngineEvent::Asks(Ask::Next {
+        step: "drop-legacy-id".into(),
+    }));
+    three_level_chain(a);
+}
+
+#[test]
+fn small_terminals_keep_help_and_quit_in_the_footer_and_the_panels_in_view() {
+    let mut a = app(SessionKind::Run);
+    waiting_at_drop(&mut a);
+    for (w, h) in [(80, 24), (100, 30)] {
+        let s = screen(&a, w, h);
+        let footer = s.lines().last().unwrap_or_default();
+        assert!(
+            footer.contains(" ?  help") && footer.contains(" q  quit"),
+            "{w}x{h}: {footer}"
+        );
+        assert!(footer.contains(" r  run next"), "{w}x{h}: {footer}");
+    }
+    // The lock panel's keys come first when it has the focus; help and quit stay.
+    handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    let s = screen(&a, 80, 24);
+    let footer = s.lines().last().unwrap_or_default();
+    assert!(
+        footer.contains(" ?  help") && footer.contains(" q  quit"),
+        "{footer}"
+    );
+    handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+
+    // From 100 columns on, the long transactions keep their panel, and the
+    // sparkline says what it shows.
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("Long transactions"), "{s}");
+    assert!(s.contains("4242 6m12s idle in transaction"), "{s}");
+    assert!(s.contains("waiting sessions, last 1s (max 2):"), "{s}");
+    insta::assert_snapshot!("main_waiting_80x24", screen(&a, 80, 24));
+    insta::assert_snapshot!("main_waiting_100x30", s);
+}
+
+#[test]
+fn the_step_list_scrolls_with_a_cue_for_what_is_hidden() {
+    let mut a = app(SessionKind::Run);
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("↓ 9 more"), "{s}");
+    assert!(!s.contains("↑"), "{s}");
+    // At the last step: the first ones are hidden above, nothing below.
+    a.selected = a.steps.len() - 1;
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("↑ 10 more"), "{s}");
+    assert!(!s.contains("↓"), "{s}");
+    assert!(s.contains("auth-smoke-test"), "{s}");
+    // Everything fits on a tall terminal: no cue.
+    let s = screen(&a, 160, 45);
+    assert!(!s.contains(" more"), "{s}");
+}
+
+#[test]
+fn the_pause_dialog_reflows_over_the_steps_and_leaves_the_locks_in_view() {
+    let mut a = app(SessionKind::Run);
+    three_level_chain(&mut a);
+    a.on_engine(EngineEvent::Asks(Ask::Acknowledge {
+        step: "approval".into(),
+        instructions: a
+            .steps
+            .iter()
+            .find(|s| s.id == "approval")
+            .and_then(|s| s.instructions.clone())
+            .unwrap_or_default(),
+    }));
+    for (w, h) in [(80, 24), (100, 30)] {
+        let s = screen(&a, w, h);
+        // The lock panel the pause refers to is whole.
+        assert!(s.contains("┌ Locks — 2 waiting"), "{w}x{h}:\n{s}");
+        assert!(
+            s.contains("4242 idle in transaction 6m12s"),
+            "{w}x{h}:\n{s}"
+        );
+        // The text is reflowed into the dialog: a sentence broken for a wider
+        // screen runs on, the list items keep their lines, nothing is cut.
+        assert!(
+            s.contains("High-risk change to user data. Before continuing confirm:"),
+            "{w}x{h}:\n{s}"
+        );
+        assert!(
+            s.contains("- CHG-2231 is approved by the data owner"),
+            "{w}x{h}:\n{s}"
+        );
+        assert!(s.contains("restore was tested."), "{w}x{h}:\n{s}");
+        assert!(s.contains("Type done when it is done."), "{w}x{h}:\n{s}");
+        assert!(s.contains("Enter submits"), "{w}x{h}:\n{s}");
+    }
+    insta::assert_snapshot!("pause_80x24", screen(&a, 80, 24));
+    insta::assert_snapshot!("pause_100x30", screen(&a, 100, 30));
+}
+
+#[test]
+fn a_pause_step_shows_no_lock_settings() {
+    let mut a = app(SessionKind::Run);
+    a.selected = a.steps.iter().position(|s| s.id == "approval").unwrap();
+    let s = screen(&a, 160, 45);
+    assert!(s.contains("approval · pause"), "{s}");
+    assert!(!s.contains("lock_timeout"), "{s}");
+    // A SQL step still does.
+    a.selected = a
+        .steps
+        .iter()
+        .position(|s| s.id == "drop-legacy-id")
+        .unwrap();
+    assert!(screen(&a, 160, 45).contains("lock_timeout"));
+}
+
+#[test]
+fn dialogs_and_help_at_100x30() {
+    let mut a = app(SessionKind::Run);
+    three_level_chain(&mut a);
+    a.on_engine(EngineEvent::Asks(Ask::Confirm {
+        step: "drop-legacy-id".into(),
+        phrase: "DROP users.legacy_id".into(),
+        what: "drop column users.legacy_id".into(),
+    }));
+    insta::assert_snapshot!("confirm_100x30", screen(&a, 100, 30));
+    handle_key(&mut a, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    handle_key(&mut a, key('?'));
+    for (w, h) in [(80, 24), (100, 30)] {
+        let s = screen(&a, w, h);
+        // Keys of one action share a line; the way out is always on screen.
+        assert!(s.contains("↑/k  move up"), "{s}");
+        assert!(s.contains("? or Esc closes this help"), "{s}");
+    }
+    insta::assert_snapshot!("help_100x30", screen(&a, 100, 30));
+}
+
+#[test]
+fn the_monitor_screen_at_80x24_and_100x30_answers_help() {
+    let mut m = monitor_with_chain(defaults());
+    for (w, h) in [(80, 24), (100, 30)] {
+        let s = monitor_screen(&m, w, h);
+        let footer = s.lines().last().unwrap_or_default();
+        assert!(
+            footer.contains(" ?  help") && footer.contains(" q  quit"),
+            "{w}x{h}: {footer}"
+        );
+        assert!(s.contains("waiting sessions, last 1s (max 2):"), "{s}");
+    }
+    insta::assert_snapshot!("monitor_80x24", monitor_screen(&m, 80, 24));
+    insta::assert_snapshot!("monitor_100x30", monitor_screen(&m, 100, 30));
+    monitor_key(&mut m, key('?'));
+    let s = monitor_screen(&m, 80, 24);
+    assert!(s.contains("terminate the selected backend"), "{s}");
+    insta::assert_snapshot!("monitor_help_80x24", s);
+}
+
 #[test]
 fn lock_panel_shows_a_three_level_chain_with_pgpilot_marked() {
     let mut a = app(SessionKind::Run);

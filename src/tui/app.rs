@@ -177,6 +177,8 @@ pub struct App {
     pub feed: Option<Feed>,
     /// Waiting sessions at each poll, for the sparkline.
     pub waiting_history: VecDeque<u64>,
+    /// Time between two of the monitor's polls.
+    pub poll_interval: Duration,
     pub lock_selected: usize,
     pub log: Vec<LogLine>,
     pub log_scroll: usize,
@@ -222,6 +224,7 @@ impl App {
             focus: Panel::Steps,
             feed: None,
             waiting_history: VecDeque::with_capacity(HISTORY),
+            poll_interval: Duration::from_secs(1),
             lock_selected: 0,
             log: Vec::new(),
             log_scroll: 0,

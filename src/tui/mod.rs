@@ -50,6 +50,7 @@ pub async fn run(
         bindings,
     );
     app.connection_warnings(session.spec.warnings());
+    app.poll_interval = interval;
     let long = session.runbook.settings.long_transaction;
     let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();

@@ -19,6 +19,7 @@ use super::keys::{self, Action, Binding, label};
 use super::monitor_update::{MONITOR_ACTIONS, MonitorCommand, handle_key};
 use super::theme;
 use super::views::help;
+use super::views::hints::{self, Hint};
 use super::views::locks::{LockView, draw_long, draw_tree};
 use crate::audit::record::Context;
 use crate::monitor::{
@@ -144,10 +145,11 @@ impl MonitorScreen {
             lock_selected: self.selected,
             focused: true,
             history: &self.history,
+            interval: self.interval,
         };
         draw_tree(f, tree, &view);
         draw_long(f, long, &view);
-        f.render_widget(Paragraph::new(self.footer()), foot);
+        f.render_widget(Paragraph::new(self.footer(foot.width)), foot);
         if self.show_help {
             help::draw_keys(
                 f,
@@ -160,29 +162,31 @@ impl MonitorScreen {
         }
     }
 
-    /// The keys that apply now, from the key map.
-    fn footer(&self) -> Line<'static> {
+    /// The keys that apply now, from the key map, fitted to `columns`.
+    fn footer(&self, columns: u16) -> Line<'static> {
         let b = &self.bindings;
-        let keys: Vec<(String, &str)> = if self.prompt.is_some() {
-            vec![("Enter".into(), "send"), ("Esc".into(), "cancel")]
+        let (keys, kept): (Vec<Hint>, Vec<Hint>) = if self.prompt.is_some() {
+            (
+                vec![("Enter".into(), "send"), ("Esc".into(), "cancel")],
+                vec![],
+            )
         } else {
-            vec![
-                (
-                    format!("{}/{}", label(b, Action::Down), label(b, Action::Up)),
-                    "move",
-                ),
-                (label(b, Action::CancelBackend), "cancel backend"),
-                (label(b, Action::TerminateBackend), "terminate backend"),
-                (label(b, Action::Help), "help"),
-                (label(b, Action::Quit), "quit"),
-            ]
+            (
+                vec![
+                    (
+                        format!("{}/{}", label(b, Action::Down), label(b, Action::Up)),
+                        "move",
+                    ),
+                    (label(b, Action::CancelBackend), "cancel backend"),
+                    (label(b, Action::TerminateBackend), "terminate backend"),
+                ],
+                vec![
+                    (label(b, Action::Help), "help"),
+                    (label(b, Action::Quit), "quit"),
+                ],
+            )
         };
-        let mut spans = Vec::new();
-        for (k, d) in keys {
-            spans.push(Span::styled(format!(" {k} "), theme::selected()));
-            spans.push(Span::styled(format!(" {d}  "), theme::dim()));
-        }
-        Line::from(spans)
+        hints::line(hints::fit(keys, kept, columns as usize), theme::dim())
     }
 }
 

@@ -126,7 +126,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Span::raw(super::one_line(rb)),
         ]));
     }
-    lines.push(Line::from(Span::styled(s.settings.clone(), theme::dim())));
+    // A pause runs no SQL: no lock or statement timeout applies to it.
+    if s.kind != crate::runbook::StepKind::Pause {
+        lines.push(Line::from(Span::styled(s.settings.clone(), theme::dim())));
+    }
     if let Some(e) = &s.explain {
         lines.push(Line::from(vec![
             Span::styled("why: ", theme::dim()),

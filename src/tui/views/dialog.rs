@@ -48,7 +48,7 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
                 format!("Pause at {step}"),
                 theme::warn(),
             ))];
-            l.extend(instructions.trim().lines().map(|x| Line::raw(shown(x))));
+            l.extend(paragraphs(instructions).map(|x| Line::raw(shown(&x))));
             l.push(Line::raw(""));
             l.push(Line::from(vec![
                 Span::raw("Type "),
@@ -148,9 +148,6 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
         )));
     }
     let width = 72.min(area.width.saturating_sub(4)).max(30);
-    let height = (lines.len() as u16 + 4).min(area.height);
-    let rect = centered(area, width, height);
-    f.render_widget(Clear, rect);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(if danger {
@@ -159,10 +156,34 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
             theme::focus_border()
         })
         .title(Span::styled(format!(" {title} "), theme::title()));
-    f.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        rect,
-    );
+    let text = Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false });
+    // As tall as the wrapped text, so nothing is cut while room is left.
+    let height = u16::try_from(text.line_count(width)).unwrap_or(u16::MAX);
+    let rect = centered(area, width, height.min(area.height));
+    f.render_widget(Clear, rect);
+    f.render_widget(text, rect);
+}
+
+/// Text written with line breaks for a wider screen, as paragraphs to be
+/// wrapped anew: lines join until a blank line or a list item ("- …").
+fn paragraphs(text: &str) -> impl Iterator<Item = String> + '_ {
+    let mut out: Vec<String> = Vec::new();
+    let mut open = false;
+    for raw in text.trim().lines().map(str::trim) {
+        if raw.is_empty() {
+            out.push(String::new());
+            open = false;
+        } else if open && !raw.starts_with("- ") && !raw.starts_with("* ") {
+            if let Some(last) = out.last_mut() {
+                last.push(' ');
+                last.push_str(raw);
+            }
+        } else {
+            out.push(raw.to_string());
+            open = true;
+        }
+    }
+    out.into_iter()
 }

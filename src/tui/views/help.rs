@@ -25,20 +25,16 @@ pub fn draw_keys<'a>(
     note: &str,
 ) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme::title()))];
-    for b in bindings {
+    for (labels, description) in by_action(bindings) {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:>6}  ", b.label), theme::keyword()),
-            Span::raw(b.description),
+            Span::styled(format!("{labels:>8}  "), theme::keyword()),
+            Span::raw(description),
         ]));
     }
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled(note.to_string(), theme::dim())));
     lines.push(Line::from(Span::styled(
         "Rebind keys in keys.toml in pgpilot's config directory.",
-        theme::dim(),
-    )));
-    lines.push(Line::from(Span::styled(
-        "? or Esc closes this help.",
         theme::dim(),
     )));
     let height = (lines.len() as u16 + 2).min(area.height);
@@ -55,8 +51,26 @@ pub fn draw_keys<'a>(
             Block::default()
                 .borders(Borders::ALL)
                 .border_style(theme::focus_border())
-                .title(" Help "),
+                .title(" Help ")
+                // On the border, so it shows however short the terminal.
+                .title_bottom(" ? or Esc closes this help "),
         ),
         rect,
     );
+}
+
+/// One line per action, in the order the actions first appear: its keys
+/// joined (`↑/k`), and its description.
+fn by_action<'a>(bindings: impl Iterator<Item = &'a Binding>) -> Vec<(String, &'static str)> {
+    let mut rows: Vec<(crate::tui::keys::Action, String, &'static str)> = Vec::new();
+    for b in bindings {
+        match rows.iter_mut().find(|(a, ..)| *a == b.action) {
+            Some((_, labels, _)) => {
+                labels.push('/');
+                labels.push_str(&b.label);
+            }
+            None => rows.push((b.action, b.label.clone(), b.description)),
+        }
+    }
+    rows.into_iter().map(|(_, l, d)| (l, d)).collect()
 }

@@ -4,6 +4,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::{cut, one_line, panel};
 use crate::monitor::text::{age, disconnected, doing, lost_since, poll_failed};
@@ -20,6 +21,8 @@ pub struct LockView<'a> {
     pub lock_selected: usize,
     pub focused: bool,
     pub history: &'a VecDeque<u64>,
+    /// Time between two polls: what one point of the sparkline stands for.
+    pub interval: Duration,
 }
 
 impl<'a> LockView<'a> {
@@ -31,6 +34,7 @@ impl<'a> LockView<'a> {
             lock_selected: app.lock_selected,
             focused: app.focus == Panel::Locks,
             history: &app.waiting_history,
+            interval: app.poll_interval,
         }
     }
 
@@ -146,13 +150,29 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
     f.render_widget(Paragraph::new(lines), inner);
 }
 
+/// What the sparkline below it shows: waiting sessions per poll, over how
+/// long, and the highest count in that time.
+fn spark_label(shown: &[u64], interval: Duration) -> String {
+    if shown.is_empty() {
+        return "waiting sessions per poll:".into();
+    }
+    let span = interval.saturating_mul(shown.len() as u32);
+    let max = shown.iter().max().copied().unwrap_or(0);
+    format!(
+        "waiting sessions, last {} (max {max}):",
+        age(span.as_secs_f64())
+    )
+}
+
 pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {
     let block = panel("Long transactions", false);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [summary_area, spark_area, list_area] = Layout::vertical([
+    let spark_rows = if inner.height >= 7 { 2 } else { 1 };
+    let [summary_area, label_area, spark_area, list_area] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(2),
+        Constraint::Length(1),
+        Constraint::Length(spark_rows),
         Constraint::Min(1),
     ])
     .areas(inner);
@@ -180,6 +200,16 @@ pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {
     );
     let data: Vec<u64> = app.history.iter().copied().collect();
     let start = data.len().saturating_sub(spark_area.width as usize);
+    f.render_widget(
+        Paragraph::new(Span::styled(
+            cut(
+                &spark_label(&data[start..], app.interval),
+                inner.width as usize,
+            ),
+            theme::dim(),
+        )),
+        label_area,
+    );
     f.render_widget(
         Sparkline::default()
             .data(&data[start..])

@@ -5,16 +5,17 @@ mod detail;
 pub mod dialog;
 mod header;
 pub mod help;
+pub mod hints;
 pub mod locks;
 mod log;
 mod steps;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::{Line, Span};
+use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::app::{App, Panel};
+use super::app::{App, DialogKind, Panel};
 use super::keys::{Action, label};
 use super::theme;
 
@@ -27,30 +28,30 @@ pub fn draw(f: &mut Frame, app: &App) {
     ])
     .areas(area);
     header::draw(f, header_area, app);
+    // A pause asks the operator to look at the lock panels: its dialog goes
+    // over the steps (and the log gives it room), never over the locks.
+    let pause = app.dialog.as_ref().is_some_and(|d| {
+        matches!(
+            d.kind,
+            DialogKind::Phrase(crate::engine::Ask::Acknowledge { .. })
+        )
+    });
     let large = area.height >= 34;
-    let (top, locks_area, log_area) = if large {
-        let [t, l, g] = Layout::vertical([
-            Constraint::Min(12),
-            Constraint::Length(11),
-            Constraint::Length(8),
-        ])
-        .areas(body);
-        (t, l, g)
-    } else {
-        let [t, l, g] = Layout::vertical([
-            Constraint::Min(8),
-            Constraint::Length(7),
-            Constraint::Length(4),
-        ])
-        .areas(body);
-        (t, l, g)
-    };
+    let (top_min, locks_rows, log_rows) = if large { (12, 11, 8) } else { (8, 7, 4) };
+    let log_rows = if pause { 0 } else { log_rows };
+    let [top, locks_area, log_area] = Layout::vertical([
+        Constraint::Min(top_min),
+        Constraint::Length(locks_rows),
+        Constraint::Length(log_rows),
+    ])
+    .areas(body);
     let steps_width = if area.width >= 120 { 44 } else { 30 };
     let [steps_area, detail_area] =
         Layout::horizontal([Constraint::Length(steps_width), Constraint::Min(20)]).areas(top);
     steps::draw(f, steps_area, app);
     detail::draw(f, detail_area, app);
-    if area.width >= 120 {
+    // From 100 columns the long transactions have a panel of their own.
+    if area.width >= 100 {
         let [l, t] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
             .areas(locks_area);
         locks::draw_tree(f, l, &locks::LockView::of(app));
@@ -58,10 +59,12 @@ pub fn draw(f: &mut Frame, app: &App) {
     } else {
         locks::draw_tree(f, locks_area, &locks::LockView::of(app));
     }
-    log::draw(f, log_area, app);
+    if log_rows > 0 {
+        log::draw(f, log_area, app);
+    }
     footer(f, footer_area, app);
     if let Some(d) = &app.dialog {
-        dialog::draw(f, area, app, d);
+        dialog::draw(f, if pause { top } else { area }, app, d);
     }
     if app.show_help {
         help::draw(f, area, app);
@@ -87,7 +90,8 @@ pub fn focused(app: &App, p: Panel) -> bool {
 /// The keys that apply now.
 fn footer(f: &mut Frame, area: Rect, app: &App) {
     let b = &app.bindings;
-    let mut keys: Vec<(String, &str)> = Vec::new();
+    let mut keys: Vec<hints::Hint> = Vec::new();
+    let mut kept: Vec<hints::Hint> = Vec::new();
     if let Some(d) = &app.dialog {
         match d.kind {
             super::app::DialogKind::Blockers { .. } => {
@@ -121,15 +125,14 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
             keys.push((label(b, Action::CancelBackend), "cancel backend"));
             keys.push((label(b, Action::TerminateBackend), "terminate backend"));
         }
-        keys.push((label(b, Action::Help), "help"));
-        keys.push((label(b, Action::Quit), "quit"));
+        kept.push((label(b, Action::Help), "help"));
+        kept.push((label(b, Action::Quit), "quit"));
     }
-    let mut spans = Vec::new();
-    for (k, d) in keys {
-        spans.push(Span::styled(format!(" {k} "), theme::selected()));
-        spans.push(Span::raw(format!(" {d}  ")));
-    }
-    f.render_widget(Paragraph::new(Line::from(spans)), area);
+    let keys = hints::fit(keys, kept, area.width as usize);
+    f.render_widget(
+        Paragraph::new(hints::line(keys, ratatui::style::Style::new())),
+        area,
+    );
 }
 
 /// Cuts a string to `max` characters with an ellipsis.
