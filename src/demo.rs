@@ -190,7 +190,11 @@ impl Workload {
 /// The reporting job's first report: it reads equipment_readings in a
 /// transaction and keeps it open until pgpilot's first ALTER has met it, waited
 /// out its lock_timeout and retried, so every walk-through shows the blocker in
-/// the lock panel and a retry in the log.
+/// the lock panel and a retry in the log. An operator who answers the blocker
+/// prompt with `w` (wait for the blockers to finish) makes pgpilot look for
+/// them again every second instead of waiting on the lock: after a few such
+/// looks the report ends, so waiting leads on, as it would with a real
+/// report that finishes.
 async fn staged_report(report: &Client, watcher: &Client) {
     if report
         .batch_execute("BEGIN; SELECT count(*) FROM equipment_readings")
@@ -202,17 +206,16 @@ async fn staged_report(report: &Client, watcher: &Client) {
     let started = Instant::now();
     let mut waits = 0;
     let mut was_waiting = false;
+    let mut looks = 0;
+    let mut last_look: Option<String> = None;
     while started.elapsed() < STAGED_LIMIT {
         // Watched from another session, so the report's own last query stays
         // what the lock panel shows.
-        let waiting = watcher
-            .query_one(
-                "SELECT count(*) AS sessions FROM pg_stat_activity WHERE application_name = 'pgpilot' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .and_then(|r| r.try_get::<_, i64>("sessions"))
-            .is_ok_and(|n| n > 0);
+        let Ok(row) = watcher.query_one(WATCH_EXECUTOR, &[]).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let waiting = row.try_get::<_, i64>("waiting").is_ok_and(|n| n > 0);
         if waiting && !was_waiting {
             waits += 1;
         }
@@ -223,7 +226,28 @@ async fn staged_report(report: &Client, watcher: &Client) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             break;
         }
+        let look = row.try_get::<_, Option<String>>("looked").ok().flatten();
+        if look.is_some() && look != last_look {
+            looks += 1;
+            last_look = look;
+        }
+        // The guard's first look is before its question; more mean `w`.
+        if looks >= WAITED_LOOKS {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = report.batch_execute("COMMIT").await;
 }
+
+/// How many times pgpilot's blocker guard looks for the report before the
+/// report gives way: its first look, then two of its once-a-second polls.
+const WAITED_LOOKS: usize = 3;
+
+/// pgpilot's executor: whether it waits on a lock, and when it last started
+/// a query on pg_locks (the blocker guard's look for sessions holding locks).
+const WATCH_EXECUTOR: &str = "
+SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting,
+       max(query_start) FILTER (WHERE query LIKE '%pg_locks%')::text AS looked
+  FROM pg_stat_activity
+ WHERE application_name = 'pgpilot' AND backend_type = 'client backend'";

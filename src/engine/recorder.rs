@@ -86,6 +86,11 @@ impl Recorder {
         self.ctx.role = Some(role.to_string());
     }
 
+    /// The local log's file, for the operator to be told where it is.
+    pub fn audit_path(&self) -> &std::path::Path {
+        self.local.path()
+    }
+
     /// Why the local log could not be written, if it could not: the engine
     /// changes nothing it cannot record.
     pub fn local_error(&self) -> Option<&str> {

@@ -69,6 +69,8 @@ pub struct StepView {
     pub findings: Vec<(String, String, String)>,
     pub confirm: Option<String>,
     pub settings: String,
+    /// Attempts retried after a lock timeout in this session.
+    pub retries: u32,
 }
 
 impl StepView {
@@ -117,6 +119,7 @@ impl StepView {
                 s.lock_retries,
                 format_duration(s.statement_timeout)
             ),
+            retries: 0,
         }
     }
 }
@@ -316,6 +319,9 @@ impl App {
                 message,
                 ..
             } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.retries += 1;
+                }
                 self.log(
                     LogLevel::Warn,
                     format!("[{step}] attempt {attempt}/{of}: {message}"),

@@ -6,6 +6,7 @@ pub mod app;
 pub mod keys;
 pub mod monitor_screen;
 pub mod monitor_update;
+pub mod summary;
 pub mod theme;
 pub mod update;
 pub mod views;
@@ -54,6 +55,7 @@ pub async fn run(
     let long = session.runbook.settings.long_transaction;
     let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();
+    let audit_path = session.recorder.audit_path().to_path_buf();
     let (tx, mut rx) = unbounded_channel::<AppEvent>();
 
     let crate::engine::EngineTask {
@@ -141,10 +143,16 @@ pub async fn run(
         }
     }
     ratatui::restore();
-    match engine.await {
-        Ok(outcome) => crate::exit::of(&outcome),
-        Err(_) => crate::exit::FAILED,
-    }
+    let outcome = engine.await.ok();
+    let code = outcome
+        .as_ref()
+        .map_or(crate::exit::FAILED, crate::exit::of);
+    // Left on the terminal once the TUI's screen is gone.
+    print!(
+        "{}",
+        summary::summary(&app, outcome.as_ref(), code, &audit_path)
+    );
+    code
 }
 
 /// Polls on its own connection, reconnecting when it is lost; cancels or
