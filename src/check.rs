@@ -68,6 +68,17 @@ pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     }
 }
 
+/// Why a high-risk step asks no phrase, when it asks none: a phrase guards
+/// what cannot come back (data, objects), and a step that is high risk only
+/// because clients break (SET NOT NULL, a rename) loses nothing. A phrase asked on every breaking step would
+/// teach operators to type phrases without reading them. The author can
+/// still ask one with `confirm = "…"`.
+pub fn no_phrase_reason(a: &StepAnalysis) -> Option<&'static str> {
+    (a.risk == crate::runbook::Risk::High && a.confirm.is_none() && !a.destructive).then_some(
+        "no phrase is asked: it breaks running clients but destroys no data (a phrase guards what cannot come back); give the step confirm = \"…\" to ask one",
+    )
+}
+
 /// Why a step has its risk, in a few words.
 pub fn risk_reason(a: &StepAnalysis) -> String {
     if let Some(s) = a.statements.iter().find(|s| s.destructive) {

@@ -41,6 +41,8 @@ pub struct PlanStep<'a> {
     pub rewrites: bool,
     pub lock: Option<LockMode>,
     pub confirm: Option<&'a str>,
+    /// Why a high-risk step asks no phrase (`null` when it asks one, or is not high risk).
+    pub no_confirm_reason: Option<&'static str>,
     /// Variables the generated phrase contains: known only at run time.
     pub confirm_depends_on: &'a [String],
     pub risk: Risk,
@@ -85,6 +87,7 @@ impl<'a> Plan<'a> {
                     rewrites: a.rewrites,
                     lock: a.lock,
                     confirm: a.confirm.as_deref(),
+                    no_confirm_reason: crate::check::no_phrase_reason(a),
                     confirm_depends_on: &a.confirm_depends_on,
                     risk: a.risk,
                     statements: &a.statements,
@@ -268,7 +271,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             let _ = writeln!(out, "         instead: {}", safe(&f.advice));
         }
     }
-    if a.lock.is_some_and(|l| l > LockMode::AccessShare) && a.transactional {
+    if a.lock.is_some_and(|l| l > LockMode::AccessShare) {
         let _ = writeln!(
             out,
             "     waits at most {} for its locks, retried {} times; runs at most {}",
@@ -279,6 +282,16 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             } else {
                 format_duration(step.settings.statement_timeout)
             },
+        );
+    }
+    if a.statements.iter().any(|s| concurrently(&s.sql)) {
+        // PostgreSQL waits for older transactions through their virtual
+        // transaction id locks (CREATE INDEX, "Building Indexes Concurrently"),
+        // so lock_timeout ends each of those waits too.
+        let _ = writeln!(
+            out,
+            "     CONCURRENTLY also waits for every transaction older than it to end; each such wait is a lock wait, so lock_timeout ({}) ends it too, and the step is retried",
+            format_duration(step.settings.lock_timeout),
         );
     }
     match &step.expect {
@@ -306,6 +319,14 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             "     rollback: {}",
             one_line(&crate::text::redact(&rb.text), 100)
         );
+        if let Some(phrase) = &a.rollback_confirm {
+            let _ = writeln!(
+                out,
+                "     {} {}",
+                st.bold("to roll back, type:"),
+                st.red(&safe(phrase))
+            );
+        }
     } else if let Some(why) = &step.irreversible {
         let _ = writeln!(out, "     {} {}", st.red("irreversible:"), safe(why.trim()));
     }
@@ -329,10 +350,22 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             );
         }
     }
+    if let Some(why) = crate::check::no_phrase_reason(a) {
+        let _ = writeln!(out, "     {why}");
+    }
     if let Some(e) = &step.explain {
         let _ = write!(out, "     {} ", st.dim("why:"));
         out.push_str(wrap(&safe(e), "          ", 88).trim_start());
     }
+}
+
+/// Whether the statement is a CONCURRENTLY form, by PostgreSQL's own scanner.
+fn concurrently(sql: &str) -> bool {
+    pg_query::scan(sql).is_ok_and(|scan| {
+        scan.tokens
+            .iter()
+            .any(|t| t.token == pg_query::protobuf::Token::Concurrently as i32)
+    })
 }
 
 /// Runbook text as the plan shows it: controls and bidi overrides visible.

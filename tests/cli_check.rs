@@ -268,6 +268,79 @@ fn text_plan_explains_locks_and_phrases_for_a_trainee() {
     assert!(!stdout.contains('\x1b'), "no colour when piped");
 }
 
+#[test]
+fn text_plan_shows_rollback_phrases_concurrently_wait_bounds_and_why_no_phrase() {
+    // The rollback's own phrase, as docs/safety-model.md promises.
+    let (code, stdout, stderr) = pgpilot(&["plan", "tests/fixtures/valid/drop-column.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("to roll back, type: rollback update users"),
+        "{stdout}"
+    );
+
+    // A CONCURRENTLY step runs in autocommit: what bounds its waits, the
+    // ones for older transactions included.
+    let (code, stdout, stderr) = pgpilot(&["plan", "runbooks/demo.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let step = stdout
+        .split("\n\n")
+        .find(|s| s.contains("5. create-index"))
+        .unwrap_or_else(|| panic!("no create-index step:\n{stdout}"));
+    assert!(
+        step.contains("waits at most 1min for its locks, retried 5 times; runs at most 30min"),
+        "{step}"
+    );
+    assert!(
+        step.contains("CONCURRENTLY also waits for every transaction older than it to end; each such wait is a lock wait, so lock_timeout (1min) ends it too"),
+        "{step}"
+    );
+    // A step without CONCURRENTLY says nothing of it.
+    let other = stdout
+        .split("\n\n")
+        .find(|s| s.contains("4. add-battery-column"))
+        .unwrap_or_default();
+    assert!(!other.contains("older than it"), "{other}");
+
+    // High risk, not destructive: why no phrase is asked.
+    let (code, stdout, stderr) = pgpilot(&["plan", "runbooks/add-not-null-via-check.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let step = stdout
+        .split("\n\n")
+        .find(|s| s.contains("set-not-null [change]"))
+        .unwrap_or_else(|| panic!("no set-not-null step:\n{stdout}"));
+    assert!(
+        step.contains("HIGH risk: breaking for running clients"),
+        "{step}"
+    );
+    assert!(
+        step.contains("no phrase is asked: it breaks running clients but destroys no data"),
+        "{step}"
+    );
+    assert!(!step.contains("type to confirm"), "{step}");
+    let (_, json, _) = pgpilot(&[
+        "plan",
+        "runbooks/add-not-null-via-check.toml",
+        "--format",
+        "json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&json).expect("plan json");
+    let steps = plan["steps"].as_array().expect("steps");
+    let reason = |id: &str| {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["no_confirm_reason"].clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("set-not-null")
+            .as_str()
+            .is_some_and(|r| r.contains("destroys no data")),
+        "{json}"
+    );
+    assert!(reason("count-nulls").is_null(), "{json}");
+}
+
 // ---- files are files: what a runbook may name, and what pgpilot reads ----
 
 /// pgpilot `args` in a bounded child (deadline, 1 GiB of address space).

@@ -296,6 +296,31 @@ fn a_pause_step_shows_no_lock_settings() {
 }
 
 #[test]
+fn a_high_risk_step_that_destroys_nothing_says_why_no_phrase_is_asked() {
+    let c = check_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runbooks/add-not-null-via-check.toml"
+    )))
+    .expect("sample runbook");
+    let mut a = App::new(
+        &c.runbook,
+        &c.analysis,
+        SessionKind::Run,
+        None,
+        "db1:5432/weatherinsight".into(),
+        defaults(),
+    );
+    a.selected = a.steps.iter().position(|s| s.id == "set-not-null").unwrap();
+    let s = screen(&a, 160, 45);
+    assert!(s.contains("HIGH risk: breaking for running clients"), "{s}");
+    assert!(
+        s.contains("no phrase is asked: it breaks running clients but destroys no data"),
+        "{s}"
+    );
+    assert!(!s.contains("asks you to type"), "{s}");
+}
+
+#[test]
 fn dialogs_and_help_at_100x30() {
     let mut a = app(SessionKind::Run);
     three_level_chain(&mut a);

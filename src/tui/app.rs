@@ -68,6 +68,8 @@ pub struct StepView {
     pub analysis: Vec<String>,
     pub findings: Vec<(String, String, String)>,
     pub confirm: Option<String>,
+    /// Why a high-risk step asks no phrase.
+    pub no_phrase: Option<&'static str>,
     pub settings: String,
     /// Attempts retried after a lock timeout in this session.
     pub retries: u32,
@@ -113,6 +115,7 @@ impl StepView {
             analysis,
             findings,
             confirm: a.confirm.clone(),
+            no_phrase: crate::check::no_phrase_reason(a),
             settings: format!(
                 "lock_timeout {} · {} retries · statement_timeout {}",
                 format_duration(s.lock_timeout),

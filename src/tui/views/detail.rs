@@ -119,6 +119,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Span::raw("asks you to type: "),
             Span::styled(p.clone(), theme::danger()),
         ]));
+    } else if let Some(why) = s.no_phrase {
+        lines.push(Line::from(Span::styled(why, theme::dim())));
     }
     if let Some(rb) = &s.rollback {
         lines.push(Line::from(vec![
