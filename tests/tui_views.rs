@@ -213,6 +213,12 @@ fn small_terminals_keep_help_and_quit_in_the_footer_and_the_panels_in_view() {
     handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
     handle_key(&mut a, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
 
+    // Narrower, the lock tree's title counts them.
+    let s = screen(&a, 80, 24);
+    assert!(
+        s.contains("Locks — 2 waiting · 1 long transaction(s), longest 6m12s"),
+        "{s}"
+    );
     // From 100 columns on, the long transactions keep their panel, and the
     // sparkline says what it shows.
     let s = screen(&a, 100, 30);
@@ -339,6 +345,11 @@ fn dialogs_and_help_at_100x30() {
         assert!(s.contains("? or Esc closes this help"), "{s}");
     }
     insta::assert_snapshot!("help_100x30", screen(&a, 100, 30));
+    // Shorter still: the notes give way, every key and the way out stay.
+    let s = screen(&a, 80, 16);
+    assert!(s.contains("quit (asks when something runs)"), "{s}");
+    assert!(s.contains("? or Esc closes this help"), "{s}");
+    assert!(!s.contains("Rebind keys"), "{s}");
 }
 
 #[test]

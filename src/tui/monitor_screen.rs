@@ -146,6 +146,7 @@ impl MonitorScreen {
             focused: true,
             history: &self.history,
             interval: self.interval,
+            long_in_title: false,
         };
         draw_tree(f, tree, &view);
         draw_long(f, long, &view);

@@ -31,12 +31,19 @@ pub fn draw_keys<'a>(
             Span::raw(description),
         ]));
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::from(Span::styled(note.to_string(), theme::dim())));
-    lines.push(Line::from(Span::styled(
-        "Rebind keys in keys.toml in pgpilot's config directory.",
-        theme::dim(),
-    )));
+    // The notes give way to the keys on a short terminal.
+    let notes = [
+        Line::raw(""),
+        Line::from(Span::styled(note.to_string(), theme::dim())),
+        Line::from(Span::styled(
+            "Rebind keys in keys.toml in pgpilot's config directory.",
+            theme::dim(),
+        )),
+    ];
+    let room = usize::from(area.height.saturating_sub(2));
+    if lines.len() + notes.len() <= room {
+        lines.extend(notes);
+    }
     let height = (lines.len() as u16 + 2).min(area.height);
     let width = 76.min(area.width);
     let [v] = Layout::vertical([Constraint::Length(height)])

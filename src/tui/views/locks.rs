@@ -23,6 +23,9 @@ pub struct LockView<'a> {
     pub history: &'a VecDeque<u64>,
     /// Time between two polls: what one point of the sparkline stands for.
     pub interval: Duration,
+    /// No long-transaction panel beside the tree (a narrow terminal): the
+    /// tree's title counts them instead.
+    pub long_in_title: bool,
 }
 
 impl<'a> LockView<'a> {
@@ -35,6 +38,7 @@ impl<'a> LockView<'a> {
             focused: app.focus == Panel::Locks,
             history: &app.waiting_history,
             interval: app.poll_interval,
+            long_in_title: false,
         }
     }
 
@@ -75,6 +79,15 @@ fn no_snapshot(feed: Option<&Feed>, width: usize) -> Vec<Line<'static>> {
 
 pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
     let title = match (app.feed, app.snapshot()) {
+        (_, Some(s)) if app.long_in_title && !s.long_transactions.is_empty() => format!(
+            "Locks — {} waiting · {} long transaction(s), longest {}",
+            s.summary.waiting,
+            s.long_transactions.len(),
+            s.summary
+                .longest_xact_s
+                .map(age)
+                .unwrap_or_else(|| "-".into())
+        ),
         (_, Some(s)) => format!("Locks — {} waiting", s.summary.waiting),
         (Some(Feed::Disconnected { .. }), None) => "Locks — monitor disconnected".to_string(),
         _ => "Locks".to_string(),

@@ -57,7 +57,11 @@ pub fn draw(f: &mut Frame, app: &App) {
         locks::draw_tree(f, l, &locks::LockView::of(app));
         locks::draw_long(f, t, &locks::LockView::of(app));
     } else {
-        locks::draw_tree(f, locks_area, &locks::LockView::of(app));
+        let view = locks::LockView {
+            long_in_title: true,
+            ..locks::LockView::of(app)
+        };
+        locks::draw_tree(f, locks_area, &view);
     }
     if log_rows > 0 {
         log::draw(f, log_area, app);
