@@ -327,6 +327,71 @@ fn a_high_risk_step_that_destroys_nothing_says_why_no_phrase_is_asked() {
 }
 
 #[test]
+fn the_summary_after_q_says_what_each_step_did() {
+    use pgpilot::engine::Outcome;
+    let mut a = app(SessionKind::Run);
+    progress(&mut a);
+    let hostile = "lock timeout \u{1b}[2J password=Sekr3t";
+    a.on_engine(EngineEvent::StepFailed {
+        step: "drop-legacy-id".into(),
+        sqlstate: Some("55P03".into()),
+        message: hostile.into(),
+    });
+    a.on_engine(EngineEvent::StepSkipped {
+        step: "rows-before".into(),
+        reason: "counted by hand".into(),
+    });
+    let text = pgpilot::tui::summary::summary(
+        &a,
+        Some(&Outcome::Failed(format!("step drop-legacy-id: {hostile}"))),
+        1,
+        Path::new("/home/dba/.local/share/pgpilot/audit.jsonl"),
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "pgpilot run of users-drop-legacy-id: failed: step drop-legacy-id: lock timeout"
+        ),
+        "{text}"
+    );
+    assert!(lines[0].ends_with("(exit 1)"), "{text}");
+    assert_eq!(
+        lines[1], "  no-long-transactions  passed      12 ms",
+        "{text}"
+    );
+    let drop = lines
+        .iter()
+        .find(|l| l.starts_with("  drop-legacy-id"))
+        .expect("the failed step");
+    assert!(
+        drop.contains("FAILED") && drop.contains("1 retry"),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("rows-before")
+            && l.contains("skipped")
+            && l.contains("(counted by hand)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "steps: 3 passed, 1 failed, 1 skipped, 10 not run\nlock-timeout retries: 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("audit log: /home/dba/.local/share/pgpilot/audit.jsonl\n"),
+        "{text}"
+    );
+    // What the server said reaches the terminal as visible escapes, no password.
+    assert!(
+        !text.contains('\u{1b}') && !text.contains("Sekr3t"),
+        "{text}"
+    );
+    assert!(text.contains("\\x1b"), "{text}");
+}
+
+#[test]
 fn dialogs_and_help_at_100x30() {
     let mut a = app(SessionKind::Run);
     three_level_chain(&mut a);

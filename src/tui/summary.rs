@@ -40,9 +40,8 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
             safe(&s.id),
             s.state.label()
         );
-        if let Some(d) = s.duration {
-            let _ = write!(line, "  {:>8}", human(d));
-        }
+        let took = s.duration.map(human).unwrap_or_default();
+        let _ = write!(line, "  {took:>8}");
         if s.retries > 0 {
             let _ = write!(
                 line,
@@ -64,17 +63,31 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
     }
     let count =
         |wanted: &dyn Fn(&StepState) -> bool| app.steps.iter().filter(|s| wanted(&s.state)).count();
-    let applied = count(&|s| matches!(s, StepState::Applied | StepState::Rehearsed));
-    let passed = count(&|s| matches!(s, StepState::Passed | StepState::Acknowledged));
-    let failed = count(&|s| matches!(s, StepState::Failed(_)));
-    let rolled_back = count(&|s| matches!(s, StepState::RolledBack));
-    let skipped = count(&|s| matches!(s, StepState::Skipped(_)));
-    let pending = count(&|s| matches!(s, StepState::Pending));
+    let totals = [
+        (
+            count(&|s| matches!(s, StepState::Applied | StepState::Rehearsed)),
+            "applied",
+        ),
+        (count(&|s| matches!(s, StepState::Passed)), "passed"),
+        (
+            count(&|s| matches!(s, StepState::Acknowledged)),
+            "acknowledged",
+        ),
+        (count(&|s| matches!(s, StepState::Failed(_))), "failed"),
+        (
+            count(&|s| matches!(s, StepState::RolledBack)),
+            "rolled back",
+        ),
+        (count(&|s| matches!(s, StepState::Skipped(_))), "skipped"),
+        (count(&|s| matches!(s, StepState::Pending)), "not run"),
+    ];
+    let totals: Vec<String> = totals
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
     let retries: u32 = app.steps.iter().map(|s| s.retries).sum();
-    let _ = writeln!(
-        out,
-        "steps: {applied} applied, {passed} passed, {failed} failed, {rolled_back} rolled back, {skipped} skipped, {pending} not run"
-    );
+    let _ = writeln!(out, "steps: {}", totals.join(", "));
     let _ = writeln!(out, "lock-timeout retries: {retries}");
     let _ = writeln!(out, "audit log: {}", safe(&audit.display().to_string()));
     out
