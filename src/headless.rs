@@ -50,6 +50,7 @@ impl Driver {
     ) -> Outcome {
         let mut applied = 0;
         let mut passed = 0;
+        let mut rolled_back = 0;
         let mut cancel_sent = false;
         // One listener for the whole session: a `ctrl_c()` future made anew
         // each turn of the loop misses a Ctrl-C that arrives while an event
@@ -155,6 +156,7 @@ impl Driver {
                 }
                 EngineEvent::StepSkipped { step, reason } => say!("[{step}] skipped: {reason}"),
                 EngineEvent::RolledBack { step, duration } => {
+                    rolled_back += 1;
                     say!("[{step}] rolled back in {}", human(duration))
                 }
                 EngineEvent::Blockers { step, holders } => {
@@ -190,9 +192,10 @@ impl Driver {
                 }
                 EngineEvent::Finished(outcome) => {
                     match &outcome {
-                        Outcome::Done => {
-                            say!("pgpilot: done ({applied} applied, {passed} checks passed)")
-                        }
+                        Outcome::Done => say!(
+                            "pgpilot: done ({})",
+                            summary(applied, passed, rolled_back)
+                        ),
                         Outcome::Failed(m) => say_err!("pgpilot: failed: {m}"),
                         Outcome::Refused(m) => say_err!("pgpilot: refused: {m}"),
                         Outcome::Interrupted => say_err!(
@@ -288,6 +291,18 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// What a session that ended done did: a rollback counts what it rolled back.
+fn summary(applied: u32, passed: u32, rolled_back: u32) -> String {
+    let mut parts = vec![
+        format!("{applied} applied"),
+        format!("{passed} checks passed"),
+    ];
+    if rolled_back > 0 {
+        parts.push(format!("{rolled_back} rolled back"));
+    }
+    parts.join(", ")
+}
+
 /// A typed answer to the blocker guard: `p` or an empty line proceeds, `w`
 /// waits, anything else (`a`, a typo) aborts: the safe direction.
 fn blocker_answer(line: &str) -> Reply {
@@ -302,6 +317,12 @@ fn blocker_answer(line: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_counts_rollbacks() {
+        assert_eq!(summary(2, 1, 0), "2 applied, 1 checks passed");
+        assert_eq!(summary(0, 0, 2), "0 applied, 0 checks passed, 2 rolled back");
+    }
 
     #[test]
     fn a_typed_blocker_answer_aborts_unless_it_says_proceed_or_wait() {

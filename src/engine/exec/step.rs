@@ -122,6 +122,9 @@ impl Exec<'_> {
         match outcome {
             StepOutcome::Applied => self.mark(step, Status::Applied),
             StepOutcome::Passed => self.mark(step, Status::Passed),
+            StepOutcome::Rehearsed if matches!(step.kind, StepKind::Change | StepKind::Backup) => {
+                self.rehearsal.changed.push(step.id.clone())
+            }
             _ => {}
         }
         let mut ev = step_event(Action::StepSuccess, phase, step);
