@@ -186,16 +186,40 @@ impl Driver {
                         );
                     }
                 }
+                EngineEvent::States(states) => {
+                    for k in states {
+                        let stale = k
+                            .stale_after
+                            .as_deref()
+                            .map(|u| format!(" (passed before {u} was rolled back)"))
+                            .unwrap_or_default();
+                        say!(
+                            "[{}] on this target: {}{stale}, {} by {}",
+                            k.step,
+                            crate::engine::truth::label(k.status, k.stale_after.is_some()),
+                            k.at,
+                            k.operator
+                        );
+                    }
+                }
+                EngineEvent::Recaptured {
+                    step,
+                    name,
+                    kept,
+                    fresh,
+                    because,
+                } => say!(
+                    "[{step}] {{{{{name}}}}}: this run captured {fresh:?}, but later steps use {kept:?}, captured on an earlier run: {because} was applied with it"
+                ),
                 EngineEvent::Asks(ask) => {
                     let reply = self.answer(&ask).await;
                     let _ = replies.send(reply);
                 }
                 EngineEvent::Finished(outcome) => {
                     match &outcome {
-                        Outcome::Done => say!(
-                            "pgpilot: done ({})",
-                            summary(applied, passed, rolled_back)
-                        ),
+                        Outcome::Done => {
+                            say!("pgpilot: done ({})", summary(applied, passed, rolled_back))
+                        }
                         Outcome::Failed(m) => say_err!("pgpilot: failed: {m}"),
                         Outcome::Refused(m) => say_err!("pgpilot: refused: {m}"),
                         Outcome::Interrupted => say_err!(
@@ -321,7 +345,10 @@ mod tests {
     #[test]
     fn the_summary_counts_rollbacks() {
         assert_eq!(summary(2, 1, 0), "2 applied, 1 checks passed");
-        assert_eq!(summary(0, 0, 2), "0 applied, 0 checks passed, 2 rolled back");
+        assert_eq!(
+            summary(0, 0, 2),
+            "0 applied, 0 checks passed, 2 rolled back"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod monitor_screen;
 pub mod monitor_update;
 pub mod theme;
+pub mod truth;
 pub mod update;
 pub mod views;
 

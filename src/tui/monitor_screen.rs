@@ -144,6 +144,7 @@ impl MonitorScreen {
             lock_selected: self.selected,
             focused: true,
             history: &self.history,
+            rehearsal: false,
         };
         draw_tree(f, tree, &view);
         draw_long(f, long, &view);

@@ -8,6 +8,7 @@ mod blockers;
 mod confirm;
 mod expect;
 mod guards;
+mod known;
 mod rehearsal;
 mod rollback;
 mod sql;
@@ -36,6 +37,8 @@ struct Exec<'a> {
     /// A capture kept from an earlier run: a check re-run after later changes
     /// were applied must not replace the value those changes were checked against.
     pinned_capture: Option<String>,
+    /// Values re-run checks captured for kept (pinned) variables, by name.
+    fresh_captures: HashMap<String, String>,
     /// The guards passed: this is the target, and the audit's database copy
     /// may be written to it (never to a database a guard refused).
     target_confirmed: bool,
@@ -63,6 +66,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         rehearsal_open: false,
         rehearsal: rehearsal::Rehearsal::default(),
         pinned_capture: None,
+        fresh_captures: HashMap::new(),
         target_confirmed: false,
         upsert: None,
         txn_copies: true,
@@ -195,6 +199,7 @@ impl Exec<'_> {
                 .recorder
                 .start_copier(&self.s.spec, executor, self.io.events.clone());
         }
+        self.emit_states();
         self.announce_locks();
         match self.s.options.mode.clone() {
             Mode::Run { from } => self.apply(from.as_deref()).await,

@@ -333,6 +333,11 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains('\x1b'), "{m}");
-        assert!(m.ends_with("rehearsal_max_queue = 30s; everything was rolled back, nothing was changed"), "{m}");
+        assert!(
+            m.ends_with(
+                "rehearsal_max_queue = 30s; everything was rolled back, nothing was changed"
+            ),
+            "{m}"
+        );
     }
 }

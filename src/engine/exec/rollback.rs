@@ -176,7 +176,9 @@ impl Exec<'_> {
                     autocommit = false;
                 }
                 None => {
-                    let reason = "its rollback cannot run inside the rehearsal's transaction; not rehearsed".to_string();
+                    let reason =
+                        "its rollback cannot run inside the rehearsal's transaction; not rehearsed"
+                            .to_string();
                     let mut ev = step_event(Action::Skip, phase, step);
                     ev.message = Some(reason.clone());
                     self.record(ev).await;

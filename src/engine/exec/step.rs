@@ -114,6 +114,7 @@ impl Exec<'_> {
             attempt,
             duration,
         } = self.attempts(phase, step, work).await?;
+        self.tell_recaptured(step, r.fresh_capture.clone());
         let outcome = match (self.rehearsal_open, step.kind) {
             (true, _) => StepOutcome::Rehearsed,
             (false, StepKind::Check | StepKind::Verify) => StepOutcome::Passed,

@@ -238,10 +238,20 @@ mod tests {
             Duration::ZERO
         );
         let errs = parse(&set("soon")).unwrap_err();
-        assert!(errs[0].message.contains("rehearsal_max_queue"), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("rehearsal_max_queue"),
+            "{}",
+            errs[0]
+        );
         // A step cannot set it: the rehearsal is one transaction for all of them.
         let errs = parse(&(MINIMAL.to_string() + "rehearsal_max_queue = \"1s\"\n")).unwrap_err();
-        assert!(errs[0].message.contains("unknown key `rehearsal_max_queue`"), "{}", errs[0]);
+        assert!(
+            errs[0]
+                .message
+                .contains("unknown key `rehearsal_max_queue`"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]
