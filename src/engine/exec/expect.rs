@@ -261,7 +261,14 @@ mod tests {
     fn a_comparison_with_a_kept_value_says_so_and_names_the_new_one() {
         let mut kept = HashMap::from([("max_id".to_string(), "200273".to_string())]);
         let fresh = HashMap::from([("max_id".to_string(), "200301".to_string())]);
-        let s = step("expect = { scalar = \"{{max_id}}\" }");
+        let text = "[runbook]\nid = \"t\"\ntitle = \"t\"\n[[phase]]\nid = \"p\"\n\
+            [[phase.step]]\nid = \"max\"\nkind = \"check\"\nsql = \"SELECT 1\"\ncapture = \"max_id\"\n\
+            [[phase.step]]\nid = \"same\"\nkind = \"verify\"\nsql = \"SELECT 1\"\nexpect = { scalar = \"{{max_id}}\" }\n";
+        let rb = crate::runbook::parse_str(std::path::Path::new("t.toml"), text.into())
+            .unwrap_or_else(|d| panic!("runbook: {d:?}"));
+        let Some(s) = rb.step("same").cloned() else {
+            panic!("no step same")
+        };
         let f = check_expectation(&s, rows(Some("200301"), 1), &mut kept, None)
             .err()
             .map(|mut f| {
