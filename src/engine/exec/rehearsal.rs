@@ -102,12 +102,12 @@ fn queue_message(queued: &[Queued], waited: Duration, limit: Duration) -> String
         })
         .collect();
     format!(
-        "rehearsal ended: {} session(s) waited {} behind it for locks on {} ({}), longer than rehearsal_max_queue = {}; everything was rolled back, nothing was changed",
+        "rehearsal ended: {} session(s) waited {} behind its locks on {} (rehearsal_max_queue = {}); everything was rolled back, nothing was changed; waiting: {}",
         queued.len(),
         format_duration(Duration::from_secs(waited.as_secs())),
         relations.join(", "),
+        format_duration(limit),
         who.join("; "),
-        format_duration(limit)
     )
 }
 
@@ -229,7 +229,7 @@ impl Exec<'_> {
         }
         let strongest = strongest_locks(locks.into_iter());
         let message = if strongest.is_empty() {
-            "this rehearsal locks no existing table".to_string()
+            "this rehearsal will lock no existing table".to_string()
         } else {
             let each: Vec<String> = strongest
                 .iter()
@@ -328,16 +328,11 @@ mod tests {
             Duration::from_millis(31_400),
             Duration::from_secs(30),
         );
-        assert!(
-            m.starts_with("rehearsal ended: 2 session(s) waited 31s behind it for locks on public.t (pid 7 (app"),
-            "{m}"
-        );
+        let want = "rehearsal ended: 2 session(s) waited 31s behind its locks on public.t \
+            (rehearsal_max_queue = 30s); everything was rolled back, nothing was changed; \
+            waiting: pid 7 (app";
+        assert!(m.starts_with(want), "{m}");
         assert!(!m.contains('\x1b'), "{m}");
-        assert!(
-            m.ends_with(
-                "rehearsal_max_queue = 30s; everything was rolled back, nothing was changed"
-            ),
-            "{m}"
-        );
+        assert!(m.ends_with(", web) wants RowExclusiveLock"), "{m}");
     }
 }
