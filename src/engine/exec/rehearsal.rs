@@ -131,10 +131,14 @@ impl Exec<'_> {
         if !self.rehearsal_open || limit.is_zero() {
             return self.io.replies.recv().await.unwrap_or(Reply::Quit);
         }
-        let mut tick = tokio::time::interval(watch_interval(limit));
+        let every = watch_interval(limit);
+        // The first look after one interval: an answer given at once (headless)
+        // costs no query.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 r = self.io.replies.recv() => return r.unwrap_or(Reply::Quit),
                 _ = tick.tick() => {}
             }
