@@ -150,16 +150,17 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-/// Who queues behind pgpilot's own session (a rehearsal holds its locks
-/// until it ends): each waiter's pid, application, user, how long and for
-/// what — the sessions `rehearsal_max_queue` counts.
+/// Who queues behind a rehearsal (it holds its locks until it ends, also
+/// while it waits for the operator): each waiter's pid, application, user,
+/// how long and for what — the sessions `rehearsal_max_queue` counts. In a
+/// real run the tree below already shows them under pgpilot's own row.
 pub fn queued_behind(
     snap: &Snapshot,
     executor: Option<i32>,
     rehearsal: bool,
     width: usize,
 ) -> Vec<Line<'static>> {
-    let Some(me) = executor else {
+    let Some(me) = executor.filter(|_| rehearsal) else {
         return Vec::new();
     };
     let behind: Vec<String> = snap
