@@ -57,6 +57,8 @@ impl Driver {
         // is being printed, and the run would go on as if none was pressed.
         let mut interrupts =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        // An event that came while a question was open (see `Asks` below).
+        let mut came: Option<EngineEvent> = None;
         loop {
             let interrupted = async {
                 match interrupts.as_mut() {
@@ -65,6 +67,8 @@ impl Driver {
                 }
             };
             let event = tokio::select! {
+                biased;
+                e = async { came.take() }, if came.is_some() => e,
                 e = events.recv() => e,
                 _ = interrupted, if !cancel_sent => {
                     say!("pgpilot: cancelling the running statement (Ctrl-C)");
@@ -212,8 +216,15 @@ impl Driver {
                     "[{step}] {{{{{name}}}}}: this run captured {fresh:?}, but later steps use {kept:?}, captured on an earlier run: {because} was applied with it"
                 ),
                 EngineEvent::Asks(ask) => {
-                    let reply = self.answer(&ask).await;
-                    let _ = replies.send(reply);
+                    // The engine may end while the question is open (a
+                    // rehearsal whose locks made others queue too long
+                    // ends itself): what it says then is shown at once.
+                    tokio::select! {
+                        reply = self.answer(&ask) => {
+                            let _ = replies.send(reply);
+                        }
+                        e = events.recv() => came = e,
+                    }
                 }
                 EngineEvent::Finished(outcome) => {
                     match &outcome {

@@ -236,6 +236,51 @@ async fn a_rehearsal_that_makes_others_queue_too_long_ends_itself() {
     );
 }
 
+/// A pause after the change: headless, with a terminal, the engine waits
+/// there for "done" while holding the rehearsal's locks.
+const QUEUE_PAUSE: &str = r#"
+  [[phase.step]]
+  id = "read-the-screen"
+  kind = "pause"
+  instructions = "Read the screen."
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_rehearsal_waiting_at_a_terminal_ends_itself_too() {
+    let lab = Lab::new();
+    let client = lab.database("truthqueueheadless", &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .expect("table");
+    let db = lab.conninfo("truthqueueheadless");
+    let rb = runbook(&lab, "queue-pause.toml", &format!("{QUEUE}{QUEUE_PAUSE}"));
+    let exit = lab.data_dir.path().join("exit");
+    let t = tui(
+        &lab,
+        &format!("run {rb} --db '{db}' --rehearse --headless"),
+        &exit,
+    );
+    let s = t.wait_for("type \"done\" when it is done");
+    assert!(
+        s.contains("pgpilot: INFO: this rehearsal will lock t (ACCESS EXCLUSIVE)"),
+        "{s}"
+    );
+    let writer = connect(&db).await;
+    let insert =
+        tokio::spawn(async move { writer.batch_execute("INSERT INTO t VALUES (1)").await });
+    // Nobody types: the rehearsal ends itself, the insert goes through, and
+    // pgpilot exits refused without waiting for the line.
+    t.wait_for("rehearsal ended: 1 session(s) waited");
+    tokio::time::timeout(Duration::from_secs(15), insert)
+        .await
+        .expect("the insert completes once the rehearsal ends")
+        .expect("task")
+        .expect("insert");
+    assert_eq!(exit_code(&t, &exit, Duration::from_secs(15)), "3");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM t").await, "1");
+}
+
 const STATES: &str = r#"
 [runbook]
 id = "truth-states"
