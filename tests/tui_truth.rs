@@ -351,6 +351,65 @@ async fn a_session_opens_with_the_states_the_target_holds() {
     exit_code(&t, &exit, Duration::from_secs(15));
 }
 
+const VERIFIED: &str = r#"
+[runbook]
+id = "truth-stale"
+title = "A verify and what it verified"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "make-x"
+  kind = "change"
+  sql = "CREATE TABLE x (id int)"
+  rollback = "DROP TABLE x"
+
+  [[phase.step]]
+  id = "x-exists"
+  kind = "verify"
+  sql = "SELECT to_regclass('x') IS NOT NULL"
+  expect = { scalar = "t" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_marks_a_verify_stale_once_what_it_verified_is_rolled_back() {
+    let lab = Lab::new();
+    let _client = lab.database("truthstale", &[]).await;
+    let db = lab.conninfo("truthstale");
+    let rb = runbook(&lab, "stale.toml", VERIFIED);
+    let ran = lab.run(&["run", &rb, "--headless", "--db", &db]);
+    assert_eq!(ran.code, 0, "{ran}");
+    let status = lab.run(&["status", &rb, "--db", &db]);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.contains("x-exists") && l.contains("passed") && !l.contains("stale")),
+        "{status}"
+    );
+    let mut args: Vec<String> = ["rollback", &rb, "--headless", "--db", &db]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(confirms_for(&rb, true));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = lab.run(&args);
+    assert_eq!(ran.code, 0, "{ran}");
+    let status = lab.run(&["status", &rb, "--db", &db]);
+    assert!(
+        status.stdout.lines().any(|l| l.contains("x-exists")
+            && l.contains("stale")
+            && l.contains("(passed before make-x was rolled back)")),
+        "{status}"
+    );
+    let json = lab.run(&["status", &rb, "--db", &db, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("status json");
+    let verify = &doc["steps"][1];
+    assert_eq!(verify["status"], "passed", "{verify}");
+    assert_eq!(verify["stale_after"], "make-x", "{verify}");
+}
+
 const CAPTURE: &str = r#"
 [runbook]
 id = "truth-capture"
