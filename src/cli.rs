@@ -316,7 +316,11 @@ fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, dri
     let Some(rt) = runtime() else {
         return exit::FAILED;
     };
-    rt.block_on(drive_session(checked, conn.db, options, driving))
+    let code = rt.block_on(drive_session(checked, conn.db, options, driving));
+    // A terminal read nobody waits for any more (the engine ended while a
+    // question was open) must not hold the exit.
+    rt.shutdown_background();
+    code
 }
 
 /// Resolves --db (see [`resolve`]) and connects; errors are printed.

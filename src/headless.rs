@@ -50,12 +50,15 @@ impl Driver {
     ) -> Outcome {
         let mut applied = 0;
         let mut passed = 0;
+        let mut rolled_back = 0;
         let mut cancel_sent = false;
         // One listener for the whole session: a `ctrl_c()` future made anew
         // each turn of the loop misses a Ctrl-C that arrives while an event
         // is being printed, and the run would go on as if none was pressed.
         let mut interrupts =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        // An event that came while a question was open (see `Asks` below).
+        let mut came: Option<EngineEvent> = None;
         loop {
             let interrupted = async {
                 match interrupts.as_mut() {
@@ -64,6 +67,8 @@ impl Driver {
                 }
             };
             let event = tokio::select! {
+                biased;
+                e = async { came.take() }, if came.is_some() => e,
                 e = events.recv() => e,
                 _ = interrupted, if !cancel_sent => {
                     say!("pgpilot: cancelling the running statement (Ctrl-C)");
@@ -155,6 +160,7 @@ impl Driver {
                 }
                 EngineEvent::StepSkipped { step, reason } => say!("[{step}] skipped: {reason}"),
                 EngineEvent::RolledBack { step, duration } => {
+                    rolled_back += 1;
                     say!("[{step}] rolled back in {}", human(duration))
                 }
                 EngineEvent::Blockers { step, holders } => {
@@ -184,14 +190,46 @@ impl Driver {
                         );
                     }
                 }
+                EngineEvent::States(states) => {
+                    for k in states {
+                        let stale = k
+                            .stale_after
+                            .as_deref()
+                            .map(|u| format!(" (passed before {u} was rolled back)"))
+                            .unwrap_or_default();
+                        say!(
+                            "[{}] on this target: {}{stale}, {} by {}",
+                            k.step,
+                            crate::engine::truth::label(k.status, k.stale_after.is_some()),
+                            k.at,
+                            k.operator
+                        );
+                    }
+                }
+                EngineEvent::Recaptured {
+                    step,
+                    name,
+                    kept,
+                    fresh,
+                    because,
+                } => say!(
+                    "[{step}] {{{{{name}}}}}: this run captured {fresh:?}, but later steps use {kept:?}, captured on an earlier run: {because} was applied with it"
+                ),
                 EngineEvent::Asks(ask) => {
-                    let reply = self.answer(&ask).await;
-                    let _ = replies.send(reply);
+                    // The engine may end while the question is open (a
+                    // rehearsal whose locks made others queue too long
+                    // ends itself): what it says then is shown at once.
+                    tokio::select! {
+                        reply = self.answer(&ask) => {
+                            let _ = replies.send(reply);
+                        }
+                        e = events.recv() => came = e,
+                    }
                 }
                 EngineEvent::Finished(outcome) => {
                     match &outcome {
                         Outcome::Done => {
-                            say!("pgpilot: done ({applied} applied, {passed} checks passed)")
+                            say!("pgpilot: done ({})", summary(applied, passed, rolled_back))
                         }
                         Outcome::Failed(m) => say_err!("pgpilot: failed: {m}"),
                         Outcome::Refused(m) => say_err!("pgpilot: refused: {m}"),
@@ -288,6 +326,18 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// What a session that ended done did: a rollback counts what it rolled back.
+fn summary(applied: u32, passed: u32, rolled_back: u32) -> String {
+    let mut parts = vec![
+        format!("{applied} applied"),
+        format!("{passed} checks passed"),
+    ];
+    if rolled_back > 0 {
+        parts.push(format!("{rolled_back} rolled back"));
+    }
+    parts.join(", ")
+}
+
 /// A typed answer to the blocker guard: `p` or an empty line proceeds, `w`
 /// waits, anything else (`a`, a typo) aborts: the safe direction.
 fn blocker_answer(line: &str) -> Reply {
@@ -302,6 +352,15 @@ fn blocker_answer(line: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_counts_rollbacks() {
+        assert_eq!(summary(2, 1, 0), "2 applied, 1 checks passed");
+        assert_eq!(
+            summary(0, 0, 2),
+            "0 applied, 0 checks passed, 2 rolled back"
+        );
+    }
 
     #[test]
     fn a_typed_blocker_answer_aborts_unless_it_says_proceed_or_wait() {

@@ -14,6 +14,7 @@ mod rehearse;
 pub mod schema;
 pub mod state;
 pub mod status;
+pub mod truth;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -127,6 +128,20 @@ pub enum EngineEvent {
     },
     Asks(Ask),
     Finished(Outcome),
+    /// Each step's state on the target when the session opened (after the
+    /// guards, before any step), in runbook order; steps without one are pending.
+    States(Vec<truth::KnownState>),
+    /// A check ran again and captured another value than the one kept for
+    /// the later applied steps that depend on it (see `pinned_capture`):
+    /// both are shown; later steps and their rollbacks use `kept`.
+    Recaptured {
+        step: String,
+        name: String,
+        kept: String,
+        fresh: String,
+        /// The applied step that was checked against `kept`.
+        because: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 /// The newest schema version this pgpilot knows.
-pub const CURRENT: i32 = 2;
+pub const CURRENT: i32 = 3;
 
 /// One step of the schema's history. Never edit a migration that has been
 /// released: add the next one (and raise [`CURRENT`]).
@@ -28,6 +28,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: &[V2_STATUS_CHECK],
     },
+    Migration {
+        version: 3,
+        sql: &[V3_STATUS_CHECK],
+    },
 ];
 
 /// Version 2: `rolling_back` (an autocommit rollback under way, written
@@ -40,6 +44,17 @@ ALTER TABLE pgpilot.step_state
     DROP CONSTRAINT IF EXISTS step_state_status_known,
     ADD CONSTRAINT step_state_status_known CHECK (status IN
         ('applied', 'passed', 'acknowledged', 'skipped', 'in_progress', 'rolling_back', 'rolled_back'))
+        NOT VALID";
+
+/// Version 3: `failed` joins the statuses (a step whose transaction failed
+/// and was rolled back: nothing of it is applied), so that the screens and
+/// `pgpilot status` say so from the target itself. Same form as version 2.
+const V3_STATUS_CHECK: &str = "
+ALTER TABLE pgpilot.step_state
+    DROP CONSTRAINT IF EXISTS step_state_status_known,
+    ADD CONSTRAINT step_state_status_known CHECK (status IN
+        ('applied', 'passed', 'acknowledged', 'skipped', 'in_progress', 'rolling_back', 'rolled_back',
+         'failed'))
         NOT VALID";
 
 /// The version row: one row (`one` is its key), readable by everyone (a
@@ -248,7 +263,7 @@ mod tests {
     fn every_status_is_allowed_by_the_schema() {
         for status in Status::ALL {
             assert!(
-                V2_STATUS_CHECK.contains(&format!("'{}'", status.as_str())),
+                V3_STATUS_CHECK.contains(&format!("'{}'", status.as_str())),
                 "status {} is not in the schema's CHECK: add a migration",
                 status.as_str()
             );

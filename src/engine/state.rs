@@ -51,11 +51,15 @@ pub enum Status {
     /// schema version 2.
     RollingBack,
     RolledBack,
+    /// A step in a transaction that failed (an error, an unmet expectation,
+    /// its lock not got after its retries, a cancel): rolled back, nothing
+    /// of it applied; a later run runs it again. New in schema version 3.
+    Failed,
 }
 
 impl Status {
     /// Every status, as the schema's CHECK lists them (`engine::schema`).
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Applied,
         Status::Passed,
         Status::Acknowledged,
@@ -63,6 +67,7 @@ impl Status {
         Status::InProgress,
         Status::RollingBack,
         Status::RolledBack,
+        Status::Failed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +79,7 @@ impl Status {
             Status::InProgress => "in_progress",
             Status::RollingBack => "rolling_back",
             Status::RolledBack => "rolled_back",
+            Status::Failed => "failed",
         }
     }
 
@@ -94,6 +100,10 @@ pub struct StepState {
     pub rows: Option<i64>,
     pub duration_ms: Option<i64>,
     pub updated_at: String,
+    /// `updated_at` in microseconds since the epoch, to order two states
+    /// written in the same second (0 for a state this session wrote).
+    #[serde(skip)]
+    pub updated_us: i64,
 }
 
 /// A hash of what a step does (kind and SQL), so a changed applied step is
@@ -129,7 +139,8 @@ pub async fn load(
     let rows = client
         .query(
             "SELECT step_id, status, step_sha256, operator, role, client_host, captured, rows, duration_ms,
-                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at
+                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at,
+                    (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us
                FROM pgpilot.step_state WHERE runbook_id = $1",
             &[&runbook_id],
         )
@@ -154,6 +165,7 @@ pub async fn load(
                 rows: r.try_get("rows")?,
                 duration_ms: r.try_get("duration_ms")?,
                 updated_at: r.try_get("updated_at")?,
+                updated_us: r.try_get("updated_us")?,
             },
         );
     }

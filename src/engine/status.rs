@@ -21,6 +21,9 @@ pub struct StepStatus {
     pub duration_ms: Option<i64>,
     /// The applied step differs from the runbook's current text.
     pub changed: bool,
+    /// A passed check or verify whose pass is stale: this earlier change
+    /// step was rolled back after it passed.
+    pub stale_after: Option<String>,
 }
 
 /// Why `pgpilot status` could not read the target.
@@ -41,6 +44,7 @@ pub async fn step_statuses(
 ) -> Result<Vec<StepStatus>, StatusError> {
     schema::check(client).await?;
     let states = state::load(client, &runbook.id).await?;
+    let stale = super::truth::stale_checks(runbook, &states);
     Ok(runbook
         .steps()
         .map(|(phase, step)| {
@@ -61,6 +65,7 @@ pub async fn step_statuses(
                 changed: st.is_some_and(|s| {
                     s.status == Status::Applied && s.step_sha256 != state::step_hash(step)
                 }),
+                stale_after: stale.get(&step.id).cloned(),
             }
         })
         .collect())
@@ -79,9 +84,16 @@ pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String 
         } else {
             ""
         };
+        let (status, stale) = match &s.stale_after {
+            Some(undone) => (
+                "stale",
+                format!("  (passed before {undone} was rolled back)"),
+            ),
+            None => (s.status.as_str(), String::new()),
+        };
         out.push_str(&format!(
-            "  {:<width$}  {:<7}  {:<12}  {who}{changed}\n",
-            s.id, s.kind, s.status
+            "  {:<width$}  {:<7}  {:<12}  {who}{changed}{stale}\n",
+            s.id, s.kind, status
         ));
     }
     out

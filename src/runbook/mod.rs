@@ -155,6 +155,9 @@ pub struct Settings {
     pub retry_backoff: Duration,
     pub long_transaction: Duration,
     pub on_blockers: OnBlockers,
+    /// Runbook-wide only: a rehearsal whose locks have made other sessions
+    /// queue this long ends itself (rolled back). Zero turns it off.
+    pub rehearsal_max_queue: Duration,
 }
 
 impl Default for Settings {
@@ -166,6 +169,7 @@ impl Default for Settings {
             retry_backoff: Duration::from_secs(1),
             long_transaction: Duration::from_secs(5 * 60),
             on_blockers: OnBlockers::Ask,
+            rehearsal_max_queue: Duration::from_secs(30),
         }
     }
 }

@@ -22,7 +22,10 @@ pub enum SessionKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepState {
     Pending,
-    Running { attempt: u32, of: u32 },
+    Running {
+        attempt: u32,
+        of: u32,
+    },
     Applied,
     Passed,
     Acknowledged,
@@ -30,6 +33,11 @@ pub enum StepState {
     Failed(String),
     Skipped(String),
     RolledBack,
+    /// A check or verify passed before this change step was rolled back.
+    Stale(String),
+    /// Found `in_progress` / `rolling_back` on the target: in doubt.
+    InProgress,
+    RollingBack,
 }
 
 impl StepState {
@@ -45,6 +53,9 @@ impl StepState {
             StepState::Failed(_) => "FAILED".into(),
             StepState::Skipped(_) => "skipped".into(),
             StepState::RolledBack => "rolled back".into(),
+            StepState::Stale(_) => "stale".into(),
+            StepState::InProgress => "in progress".into(),
+            StepState::RollingBack => "rolling back".into(),
         }
     }
 }
@@ -73,6 +84,9 @@ pub struct StepView {
     pub settings: String,
     /// Attempts retried after a lock timeout in this session.
     pub retries: u32,
+    /// The variable it captures, and those its SQL, rollback or expectation use.
+    pub capture: Option<String>,
+    pub uses: Vec<String>,
 }
 
 impl StepView {
@@ -123,6 +137,8 @@ impl StepView {
                 format_duration(s.statement_timeout)
             ),
             retries: 0,
+            capture: step.capture.clone(),
+            uses: super::truth::uses(step),
         }
     }
 }
@@ -200,6 +216,8 @@ pub struct App {
     pub quit: bool,
     /// The question a phrase was last typed for: asked again means it was wrong.
     pub last_phrase: Option<Ask>,
+    /// Captured values by variable name, as later steps use them.
+    pub captured: std::collections::BTreeMap<String, super::truth::CapturedValue>,
 }
 
 pub const HISTORY: usize = 120;
@@ -243,6 +261,7 @@ impl App {
             bindings,
             quit: false,
             last_phrase: None,
+            captured: Default::default(),
         }
     }
 
@@ -264,7 +283,7 @@ impl App {
         }
     }
 
-    fn step_mut(&mut self, id: &str) -> Option<&mut StepView> {
+    pub(super) fn step_mut(&mut self, id: &str) -> Option<&mut StepView> {
         self.steps.iter_mut().find(|s| s.id == id)
     }
 
@@ -364,7 +383,10 @@ impl App {
                 }
                 let rows = rows.map(|r| format!(", {r} row(s)")).unwrap_or_default();
                 let cap = captured
-                    .map(|(n, v)| format!(", {{{{{n}}}}} = {v}"))
+                    .map(|(n, v)| {
+                        self.captured_now(&n, &v);
+                        format!(", {{{{{n}}}}} = {v}")
+                    })
                     .unwrap_or_default();
                 self.log(
                     LogLevel::Good,
@@ -403,6 +425,7 @@ impl App {
             }
             EngineEvent::RolledBack { step, duration } => {
                 self.running = None;
+                self.stale_after(&step);
                 if let Some(s) = self.step_mut(&step) {
                     s.state = StepState::RolledBack;
                     s.duration = Some(duration);
@@ -435,10 +458,20 @@ impl App {
                 }
             }
             EngineEvent::Asks(ask) => self.on_ask(ask),
+            EngineEvent::States(states) => self.on_states(states),
+            EngineEvent::Recaptured {
+                step,
+                name,
+                kept,
+                fresh,
+                because,
+            } => self.on_recaptured(&step, name, kept, fresh, because),
             EngineEvent::Finished(outcome) => {
                 self.running = None;
                 self.next = None;
                 self.at_end = false;
+                // No question is open any more (a rehearsal may have ended itself).
+                self.dialog = None;
                 let (level, text) = match &outcome {
                     Outcome::Done => (LogLevel::Good, "done".to_string()),
                     Outcome::Failed(m) => (LogLevel::Bad, format!("failed: {m}")),
@@ -563,6 +596,6 @@ pub fn human(d: Duration) -> String {
 /// Text from a runbook or the server as the screen shows it: passwords
 /// masked, control characters and bidi overrides made visible (ratatui drops
 /// C0 controls but would pass bidi overrides on to the terminal).
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     crate::text::for_terminal(&crate::text::redact(text)).into_owned()
 }

@@ -8,6 +8,7 @@ pub mod monitor_screen;
 pub mod monitor_update;
 pub mod summary;
 pub mod theme;
+pub mod truth;
 pub mod update;
 pub mod views;
 

@@ -147,6 +147,7 @@ impl MonitorScreen {
             history: &self.history,
             interval: self.interval,
             long_in_title: false,
+            rehearsal: false,
         };
         draw_tree(f, tree, &view);
         draw_long(f, long, &view);

@@ -68,7 +68,11 @@ pub fn state(s: &StepState) -> Style {
             good()
         }
         StepState::Failed(_) => danger(),
-        StepState::Skipped(_) | StepState::RolledBack => warn(),
+        StepState::Skipped(_)
+        | StepState::RolledBack
+        | StepState::Stale(_)
+        | StepState::InProgress
+        | StepState::RollingBack => warn(),
     }
 }
 

@@ -61,7 +61,8 @@ pub fn update(app: &mut App, action: Action) -> Option<Command> {
         }
         Action::Rollback => {
             let step = app.steps.get(app.selected)?;
-            if step.state != StepState::Applied {
+            // Rehearsed: `b` rehearses its rollback inside the rehearsal.
+            if !matches!(step.state, StepState::Applied | StepState::Rehearsed) {
                 let msg = format!("{} is not applied: nothing to roll back", step.id);
                 app.log(LogLevel::Info, msg);
                 return None;

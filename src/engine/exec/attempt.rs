@@ -250,6 +250,12 @@ impl Exec<'_> {
             self.record(c).await;
         }
         self.record(ev).await;
+        if let Work::Step {
+            autocommit: false, ..
+        } = work
+        {
+            self.record_failed(step).await;
+        }
         self.emit(EngineEvent::StepFailed {
             step: step.id.clone(),
             sqlstate: f.sqlstate.clone(),

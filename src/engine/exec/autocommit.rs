@@ -58,6 +58,7 @@ impl Exec<'_> {
             &messages,
             &mut self.captured,
             self.pinned_capture.as_deref(),
+            &self.fresh_captures,
         )?;
         let w = self.state_params(step, Status::Applied, Some(result.rows), None);
         self.exec_state(&w).await?;

@@ -14,6 +14,9 @@ pub(super) struct StepResult {
     pub(super) rows: u64,
     pub(super) first_value: Option<Option<String>>,
     pub(super) returned_rows: bool,
+    /// The value a re-run check captured for its kept (pinned) variable,
+    /// which it does not replace.
+    pub(super) fresh_capture: Option<String>,
 }
 
 /// Checks the step's expectation on its last result and keeps its capture.
@@ -22,8 +25,47 @@ pub(super) fn evaluate(
     messages: &[SimpleQueryMessage],
     captured: &mut HashMap<String, String>,
     pinned: Option<&str>,
+    fresh: &HashMap<String, String>,
 ) -> Result<StepResult, SqlFailure> {
-    check_expectation(step, last_result(messages), captured, pinned)
+    check_expectation(step, last_result(messages), captured, pinned).map_err(|mut f| {
+        f.message.push_str(&kept_note(step, captured, fresh));
+        f
+    })
+}
+
+/// Where an expected value came from, when it is a value kept from an
+/// earlier run although this run captured another: never a silent
+/// comparison against the old one.
+pub(super) fn kept_note(
+    step: &Step,
+    captured: &HashMap<String, String>,
+    fresh: &HashMap<String, String>,
+) -> String {
+    let Some(Expect::Scalar(text)) = &step.expect else {
+        return String::new();
+    };
+    let Ok(refs) = vars::references(text) else {
+        return String::new();
+    };
+    let mut notes = Vec::new();
+    for r in refs {
+        if let (Some(kept), Some(new)) = (captured.get(&r.name), fresh.get(&r.name))
+            && kept != new
+            && !notes
+                .iter()
+                .any(|n: &String| n.contains(&format!("{{{{{}}}}}", r.name)))
+        {
+            notes.push(format!(
+                "{{{{{}}}}} is {kept:?}, the value kept from an earlier run for the steps applied since; this run captured {new:?}",
+                r.name
+            ));
+        }
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    }
 }
 
 /// The last result set among a step's results.
@@ -52,12 +94,14 @@ pub(super) fn last_result(messages: &[SimpleQueryMessage]) -> StepResult {
                         rows: current_rows,
                         first_value: current_first.take(),
                         returned_rows: true,
+                        fresh_capture: None,
                     }
                 } else {
                     StepResult {
                         rows: *n,
                         first_value: None,
                         returned_rows: false,
+                        fresh_capture: None,
                     }
                 };
                 in_rows = false;
@@ -71,7 +115,7 @@ pub(super) fn last_result(messages: &[SimpleQueryMessage]) -> StepResult {
 
 pub(super) fn check_expectation(
     step: &Step,
-    last: StepResult,
+    mut last: StepResult,
     captured: &mut HashMap<String, String>,
     pinned: Option<&str>,
 ) -> Result<StepResult, SqlFailure> {
@@ -113,6 +157,9 @@ pub(super) fn check_expectation(
             )));
         }
     }
+    if step.capture.is_some() && step.capture.as_deref() == pinned && last.returned_rows {
+        last.fresh_capture = last.first_value.clone().flatten();
+    }
     if let Some(name) = step.capture.as_ref().filter(|n| Some(n.as_str()) != pinned) {
         match last.first_value.clone().flatten() {
             Some(v) if last.returned_rows => {
@@ -151,6 +198,7 @@ mod tests {
             rows: n,
             first_value: (n > 0).then(|| first.map(str::to_string)),
             returned_rows: true,
+            fresh_capture: None,
         }
     }
 
@@ -207,6 +255,42 @@ mod tests {
             message(check_expectation(&s, rows(None, 0), &mut vars, None)),
             "expectation not met: expected \"42\", got no rows"
         );
+    }
+
+    #[test]
+    fn a_comparison_with_a_kept_value_says_so_and_names_the_new_one() {
+        let mut kept = HashMap::from([("max_id".to_string(), "200273".to_string())]);
+        let fresh = HashMap::from([("max_id".to_string(), "200301".to_string())]);
+        let text = "[runbook]\nid = \"t\"\ntitle = \"t\"\n[[phase]]\nid = \"p\"\n\
+            [[phase.step]]\nid = \"max\"\nkind = \"check\"\nsql = \"SELECT 1\"\ncapture = \"max_id\"\n\
+            [[phase.step]]\nid = \"same\"\nkind = \"verify\"\nsql = \"SELECT 1\"\nexpect = { scalar = \"{{max_id}}\" }\n";
+        let rb = crate::runbook::parse_str(std::path::Path::new("t.toml"), text.into())
+            .unwrap_or_else(|d| panic!("runbook: {d:?}"));
+        let Some(s) = rb.step("same").cloned() else {
+            panic!("no step same")
+        };
+        let f = check_expectation(&s, rows(Some("200301"), 1), &mut kept, None)
+            .err()
+            .map(|mut f| {
+                f.message.push_str(&kept_note(&s, &kept, &fresh));
+                f.message
+            });
+        assert_eq!(
+            f.as_deref(),
+            Some(
+                "expectation not met: expected \"200273\", got \"200301\" ({{max_id}} is \"200273\", the value kept from an earlier run for the steps applied since; this run captured \"200301\")"
+            )
+        );
+        assert_eq!(kept_note(&s, &kept, &HashMap::new()), "");
+    }
+
+    #[test]
+    fn a_pinned_capture_is_not_replaced_but_its_new_value_is_told() {
+        let mut vars = HashMap::from([("n".to_string(), "5".to_string())]);
+        let s = step("capture = \"n\"");
+        let r = check_expectation(&s, rows(Some("9"), 1), &mut vars, Some("n"));
+        assert_eq!(r.ok().and_then(|r| r.fresh_capture).as_deref(), Some("9"));
+        assert_eq!(vars["n"], "5");
     }
 
     #[test]

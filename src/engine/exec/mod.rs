@@ -8,6 +8,8 @@ mod blockers;
 mod confirm;
 mod expect;
 mod guards;
+mod known;
+mod rehearsal;
 mod rollback;
 mod sql;
 mod state_row;
@@ -31,9 +33,12 @@ struct Exec<'a> {
     captured: HashMap<String, String>,
     /// Inside the rehearsal's one transaction.
     rehearsal_open: bool,
+    rehearsal: rehearsal::Rehearsal,
     /// A capture kept from an earlier run: a check re-run after later changes
     /// were applied must not replace the value those changes were checked against.
     pinned_capture: Option<String>,
+    /// Values re-run checks captured for kept (pinned) variables, by name.
+    fresh_captures: HashMap<String, String>,
     /// The guards passed: this is the target, and the audit's database copy
     /// may be written to it (never to a database a guard refused).
     target_confirmed: bool,
@@ -59,12 +64,18 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         states: HashMap::new(),
         captured: HashMap::new(),
         rehearsal_open: false,
+        rehearsal: rehearsal::Rehearsal::default(),
         pinned_capture: None,
+        fresh_captures: HashMap::new(),
         target_confirmed: false,
         upsert: None,
         txn_copies: true,
     };
-    let outcome = exec.run().await;
+    let mut outcome = exec.run().await;
+    if let Some(why) = exec.rehearsal.ended.take() {
+        // The rehearsal ended itself while the operator was asked something.
+        outcome = Outcome::Refused(why);
+    }
     if exec.rehearsal_open {
         let _ = exec.client().batch_execute("ROLLBACK").await;
     }
@@ -146,7 +157,7 @@ impl Exec<'_> {
             self.warn(notes);
         }
         self.emit(EngineEvent::Asks(ask));
-        self.io.replies.recv().await.unwrap_or(Reply::Quit)
+        self.reply().await
     }
 
     pub(super) async fn run(&mut self) -> Outcome {
@@ -188,6 +199,8 @@ impl Exec<'_> {
                 .recorder
                 .start_copier(&self.s.spec, executor, self.io.events.clone());
         }
+        self.emit_states();
+        self.announce_locks();
         match self.s.options.mode.clone() {
             Mode::Run { from } => self.apply(from.as_deref()).await,
             Mode::Rollback { to } => self.rollback_range(to.as_deref(), None, true).await,
@@ -311,15 +324,8 @@ impl Exec<'_> {
                 return o;
             }
         }
-        if self.rehearsal_open {
-            let _ = self.client().batch_execute("ROLLBACK").await;
-            self.rehearsal_open = false;
-            self.emit(EngineEvent::Notice {
-                step: None,
-                severity: Severity::Info,
-                message: "rehearsal finished: everything was rolled back".into(),
-            });
-        }
+        // A rehearsal is still open here: `b` at the end rehearses the
+        // rollback inside it (see rehearsal.rs), and it ends after.
         while self.s.options.interactive {
             match self.ask(Ask::End).await {
                 Reply::RollbackThrough(target) => {
@@ -330,18 +336,14 @@ impl Exec<'_> {
                 _ => break,
             }
         }
+        self.finish_rehearsal().await;
         Outcome::Done
     }
 
     /// `b` in the TUI: the applied steps from the newest down to and including `target`.
     pub(super) async fn rollback_through(&mut self, target: &str) -> Result<(), Outcome> {
         if self.rehearsal_open {
-            self.emit(EngineEvent::Notice {
-                step: None,
-                severity: Severity::Info,
-                message: "a rehearsal is rolled back as a whole at its end".into(),
-            });
-            return Ok(());
+            return self.rehearse_rollback_through(target).await;
         }
         match self.rollback_range(None, Some(target), false).await {
             Outcome::Done => Ok(()),

@@ -7,7 +7,8 @@ use super::{Exec, Part, step_event};
 use crate::analysis::StepAnalysis;
 use crate::audit::record::Action;
 use crate::engine::state::Status;
-use crate::engine::{Ask, EngineEvent, Outcome, Reply, failpoint};
+use crate::engine::{Ask, EngineEvent, Outcome, Reply, failpoint, rehearse};
+use crate::pg::Severity;
 use crate::runbook::{Phase, Settings, Step, StepKind};
 
 impl Exec<'_> {
@@ -65,18 +66,27 @@ impl Exec<'_> {
                 // Nothing to undo (ANALYZE, VALIDATE CONSTRAINT): marked rolled
                 // back so that a later run applies it again after what it
                 // depended on is re-applied.
-                if let Err(o) = self
+                // Screen, log and audit say the same: rolled back.
+                let mut ev = step_event(Action::RollbackSuccess, &phase, &step);
+                ev.message = Some("no rollback SQL: nothing to undo".into());
+                if self.rehearsal_open {
+                    self.rehearsal.changed.retain(|s| *s != step.id);
+                    ev.outcome = Some("rehearsed".into());
+                } else if let Err(o) = self
                     .write_state_autocommit(&step, Status::RolledBack, None, None)
                     .await
                 {
                     return o;
                 }
-                let mut ev = step_event(Action::RollbackSuccess, &phase, &step);
-                ev.message = Some("no rollback SQL: nothing to undo".into());
                 self.record(ev).await;
-                self.emit(EngineEvent::StepSkipped {
+                self.emit(EngineEvent::Notice {
+                    step: Some(step.id.clone()),
+                    severity: Severity::Info,
+                    message: "no rollback SQL: nothing to undo; marked rolled back".into(),
+                });
+                self.emit(EngineEvent::RolledBack {
                     step: step.id.clone(),
-                    reason: "no rollback SQL: nothing to undo; marked rolled back".into(),
+                    duration: std::time::Duration::ZERO,
                 });
                 continue;
             };
@@ -129,7 +139,11 @@ impl Exec<'_> {
 
     /// Applied, or a rollback in autocommit that was interrupted (its SQL
     /// is run again to finish it: write such rollbacks with `IF EXISTS`).
+    /// In a rehearsal: only what the rehearsal itself changed.
     fn to_roll_back(&self, step: &Step) -> bool {
+        if self.rehearsal_open {
+            return self.rehearsal.changed.contains(&step.id);
+        }
         matches!(
             self.states.get(&step.id).map(|s| s.status),
             Some(Status::Applied | Status::RollingBack)
@@ -143,15 +157,55 @@ impl Exec<'_> {
         a: &StepAnalysis,
         sql: &str,
     ) -> Result<(), Outcome> {
-        let autocommit = a.rollback.iter().any(|s| !s.transactional);
+        let mut autocommit = a.rollback.iter().any(|s| !s.transactional);
+        let rehearsed_form;
+        let mut sql = sql;
+        if self.rehearsal_open && autocommit {
+            // As a forward step: its transactional form, or not rehearsed.
+            match rehearse::transactional_form(sql) {
+                Some(form) => {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: Severity::Info,
+                        message: format!(
+                            "rehearsal runs the rollback in its transactional form: {form}"
+                        ),
+                    });
+                    rehearsed_form = form;
+                    sql = &rehearsed_form;
+                    autocommit = false;
+                }
+                None => {
+                    let reason =
+                        "its rollback cannot run inside the rehearsal's transaction; not rehearsed"
+                            .to_string();
+                    let mut ev = step_event(Action::Skip, phase, step);
+                    ev.message = Some(reason.clone());
+                    self.record(ev).await;
+                    self.emit(EngineEvent::StepSkipped {
+                        step: step.id.clone(),
+                        reason,
+                    });
+                    return Ok(());
+                }
+            }
+        }
         let done = self
             .attempts(phase, step, Work::Rollback { sql, autocommit })
             .await?;
         failpoint::point("rollback-done");
         let mut ev = step_event(Action::RollbackSuccess, phase, step);
         ev.duration_ms = Some(done.duration.as_millis() as u64);
+        if self.rehearsal_open {
+            ev.outcome = Some("rehearsed".into());
+            ev.message = Some(
+                "rehearsed: undone inside the rehearsal's transaction, which is rolled back; nothing was changed".into(),
+            );
+            self.rehearsal.changed.retain(|s| *s != step.id);
+        } else {
+            self.mark(step, Status::RolledBack);
+        }
         self.record(ev).await;
-        self.mark(step, Status::RolledBack);
         self.emit(EngineEvent::RolledBack {
             step: step.id.clone(),
             duration: done.duration,
@@ -191,7 +245,17 @@ impl Exec<'_> {
         sql: &str,
         settings: &Settings,
     ) -> Result<StepResult, SqlFailure> {
-        self.query(&local_timeouts("BEGIN", settings)).await?;
+        // Inside a rehearsal: a savepoint of its transaction, as a step's.
+        let (begin, commit, abort) = if self.rehearsal_open {
+            (
+                "SAVEPOINT pgpilot_step",
+                "RELEASE SAVEPOINT pgpilot_step",
+                "ROLLBACK TO SAVEPOINT pgpilot_step",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        self.query(&local_timeouts(begin, settings)).await?;
         let w = self.state_params(step, Status::RolledBack, None, None);
         let ran = async {
             self.query(sql).await?;
@@ -201,11 +265,11 @@ impl Exec<'_> {
         .await;
         match ran {
             Ok(()) => {
-                self.query("COMMIT").await?;
+                self.query(commit).await?;
                 Ok(StepResult::default())
             }
             Err(f) => {
-                let _ = self.client().batch_execute("ROLLBACK").await;
+                let _ = self.client().batch_execute(abort).await;
                 Err(f)
             }
         }

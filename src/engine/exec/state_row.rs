@@ -27,6 +27,7 @@ impl Exec<'_> {
                 rows: None,
                 duration_ms: None,
                 updated_at: String::new(),
+                updated_us: 0,
             });
         st.status = status;
         st.step_sha256 = state::step_hash(step);

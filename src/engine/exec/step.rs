@@ -114,6 +114,7 @@ impl Exec<'_> {
             attempt,
             duration,
         } = self.attempts(phase, step, work).await?;
+        self.tell_recaptured(step, r.fresh_capture.clone());
         let outcome = match (self.rehearsal_open, step.kind) {
             (true, _) => StepOutcome::Rehearsed,
             (false, StepKind::Check | StepKind::Verify) => StepOutcome::Passed,
@@ -122,6 +123,9 @@ impl Exec<'_> {
         match outcome {
             StepOutcome::Applied => self.mark(step, Status::Applied),
             StepOutcome::Passed => self.mark(step, Status::Passed),
+            StepOutcome::Rehearsed if matches!(step.kind, StepKind::Change | StepKind::Backup) => {
+                self.rehearsal.changed.push(step.id.clone())
+            }
             _ => {}
         }
         let mut ev = step_event(Action::StepSuccess, phase, step);

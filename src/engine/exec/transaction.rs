@@ -170,6 +170,7 @@ impl Exec<'_> {
                 &messages,
                 &mut self.captured,
                 self.pinned_capture.as_deref(),
+                &self.fresh_captures,
             )?;
             let w = self.state_params(step, status, Some(result.rows), Some(started.elapsed()));
             if self.rehearsal_open {

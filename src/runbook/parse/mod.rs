@@ -220,6 +220,41 @@ mod tests {
     }
 
     #[test]
+    fn rehearsal_max_queue_is_a_runbook_setting_zero_turns_it_off() {
+        assert_eq!(
+            parse(MINIMAL).unwrap().settings.rehearsal_max_queue,
+            Duration::from_secs(30)
+        );
+        let set = |v: &str| {
+            MINIMAL.replace(
+                "[[phase]]",
+                &format!("[settings]\nrehearsal_max_queue = \"{v}\"\n[[phase]]"),
+            )
+        };
+        let r = parse(&set("2s")).unwrap();
+        assert_eq!(r.settings.rehearsal_max_queue, Duration::from_secs(2));
+        assert_eq!(
+            parse(&set("0")).unwrap().settings.rehearsal_max_queue,
+            Duration::ZERO
+        );
+        let errs = parse(&set("soon")).unwrap_err();
+        assert!(
+            errs[0].message.contains("rehearsal_max_queue"),
+            "{}",
+            errs[0]
+        );
+        // A step cannot set it: the rehearsal is one transaction for all of them.
+        let errs = parse(&(MINIMAL.to_string() + "rehearsal_max_queue = \"1s\"\n")).unwrap_err();
+        assert!(
+            errs[0]
+                .message
+                .contains("unknown key `rehearsal_max_queue`"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
     fn sql_locations_point_into_the_runbook() {
         let text = MINIMAL.replace(
             "sql = \"SELECT 1\"",

@@ -44,6 +44,8 @@ pub(super) struct RawSettings {
     pub(super) retry_backoff: Option<Spanned<String>>,
     pub(super) long_transaction: Option<Spanned<String>>,
     pub(super) on_blockers: Option<Spanned<String>>,
+    /// `[settings]` only: a step has no key for it.
+    pub(super) rehearsal_max_queue: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -154,6 +154,7 @@ impl Parser {
             retry_backoff: raw.retry_backoff,
             long_transaction: raw.long_transaction,
             on_blockers: raw.on_blockers,
+            rehearsal_max_queue: None,
         };
         let settings = self.settings(base, overrides);
         let file = raw.file.as_ref().map(|f| PathBuf::from(f.get_ref()));

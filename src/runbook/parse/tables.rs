@@ -129,6 +129,11 @@ impl Parser {
         {
             s.long_transaction = d;
         }
+        if let Some(v) = &raw.rehearsal_max_queue
+            && let Some(d) = self.duration(v, "rehearsal_max_queue")
+        {
+            s.rehearsal_max_queue = d;
+        }
         if let Some(v) = &raw.lock_retries {
             match u32::try_from(*v.get_ref()) {
                 Ok(n) if n <= 1000 => s.lock_retries = n,

@@ -86,6 +86,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             theme::danger(),
         )));
     }
+    if let StepState::Stale(undone) = &s.state {
+        lines.push(Line::from(Span::styled(
+            format!("stale: it passed before {undone} was rolled back; run it again to re-check"),
+            theme::warn(),
+        )));
+    }
     if let StepState::Skipped(m) = &s.state {
         lines.push(Line::from(Span::styled(
             format!("skipped: {m}"),
@@ -132,6 +138,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     if s.kind != crate::runbook::StepKind::Pause {
         lines.push(Line::from(Span::styled(s.settings.clone(), theme::dim())));
     }
+    lines.extend(super::captured::lines(app, s));
     if let Some(e) = &s.explain {
         lines.push(Line::from(vec![
             Span::styled("why: ", theme::dim()),

@@ -26,6 +26,8 @@ pub struct LockView<'a> {
     /// No long-transaction panel beside the tree (a narrow terminal): the
     /// tree's title counts them instead.
     pub long_in_title: bool,
+    /// The executor's session is a rehearsal: its locks are held until it ends.
+    pub rehearsal: bool,
 }
 
 impl<'a> LockView<'a> {
@@ -39,6 +41,7 @@ impl<'a> LockView<'a> {
             history: &app.waiting_history,
             interval: app.poll_interval,
             long_in_title: false,
+            rehearsal: app.kind == crate::tui::app::SessionKind::Rehearsal,
         }
     }
 
@@ -118,6 +121,7 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
             )));
         }
     }
+    lines.extend(queued_behind(snap, app.executor, app.rehearsal, width));
     if snap.tree.is_empty() {
         lines.push(Line::from(Span::styled(
             "no session waits for a lock",
@@ -175,6 +179,74 @@ fn spark_label(shown: &[u64], interval: Duration) -> String {
         "waiting sessions, last {} (max {max}):",
         age(span.as_secs_f64())
     )
+}
+
+/// Who queues behind a rehearsal (it holds its locks until it ends, also
+/// while it waits for the operator): each waiter's pid, application, user,
+/// how long and for what — the sessions `rehearsal_max_queue` counts. In a
+/// real run the tree below already shows them under pgpilot's own row.
+pub fn queued_behind(
+    snap: &Snapshot,
+    executor: Option<i32>,
+    rehearsal: bool,
+    width: usize,
+) -> Vec<Line<'static>> {
+    let Some(me) = executor.filter(|_| rehearsal) else {
+        return Vec::new();
+    };
+    let behind: Vec<String> = snap
+        .blocking
+        .iter()
+        .filter(|b| b.blocked_by.contains(&me))
+        .map(|b| {
+            let about = snap.backends.iter().find(|x| x.pid == b.pid);
+            let app = about
+                .and_then(|x| x.application.as_deref())
+                .filter(|a| !a.is_empty())
+                .unwrap_or("?");
+            let user = about.and_then(|x| x.user.as_deref()).unwrap_or("?");
+            format!(
+                "pid {} ({}, {}) waits {} for {} on {}",
+                b.pid,
+                one_line(app),
+                one_line(user),
+                b.wait_s.map(age).unwrap_or_else(|| "?".into()),
+                b.mode.as_deref().unwrap_or("?"),
+                b.relation
+                    .as_deref()
+                    .map(one_line)
+                    .unwrap_or_else(|| "?".into())
+            )
+        })
+        .collect();
+    if behind.is_empty() {
+        return Vec::new();
+    }
+    let whom = if rehearsal {
+        "the rehearsal"
+    } else {
+        "pgpilot"
+    };
+    let mut out = vec![Line::from(Span::styled(
+        cut(
+            &format!("{} session(s) queued behind {whom}:", behind.len()),
+            width,
+        ),
+        theme::danger(),
+    ))];
+    out.extend(
+        behind
+            .iter()
+            .take(2)
+            .map(|b| Line::from(Span::styled(cut(&format!("  {b}"), width), theme::warn()))),
+    );
+    if behind.len() > 2 {
+        out.push(Line::from(Span::styled(
+            format!("  … and {} more", behind.len() - 2),
+            theme::dim(),
+        )));
+    }
+    out
 }
 
 pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {

@@ -16,7 +16,9 @@ fn symbol(s: &StepState) -> &'static str {
         }
         StepState::Failed(_) => "✗",
         StepState::Skipped(_) => "↷",
-        StepState::RolledBack => "↶",
+        StepState::RolledBack | StepState::RollingBack => "↶",
+        StepState::Stale(_) => "?",
+        StepState::InProgress => "…",
     }
 }
 
