@@ -10,7 +10,9 @@ use crate::engine::{Ask, EngineEvent, Outcome, StepOutcome, TargetInfo};
 use crate::monitor::{Feed, Holder, Snapshot};
 use crate::runbook::{Risk, Runbook, StepKind, format_duration};
 
-use super::keys::Binding;
+use super::keys::{Binding, PromptBinding};
+use super::prompt::{FailedPrompt, Waiting};
+use super::rollback_view::{RollbackView, lock_lines};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
@@ -69,21 +71,13 @@ pub struct StepView {
     pub findings: Vec<(String, String, String)>,
     pub confirm: Option<String>,
     pub settings: String,
+    /// The rollback's own analysis (what the rollback screens show).
+    pub restores: Option<RollbackView>,
 }
 
 impl StepView {
     fn new(phase: &str, step: &crate::runbook::Step, a: &StepAnalysis) -> StepView {
-        let mut analysis = Vec::new();
-        for s in &a.statements {
-            for l in &s.locks {
-                analysis.push(format!(
-                    "{} on {}: {}",
-                    l.mode.sql_name(),
-                    l.relation,
-                    l.mode.blocks()
-                ));
-            }
-        }
+        let mut analysis = lock_lines(&a.statements);
         if a.rewrites {
             analysis.push("rewrites the table: time grows with its size, under its lock".into());
         }
@@ -117,6 +111,16 @@ impl StepView {
                 s.lock_retries,
                 format_duration(s.statement_timeout)
             ),
+            restores: step.rollback.as_ref().map(|_| {
+                let mut r = RollbackView::of(a);
+                for (rule, message, advice) in &mut r.findings {
+                    (*rule, *message, *advice) = (shown(rule), shown(message), shown(advice));
+                }
+                r.analysis = r.analysis.iter().map(|l| shown(l)).collect();
+                r.destroys = r.destroys.as_deref().map(shown);
+                r.confirm = r.confirm.as_deref().map(shown);
+                r
+            }),
         }
     }
 }
@@ -138,6 +142,8 @@ pub enum DialogKind {
     Signal { pid: i32, terminate: bool },
     /// Sessions hold locks the next step needs: p / w / a.
     Blockers { step: String, holders: Vec<Holder> },
+    /// Several steps are about to be rolled back: y / n.
+    RollbackList { steps: Vec<String> },
     /// A statement runs: quit anyway?
     Quit,
 }
@@ -192,6 +198,12 @@ pub struct App {
     pub quit: bool,
     /// The question a phrase was last typed for: asked again means it was wrong.
     pub last_phrase: Option<Ask>,
+    /// The prompts' keys (keys.rs).
+    pub prompts: Vec<PromptBinding>,
+    /// A step failed; the engine waits for r/s/b/q.
+    pub failed: Option<FailedPrompt>,
+    /// The engine waits for blockers to go; p or a still answer.
+    pub waiting: Option<Waiting>,
 }
 
 pub const HISTORY: usize = 120;
@@ -234,6 +246,9 @@ impl App {
             bindings,
             quit: false,
             last_phrase: None,
+            prompts: super::keys::prompt_defaults(),
+            failed: None,
+            waiting: None,
         }
     }
 
@@ -296,6 +311,8 @@ impl App {
             }
             EngineEvent::StepStarted { step, attempt, of } => {
                 self.next = None;
+                self.failed = None;
+                self.waiting = None;
                 self.last_phrase = None;
                 self.running = Some(step.clone());
                 self.select(&step);
@@ -422,9 +439,20 @@ impl App {
                     );
                 }
             }
-            EngineEvent::Asks(ask) => self.on_ask(ask),
+            EngineEvent::WaitingForBlockers { step, holders } => {
+                let waiting = Waiting { step, holders };
+                let line = waiting.line(&self.prompts);
+                self.log(LogLevel::Warn, format!("[{}] {line}", waiting.step));
+                self.waiting = Some(waiting);
+            }
+            EngineEvent::Asks(ask) => {
+                self.waiting = None;
+                self.on_ask(ask)
+            }
             EngineEvent::Finished(outcome) => {
                 self.running = None;
+                self.failed = None;
+                self.waiting = None;
                 self.next = None;
                 self.at_end = false;
                 let (level, text) = match &outcome {
@@ -458,6 +486,29 @@ impl App {
             Ask::Blockers { step, holders } => {
                 self.dialog = Some(Dialog {
                     kind: DialogKind::Blockers { step, holders },
+                    input: String::new(),
+                    error: None,
+                });
+            }
+            Ask::Failed {
+                step,
+                message,
+                rollback_available,
+            } => {
+                self.running = None;
+                self.select(&step);
+                let failed = FailedPrompt {
+                    step,
+                    message,
+                    rollback_available,
+                };
+                let choices = failed.choices(&self.prompts);
+                self.log(LogLevel::Bad, format!("[{}] {choices}", failed.step));
+                self.failed = Some(failed);
+            }
+            Ask::RollbackList { steps } => {
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::RollbackList { steps },
                     input: String::new(),
                     error: None,
                 });

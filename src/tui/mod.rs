@@ -6,6 +6,8 @@ pub mod app;
 pub mod keys;
 pub mod monitor_screen;
 pub mod monitor_update;
+pub mod prompt;
+pub mod rollback_view;
 pub mod theme;
 pub mod update;
 pub mod views;
@@ -124,7 +126,10 @@ pub async fn run(
                     if let EngineEvent::Connected(t) = &e {
                         let _ = executor_tx.send(Some(t.pid));
                     }
-                    let asks_next = matches!(e, EngineEvent::Asks(Ask::Next { .. } | Ask::End));
+                    let asks_next = matches!(
+                        e,
+                        EngineEvent::Asks(Ask::Next { .. } | Ask::End | Ask::Failed { .. })
+                    );
                     app.on_engine(e);
                     if asks_next && app.quit {
                         let _ = replies_tx.send(Reply::Quit);

@@ -8,6 +8,7 @@ mod blockers;
 mod confirm;
 mod expect;
 mod guards;
+mod recover;
 mod rollback;
 mod sql;
 mod state_row;
@@ -42,6 +43,11 @@ struct Exec<'a> {
     /// Audit records not yet on disk may go into a step's transaction (see
     /// `Recorder::unsynced_copies`); off once such a copy failed.
     txn_copies: bool,
+    /// The step whose work failed last (see recover.rs).
+    last_failed: Option<String>,
+    /// Steps whose last attempt failed and that have not since been applied
+    /// or skipped: quitting with one of them ends the session as failed.
+    failed_steps: std::collections::BTreeSet<String>,
 }
 
 /// Which of a step's SQL texts runs.
@@ -63,6 +69,8 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         target_confirmed: false,
         upsert: None,
         txn_copies: true,
+        last_failed: None,
+        failed_steps: Default::default(),
     };
     let outcome = exec.run().await;
     if exec.rehearsal_open {
@@ -145,6 +153,9 @@ impl Exec<'_> {
             let notes = self.s.recorder.settle(&self.s.conn.client, defer).await;
             self.warn(notes);
         }
+        // An answer sent while no question was open (p or a pressed as a
+        // wait for blockers ended by itself) answers nothing.
+        while self.io.replies.try_recv().is_ok() {}
         self.emit(EngineEvent::Asks(ask));
         self.io.replies.recv().await.unwrap_or(Reply::Quit)
     }
@@ -235,7 +246,7 @@ impl Exec<'_> {
             return refused;
         }
         let mut started = from.is_none();
-        'steps: for (i, phase, step) in steps {
+        for (i, phase, step) in steps {
             if !started {
                 if Some(step.id.as_str()) != from {
                     continue;
@@ -278,36 +289,7 @@ impl Exec<'_> {
                 }
                 _ => {}
             }
-            loop {
-                match self
-                    .ask(Ask::Next {
-                        step: step.id.clone(),
-                    })
-                    .await
-                {
-                    Reply::Run | Reply::Typed(_) | Reply::Wait => break,
-                    Reply::Skip(reason) => {
-                        if let Err(o) = self.skip(&phase, &step, reason).await {
-                            return o;
-                        }
-                        continue 'steps;
-                    }
-                    Reply::RollbackThrough(target) => {
-                        if let Err(o) = self.rollback_through(&target).await {
-                            return o;
-                        }
-                    }
-                    Reply::Quit | Reply::Missing => {
-                        return Outcome::Refused("stopped by the operator".into());
-                    }
-                }
-            }
-            let result = if step.kind == StepKind::Pause {
-                self.pause(&phase, &step).await
-            } else {
-                self.sql_step(&phase, &step, &analysis, st).await
-            };
-            if let Err(o) = result {
+            if let Err(o) = self.one_step(&phase, &step, &analysis).await {
                 return o;
             }
         }
@@ -343,9 +325,6 @@ impl Exec<'_> {
             });
             return Ok(());
         }
-        match self.rollback_range(None, Some(target), false).await {
-            Outcome::Done => Ok(()),
-            other => Err(other),
-        }
+        self.rollback_recovering(target).await
     }
 }
