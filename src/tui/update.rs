@@ -220,7 +220,9 @@ pub fn update(app: &mut App, action: Action) -> Option<Command> {
             }
             app.quit = true;
             if app.finished.is_none()
-                && (app.next.take().is_some() || std::mem::take(&mut app.at_end))
+                && (app.next.take().is_some()
+                    || std::mem::take(&mut app.at_end)
+                    || app.failed.take().is_some())
             {
                 return Some(Command::Reply(Reply::Quit));
             }
