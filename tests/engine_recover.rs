@@ -370,3 +370,161 @@ async fn a_multi_step_rollback_is_listed_once_and_meets_the_blocker_guard() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_at_the_failure_prompt_rolls_back_then_asks_for_the_failed_step_and_quitting_then_is_failed()
+ {
+    let lab = Lab::new();
+    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    client.batch_execute(ADD_USER).await.unwrap();
+    let mut d = Drive::start(&lab, RUNBOOK, Mode::Run { from: None }).await;
+    d.run("count").await;
+    d.run("add-note").await;
+    let holder = connect(&lab.conninfo("diagnosticpro")).await;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM users")
+        .await
+        .unwrap();
+    d.run("add-flag").await;
+    assert!(matches!(d.ask().await, Ask::Blockers { .. }));
+    d.reply(Reply::Run);
+    match d.ask().await {
+        Ask::Failed {
+            step,
+            rollback_available,
+            ..
+        } => {
+            assert_eq!(step, "add-flag");
+            assert!(rollback_available, "add-note is applied");
+        }
+        other => panic!("expected the failure prompt, got {other:?}"),
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    // b: add-note alone is applied, so no list; its phrase, then add-flag again.
+    d.reply(Reply::RollbackThrough("add-note".into()));
+    d.confirm("add-note").await;
+    assert_eq!(
+        d.ask().await,
+        Ask::Next {
+            step: "add-flag".into()
+        }
+    );
+    // Quitting while add-flag's last attempt failed: the session failed.
+    d.reply(Reply::Quit);
+    let outcome = d.outcome().await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(m) if m.contains("add-flag")),
+        "{outcome:?}"
+    );
+    assert_eq!(pgpilot::exit::of(&outcome), 1);
+    assert_eq!(
+        states(&client).await,
+        ["add-note=rolled_back", "count=passed"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollback_is_asked_about_and_a_skip_leaves_the_step_applied() {
+    let lab = Lab::new();
+    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    client.batch_execute(ADD_USER).await.unwrap();
+    let db = lab.conninfo("diagnosticpro");
+    let file = lab.data_dir.path().join("applied.toml");
+    std::fs::write(&file, RUNBOOK).unwrap();
+    let ran = lab.run(&["run", file.to_str().unwrap(), "--headless", "--db", &db]);
+    assert_eq!(ran.code, 0, "{ran}");
+    let holder = connect(&db).await;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM users")
+        .await
+        .unwrap();
+    let mut d = Drive::start(&lab, RUNBOOK, Mode::Rollback { to: None }).await;
+    assert!(matches!(d.ask().await, Ask::RollbackList { .. }));
+    d.reply(Reply::Run);
+    d.run("add-flag").await;
+    d.confirm("add-flag").await;
+    assert!(matches!(d.ask().await, Ask::Blockers { .. }));
+    d.reply(Reply::Run);
+    assert!(matches!(d.ask().await, Ask::Failed { step, .. } if step == "add-flag"));
+    d.reply(Reply::Skip("the reader is the month-end report".into()));
+    assert_eq!(
+        d.ask().await,
+        Ask::Next {
+            step: "add-note".into()
+        }
+    );
+    d.reply(Reply::Quit);
+    let outcome = d.outcome().await;
+    assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        states(&client).await,
+        ["add-flag=applied", "add-note=applied", "count=passed"]
+    );
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"action\":\"skip\"")
+            && l.contains("rollback skipped: the reader is the month-end report")),
+        "{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_prints_whom_it_waits_for_and_the_rollback_list() {
+    let lab = Lab::new();
+    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    client.batch_execute(ADD_USER).await.unwrap();
+    let db = lab.conninfo("diagnosticpro");
+    let file = lab.data_dir.path().join("wait.toml");
+    std::fs::write(
+        &file,
+        RUNBOOK.replace("[settings]", "[settings]\non_blockers = \"wait\""),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let holder = connect(&db).await;
+    holder
+        .batch_execute("SET application_name = 'nightly-report'; BEGIN; SELECT count(*) FROM users")
+        .await
+        .unwrap();
+    let pid = scalar(&holder, "SELECT pg_backend_pid()").await;
+    let child = lab
+        .command(&["run", file, "--headless", "--db", &db])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pgpilot");
+    // pgpilot waits: its blockers record (outcome wait) is in the audit.
+    common::eventually(
+        "the blocker guard to wait",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(lab.audit_file()).is_ok_and(|a| {
+                a.lines().any(|l| {
+                    l.contains("\"action\":\"blockers\"") && l.contains("\"outcome\":\"wait\"")
+                })
+            })
+        },
+    )
+    .await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let out = child.wait_with_output().expect("pgpilot ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "[add-note] waiting for pid {pid} (nightly-report) to finish"
+        )),
+        "{stdout}"
+    );
+    let mut args = vec!["rollback", file, "--headless", "--db", &db];
+    let confirms = common::confirms_for(file, true);
+    args.extend(confirms.iter().map(String::as_str));
+    let ran = lab.run(&args);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(
+        ran.stdout
+            .contains("pgpilot: rolling back, newest first: add-flag, add-note"),
+        "{ran}"
+    );
+}
