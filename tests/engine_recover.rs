@@ -52,6 +52,26 @@ id = "p"
 const ADD_USER: &str =
     "INSERT INTO users (email, display_name, password_hash) VALUES ('new@example.org', 'new', 'x')";
 
+/// The diagnosticpro database, autovacuum off on users: an autovacuum
+/// worker's lock on it would make a 200 ms lock_timeout fail a step that
+/// the test expects to get its lock.
+async fn quiet_database(lab: &Lab) -> tokio_postgres::Client {
+    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    client
+        .batch_execute("ALTER TABLE users SET (autovacuum_enabled = off)")
+        .await
+        .unwrap();
+    // A worker that started before is not stopped by that: wait for it.
+    common::until_sql(
+        &client,
+        "no autovacuum worker in this database",
+        Duration::from_secs(60),
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = current_database())",
+    )
+    .await;
+    client
+}
+
 /// The engine on its task, and every event it sent so far.
 struct Drive {
     task: EngineTask,
@@ -169,7 +189,7 @@ async fn states(client: &tokio_postgres::Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_check_is_retried_in_place_and_the_run_completes() {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     let mut d = Drive::start(&lab, RUNBOOK, Mode::Run { from: None }).await;
     d.run("count").await;
     match d.ask().await {
@@ -207,7 +227,7 @@ async fn a_failed_check_is_retried_in_place_and_the_run_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_step_skipped_with_a_reason_goes_on_to_the_next() {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     let mut d = Drive::start(&lab, RUNBOOK, Mode::Run { from: None }).await;
     d.run("count").await;
     assert!(matches!(d.ask().await, Ask::Failed { .. }));
@@ -237,7 +257,7 @@ async fn a_failed_step_skipped_with_a_reason_goes_on_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quitting_at_the_failure_prompt_ends_the_session_failed() {
     let lab = Lab::new();
-    let _client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let _client = quiet_database(&lab).await;
     let mut d = Drive::start(&lab, RUNBOOK, Mode::Run { from: None }).await;
     d.run("count").await;
     assert!(matches!(d.ask().await, Ask::Failed { .. }));
@@ -250,7 +270,7 @@ async fn quitting_at_the_failure_prompt_ends_the_session_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_at_the_blockers_returns_to_the_same_step_and_proceed_while_waiting_runs_it() {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     client.batch_execute(ADD_USER).await.unwrap();
     let holder = connect(&lab.conninfo("diagnosticpro")).await;
     holder
@@ -321,7 +341,7 @@ async fn abort_at_the_blockers_returns_to_the_same_step_and_proceed_while_waitin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_step_rollback_is_listed_once_and_meets_the_blocker_guard() {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     client.batch_execute(ADD_USER).await.unwrap();
     let mut d = Drive::start(&lab, RUNBOOK, Mode::Run { from: None }).await;
     d.run("count").await;
@@ -375,17 +395,24 @@ async fn a_multi_step_rollback_is_listed_once_and_meets_the_blocker_guard() {
 async fn b_at_the_failure_prompt_rolls_back_then_asks_for_the_failed_step_and_quitting_then_is_failed()
  {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     client.batch_execute(ADD_USER).await.unwrap();
     let mut d = Drive::start(&lab, RUNBOOK, Mode::Run { from: None }).await;
     d.run("count").await;
     d.run("add-note").await;
+    // add-note is applied once add-flag is asked for; only then the reader.
+    assert_eq!(
+        d.ask().await,
+        Ask::Next {
+            step: "add-flag".into()
+        }
+    );
     let holder = connect(&lab.conninfo("diagnosticpro")).await;
     holder
         .batch_execute("BEGIN; SELECT count(*) FROM users")
         .await
         .unwrap();
-    d.run("add-flag").await;
+    d.reply(Reply::Run);
     assert!(matches!(d.ask().await, Ask::Blockers { .. }));
     d.reply(Reply::Run);
     match d.ask().await {
@@ -426,7 +453,7 @@ async fn b_at_the_failure_prompt_rolls_back_then_asks_for_the_failed_step_and_qu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_rollback_is_asked_about_and_a_skip_leaves_the_step_applied() {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     client.batch_execute(ADD_USER).await.unwrap();
     let db = lab.conninfo("diagnosticpro");
     let file = lab.data_dir.path().join("applied.toml");
@@ -472,7 +499,7 @@ async fn a_failed_rollback_is_asked_about_and_a_skip_leaves_the_step_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_prints_whom_it_waits_for_and_the_rollback_list() {
     let lab = Lab::new();
-    let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    let client = quiet_database(&lab).await;
     client.batch_execute(ADD_USER).await.unwrap();
     let db = lab.conninfo("diagnosticpro");
     let file = lab.data_dir.path().join("wait.toml");

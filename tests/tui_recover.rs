@@ -49,6 +49,20 @@ id = "p"
 async fn setup() -> (Lab, tokio_postgres::Client, PathBuf) {
     let lab = Lab::new();
     let client = lab.database("diagnosticpro", &["diagnosticpro.sql"]).await;
+    // An autovacuum worker's lock on users would fail a 200 ms lock_timeout
+    // the test expects to be met.
+    client
+        .batch_execute("ALTER TABLE users SET (autovacuum_enabled = off)")
+        .await
+        .unwrap();
+    // A worker that started before is not stopped by that: wait for it.
+    common::until_sql(
+        &client,
+        "no autovacuum worker in this database",
+        Duration::from_secs(60),
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = current_database())",
+    )
+    .await;
     let runbook = lab.data_dir.path().join("recover.toml");
     std::fs::write(&runbook, RUNBOOK).unwrap();
     (lab, client, runbook)

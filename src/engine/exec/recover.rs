@@ -136,6 +136,7 @@ impl Exec<'_> {
     /// and the older ones applied).
     pub(super) async fn rollback_recovering(&mut self, target: &str) -> Result<(), Outcome> {
         loop {
+            self.last_failed = None;
             let failure = match self.rollback_range(None, Some(target), false).await {
                 Outcome::Done => return Ok(()),
                 failure => failure,
