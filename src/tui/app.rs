@@ -111,16 +111,7 @@ impl StepView {
                 s.lock_retries,
                 format_duration(s.statement_timeout)
             ),
-            restores: step.rollback.as_ref().map(|_| {
-                let mut r = RollbackView::of(a);
-                for (rule, message, advice) in &mut r.findings {
-                    (*rule, *message, *advice) = (shown(rule), shown(message), shown(advice));
-                }
-                r.analysis = r.analysis.iter().map(|l| shown(l)).collect();
-                r.destroys = r.destroys.as_deref().map(shown);
-                r.confirm = r.confirm.as_deref().map(shown);
-                r
-            }),
+            restores: step.rollback.as_ref().map(|_| RollbackView::of(a)),
         }
     }
 }
@@ -602,6 +593,6 @@ pub fn human(d: Duration) -> String {
 /// Text from a runbook or the server as the screen shows it: passwords
 /// masked, control characters and bidi overrides made visible (ratatui drops
 /// C0 controls but would pass bidi overrides on to the terminal).
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     crate::text::for_terminal(&crate::text::redact(text)).into_owned()
 }

@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde::Deserialize;
 
+pub use super::prompt_keys::{
+    Answer, Prompt, PromptBinding, answer_for, load_prompts, prompt_defaults, prompt_hints,
+};
+
 /// What a key press means, before it changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,201 +115,6 @@ pub fn defaults() -> Vec<Binding> {
     ]
 }
 
-/// A question the engine has open whose keys answer it. Each prompt has its
-/// own keys, read before the step list's (DESIGN.md's contract keys); a
-/// later prompt (a backfill's pause, a health gate's breach) adds a variant,
-/// its answers and its rows in [`prompt_defaults`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prompt {
-    /// A step or a rollback failed (`Ask::Failed`).
-    Failure,
-    /// Sessions hold the locks the next step needs (`Ask::Blockers`), and
-    /// while the engine waits for them.
-    Blockers,
-    /// Several steps are about to be rolled back (`Ask::RollbackList`).
-    RollbackList,
-}
-
-impl Prompt {
-    /// The heading of its keys in the help.
-    pub fn title(self) -> &'static str {
-        match self {
-            Prompt::Failure => "After a step failed",
-            Prompt::Blockers => "When sessions hold the locks a step needs",
-            Prompt::RollbackList => "Before several steps are rolled back",
-        }
-    }
-}
-
-/// What a key means at a prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    Retry,
-    SkipFailed,
-    RollBackFailed,
-    QuitFailed,
-    Proceed,
-    Wait,
-    AbortStep,
-    Agree,
-    Decline,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptBinding {
-    pub prompt: Prompt,
-    pub key: KeyCode,
-    pub answer: Answer,
-    pub label: &'static str,
-    /// A word or two for the footer.
-    pub hint: &'static str,
-    pub description: &'static str,
-}
-
-fn p(
-    prompt: Prompt,
-    key: KeyCode,
-    answer: Answer,
-    label: &'static str,
-    hint: &'static str,
-    description: &'static str,
-) -> PromptBinding {
-    PromptBinding {
-        prompt,
-        key,
-        answer,
-        label,
-        hint,
-        description,
-    }
-}
-
-/// The prompts' default keys. The failure prompt's are the step list's
-/// letters (`r`, `s`, `b`, `q`) with the meaning they have after a failure.
-pub fn prompt_defaults() -> Vec<PromptBinding> {
-    use KeyCode::*;
-    use Prompt::*;
-    vec![
-        p(
-            Failure,
-            Char('r'),
-            Answer::Retry,
-            "r",
-            "retry",
-            "run the failed step again (a destructive step asks its phrase again)",
-        ),
-        p(
-            Failure,
-            Char('s'),
-            Answer::SkipFailed,
-            "s",
-            "skip",
-            "skip the failed step (asks a reason, audited)",
-        ),
-        p(
-            Failure,
-            Char('b'),
-            Answer::RollBackFailed,
-            "b",
-            "roll back",
-            "roll back the applied steps down to the selected one",
-        ),
-        p(
-            Failure,
-            Char('q'),
-            Answer::QuitFailed,
-            "q",
-            "quit",
-            "end the session here (exit code 1: a step failed)",
-        ),
-        p(
-            Blockers,
-            Char('p'),
-            Answer::Proceed,
-            "p",
-            "proceed",
-            "run the step now; lock_timeout bounds its wait",
-        ),
-        p(
-            Blockers,
-            Enter,
-            Answer::Proceed,
-            "Enter",
-            "proceed",
-            "run the step now; lock_timeout bounds its wait",
-        ),
-        p(
-            Blockers,
-            Char('w'),
-            Answer::Wait,
-            "w",
-            "wait",
-            "wait for the sessions to finish (p or a while waiting)",
-        ),
-        p(
-            Blockers,
-            Char('a'),
-            Answer::AbortStep,
-            "a",
-            "abort step",
-            "do not run the step now: back to the step list, still pending",
-        ),
-        p(
-            Blockers,
-            Esc,
-            Answer::AbortStep,
-            "Esc",
-            "abort step",
-            "do not run the step now: back to the step list, still pending",
-        ),
-        p(
-            RollbackList,
-            Char('y'),
-            Answer::Agree,
-            "y",
-            "roll them back",
-            "roll back the listed steps (each destructive one asks its phrase)",
-        ),
-        p(
-            RollbackList,
-            Char('n'),
-            Answer::Decline,
-            "n",
-            "keep them",
-            "roll back none of them",
-        ),
-        p(
-            RollbackList,
-            Esc,
-            Answer::Decline,
-            "Esc",
-            "keep them",
-            "roll back none of them",
-        ),
-    ]
-}
-
-/// The answer a key gives at `prompt`, if any.
-pub fn answer_for(bindings: &[PromptBinding], prompt: Prompt, key: &KeyEvent) -> Option<Answer> {
-    bindings
-        .iter()
-        .find(|b| b.prompt == prompt && b.key == key.code)
-        .map(|b| b.answer)
-}
-
-/// The footer's keys for `prompt`: each answer once, with its first key.
-pub fn prompt_hints(bindings: &[PromptBinding], prompt: Prompt) -> Vec<(String, &'static str)> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    for b in bindings.iter().filter(|b| b.prompt == prompt) {
-        if !seen.contains(&b.answer) {
-            seen.push(b.answer);
-            out.push((b.label.to_string(), b.hint));
-        }
-    }
-    out
-}
-
 /// A key string from the key map file: `r`, `Tab`, `Up`, `F5`, `ctrl-r`.
 pub fn parse_key(s: &str) -> Option<(KeyCode, KeyModifiers)> {
     let (mods, key) = match s.strip_prefix("ctrl-") {
@@ -340,8 +149,14 @@ pub fn load(text: Option<&str>) -> Result<Vec<Binding>, String> {
         One(String),
         Many(Vec<String>),
     }
-    let map: HashMap<Action, Keys> =
+    let mut table: toml::Table =
         toml::from_str(text).map_err(|e| format!("keys.toml: {}", e.message()))?;
+    // The prompts' tables (`[failure]`, `[blockers]`, …) are theirs.
+    load_prompts(Some(text))?;
+    table.retain(|name, _| !Prompt::ALL.iter().any(|p| p.name() == name));
+    let map: HashMap<Action, Keys> = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("keys.toml: {}", e.message()))?;
     for (action, keys) in map {
         let keys = match keys {
             Keys::One(k) => vec![k],
@@ -413,35 +228,6 @@ mod tests {
                 .contains("run_next")
         );
         assert!(load(Some("fly = \"f\"")).is_err());
-    }
-
-    #[test]
-    fn each_prompt_answers_its_own_keys_without_taking_the_contract_keys_away() {
-        let prompts = prompt_defaults();
-        let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
-        assert_eq!(
-            answer_for(&prompts, Prompt::Failure, &key('s')),
-            Some(Answer::SkipFailed)
-        );
-        assert_eq!(
-            answer_for(&prompts, Prompt::Failure, &key('r')),
-            Some(Answer::Retry)
-        );
-        assert_eq!(
-            answer_for(&prompts, Prompt::Blockers, &key('a')),
-            Some(Answer::AbortStep)
-        );
-        assert_eq!(answer_for(&prompts, Prompt::Blockers, &key('s')), None);
-        // Outside a prompt, `s` is still skip (DESIGN.md's contract).
-        assert_eq!(action_for(&defaults(), &key('s')), Some(Action::Skip));
-        // No prompt binds a key twice.
-        for (i, a) in prompts.iter().enumerate() {
-            for b in &prompts[i + 1..] {
-                assert!(!(a.prompt == b.prompt && a.key == b.key), "{a:?} {b:?}");
-            }
-        }
-        let hints = prompt_hints(&prompts, Prompt::Blockers);
-        assert_eq!(hints.len(), 3, "{hints:?}");
     }
 
     #[test]

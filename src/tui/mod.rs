@@ -7,6 +7,7 @@ pub mod keys;
 pub mod monitor_screen;
 pub mod monitor_update;
 pub mod prompt;
+pub mod prompt_keys;
 pub mod rollback_view;
 pub mod theme;
 pub mod update;
@@ -52,6 +53,9 @@ pub async fn run(
         bindings,
     );
     app.connection_warnings(session.spec.warnings());
+    // The prompts' tables of the same keys.toml (checked with the bindings).
+    app.prompts = keys::load_prompts(keys::user_keymap().as_deref())
+        .unwrap_or_else(|_| keys::prompt_defaults());
     let long = session.runbook.settings.long_transaction;
     let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();

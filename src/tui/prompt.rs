@@ -59,9 +59,9 @@ impl FailedPrompt {
 }
 
 /// The first key bound to `answer` at `prompt`.
-pub fn key_of(prompts: &[PromptBinding], prompt: Prompt, answer: Answer) -> &'static str {
+pub fn key_of(prompts: &[PromptBinding], prompt: Prompt, answer: Answer) -> &str {
     prompts
         .iter()
         .find(|b| b.prompt == prompt && b.answer == answer)
-        .map_or("?", |b| b.label)
+        .map_or("?", |b| b.label.as_str())
 }

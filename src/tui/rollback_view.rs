@@ -1,6 +1,7 @@
 //! What a step's rollback does, as the rollback screens show it: its
 //! locks, its findings and its phrase, from the analysis of the rollback SQL.
 
+use super::app::shown;
 use crate::analysis::{StatementAnalysis, StepAnalysis};
 
 /// A step's rollback, analysed.
@@ -34,16 +35,17 @@ impl RollbackView {
         if a.rollback.iter().any(|s| !s.transactional) {
             analysis.push("cannot run in a transaction block: runs in autocommit".into());
         }
+        // Names and phrases come from the runbook: shown as the screen shows text.
         RollbackView {
-            analysis,
+            analysis: analysis.iter().map(|l| shown(l)).collect(),
             findings: a
                 .rollback
                 .iter()
                 .flat_map(|s| s.findings.iter())
-                .map(|f| (f.rule.to_string(), f.message.clone(), f.advice.clone()))
+                .map(|f| (shown(f.rule), shown(&f.message), shown(&f.advice)))
                 .collect(),
-            confirm: a.rollback_confirm.clone(),
-            destroys: (!destroys.is_empty()).then(|| destroys.join(", ")),
+            confirm: a.rollback_confirm.as_deref().map(shown),
+            destroys: (!destroys.is_empty()).then(|| shown(&destroys.join(", "))),
         }
     }
 }
