@@ -215,6 +215,9 @@ impl Driver {
                 } => say!(
                     "[{step}] {{{{{name}}}}}: this run captured {fresh:?}, but later steps use {kept:?}, captured on an earlier run: {because} was applied with it"
                 ),
+                EngineEvent::WaitingForBlockers { step, holders } => {
+                    say!("[{step}] {}", crate::monitor::text::waiting_for(&holders));
+                }
                 EngineEvent::Asks(ask) => {
                     // The engine may end while the question is open (a
                     // rehearsal whose locks made others queue too long
@@ -246,7 +249,14 @@ impl Driver {
     async fn answer(&self, ask: &Ask) -> Reply {
         match ask {
             Ask::Next { .. } => return Reply::Run,
-            Ask::End => return Reply::Quit,
+            // Only an interactive session asks it; no one here to retry.
+            Ask::End | Ask::Failed { .. } => return Reply::Quit,
+            Ask::RollbackList { steps } => {
+                // The command line is the list: `pgpilot rollback [--to STEP]`
+                // said how far; each destructive rollback still needs its phrase.
+                say!("pgpilot: rolling back, newest first: {}", steps.join(", "));
+                return Reply::Run;
+            }
             _ => {}
         }
         if let Ask::Blockers { step, .. } = ask {
@@ -274,7 +284,11 @@ impl Driver {
             Ask::DatabaseName { database } => {
                 format!("production target: type the database name ({database}) to go on: ")
             }
-            Ask::Next { .. } | Ask::End | Ask::Blockers { .. } => String::new(),
+            Ask::Next { .. }
+            | Ask::End
+            | Ask::Blockers { .. }
+            | Ask::Failed { .. }
+            | Ask::RollbackList { .. } => String::new(),
         };
         if let Some(given) = self.confirms.get(ask.confirm_key()) {
             say!(

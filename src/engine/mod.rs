@@ -126,6 +126,13 @@ pub enum EngineEvent {
         step: String,
         holders: Vec<crate::monitor::Holder>,
     },
+    /// The operator chose to wait (`Ask::Blockers`): these sessions still
+    /// hold the locks; sent when the set of them changes. `Run` (proceed) or
+    /// `Quit` (abort this step) may be replied while it waits.
+    WaitingForBlockers {
+        step: String,
+        holders: Vec<crate::monitor::Holder>,
+    },
     Asks(Ask),
     Finished(Outcome),
     /// Each step's state on the target when the session opened (after the
@@ -171,18 +178,36 @@ pub enum Ask {
     /// A production target: type the database's name to go on.
     DatabaseName { database: String },
     /// Sessions hold locks the next step needs: `Run` proceeds (lock_timeout
-    /// still bounds the wait), `Wait` waits for them to go, `Quit` stops.
+    /// still bounds the wait), `Wait` waits for them to go, `Quit` aborts
+    /// this step (interactive: back to `Next` for it; headless: the run is refused).
     Blockers {
         step: String,
         holders: Vec<crate::monitor::Holder>,
     },
+    /// A step (or a rollback) failed in an interactive session: reply `Run`
+    /// to retry it, `Skip(reason)` to go on without it, `RollbackThrough(step)`
+    /// to roll back applied steps, `Quit` to end the session (failed).
+    Failed {
+        step: String,
+        message: String,
+        /// Some step is applied and could be rolled back.
+        rollback_available: bool,
+    },
+    /// Several steps are about to be rolled back, newest first: `Run` goes on
+    /// (each destructive rollback still asks its own phrase), `Quit` undoes
+    /// none of them.
+    RollbackList { steps: Vec<String> },
 }
 
 impl Ask {
     /// The text an operator must type, if the question is answered by typing.
     pub fn expected(&self) -> Option<&str> {
         match self {
-            Ask::Next { .. } | Ask::End | Ask::Blockers { .. } => None,
+            Ask::Next { .. }
+            | Ask::End
+            | Ask::Blockers { .. }
+            | Ask::Failed { .. }
+            | Ask::RollbackList { .. } => None,
             Ask::Confirm { phrase, .. } => Some(phrase),
             Ask::Acknowledge { .. } => Some(PAUSE_PHRASE),
             Ask::DatabaseName { database } => Some(database),
@@ -195,9 +220,10 @@ impl Ask {
             Ask::Next { step }
             | Ask::Confirm { step, .. }
             | Ask::Acknowledge { step, .. }
-            | Ask::Blockers { step, .. } => step,
+            | Ask::Blockers { step, .. }
+            | Ask::Failed { step, .. } => step,
             Ask::DatabaseName { .. } => PRODUCTION_KEY,
-            Ask::End => "",
+            Ask::End | Ask::RollbackList { .. } => "",
         }
     }
 }

@@ -318,6 +318,17 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// `pid 123 (nightly-report)`: the pid and the name the session gave
+    /// itself (application_name), else its user.
+    pub fn named(&self) -> String {
+        let name = if self.application.is_empty() {
+            self.user.as_deref().unwrap_or("?")
+        } else {
+            &self.application
+        };
+        format!("pid {} ({name})", self.pid)
+    }
+
     /// As [`Backend::made_safe`].
     fn made_safe(mut self) -> Holder {
         self.query = shown(&self.query);

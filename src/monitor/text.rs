@@ -26,6 +26,12 @@ fn short(q: &str, max: usize) -> String {
     }
 }
 
+/// Who a step waits for, in one line: `waiting for pid 123 (nightly-report) to finish`.
+pub fn waiting_for(holders: &[super::Holder]) -> String {
+    let who: Vec<String> = holders.iter().map(super::Holder::named).collect();
+    format!("waiting for {} to finish", who.join(", "))
+}
+
 /// What a node of the blocking tree is doing: the lock it waits for, or (a
 /// root blocker) its state and how long its transaction has been open.
 pub fn doing(n: &TreeNode) -> String {

@@ -10,7 +10,9 @@ use crate::engine::{Ask, EngineEvent, Outcome, StepOutcome, TargetInfo};
 use crate::monitor::{Feed, Holder, Snapshot};
 use crate::runbook::{Risk, Runbook, StepKind, format_duration};
 
-use super::keys::Binding;
+use super::keys::{Binding, PromptBinding};
+use super::prompt::{FailedPrompt, Waiting};
+use super::rollback_view::{RollbackView, lock_lines};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
@@ -87,21 +89,13 @@ pub struct StepView {
     /// The variable it captures, and those its SQL, rollback or expectation use.
     pub capture: Option<String>,
     pub uses: Vec<String>,
+    /// The rollback's own analysis (what the rollback screens show).
+    pub restores: Option<RollbackView>,
 }
 
 impl StepView {
     fn new(phase: &str, step: &crate::runbook::Step, a: &StepAnalysis) -> StepView {
-        let mut analysis = Vec::new();
-        for s in &a.statements {
-            for l in &s.locks {
-                analysis.push(format!(
-                    "{} on {}: {}",
-                    l.mode.sql_name(),
-                    l.relation,
-                    l.mode.blocks()
-                ));
-            }
-        }
+        let mut analysis = lock_lines(&a.statements);
         if a.rewrites {
             analysis.push("rewrites the table: time grows with its size, under its lock".into());
         }
@@ -139,6 +133,7 @@ impl StepView {
             retries: 0,
             capture: step.capture.clone(),
             uses: super::truth::uses(step),
+            restores: step.rollback.as_ref().map(|_| RollbackView::of(a)),
         }
     }
 }
@@ -160,6 +155,8 @@ pub enum DialogKind {
     Signal { pid: i32, terminate: bool },
     /// Sessions hold locks the next step needs: p / w / a.
     Blockers { step: String, holders: Vec<Holder> },
+    /// Several steps are about to be rolled back: y / n.
+    RollbackList { steps: Vec<String> },
     /// A statement runs: quit anyway?
     Quit,
 }
@@ -218,6 +215,12 @@ pub struct App {
     pub last_phrase: Option<Ask>,
     /// Captured values by variable name, as later steps use them.
     pub captured: std::collections::BTreeMap<String, super::truth::CapturedValue>,
+    /// The prompts' keys (keys.rs).
+    pub prompts: Vec<PromptBinding>,
+    /// A step failed; the engine waits for r/s/b/q.
+    pub failed: Option<FailedPrompt>,
+    /// The engine waits for blockers to go; p or a still answer.
+    pub waiting: Option<Waiting>,
 }
 
 pub const HISTORY: usize = 120;
@@ -262,6 +265,9 @@ impl App {
             quit: false,
             last_phrase: None,
             captured: Default::default(),
+            prompts: super::keys::prompt_defaults(),
+            failed: None,
+            waiting: None,
         }
     }
 
@@ -324,6 +330,8 @@ impl App {
             }
             EngineEvent::StepStarted { step, attempt, of } => {
                 self.next = None;
+                self.failed = None;
+                self.waiting = None;
                 self.last_phrase = None;
                 self.running = Some(step.clone());
                 self.select(&step);
@@ -457,7 +465,6 @@ impl App {
                     );
                 }
             }
-            EngineEvent::Asks(ask) => self.on_ask(ask),
             EngineEvent::States(states) => self.on_states(states),
             EngineEvent::Recaptured {
                 step,
@@ -466,8 +473,20 @@ impl App {
                 fresh,
                 because,
             } => self.on_recaptured(&step, name, kept, fresh, because),
+            EngineEvent::WaitingForBlockers { step, holders } => {
+                let waiting = Waiting { step, holders };
+                let line = waiting.line(&self.prompts);
+                self.log(LogLevel::Warn, format!("[{}] {line}", waiting.step));
+                self.waiting = Some(waiting);
+            }
+            EngineEvent::Asks(ask) => {
+                self.waiting = None;
+                self.on_ask(ask)
+            }
             EngineEvent::Finished(outcome) => {
                 self.running = None;
+                self.failed = None;
+                self.waiting = None;
                 self.next = None;
                 self.at_end = false;
                 // No question is open any more (a rehearsal may have ended itself).
@@ -503,6 +522,29 @@ impl App {
             Ask::Blockers { step, holders } => {
                 self.dialog = Some(Dialog {
                     kind: DialogKind::Blockers { step, holders },
+                    input: String::new(),
+                    error: None,
+                });
+            }
+            Ask::Failed {
+                step,
+                message,
+                rollback_available,
+            } => {
+                self.running = None;
+                self.select(&step);
+                let failed = FailedPrompt {
+                    step,
+                    message,
+                    rollback_available,
+                };
+                let choices = failed.choices(&self.prompts);
+                self.log(LogLevel::Bad, format!("[{}] {choices}", failed.step));
+                self.failed = Some(failed);
+            }
+            Ask::RollbackList { steps } => {
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::RollbackList { steps },
                     input: String::new(),
                     error: None,
                 });

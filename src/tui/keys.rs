@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde::Deserialize;
 
+pub use super::prompt_keys::{
+    Answer, Prompt, PromptBinding, answer_for, load_prompts, prompt_defaults, prompt_hints,
+};
+
 /// What a key press means, before it changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -145,8 +149,14 @@ pub fn load(text: Option<&str>) -> Result<Vec<Binding>, String> {
         One(String),
         Many(Vec<String>),
     }
-    let map: HashMap<Action, Keys> =
+    let mut table: toml::Table =
         toml::from_str(text).map_err(|e| format!("keys.toml: {}", e.message()))?;
+    // The prompts' tables (`[failure]`, `[blockers]`, …) are theirs.
+    load_prompts(Some(text))?;
+    table.retain(|name, _| !Prompt::ALL.iter().any(|p| p.name() == name));
+    let map: HashMap<Action, Keys> = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("keys.toml: {}", e.message()))?;
     for (action, keys) in map {
         let keys = match keys {
             Keys::One(k) => vec![k],

@@ -6,6 +6,9 @@ pub mod app;
 pub mod keys;
 pub mod monitor_screen;
 pub mod monitor_update;
+pub mod prompt;
+pub mod prompt_keys;
+pub mod rollback_view;
 pub mod summary;
 pub mod theme;
 pub mod truth;
@@ -53,6 +56,9 @@ pub async fn run(
     );
     app.connection_warnings(session.spec.warnings());
     app.poll_interval = interval;
+    // The prompts' tables of the same keys.toml (checked with the bindings).
+    app.prompts = keys::load_prompts(keys::user_keymap().as_deref())
+        .unwrap_or_else(|_| keys::prompt_defaults());
     let long = session.runbook.settings.long_transaction;
     let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();
@@ -128,7 +134,10 @@ pub async fn run(
                     if let EngineEvent::Connected(t) = &e {
                         let _ = executor_tx.send(Some(t.pid));
                     }
-                    let asks_next = matches!(e, EngineEvent::Asks(Ask::Next { .. } | Ask::End));
+                    let asks_next = matches!(
+                        e,
+                        EngineEvent::Asks(Ask::Next { .. } | Ask::End | Ask::Failed { .. })
+                    );
                     app.on_engine(e);
                     if asks_next && app.quit {
                         let _ = replies_tx.send(Reply::Quit);

@@ -4,7 +4,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{App, Dialog, DialogKind, LogLevel, Panel, StepState};
-use super::keys::{Action, action_for};
+use super::keys::{Action, Answer, Prompt, action_for, answer_for};
+use super::prompt::Waiting;
 use crate::engine::{Control, Reply};
 use crate::monitor::Signal;
 
@@ -35,7 +36,78 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Option<Command> {
     if app.dialog.is_some() {
         return dialog_key(app, key);
     }
+    // An open prompt's keys first, then the step list's (moving, help, …).
+    let prompt = if app.failed.is_some() {
+        Some(Prompt::Failure)
+    } else if app.waiting.is_some() {
+        Some(Prompt::Blockers)
+    } else {
+        None
+    };
+    if let Some(answer) = prompt.and_then(|p| answer_for(&app.prompts, p, &key)) {
+        return answer_prompt(app, answer);
+    }
     action_for(&app.bindings, &key).and_then(|a| update(app, a))
+}
+
+/// A key at an open prompt (not a dialog): the failure prompt's r/s/b/q, or
+/// p/a while the engine waits for blockers.
+pub fn answer_prompt(app: &mut App, answer: Answer) -> Option<Command> {
+    match answer {
+        Answer::Retry => {
+            app.failed.take()?;
+            Some(Command::Reply(Reply::Run))
+        }
+        Answer::SkipFailed => {
+            let step = app.failed.as_ref()?.step.clone();
+            app.dialog = Some(Dialog {
+                kind: DialogKind::SkipReason { step },
+                input: String::new(),
+                error: None,
+            });
+            None
+        }
+        Answer::RollBackFailed => {
+            let failed = app.failed.as_ref()?;
+            if !failed.rollback_available {
+                app.log(LogLevel::Info, "no step is applied: nothing to roll back");
+                return None;
+            }
+            let step = app.steps.get(app.selected)?;
+            if step.state != StepState::Applied {
+                let msg = format!(
+                    "{} is not applied: select the applied step to roll back down to (j/k), then b",
+                    step.id
+                );
+                app.log(LogLevel::Info, msg);
+                return None;
+            }
+            let id = step.id.clone();
+            app.failed = None;
+            app.log(
+                LogLevel::Warn,
+                format!("rolling back the applied steps down to {id}"),
+            );
+            Some(Command::Reply(Reply::RollbackThrough(id)))
+        }
+        Answer::QuitFailed => {
+            app.failed.take()?;
+            app.quit = true;
+            Some(Command::Reply(Reply::Quit))
+        }
+        Answer::Proceed => {
+            app.waiting.take()?;
+            app.log(LogLevel::Warn, "proceeding: lock_timeout bounds the wait");
+            Some(Command::Reply(Reply::Run))
+        }
+        Answer::AbortStep => {
+            app.waiting.take()?;
+            app.running = None;
+            Some(Command::Reply(Reply::Quit))
+        }
+        // Dialog answers (blockers, rollback list): see dialog_key.
+        Answer::Wait | Answer::Agree | Answer::Decline => None,
+    }
 }
 
 pub fn update(app: &mut App, action: Action) -> Option<Command> {
@@ -149,7 +221,9 @@ pub fn update(app: &mut App, action: Action) -> Option<Command> {
             }
             app.quit = true;
             if app.finished.is_none()
-                && (app.next.take().is_some() || std::mem::take(&mut app.at_end))
+                && (app.next.take().is_some()
+                    || std::mem::take(&mut app.at_end)
+                    || app.failed.take().is_some())
             {
                 return Some(Command::Reply(Reply::Quit));
             }
@@ -172,16 +246,29 @@ pub(super) fn step(i: usize, down: bool, len: usize) -> usize {
 fn dialog_key(app: &mut App, key: KeyEvent) -> Option<Command> {
     let dialog = app.dialog.as_mut()?;
     match (&dialog.kind, key.code) {
-        (DialogKind::Blockers { step, .. }, code) => {
-            let step = step.clone();
-            let reply = match code {
-                KeyCode::Char('p') | KeyCode::Enter => Reply::Run,
-                KeyCode::Char('w') => {
-                    // Waiting is something running: c (or q, y) stops it.
-                    app.running = Some(step);
+        (DialogKind::Blockers { step, holders }, _) => {
+            let reply = match answer_for(&app.prompts, Prompt::Blockers, &key)? {
+                Answer::Proceed => Reply::Run,
+                Answer::Wait => {
+                    // Waiting is something running: c (or q, y) stops it;
+                    // p and a still answer while it waits.
+                    app.running = Some(step.clone());
+                    app.waiting = Some(Waiting {
+                        step: step.clone(),
+                        holders: holders.clone(),
+                    });
                     Reply::Wait
                 }
-                KeyCode::Char('a') | KeyCode::Esc => Reply::Quit,
+                Answer::AbortStep => Reply::Quit,
+                _ => return None,
+            };
+            app.dialog = None;
+            Some(Command::Reply(reply))
+        }
+        (DialogKind::RollbackList { .. }, _) => {
+            let reply = match answer_for(&app.prompts, Prompt::RollbackList, &key)? {
+                Answer::Agree => Reply::Run,
+                Answer::Decline => Reply::Quit,
                 _ => return None,
             };
             app.dialog = None;
@@ -239,6 +326,7 @@ fn submit(app: &mut App) -> Option<Command> {
             }
             app.dialog = None;
             app.next = None;
+            app.failed = None;
             Some(Command::Reply(Reply::Skip(input)))
         }
         DialogKind::Signal { pid, terminate } => {
@@ -257,6 +345,6 @@ fn submit(app: &mut App) -> Option<Command> {
             app.dialog = None;
             Some(Command::Signal { pid, signal })
         }
-        DialogKind::Blockers { .. } | DialogKind::Quit => None,
+        DialogKind::Blockers { .. } | DialogKind::RollbackList { .. } | DialogKind::Quit => None,
     }
 }

@@ -241,6 +241,7 @@ impl Exec<'_> {
         started: Instant,
         f: SqlFailure,
     ) -> Outcome {
+        self.last_failed = Some(step.id.clone());
         let mut ev = step_event(work.failure_action(), phase, step);
         ev.duration_ms = Some(started.elapsed().as_millis() as u64);
         ev.sqlstate = f.sqlstate.clone();

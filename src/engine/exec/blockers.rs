@@ -3,35 +3,50 @@
 use crate::pg::Severity;
 use std::time::Duration;
 
+use super::recover::StepEnd;
 use super::{Exec, step_event};
-use crate::analysis::{RelationName, StepAnalysis};
+use crate::analysis::{RelationName, StatementAnalysis};
 use crate::audit::record::Action;
-use crate::engine::{Ask, EngineEvent, Outcome, Reply};
+use crate::engine::{Ask, Control, EngineEvent, Outcome, Reply};
+use crate::monitor::Holder;
 use crate::runbook::{Phase, Step};
+
+/// How one second of waiting for the blockers ended.
+enum Waited {
+    Elapsed,
+    /// The operator cancelled (`c`, Ctrl-C).
+    Cancelled,
+    /// The operator answered while the engine waited: proceed or abort.
+    Answer(Decision),
+}
 
 impl Exec<'_> {
     /// Sessions holding locks that conflict with what the step takes: the
     /// step would wait behind them and every later query on the table behind
     /// the step. Reported, then per `on_blockers`: ask, wait, or proceed.
+    /// `statements` are what is about to run: the step's, or its rollback's.
+    /// While it waits, the operator may still proceed or abort; an abort in
+    /// an interactive session leaves the step pending (`StepEnd::Aborted`),
+    /// headless it refuses the run.
     pub(super) async fn blocker_guard(
         &mut self,
         phase: &Phase,
         step: &Step,
-        a: &StepAnalysis,
-    ) -> Result<(), Outcome> {
+        statements: &[StatementAnalysis],
+    ) -> Result<StepEnd, Outcome> {
         use crate::analysis::LockMode;
         use crate::runbook::OnBlockers;
-        let strong: Vec<(RelationName, LockMode)> = a
-            .statements
+        let strong: Vec<(RelationName, LockMode)> = statements
             .iter()
             .flat_map(|s| s.locks.iter())
             .filter(|l| l.mode >= LockMode::ShareUpdateExclusive)
             .map(|l| (l.relation.clone(), l.mode))
             .collect();
         if strong.is_empty() {
-            return Ok(());
+            return Ok(StepEnd::Done);
         }
         let mut waited = false;
+        let mut shown: Vec<i32> = Vec::new();
         loop {
             let mut holders = Vec::new();
             for (relation, mode) in &strong {
@@ -55,7 +70,7 @@ impl Exec<'_> {
                         message: "the blockers are gone".into(),
                     });
                 }
-                return Ok(());
+                return Ok(StepEnd::Done);
             }
             if !waited {
                 self.emit(EngineEvent::Blockers {
@@ -76,41 +91,91 @@ impl Exec<'_> {
                 ),
             };
             if !waited {
-                let mut ev = step_event(Action::Blockers, phase, step);
-                ev.outcome = Some(decision.as_str().into());
-                ev.message = Some(
-                    holders
-                        .iter()
-                        .map(|h| {
-                            format!(
-                                "pid {} ({}, {}) holds {} on {}",
-                                h.pid,
-                                h.user.as_deref().unwrap_or("?"),
-                                h.state,
-                                h.mode,
-                                h.relation
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                );
-                self.record(ev).await;
+                self.record_blockers(phase, step, decision, &holders).await;
             }
-            match decision {
-                Decision::Proceed => return Ok(()),
-                Decision::Abort => {
-                    return Err(Outcome::Refused(format!(
-                        "step {}: stopped because sessions hold locks it needs",
-                        step.id
-                    )));
-                }
+            let decision = match decision {
                 Decision::Wait => {
                     waited = true;
-                    if self.sleep_or_cancel(Duration::from_secs(1)).await {
-                        return Err(Outcome::Interrupted);
+                    let mut pids: Vec<i32> = holders.iter().map(|h| h.pid).collect();
+                    pids.sort_unstable();
+                    if pids != shown {
+                        shown = pids;
+                        self.emit(EngineEvent::WaitingForBlockers {
+                            step: step.id.clone(),
+                            holders: holders.clone(),
+                        });
+                    }
+                    match self.wait_or_answer(Duration::from_secs(1)).await {
+                        Waited::Elapsed => continue,
+                        Waited::Cancelled => return Err(Outcome::Interrupted),
+                        Waited::Answer(d) => {
+                            self.record_blockers(phase, step, d, &holders).await;
+                            d
+                        }
                     }
                 }
-            }
+                d => d,
+            };
+            return match decision {
+                Decision::Proceed | Decision::Wait => Ok(StepEnd::Done),
+                Decision::Abort if self.s.options.interactive => {
+                    self.emit(EngineEvent::Notice {
+                        step: Some(step.id.clone()),
+                        severity: Severity::Info,
+                        message: "aborted at the blockers: nothing of it ran; it is still pending"
+                            .into(),
+                    });
+                    Ok(StepEnd::Aborted)
+                }
+                Decision::Abort => Err(Outcome::Refused(format!(
+                    "step {}: stopped because sessions hold locks it needs",
+                    step.id
+                ))),
+            };
+        }
+    }
+
+    /// The blockers found and what was decided about them, in the audit.
+    async fn record_blockers(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        decision: Decision,
+        holders: &[Holder],
+    ) {
+        let mut ev = step_event(Action::Blockers, phase, step);
+        ev.outcome = Some(decision.as_str().into());
+        ev.message = Some(
+            holders
+                .iter()
+                .map(|h| {
+                    format!(
+                        "pid {} ({}, {}) holds {} on {}",
+                        h.pid,
+                        h.user.as_deref().unwrap_or("?"),
+                        h.state,
+                        h.mode,
+                        h.relation
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        self.record(ev).await;
+    }
+
+    /// Sleeps `wait` unless the operator cancels or answers first: `Run`
+    /// proceeds, anything else aborts this step.
+    async fn wait_or_answer(&mut self, wait: Duration) -> Waited {
+        let io = &mut *self.io;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Waited::Elapsed,
+            // A closed channel disables its branch: the wait goes on.
+            Some(Control::Cancel) = io.control.recv() => Waited::Cancelled,
+            Some(r) = io.replies.recv() => Waited::Answer(match r {
+                Reply::Run => Decision::Proceed,
+                _ => Decision::Abort,
+            }),
         }
     }
 }
@@ -122,7 +187,8 @@ enum Decision {
     Proceed,
     /// Poll until the holders are gone.
     Wait,
-    /// Refuse the run; nothing of the step ran.
+    /// Nothing of the step ran: back to the step list (interactive), or
+    /// the run is refused (headless).
     Abort,
 }
 

@@ -112,6 +112,7 @@ impl Exec<'_> {
         }
         self.write_state_autocommit(step, Status::Skipped, None, None)
             .await?;
+        self.failed_steps.remove(&step.id);
         let mut ev = step_event(Action::Skip, phase, step);
         ev.message = Some(reason.clone());
         self.record(ev).await;

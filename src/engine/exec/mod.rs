@@ -9,6 +9,7 @@ mod confirm;
 mod expect;
 mod guards;
 mod known;
+mod recover;
 mod rehearsal;
 mod rollback;
 mod sql;
@@ -47,6 +48,11 @@ struct Exec<'a> {
     /// Audit records not yet on disk may go into a step's transaction (see
     /// `Recorder::unsynced_copies`); off once such a copy failed.
     txn_copies: bool,
+    /// The step whose work failed last (see recover.rs).
+    last_failed: Option<String>,
+    /// Steps whose last attempt failed and that have not since been applied
+    /// or skipped: quitting with one of them ends the session as failed.
+    failed_steps: std::collections::BTreeSet<String>,
 }
 
 /// Which of a step's SQL texts runs.
@@ -70,6 +76,8 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         target_confirmed: false,
         upsert: None,
         txn_copies: true,
+        last_failed: None,
+        failed_steps: Default::default(),
     };
     let mut outcome = exec.run().await;
     if let Some(why) = exec.rehearsal.ended.take() {
@@ -156,6 +164,9 @@ impl Exec<'_> {
             let notes = self.s.recorder.settle(&self.s.conn.client, defer).await;
             self.warn(notes);
         }
+        // An answer sent while no question was open (p or a pressed as a
+        // wait for blockers ended by itself) answers nothing.
+        while self.io.replies.try_recv().is_ok() {}
         self.emit(EngineEvent::Asks(ask));
         self.reply().await
     }
@@ -248,7 +259,7 @@ impl Exec<'_> {
             return refused;
         }
         let mut started = from.is_none();
-        'steps: for (i, phase, step) in steps {
+        for (i, phase, step) in steps {
             if !started {
                 if Some(step.id.as_str()) != from {
                     continue;
@@ -291,36 +302,7 @@ impl Exec<'_> {
                 }
                 _ => {}
             }
-            loop {
-                match self
-                    .ask(Ask::Next {
-                        step: step.id.clone(),
-                    })
-                    .await
-                {
-                    Reply::Run | Reply::Typed(_) | Reply::Wait => break,
-                    Reply::Skip(reason) => {
-                        if let Err(o) = self.skip(&phase, &step, reason).await {
-                            return o;
-                        }
-                        continue 'steps;
-                    }
-                    Reply::RollbackThrough(target) => {
-                        if let Err(o) = self.rollback_through(&target).await {
-                            return o;
-                        }
-                    }
-                    Reply::Quit | Reply::Missing => {
-                        return Outcome::Refused("stopped by the operator".into());
-                    }
-                }
-            }
-            let result = if step.kind == StepKind::Pause {
-                self.pause(&phase, &step).await
-            } else {
-                self.sql_step(&phase, &step, &analysis, st).await
-            };
-            if let Err(o) = result {
+            if let Err(o) = self.one_step(&phase, &step, &analysis).await {
                 return o;
             }
         }
@@ -345,9 +327,6 @@ impl Exec<'_> {
         if self.rehearsal_open {
             return self.rehearse_rollback_through(target).await;
         }
-        match self.rollback_range(None, Some(target), false).await {
-            Outcome::Done => Ok(()),
-            other => Err(other),
-        }
+        self.rollback_recovering(target).await
     }
 }

@@ -2,6 +2,7 @@
 
 use super::attempt::{RESET_TIMEOUTS, Work, local_timeouts, session_timeouts};
 use super::expect::StepResult;
+use super::recover::{Recovery, StepEnd};
 use super::sql::SqlFailure;
 use super::{Exec, Part, step_event};
 use crate::analysis::StepAnalysis;
@@ -49,13 +50,38 @@ impl Exec<'_> {
                 ));
             }
         }
+        // Several steps to undo: the operator sees the list and agrees to it
+        // once (each destructive rollback still asks its own phrase). Headless,
+        // the command line is the list: `rollback --to` says how far.
+        let undo: Vec<String> = range
+            .iter()
+            .filter(|(_, _, s)| {
+                matches!(s.kind, StepKind::Change | StepKind::Backup) && self.to_roll_back(s)
+            })
+            .map(|(_, _, s)| s.id.clone())
+            .collect();
+        if undo.len() > 1 {
+            match self.ask(Ask::RollbackList { steps: undo }).await {
+                Reply::Run | Reply::Typed(_) | Reply::Wait | Reply::RollbackThrough(_) => {}
+                Reply::Quit | Reply::Skip(_) | Reply::Missing if ask_each => {
+                    return Outcome::Refused("stopped by the operator".into());
+                }
+                Reply::Quit | Reply::Skip(_) | Reply::Missing => {
+                    self.emit(EngineEvent::Notice {
+                        step: None,
+                        severity: Severity::Info,
+                        message: "nothing was rolled back".into(),
+                    });
+                    return Outcome::Done;
+                }
+            }
+        }
         for (i, phase, step) in range {
             if !matches!(step.kind, StepKind::Change | StepKind::Backup)
                 || !self.to_roll_back(&step)
             {
                 continue;
             }
-            let a = self.s.analysis.steps[i].clone();
             let Some(rb) = step.rollback.clone() else {
                 if let Some(why) = &step.irreversible {
                     return Outcome::Refused(format!(
@@ -90,7 +116,32 @@ impl Exec<'_> {
                 });
                 continue;
             };
-            let reply = if ask_each {
+            match self.undo(i, &phase, &step, &rb.text, ask_each).await {
+                Ok(StepEnd::Done) => {}
+                // Aborted at the blockers during `b`: the rest stays applied.
+                Ok(StepEnd::Aborted) => return Outcome::Done,
+                Err(o) => return o,
+            }
+        }
+        Outcome::Done
+    }
+
+    /// One step's rollback: asked for (`pgpilot rollback`), its phrase, the
+    /// blocker guard as before a forward step, then its attempts. In
+    /// `pgpilot rollback`'s TUI, an abort at the blockers asks for the step
+    /// again and a failure asks what next; during `b`, both end here and the
+    /// caller decides.
+    async fn undo(
+        &mut self,
+        i: usize,
+        phase: &Phase,
+        step: &Step,
+        rollback_sql: &str,
+        ask_each: bool,
+    ) -> Result<StepEnd, Outcome> {
+        let mut ask = ask_each;
+        loop {
+            let reply = if ask {
                 self.ask(Ask::Next {
                     step: step.id.clone(),
                 })
@@ -98,43 +149,53 @@ impl Exec<'_> {
             } else {
                 Reply::Run
             };
+            ask = ask_each;
             match reply {
                 // Inside a rollback, `b` means go on rolling back.
                 Reply::Run | Reply::Typed(_) | Reply::Wait | Reply::RollbackThrough(_) => {}
                 Reply::Skip(reason) => {
-                    let mut ev = step_event(Action::Skip, &phase, &step);
+                    let mut ev = step_event(Action::Skip, phase, step);
                     ev.message = Some(format!("rollback skipped: {reason}"));
                     self.record(ev).await;
+                    self.failed_steps.remove(&step.id);
                     self.emit(EngineEvent::StepSkipped {
                         step: step.id.clone(),
                         reason,
                     });
-                    continue;
+                    return Ok(StepEnd::Done);
                 }
-                Reply::Quit | Reply::Missing => {
-                    return Outcome::Refused("stopped by the operator".into());
-                }
+                Reply::Quit | Reply::Missing => return Err(self.stopped()),
             }
             if let Some(e) = self.s.recorder.local_error() {
-                return Outcome::Failed(format!(
+                return Err(Outcome::Failed(format!(
                     "cannot write the local audit log ({e}); pgpilot runs nothing it cannot record"
-                ));
+                )));
             }
-            let (text, resolved) = match self.with_values(&step, &a, &rb.text, Part::Rollback) {
-                Ok(r) => r,
-                Err(o) => return o,
-            };
+            let a = self.s.analysis.steps[i].clone();
+            let (text, resolved) = self.with_values(step, &a, rollback_sql, Part::Rollback)?;
             let a = resolved.as_ref();
-            if let Some(phrase) = &a.rollback_confirm
-                && let Err(o) = self.confirm(&step, phrase, &a.rollback).await
-            {
-                return o;
+            if let Some(phrase) = &a.rollback_confirm {
+                self.confirm(step, phrase, &a.rollback).await?;
             }
-            if let Err(o) = self.rollback_step(&phase, &step, a, &text).await {
-                return o;
+            match self.blocker_guard(phase, step, &a.rollback).await? {
+                StepEnd::Done => {}
+                StepEnd::Aborted if ask_each => continue,
+                StepEnd::Aborted => return Ok(StepEnd::Aborted),
+            }
+            match self.rollback_step(phase, step, a, &text).await {
+                Ok(()) => return Ok(StepEnd::Done),
+                Err(failure) if ask_each => {
+                    match self.recovery(Some(step.id.clone()), failure).await? {
+                        Recovery::Retry | Recovery::RollbackThrough(_) => ask = false,
+                        Recovery::Skip(reason) => {
+                            self.rollback_skipped(&step.id, reason).await;
+                            return Ok(StepEnd::Done);
+                        }
+                    }
+                }
+                Err(failure) => return Err(failure),
             }
         }
-        Outcome::Done
     }
 
     /// Applied, or a rollback in autocommit that was interrupted (its SQL
@@ -206,6 +267,7 @@ impl Exec<'_> {
             self.mark(step, Status::RolledBack);
         }
         self.record(ev).await;
+        self.failed_steps.remove(&step.id);
         self.emit(EngineEvent::RolledBack {
             step: step.id.clone(),
             duration: done.duration,

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::attempt::{Succeeded, Work};
+use super::recover::StepEnd;
 use super::{Exec, Part, step_event};
 use crate::analysis::{self, StepAnalysis};
 use crate::audit::record::Action;
@@ -51,14 +52,18 @@ impl Exec<'_> {
         step: &Step,
         a: &StepAnalysis,
         previous: Option<Status>,
-    ) -> Result<(), Outcome> {
-        let Some(sql) = step.sql() else { return Ok(()) };
+    ) -> Result<StepEnd, Outcome> {
+        let Some(sql) = step.sql() else {
+            return Ok(StepEnd::Done);
+        };
         let (text, resolved) = self.with_values(step, a, &sql.text, Part::Step)?;
         let a = resolved.as_ref();
         if let Some(phrase) = &a.confirm {
             self.confirm(step, phrase, &a.statements).await?;
         }
-        self.blocker_guard(phase, step, a).await?;
+        if self.blocker_guard(phase, step, &a.statements).await? == StepEnd::Aborted {
+            return Ok(StepEnd::Aborted);
+        }
         if let Some(doubt @ (Status::InProgress | Status::RollingBack)) = previous
             && !self.rehearsal_open
             && self.in_doubt(step, a, doubt).await?
@@ -75,7 +80,7 @@ impl Exec<'_> {
                 rows: None,
                 captured: None,
             });
-            return Ok(());
+            return Ok(StepEnd::Done);
         }
         let (text, autocommit) = if self.rehearsal_open && !a.transactional {
             match rehearse::transactional_form(&text) {
@@ -98,7 +103,7 @@ impl Exec<'_> {
                     let mut ev = step_event(Action::Skip, phase, step);
                     ev.message = Some(reason);
                     self.record(ev).await;
-                    return Ok(());
+                    return Ok(StepEnd::Done);
                 }
             }
         } else {
@@ -146,6 +151,6 @@ impl Exec<'_> {
             rows: Some(r.rows),
             captured,
         });
-        Ok(())
+        Ok(StepEnd::Done)
     }
 }

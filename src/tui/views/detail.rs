@@ -5,7 +5,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::panel;
-use crate::tui::app::{App, StepState};
+use crate::tui::app::{App, SessionKind, StepState, StepView};
+use crate::tui::rollback_view::RollbackView;
 use crate::tui::theme;
 
 /// SQL with keywords, strings and comments set apart, from PostgreSQL's own scanner.
@@ -69,6 +70,30 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let title = format!("{} · {}", s.id, s.kind.as_str());
     let block = panel(&title, false);
     let mut lines: Vec<Line> = Vec::new();
+    if let Some(w) = &app.waiting {
+        lines.push(Line::from(Span::styled(
+            format!("[{}] {}", w.step, w.line(&app.prompts)),
+            theme::warn(),
+        )));
+    }
+    if let Some(failed) = app.failed.as_ref().filter(|f| f.step == s.id) {
+        lines.push(Line::from(Span::styled(
+            failed.choices(&app.prompts),
+            theme::warn(),
+        )));
+    }
+    if app.kind == SessionKind::Rollback
+        && let (Some(rb), Some(r)) = (&s.rollback, &s.restores)
+    {
+        restores(&mut lines, s, rb, r);
+        f.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .wrap(Wrap { trim: false }),
+            area,
+        );
+        return;
+    }
     if let Some(t) = &s.title {
         lines.push(Line::from(Span::styled(t.clone(), theme::title())));
     }
@@ -151,4 +176,61 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             .wrap(Wrap { trim: false }),
         area,
     );
+}
+
+/// The rollback screens' detail: what the rollback runs to restore the
+/// step's before-state, its locks, findings and phrase; the forward SQL only
+/// as what it undoes.
+fn restores(lines: &mut Vec<Line<'static>>, s: &StepView, rb: &str, r: &RollbackView) {
+    if let Some(t) = &s.title {
+        lines.push(Line::from(Span::styled(t.clone(), theme::title())));
+    }
+    if let StepState::Failed(m) = &s.state {
+        lines.push(Line::from(Span::styled(
+            format!("failed: {m}"),
+            theme::danger(),
+        )));
+    }
+    lines.push(Line::from(Span::styled(
+        format!("rollback: restores what {} changed, by running", s.id),
+        theme::warn(),
+    )));
+    lines.extend(highlight(rb));
+    match &r.destroys {
+        Some(d) => lines.push(Line::from(vec![
+            Span::styled("HIGH risk", theme::risk(crate::runbook::Risk::High)),
+            Span::raw(format!(": the rollback is destructive ({d})")),
+        ])),
+        None => lines.push(Line::from(Span::styled(
+            "the rollback destroys no data",
+            theme::dim(),
+        ))),
+    }
+    for a in &r.analysis {
+        lines.push(Line::from(vec![
+            Span::styled("• ", theme::dim()),
+            Span::raw(a.clone()),
+        ]));
+    }
+    for (rule, message, advice) in &r.findings {
+        lines.push(Line::from(vec![
+            Span::styled(format!("! {rule}: "), theme::warn()),
+            Span::raw(message.clone()),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled("  instead: ", theme::dim()),
+            Span::raw(advice.clone()),
+        ]));
+    }
+    if let Some(p) = &r.confirm {
+        lines.push(Line::from(vec![
+            Span::raw("asks you to type: "),
+            Span::styled(p.clone(), theme::danger()),
+        ]));
+    }
+    lines.push(Line::from(vec![
+        Span::styled("undoes: ", theme::dim()),
+        Span::raw(super::one_line(&s.sql)),
+    ]));
+    lines.push(Line::from(Span::styled(s.settings.clone(), theme::dim())));
 }

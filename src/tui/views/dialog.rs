@@ -8,6 +8,8 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use crate::engine::Ask;
 use crate::monitor::text::age;
 use crate::tui::app::{App, Dialog, DialogKind};
+use crate::tui::keys::{Answer, Prompt};
+use crate::tui::prompt::key_of;
 use crate::tui::theme;
 
 /// Text from the runbook or the server, as a dialog shows it.
@@ -25,7 +27,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     h
 }
 
-pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
+pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
     let (title, mut lines, danger) = match &d.kind {
         DialogKind::Phrase(Ask::Confirm { step, phrase, what }) => (
             format!("Confirm {step}"),
@@ -116,10 +118,46 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
                 )));
             }
             l.push(Line::raw(""));
-            l.push(Line::raw(
-                "p proceed (the wait is bounded by lock_timeout) · w wait for them · a abort",
-            ));
+            l.push(Line::raw(format!(
+                "{} proceed (the wait is bounded by lock_timeout) · {} wait for them · {} abort this step (back to the step list)",
+                key_of(&app.prompts, Prompt::Blockers, Answer::Proceed),
+                key_of(&app.prompts, Prompt::Blockers, Answer::Wait),
+                key_of(&app.prompts, Prompt::Blockers, Answer::AbortStep),
+            )));
             ("Blockers".to_string(), l, false)
+        }
+        DialogKind::RollbackList { steps } => {
+            let mut l = vec![Line::from(Span::styled(
+                format!(
+                    "These {} applied steps are rolled back, newest first:",
+                    steps.len()
+                ),
+                theme::warn(),
+            ))];
+            for id in steps {
+                let phrase = app
+                    .steps
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .and_then(|s| s.restores.as_ref())
+                    .and_then(|r| r.confirm.clone());
+                let mut line = vec![Span::raw(format!("  • {}", shown(id)))];
+                if let Some(p) = phrase {
+                    line.push(Span::raw(" — asks you to type "));
+                    line.push(Span::styled(p, theme::danger()));
+                }
+                l.push(Line::from(line));
+            }
+            l.push(Line::raw(""));
+            l.push(Line::raw(
+                "Each destructive rollback still asks its own phrase before it runs.",
+            ));
+            l.push(Line::raw(format!(
+                "{} roll them back · {} keep them all",
+                key_of(&app.prompts, Prompt::RollbackList, Answer::Agree),
+                key_of(&app.prompts, Prompt::RollbackList, Answer::Decline),
+            )));
+            ("Roll back".to_string(), l, true)
         }
         DialogKind::Quit => (
             "Quit".to_string(),
@@ -129,7 +167,10 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, d: &Dialog) {
             true,
         ),
     };
-    let typed = !matches!(d.kind, DialogKind::Blockers { .. } | DialogKind::Quit);
+    let typed = !matches!(
+        d.kind,
+        DialogKind::Blockers { .. } | DialogKind::RollbackList { .. } | DialogKind::Quit
+    );
     if typed {
         lines.push(Line::raw(""));
         lines.push(Line::from(vec![

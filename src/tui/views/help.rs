@@ -4,17 +4,61 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::tui::app::App;
-use crate::tui::keys::Binding;
+use crate::tui::keys::{Answer, Binding, Prompt, PromptBinding};
 use crate::tui::theme;
 
-/// The run screen's help: every binding.
+/// The run screen's help: every binding, then the keys of the prompt open
+/// now (each prompt's keys are listed while it is open: all of them at
+/// once would not fit a small terminal).
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
-    draw_keys(
+    let open = if app.failed.is_some() {
+        Some(Prompt::Failure)
+    } else if app.waiting.is_some() {
+        Some(Prompt::Blockers)
+    } else {
+        None
+    };
+    let prompts: Vec<PromptBinding> = app
+        .prompts
+        .iter()
+        .filter(|b| Some(b.prompt) == open)
+        .cloned()
+        .collect();
+    draw_sections(
         f,
         area,
         app.bindings.iter(),
+        &prompt_sections(&prompts),
         "In a dialog: type the phrase, Enter submits, Esc cancels.",
     );
+}
+
+/// Each prompt's keys under its heading, one row per answer (its keys joined).
+pub fn prompt_sections(prompts: &[PromptBinding]) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let mut current = None;
+    let mut rows: Vec<(Answer, String, &'static str)> = Vec::new();
+    let flush = |lines: &mut Vec<Line<'static>>, rows: &mut Vec<(Answer, String, &'static str)>| {
+        for (_, keys, description) in rows.drain(..) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("{keys:>6}  "), theme::keyword()),
+                Span::raw(description),
+            ]));
+        }
+    };
+    for b in prompts {
+        if current != Some(b.prompt) {
+            flush(&mut lines, &mut rows);
+            current = Some(b.prompt);
+            lines.push(Line::from(Span::styled(b.prompt.title(), theme::title())));
+        }
+        match rows.iter_mut().find(|(a, _, _)| *a == b.answer) {
+            Some(row) => row.1 = format!("{}/{}", row.1, b.label),
+            None => rows.push((b.answer, b.label.to_string(), b.description)),
+        }
+    }
+    flush(&mut lines, &mut rows);
+    lines
 }
 
 /// A help overlay listing `bindings` with their descriptions, then `note`.
@@ -24,6 +68,17 @@ pub fn draw_keys<'a>(
     bindings: impl Iterator<Item = &'a Binding>,
     note: &str,
 ) {
+    draw_sections(f, area, bindings, &[], note);
+}
+
+/// As [`draw_keys`], with `more` (headed sections) after the bindings.
+fn draw_sections<'a>(
+    f: &mut Frame,
+    area: Rect,
+    bindings: impl Iterator<Item = &'a Binding>,
+    more: &[Line<'static>],
+    note: &str,
+) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme::title()))];
     for (labels, description) in by_action(bindings) {
         lines.push(Line::from(vec![
@@ -31,6 +86,7 @@ pub fn draw_keys<'a>(
             Span::raw(description),
         ]));
     }
+    lines.extend(more.iter().cloned());
     // The notes give way to the keys on a short terminal.
     let notes = [
         Line::raw(""),

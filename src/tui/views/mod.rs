@@ -17,7 +17,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::app::{App, DialogKind, Panel};
-use super::keys::{Action, label};
+use super::keys::{Action, Prompt, label, prompt_hints};
 use super::theme;
 
 pub fn draw(f: &mut Frame, app: &App) {
@@ -100,9 +100,10 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
     if let Some(d) = &app.dialog {
         match d.kind {
             super::app::DialogKind::Blockers { .. } => {
-                keys.push(("p".into(), "proceed"));
-                keys.push(("w".into(), "wait"));
-                keys.push(("a".into(), "abort"));
+                keys.extend(prompt_hints(&app.prompts, Prompt::Blockers));
+            }
+            super::app::DialogKind::RollbackList { .. } => {
+                keys.extend(prompt_hints(&app.prompts, Prompt::RollbackList));
             }
             super::app::DialogKind::Quit => {
                 keys.push(("y".into(), "cancel and quit"));
@@ -113,7 +114,16 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
                 keys.push(("Esc".into(), "cancel"));
             }
         }
+    } else if app.failed.is_some() {
+        keys.extend(prompt_hints(&app.prompts, Prompt::Failure));
+        keys.push(("j/k".into(), "move"));
+        kept.push((label(b, Action::Help), "help"));
     } else {
+        if app.waiting.is_some() {
+            let hints = prompt_hints(&app.prompts, Prompt::Blockers);
+            // While waiting: proceed and abort; `w` is what it does already.
+            keys.extend(hints.into_iter().filter(|(_, h)| *h != "wait"));
+        }
         if app.next.is_some() {
             keys.push((label(b, Action::RunNext), "run next"));
             keys.push((label(b, Action::Skip), "skip"));
