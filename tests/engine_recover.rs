@@ -446,7 +446,8 @@ async fn b_at_the_failure_prompt_rolls_back_then_asks_for_the_failed_step_and_qu
     assert_eq!(pgpilot::exit::of(&outcome), 1);
     assert_eq!(
         states(&client).await,
-        ["add-note=rolled_back", "count=passed"]
+        // The failed step's state says so (`status` shows it as failed).
+        ["add-flag=failed", "add-note=rolled_back", "count=passed"]
     );
 }
 

@@ -347,6 +347,9 @@ async fn a_session_opens_with_the_states_the_target_holds() {
     assert!(s.contains("✓ make-x"), "{s}");
     assert!(s.contains("✓ make-y"), "{s}");
     assert!(s.contains("✗ x-has-rows"), "{s}");
+    // The list of what it would undo comes first; keep them all, then leave.
+    t.wait_for("keep them all");
+    t.keys(&["n"]);
     t.keys(&["q"]);
     exit_code(&t, &exit, Duration::from_secs(15));
 }

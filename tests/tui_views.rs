@@ -330,6 +330,17 @@ fn a_high_risk_step_that_destroys_nothing_says_why_no_phrase_is_asked() {
 fn the_summary_after_q_says_what_each_step_did() {
     use pgpilot::engine::Outcome;
     let mut a = app(SessionKind::Run);
+    // Found applied on the target: an earlier run's work, not this session's.
+    a.on_engine(EngineEvent::States(vec![
+        pgpilot::engine::truth::KnownState {
+            step: "no-dependent-objects".into(),
+            status: pgpilot::engine::state::Status::Passed,
+            stale_after: None,
+            captured: Vec::new(),
+            at: "2026-11-28 10:00:00".into(),
+            operator: "alice".into(),
+        },
+    ]));
     progress(&mut a);
     let hostile = "lock timeout \u{1b}[2J password=Sekr3t";
     a.on_engine(EngineEvent::StepFailed {
@@ -359,6 +370,7 @@ fn the_summary_after_q_says_what_each_step_did() {
         lines[1], "  no-long-transactions  passed      12 ms",
         "{text}"
     );
+    assert!(!text.contains("no-dependent-objects"), "{text}");
     let drop = lines
         .iter()
         .find(|l| l.starts_with("  drop-legacy-id"))
@@ -375,7 +387,7 @@ fn the_summary_after_q_says_what_each_step_did() {
     );
     assert!(
         text.contains(
-            "steps: 3 passed, 1 failed, 1 skipped, 10 not run\nlock-timeout retries: 1\n"
+            "steps: 3 passed, 1 failed, 1 skipped, 10 not run in this session\nlock-timeout retries: 1\n"
         ),
         "{text}"
     );

@@ -4,138 +4,20 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::analysis::{LockMode, StepAnalysis};
-use crate::check::risk_reason;
+use crate::analysis::LockMode;
 use crate::engine::{Ask, EngineEvent, Outcome, StepOutcome, TargetInfo};
 use crate::monitor::{Feed, Holder, Snapshot};
-use crate::runbook::{Risk, Runbook, StepKind, format_duration};
+use crate::runbook::Runbook;
 
 use super::keys::{Binding, PromptBinding};
 use super::prompt::{FailedPrompt, Waiting};
-use super::rollback_view::{RollbackView, lock_lines};
+pub use super::step_view::{StepState, StepView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
     Run,
     Rehearsal,
     Rollback,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepState {
-    Pending,
-    Running {
-        attempt: u32,
-        of: u32,
-    },
-    Applied,
-    Passed,
-    Acknowledged,
-    Rehearsed,
-    Failed(String),
-    Skipped(String),
-    RolledBack,
-    /// A check or verify passed before this change step was rolled back.
-    Stale(String),
-    /// Found `in_progress` / `rolling_back` on the target: in doubt.
-    InProgress,
-    RollingBack,
-}
-
-impl StepState {
-    pub fn label(&self) -> String {
-        match self {
-            StepState::Pending => "pending".into(),
-            StepState::Running { attempt: 1, .. } => "running".into(),
-            StepState::Running { attempt, of } => format!("retry {attempt}/{of}"),
-            StepState::Applied => "applied".into(),
-            StepState::Passed => "passed".into(),
-            StepState::Acknowledged => "done".into(),
-            StepState::Rehearsed => "rehearsed".into(),
-            StepState::Failed(_) => "FAILED".into(),
-            StepState::Skipped(_) => "skipped".into(),
-            StepState::RolledBack => "rolled back".into(),
-            StepState::Stale(_) => "stale".into(),
-            StepState::InProgress => "in progress".into(),
-            StepState::RollingBack => "rolling back".into(),
-        }
-    }
-}
-
-/// One step as the screens show it.
-#[derive(Debug, Clone)]
-pub struct StepView {
-    pub phase: String,
-    pub id: String,
-    pub title: Option<String>,
-    pub kind: StepKind,
-    pub state: StepState,
-    pub duration: Option<Duration>,
-    pub sql: String,
-    pub rollback: Option<String>,
-    pub explain: Option<String>,
-    pub instructions: Option<String>,
-    pub risk: Risk,
-    pub risk_reason: String,
-    /// What the analysis says, line by line, in plain words.
-    pub analysis: Vec<String>,
-    pub findings: Vec<(String, String, String)>,
-    pub confirm: Option<String>,
-    /// Why a high-risk step asks no phrase.
-    pub no_phrase: Option<&'static str>,
-    pub settings: String,
-    /// Attempts retried after a lock timeout in this session.
-    pub retries: u32,
-    /// The variable it captures, and those its SQL, rollback or expectation use.
-    pub capture: Option<String>,
-    pub uses: Vec<String>,
-    /// The rollback's own analysis (what the rollback screens show).
-    pub restores: Option<RollbackView>,
-}
-
-impl StepView {
-    fn new(phase: &str, step: &crate::runbook::Step, a: &StepAnalysis) -> StepView {
-        let mut analysis = lock_lines(&a.statements);
-        if a.rewrites {
-            analysis.push("rewrites the table: time grows with its size, under its lock".into());
-        }
-        if !a.transactional {
-            analysis.push("cannot run in a transaction block: runs in autocommit".into());
-        }
-        let findings = a
-            .findings()
-            .map(|f| (f.rule.to_string(), f.message.clone(), f.advice.clone()))
-            .collect();
-        let s = &step.settings;
-        StepView {
-            phase: phase.to_string(),
-            id: step.id.clone(),
-            title: step.title.as_deref().map(shown),
-            kind: step.kind,
-            state: StepState::Pending,
-            duration: None,
-            sql: step.sql().map(|s| shown(s.text.trim())).unwrap_or_default(),
-            rollback: step.rollback.as_ref().map(|r| shown(r.text.trim())),
-            explain: step.explain.as_deref().map(shown),
-            instructions: step.instructions().map(shown),
-            risk: a.risk,
-            risk_reason: risk_reason(a),
-            analysis,
-            findings,
-            confirm: a.confirm.clone(),
-            no_phrase: crate::check::no_phrase_reason(a),
-            settings: format!(
-                "lock_timeout {} · {} retries · statement_timeout {}",
-                format_duration(s.lock_timeout),
-                s.lock_retries,
-                format_duration(s.statement_timeout)
-            ),
-            retries: 0,
-            capture: step.capture.clone(),
-            uses: super::truth::uses(step),
-            restores: step.rollback.as_ref().map(|_| RollbackView::of(a)),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +219,7 @@ impl App {
                 self.select(&step);
                 if let Some(s) = self.step_mut(&step) {
                     s.state = StepState::Running { attempt, of };
+                    s.touched = true;
                 }
                 if attempt == 1 {
                     self.log(LogLevel::Info, format!("[{step}] running"));
@@ -388,6 +271,7 @@ impl App {
                 if let Some(s) = self.step_mut(&step) {
                     s.state = state;
                     s.duration = Some(duration);
+                    s.touched = true;
                 }
                 let rows = rows.map(|r| format!(", {r} row(s)")).unwrap_or_default();
                 let cap = captured
@@ -409,6 +293,7 @@ impl App {
                 self.running = None;
                 if let Some(s) = self.step_mut(&step) {
                     s.state = StepState::Failed(message.clone());
+                    s.touched = true;
                 }
                 self.log(
                     LogLevel::Bad,
@@ -426,6 +311,8 @@ impl App {
                     } else if reason.starts_with("acknowledged") {
                         StepState::Acknowledged
                     } else {
+                        // Skipped now, or found skipped on an earlier run.
+                        s.touched |= !reason.ends_with("on an earlier run");
                         StepState::Skipped(reason.clone())
                     };
                 }
@@ -437,6 +324,7 @@ impl App {
                 if let Some(s) = self.step_mut(&step) {
                     s.state = StepState::RolledBack;
                     s.duration = Some(duration);
+                    s.touched = true;
                 }
                 self.log(
                     LogLevel::Good,

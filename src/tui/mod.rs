@@ -9,6 +9,7 @@ pub mod monitor_update;
 pub mod prompt;
 pub mod prompt_keys;
 pub mod rollback_view;
+pub mod step_view;
 pub mod summary;
 pub mod theme;
 pub mod truth;

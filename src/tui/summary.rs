@@ -26,7 +26,7 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
     let done: Vec<_> = app
         .steps
         .iter()
-        .filter(|s| s.state != StepState::Pending || s.retries > 0)
+        .filter(|s| s.touched || s.retries > 0)
         .collect();
     let id_width = done.iter().map(|s| s.id.chars().count()).max().unwrap_or(0);
     let state_width = done
@@ -61,8 +61,14 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    let count =
-        |wanted: &dyn Fn(&StepState) -> bool| app.steps.iter().filter(|s| wanted(&s.state)).count();
+    // What this session did; states found on the target are the earlier
+    // runs' work, counted apart.
+    let count = |wanted: &dyn Fn(&StepState) -> bool| {
+        app.steps
+            .iter()
+            .filter(|s| s.touched && wanted(&s.state))
+            .count()
+    };
     let totals = [
         (
             count(&|s| matches!(s, StepState::Applied | StepState::Rehearsed)),
@@ -79,7 +85,10 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
             "rolled back",
         ),
         (count(&|s| matches!(s, StepState::Skipped(_))), "skipped"),
-        (count(&|s| matches!(s, StepState::Pending)), "not run"),
+        (
+            app.steps.iter().filter(|s| !s.touched).count(),
+            "not run in this session",
+        ),
     ];
     let totals: Vec<String> = totals
         .iter()
