@@ -100,7 +100,9 @@ fn poller(
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("monitor contention bench: skipped (run it with `cargo bench --bench monitor_contention`)");
+        println!(
+            "monitor contention bench: skipped (run it with `cargo bench --bench monitor_contention`)"
+        );
         return;
     }
     let rounds = env_usize("BENCH_CONTENTION_ROUNDS", 3);
@@ -218,7 +220,9 @@ async fn main() {
     };
     let base = median(&tps_of(Mode::None));
     println!();
-    println!("| poller | median tps | drop vs no poller (medians) | drop in each round vs that round's no-poller run |");
+    println!(
+        "| poller | median tps | drop vs no poller (medians) | drop in each round vs that round's no-poller run |"
+    );
     println!("|---|---|---|---|");
     let mut drops = [0.0; 3];
     for (i, mode) in Mode::ALL.into_iter().enumerate() {

@@ -16,7 +16,6 @@ pub const WAITERS: usize = 20;
 /// pg_blocking_pids() on every row of pg_stat_activity.
 pub const NAIVE_SQL: &str = "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity";
 
-
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -135,7 +134,6 @@ impl Crowd {
     }
 }
 
-
 /// $PGBENCH, or the `pgbench` next to the sandbox's server binaries (where
 /// `initdb` really lives when the sandbox found it through a symlink, e.g.
 /// /usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb).
@@ -203,7 +201,6 @@ pub fn tps(output: &str) -> f64 {
         .unwrap_or_else(|| panic!("no tps line in pgbench output:\n{output}"))
 }
 
-
 /// The 1-minute load average: other work on the machine shows up here.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -232,4 +229,3 @@ pub fn machine() -> String {
         mem_kib / 1024.0 / 1024.0
     )
 }
-

@@ -7,6 +7,7 @@ mod query;
 mod signal;
 pub mod text;
 mod tree;
+mod waits;
 mod watcher;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio_postgres::{Client, Statement};
 pub use holders::{Holder, holders};
 pub use signal::{Signal, SignalAudit, SignalOutcome, SignalReport, send_audited, signal_backend};
 pub use tree::{NOT_LISTED, TreeNode, blocking_tree};
+pub use waits::REREAD_AFTER;
 pub use watcher::{APPLICATION_NAME, Feed, News, Watcher};
 
 /// The `backend_type` of a client's session (pg_stat_activity).
@@ -200,6 +202,9 @@ pub struct Monitor {
     client: Client,
     sql: String,
     statement: Statement,
+    /// The waits read from pg_locks at earlier polls (its own lock: a
+    /// poll is `&self`; never held across an await).
+    waits: std::sync::Mutex<waits::KnownWaits>,
     pid: i32,
     pub long_transaction: Duration,
     pub executor_pid: Option<i32>,
@@ -227,6 +232,7 @@ impl Monitor {
         Ok(Monitor {
             sql,
             statement,
+            waits: std::sync::Mutex::default(),
             pid: row.try_get("pid")?,
             client,
             long_transaction,
@@ -238,9 +244,28 @@ impl Monitor {
         self.pid
     }
 
-    /// The query each poll sends (for this server's version).
+    /// The query each poll sends (for this server's version), with its
+    /// parameter (the waits already known, see [`waits`]).
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// The query as the next poll runs it, its parameter written in (the
+    /// keys of the waits known now, or none when `known` is false: a poll
+    /// that reads every wait from pg_locks), for `EXPLAIN`.
+    pub fn sql_as_run(&self, known: bool) -> String {
+        let keys = if known { self.known_keys() } else { Vec::new() };
+        let literal = keys
+            .iter()
+            .map(|k| format!("'{}'", k.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.sql
+            .replace(query::KNOWN_WAITS, &format!("ARRAY[{literal}]::text[]"))
+    }
+
+    fn known_keys(&self) -> Vec<String> {
+        self.waits.lock().map(|w| w.keys()).unwrap_or_default()
     }
 
     pub fn client(&self) -> &Client {
@@ -250,9 +275,32 @@ impl Monitor {
     /// One poll: one query.
     pub async fn poll(&self) -> Result<Snapshot, tokio_postgres::Error> {
         let started = std::time::Instant::now();
-        let rows = self.client.query(&self.statement, &[]).await?;
+        let keys = self.known_keys();
+        let rows = self.client.query(&self.statement, &[&keys]).await?;
         let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let backends = rows.iter().map(backend).collect::<Result<Vec<_>, _>>()?;
+        let read = rows
+            .iter()
+            .map(|r| {
+                Ok(waits::Row {
+                    backend: backend(r)?,
+                    key: r.try_get("wait_key")?,
+                    start_s: r.try_get("wait_start_s")?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let now_s = match rows.first() {
+            Some(r) => r.try_get::<_, f64>("now_s")?,
+            None => 0.0,
+        };
+        let backends = match self.waits.lock() {
+            Ok(mut known) => known.update(read, now_s),
+            // A poll that panicked midway: start afresh.
+            Err(poisoned) => {
+                let mut known = poisoned.into_inner();
+                *known = waits::KnownWaits::default();
+                known.update(read, now_s)
+            }
+        };
         // Every backend of the database, the monitor's own included, from
         // the same snapshot of the backend table as the rows.
         let in_database = match rows.first() {

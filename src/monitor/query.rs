@@ -12,10 +12,12 @@
 //! - `pg_blocking_pids()` takes the lock manager's partition locks, so it is
 //!   called only for backends that wait on a heavyweight lock
 //!   (`wait_event_type = 'Lock'`);
-//! - `pg_locks` is read into a materialized CTE that only a waiting backend's
-//!   row scans: with nobody waiting it is never read. A backend waits for
-//!   one lock at a time, so each waiter has exactly one row there that is
-//!   not granted (Monitoring Database Activity, `pg_locks`).
+//! - `pg_locks` is read into a materialized CTE that only the row of a
+//!   waiting backend whose wait is new scans: with nobody waiting, or every
+//!   wait already known (`$1`, see [`super::waits`]), it is never read. A
+//!   backend waits for one lock at a time, so each waiter has exactly one
+//!   row there that is not granted (Monitoring Database Activity,
+//!   `pg_locks`).
 //! - ages are `date_part` (float8); `extract` returns numeric since
 //!   PostgreSQL 14, which is slower to compute and to send.
 //!
@@ -25,10 +27,14 @@
 //! that is not a client session is returned, idle or not, so that the
 //! summary counts client sessions exactly.
 
-/// Columns, read by name: db_backends, pid, backend_type, user_name,
+/// The poll's one parameter: the keys of the waits already known.
+pub const KNOWN_WAITS: &str = "$1::text[]";
+
+/// Columns, read by name: db_backends, now_s, pid, backend_type, user_name,
 /// application, client_addr, state, wait_event_type, wait_event, xact_age_s,
-/// query_age_s, state_age_s, query, blocked_by, wait_mode, wait_locktype,
-/// wait_relation, wait_s.
+/// query_age_s, state_age_s, query, blocked_by, wait_key, wait_mode,
+/// wait_locktype, wait_relation, wait_start_s, wait_s. A wait's key is the
+/// waiter's pid, the start of its statement and the lock type it waits on.
 pub fn poll_sql(server_version_num: i32) -> String {
     // pg_locks.waitstart exists from PostgreSQL 14; before it, the time since
     // the backend's last state change is the best estimate of its wait.
@@ -47,6 +53,7 @@ pub fn poll_sql(server_version_num: i32) -> String {
     } else {
         ""
     };
+    let known = KNOWN_WAITS;
     format!(
         "WITH waits AS MATERIALIZED (
     SELECT pid, mode, locktype, relation{waitstart_column} FROM pg_locks WHERE NOT granted
@@ -54,6 +61,7 @@ pub fn poll_sql(server_version_num: i32) -> String {
     SELECT oid FROM pg_database WHERE datname = current_database()
 )
 SELECT (SELECT pg_stat_get_db_numbackends(oid) FROM db)::int4 AS db_backends,
+       date_part('epoch', now()) AS now_s,
        s.pid AS pid,
        s.backend_type AS backend_type,
        pg_get_userbyid(s.usesysid)::text AS user_name,
@@ -67,14 +75,22 @@ SELECT (SELECT pg_stat_get_db_numbackends(oid) FROM db)::int4 AS db_backends,
        date_part('epoch', now() - s.state_change) AS state_age_s,
        left(s.query, 2000) AS query,
        CASE WHEN s.wait_event_type = 'Lock' THEN pg_blocking_pids(s.pid) END AS blocked_by,
+       k.wait_key AS wait_key,
        w.mode AS wait_mode,
        w.locktype AS wait_locktype,
        w.relation::regclass::text AS wait_relation,
+       CASE WHEN w.mode IS NOT NULL THEN date_part('epoch', {wait_start}) END AS wait_start_s,
        CASE WHEN w.mode IS NOT NULL THEN date_part('epoch', now() - {wait_start}) END AS wait_s
   FROM pg_stat_get_activity(NULL) s
+ CROSS JOIN LATERAL (
+       SELECT CASE WHEN s.wait_event_type = 'Lock'
+                   THEN s.pid::text || '/' || coalesce(s.query_start::text, '') || '/'
+                        || coalesce(s.wait_event, '') END AS wait_key
+  ) k
   LEFT JOIN LATERAL (
        SELECT w.mode, w.locktype, w.relation{waitstart_inner} FROM waits w
-        WHERE s.wait_event_type = 'Lock' AND w.pid = s.pid
+        WHERE s.wait_event_type = 'Lock' AND NOT (k.wait_key = ANY ({known}))
+          AND w.pid = s.pid
         LIMIT 1
   ) w ON true
  WHERE s.datid = (SELECT oid FROM db)
