@@ -1,6 +1,7 @@
 //! Edge cases of the rewritten poll (issue 13, item 10): it reads `pg_locks`
-//! only for backends that wait on a lock, one row per waiter; these are the
-//! waits that are not on a relation, and a poll with nobody waiting.
+//! only for backends that wait on a lock, one row per waiter, and only for
+//! waits it has not seen; these are the waits that are not on a relation, a
+//! poll with nobody waiting, and a second poll that knows the waits.
 
 mod common;
 
@@ -100,6 +101,24 @@ async fn a_row_lock_wait_and_an_advisory_lock_wait_are_in_the_tree() {
     assert_eq!(node(pc).state, NOT_LISTED);
     assert_eq!(node(pd).parent, Some(pc));
     assert_eq!(snap.summary.waiting, 2);
+
+    // The next poll knows both waits and does not read pg_locks for them:
+    // it shows the same locks, their waits older.
+    assert!(
+        !m.sql_as_run(true).contains("ARRAY[]"),
+        "the waits are known: {}",
+        m.sql_as_run(true)
+    );
+    let again = m.poll().await.expect("poll");
+    for w in &snap.blocking {
+        let same = again
+            .blocking
+            .iter()
+            .find(|x| x.pid == w.pid)
+            .unwrap_or_else(|| panic!("{} not waiting any more: {again:?}", w.pid));
+        assert_eq!((&same.mode, &same.relation), (&w.mode, &w.relation));
+        assert!(same.wait_s >= w.wait_s, "{same:?} after {w:?}");
+    }
 
     a.batch_execute("ROLLBACK").await.expect("release row");
     c.batch_execute("SELECT pg_advisory_unlock(42)")
