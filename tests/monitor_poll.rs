@@ -129,3 +129,55 @@ async fn a_row_lock_wait_and_an_advisory_lock_wait_are_in_the_tree() {
     let (_d, r) = advising.await.expect("task");
     r.expect("the advisory lock was taken");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_querys_workers_are_listed_but_not_counted_as_sessions() {
+    let lab = Lab::new();
+    let observer = lab.database("parallel", &[]).await;
+    observer
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 100000) g; ANALYZE big",
+        )
+        .await
+        .expect("table");
+    let db = lab.conninfo("parallel");
+    let runner = connect(&db).await;
+    let runner_pid = pid(&runner).await;
+    runner
+        .batch_execute(
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; \
+             SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0",
+        )
+        .await
+        .expect("parallel settings");
+    let running = tokio::spawn(async move {
+        let _ = runner
+            .batch_execute("SELECT count(*) FROM big WHERE pg_sleep(0.001) IS NOT NULL")
+            .await;
+        runner
+    });
+    until_sql(
+        &observer,
+        "the query's parallel workers to start",
+        Duration::from_secs(20),
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'parallel worker'",
+    )
+    .await;
+    let m = monitor(&db).await;
+    let snap = m.poll().await.expect("poll");
+    let workers: Vec<_> = snap
+        .backends
+        .iter()
+        .filter(|b| b.backend_type == "parallel worker")
+        .collect();
+    assert!(!workers.is_empty(), "{:?}", snap.backends);
+    // The observer and the runner; the monitor's own session and the
+    // workers are not client sessions of the database.
+    assert_eq!(snap.summary.sessions, 2, "{:?}", snap.summary);
+    column(
+        &observer,
+        &format!("SELECT pg_cancel_backend({runner_pid})"),
+    )
+    .await;
+    let _ = running.await;
+}
