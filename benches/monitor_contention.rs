@@ -183,7 +183,10 @@ async fn main() {
             run += 1;
             // Every run starts from the same table: without this the dead
             // rows of the runs before slow the later ones down.
-            observer.batch_execute("VACUUM churn").await.expect("vacuum");
+            observer
+                .batch_execute("VACUUM churn")
+                .await
+                .expect("vacuum");
             let (stop_tx, stop_rx) = oneshot::channel();
             let task = poller(
                 mode,
