@@ -231,6 +231,13 @@ async fn measure(
         plan_ms: Vec::new(),
         rows: 0,
     });
+    // A waiter woken by its deadlock check (deadlock_timeout, 1 s) shows no
+    // wait event until it sleeps again, a moment that a starved CPU can
+    // stretch over a poll: start once the poll sees every waiter.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while monitor.poll().await.expect("pgpilot poll").blocking.len() != WAITERS {
+        assert!(Instant::now() < deadline, "the poll never saw every waiter");
+    }
     let warmup = 10;
     for round in 0..warmup + polls {
         for k in 0..3 {
