@@ -582,6 +582,7 @@ fn backends() -> Vec<Backend> {
 fn backend(pid: i32, state: &str, xact_age_s: Option<f64>, query: String) -> Backend {
     Backend {
         pid,
+        backend_type: "client backend".into(),
         user: Some(if pid % 3 == 0 { "reporting" } else { "app" }.into()),
         application: Some(format!("api-worker-{}", pid % 17)),
         client: format!("10.0.{}.{}", pid % 7, pid % 250),

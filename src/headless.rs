@@ -179,10 +179,9 @@ impl Driver {
                             })
                             .unwrap_or_default();
                         say!(
-                            "    pid {} {} from {} ({}{age}) holds {} on {}: {}",
+                            "    pid {}{} {}{age}, holds {} on {}: {}",
                             h.pid,
-                            h.user.as_deref().unwrap_or("?"),
-                            h.client,
+                            crate::monitor::text::named(&h.name(), true, true),
                             h.state,
                             h.mode,
                             h.relation,

@@ -220,7 +220,7 @@ async fn the_pre_step_guard_names_the_holder_of_a_table_the_step_locks_and_only_
         "{ran}"
     );
     assert!(
-        ran.stdout.contains(&format!("pid {reader_pid} postgres"))
+        ran.stdout.contains(&format!("pid {reader_pid} (postgres@"))
             && ran.stdout.contains("AccessShareLock on busy"),
         "{ran}"
     );
@@ -578,14 +578,16 @@ async fn after_a_reconnect_the_executor_is_still_marked_and_signals_still_guard_
         .expect("the ALTER runs once the holder is gone");
 }
 
-/// The `terminate` records of the local log in `dir`: (outcome, sql).
-fn terminate_records(dir: &std::path::Path) -> Vec<(String, String)> {
+/// The signal records (`cancel`, `terminate`) of the local log in `dir`:
+/// (action, outcome, sql).
+fn signal_records(dir: &std::path::Path) -> Vec<(String, String, String)> {
     let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
     text.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record"))
-        .filter(|r| r["action"] == "terminate")
+        .filter(|r| r["action"] == "terminate" || r["action"] == "cancel")
         .map(|r| {
             (
+                r["action"].as_str().unwrap_or("").to_string(),
                 r["outcome"].as_str().unwrap_or("").to_string(),
                 r["sql"].as_str().unwrap_or("").to_string(),
             )
@@ -685,20 +687,25 @@ async fn a_signal_is_sent_only_after_its_audit_record_is_written() {
     );
     let terminate = format!("SELECT pg_terminate_backend({victim_pid})");
     let cancel = format!("SELECT pg_cancel_backend({victim_pid})");
+    let t = || "terminate".to_string();
+    let c = || "cancel".to_string();
     let expected = vec![
-        ("requested".to_string(), terminate.clone()),
-        ("done".to_string(), terminate),
-        ("requested".to_string(), cancel.clone()),
-        ("no such backend".to_string(), cancel),
+        (t(), "requested".to_string(), terminate.clone()),
+        (t(), "done".to_string(), terminate),
+        (c(), "requested".to_string(), cancel.clone()),
+        (c(), "no such backend".to_string(), cancel),
     ];
-    assert_eq!(terminate_records(dir.path()), expected);
+    assert_eq!(signal_records(dir.path()), expected);
     // The database copies went out on the monitor's connection.
     let copied = column(
         &admin,
-        "SELECT outcome || ' ' || sql FROM pgpilot.audit_log \
-          WHERE action = 'terminate' ORDER BY seq",
+        "SELECT action || ' ' || outcome || ' ' || sql FROM pgpilot.audit_log \
+          WHERE action IN ('terminate', 'cancel') ORDER BY seq",
     )
     .await;
-    let expected: Vec<String> = expected.iter().map(|(o, s)| format!("{o} {s}")).collect();
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|(a, o, s)| format!("{a} {o} {s}"))
+        .collect();
     assert_eq!(copied, expected);
 }

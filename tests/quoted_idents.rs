@@ -86,18 +86,18 @@ async fn the_blocker_guard_names_holders_of_quoted_tables_and_not_of_their_lower
         "{ran}"
     );
     assert!(
-        ran.stdout.contains(&format!("pid {} postgres", pids[0]))
+        ran.stdout.contains(&format!("pid {} (postgres@", pids[0]))
             && ran.stdout.contains(r#"AccessShareLock on "Orders""#),
         "{ran}"
     );
     assert!(
-        ran.stdout.contains(&format!("pid {} postgres", pids[1]))
+        ran.stdout.contains(&format!("pid {} (postgres@", pids[1]))
             && ran.stdout.contains(r#"AccessShareLock on "my.table""#),
         "{ran}"
     );
     // The holder of the lower-case `orders` does not stand in the step's way.
     assert!(
-        !ran.stdout.contains(&format!("pid {} postgres", pids[2])),
+        !ran.stdout.contains(&format!("pid {} (postgres@", pids[2])),
         "{ran}"
     );
     let audit = std::fs::read_to_string(lab.audit_file()).unwrap();

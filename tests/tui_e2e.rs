@@ -42,7 +42,7 @@ async fn an_operator_steps_through_confirms_sees_the_blocker_and_quits() {
     tui.keys(&["Enter"]);
     let s = tui.wait_for("hold locks drop needs");
     assert!(
-        s.contains(&format!("{holder_pid} postgres (idle in transaction")),
+        s.contains(&format!("{holder_pid} (postgres@")) && s.contains("    idle in transaction"),
         "{s}"
     );
     tui.keys(&["p"]);

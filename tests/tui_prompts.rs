@@ -51,10 +51,13 @@ fn screen(app: &App, w: u16, h: u16) -> String {
 fn holder(pid: i32) -> Holder {
     Holder {
         pid,
+        backend_type: "client backend".into(),
         user: Some("report".into()),
         application: "nightly-report".into(),
         client: "10.0.0.9".into(),
         state: "idle in transaction".into(),
+        wait_event_type: Some("Client".into()),
+        wait_event: Some("ClientRead".into()),
         mode: "AccessShareLock".into(),
         relation: "users".into(),
         xact_age_s: Some(40.0),

@@ -51,6 +51,7 @@ fn backend(
 ) -> Backend {
     Backend {
         pid,
+        backend_type: "client backend".into(),
         user: Some("app".into()),
         application: Some("web".into()),
         client: "10.0.0.7".into(),
@@ -463,7 +464,7 @@ fn lock_panel_shows_a_three_level_chain_with_pgpilot_marked() {
         "{s}"
     );
     assert!(
-        s.contains("4242 idle in transaction 6m12s [2 queued]"),
+        s.contains("4242 idle in transaction 6m12s (web, app@10.0.0.7) [2 queued]"),
         "{s}"
     );
     assert!(

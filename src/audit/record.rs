@@ -26,11 +26,14 @@ pub enum Action {
     PauseAcknowledged,
     /// A server NOTICE or WARNING during a step.
     Notice,
-    /// The operator cancelled the running statement.
+    /// The operator cancelled the running statement (with its `step`), or
+    /// another backend's query from a lock panel (`pg_cancel_backend`, no
+    /// step; recorded as a termination is).
     Cancel,
-    /// A backend cancelled or terminated from a lock panel: `outcome`
-    /// "requested" before the signal is sent, then "done", "no such
-    /// backend" or "refused" (see `monitor::send_audited`).
+    /// A backend terminated from a lock panel: `outcome` "requested" before
+    /// the signal is sent, then "done", "no such backend" or "refused";
+    /// `message` names the target (pid, application_name, user@client) and
+    /// a refusal's reason (see `monitor::send_audited`).
     Terminate,
     RollbackStart,
     RollbackSuccess,

@@ -2,28 +2,38 @@
 //! own, turned into a [`Snapshot`] of who blocks whom and which transactions
 //! run long.
 
+mod holders;
 mod query;
 mod signal;
 pub mod text;
 mod tree;
+mod waits;
 mod watcher;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio_postgres::Client;
+use serde::{Serialize, Serializer};
+use tokio_postgres::{Client, Statement};
 
-use crate::analysis::{LockMode, RelationName};
+pub use holders::{Holder, holders};
 pub use signal::{Signal, SignalAudit, SignalOutcome, SignalReport, send_audited, signal_backend};
-pub use tree::{TreeNode, blocking_tree};
+pub use tree::{NOT_LISTED, TreeNode, blocking_tree};
+pub use waits::REREAD_AFTER;
 pub use watcher::{APPLICATION_NAME, Feed, News, Watcher};
 
+/// The `backend_type` of a client's session (pg_stat_activity).
+pub const CLIENT_BACKEND: &str = "client backend";
+
 /// One backend of the current database that is doing something or holds a
-/// transaction open.
+/// transaction open (or any backend of it that is not a client's session:
+/// an autovacuum worker, a parallel worker).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Backend {
     pub pid: i32,
+    /// pg_stat_activity.backend_type: `client backend`, `autovacuum worker`,
+    /// `parallel worker`, …
+    pub backend_type: String,
     pub user: Option<String>,
     pub application: Option<String>,
     pub client: String,
@@ -49,6 +59,9 @@ impl Backend {
         self.application = self.application.as_deref().map(shown);
         self.client = shown(&self.client);
         self.state = shown(&self.state);
+        self.backend_type = shown(&self.backend_type);
+        self.wait_event_type = self.wait_event_type.as_deref().map(shown);
+        self.wait_event = self.wait_event.as_deref().map(shown);
         if let Some(w) = self.waiting_for.as_mut() {
             w.relation = w.relation.as_deref().map(shown);
         }
@@ -56,6 +69,7 @@ impl Backend {
     }
 }
 
+/// Made safe for a terminal and redacted: every text another session chose.
 fn shown(text: &str) -> String {
     crate::text::for_terminal(&crate::text::redact(text)).into_owned()
 }
@@ -69,6 +83,48 @@ pub struct LockWait {
     pub wait_s: Option<f64>,
 }
 
+/// Who a session is, as the server names it: on every entry of the tree,
+/// the `blocking` list and the long transactions (flattened into them in
+/// JSON), made safe like every text from other sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SessionName {
+    /// application_name (`None` when the server shows none).
+    pub application: Option<String>,
+    pub user: Option<String>,
+    /// The client's address, `local` for a Unix-domain socket.
+    pub client: String,
+    pub backend_type: String,
+    /// What it waits for now (`Lock`/`relation`, `Client`/`ClientRead`, …).
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+}
+
+impl SessionName {
+    /// As [`Backend::made_safe`].
+    fn made_safe(self) -> SessionName {
+        let opt = |t: Option<String>| t.as_deref().map(shown);
+        SessionName {
+            application: opt(self.application),
+            user: opt(self.user),
+            client: shown(&self.client),
+            backend_type: shown(&self.backend_type),
+            wait_event_type: opt(self.wait_event_type),
+            wait_event: opt(self.wait_event),
+        }
+    }
+
+    pub fn of(b: &Backend) -> SessionName {
+        SessionName {
+            application: b.application.clone().filter(|a| !a.is_empty()),
+            user: b.user.clone(),
+            client: b.client.clone(),
+            backend_type: b.backend_type.clone(),
+            wait_event_type: b.wait_event_type.clone(),
+            wait_event: b.wait_event.clone(),
+        }
+    }
+}
+
 /// A waiter in the contract's `blocking` list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Blocked {
@@ -79,6 +135,8 @@ pub struct Blocked {
     pub wait_s: Option<f64>,
     pub query: String,
     pub state: String,
+    #[serde(flatten)]
+    pub name: SessionName,
     /// Sessions waiting, directly or not, behind this one.
     pub queued_behind: usize,
 }
@@ -87,8 +145,8 @@ pub struct Blocked {
 pub struct LongTransaction {
     pub pid: i32,
     pub state: String,
-    pub user: Option<String>,
-    pub application: Option<String>,
+    #[serde(flatten)]
+    pub name: SessionName,
     pub xact_age_s: f64,
     pub query_age_s: Option<f64>,
     pub query: String,
@@ -97,6 +155,8 @@ pub struct LongTransaction {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
+    /// Client sessions connected to the database (backend_type `client
+    /// backend`, idle ones included), the monitor's own not counted.
     pub sessions: usize,
     pub active: usize,
     pub idle_in_transaction: usize,
@@ -123,17 +183,28 @@ pub struct Snapshot {
     pub summary: Summary,
     pub executor: Option<ExecutorView>,
     pub monitor_pid: i32,
-    /// How long the poll's query took on the server round trip.
+    /// How long the poll's query took on the server round trip, in ms,
+    /// rounded to 0.1 ms (a finer figure is noise).
+    #[serde(serialize_with = "tenth")]
     pub poll_ms: f64,
     #[serde(skip)]
     pub backends: Vec<Backend>,
 }
 
+fn tenth<S: Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((ms * 10.0).round() / 10.0)
+}
+
 /// A monitor session: its own connection, with short timeouts so that it can
-/// never be the one stalling the server.
+/// never be the one stalling the server, and its poll prepared once (parsed
+/// and planned once per connection, one round trip per poll).
 pub struct Monitor {
     client: Client,
     sql: String,
+    statement: Statement,
+    /// The waits read from pg_locks at earlier polls (its own lock: a
+    /// poll is `&self`; never held across an await).
+    waits: std::sync::Mutex<waits::KnownWaits>,
     pid: i32,
     pub long_transaction: Duration,
     pub executor_pid: Option<i32>,
@@ -156,8 +227,12 @@ impl Monitor {
                 &[],
             )
             .await?;
+        let sql = query::poll_sql(row.try_get("version_num")?);
+        let statement = client.prepare(&sql).await?;
         Ok(Monitor {
-            sql: query::poll_sql(row.try_get("version_num")?),
+            sql,
+            statement,
+            waits: std::sync::Mutex::default(),
             pid: row.try_get("pid")?,
             client,
             long_transaction,
@@ -169,9 +244,28 @@ impl Monitor {
         self.pid
     }
 
-    /// The query each poll sends (for this server's version).
+    /// The query each poll sends (for this server's version), with its
+    /// parameter (the waits already known, see [`waits`]).
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// The query as the next poll runs it, its parameter written in (the
+    /// keys of the waits known now, or none when `known` is false: a poll
+    /// that reads every wait from pg_locks), for `EXPLAIN`.
+    pub fn sql_as_run(&self, known: bool) -> String {
+        let keys = if known { self.known_keys() } else { Vec::new() };
+        let literal = keys
+            .iter()
+            .map(|k| format!("'{}'", k.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.sql
+            .replace(query::KNOWN_WAITS, &format!("ARRAY[{literal}]::text[]"))
+    }
+
+    fn known_keys(&self) -> Vec<String> {
+        self.waits.lock().map(|w| w.keys()).unwrap_or_default()
     }
 
     pub fn client(&self) -> &Client {
@@ -181,11 +275,52 @@ impl Monitor {
     /// One poll: one query.
     pub async fn poll(&self) -> Result<Snapshot, tokio_postgres::Error> {
         let started = std::time::Instant::now();
-        let rows = self.client.query(self.sql.as_str(), &[]).await?;
+        let keys = self.known_keys();
+        let rows = self.client.query(&self.statement, &[&keys]).await?;
         let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let backends = rows.iter().map(backend).collect::<Result<Vec<_>, _>>()?;
-        Ok(build(
+        let read = rows
+            .iter()
+            .map(|r| {
+                Ok(waits::Row {
+                    backend: backend(r)?,
+                    key: r.try_get("wait_key")?,
+                    start_s: r.try_get("wait_start_s")?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let now_s = match rows.first() {
+            Some(r) => r.try_get::<_, f64>("now_s")?,
+            None => 0.0,
+        };
+        let backends = match self.waits.lock() {
+            Ok(mut known) => known.update(read, now_s),
+            // A poll that panicked midway: start afresh.
+            Err(poisoned) => {
+                let mut known = poisoned.into_inner();
+                *known = waits::KnownWaits::default();
+                known.update(read, now_s)
+            }
+        };
+        // Every backend of the database, the monitor's own included, from
+        // the same snapshot of the backend table as the rows.
+        let in_database = match rows.first() {
+            Some(r) => r.try_get::<_, i32>("db_backends")?,
+            None => 1,
+        };
+        let others = backends
+            .iter()
+            .filter(|b| b.backend_type != CLIENT_BACKEND)
+            .count();
+        let sessions = usize::try_from(in_database)
+            .unwrap_or(0)
+            .saturating_sub(1 + others);
+        let backends = backends
+            .into_iter()
+            .filter(|b| b.backend_type != CLIENT_BACKEND || b.is_busy())
+            .collect();
+        Ok(build_with_sessions(
             backends,
+            Some(sessions),
             self.long_transaction,
             self.executor_pid,
             self.pid,
@@ -208,11 +343,15 @@ fn backend(r: &tokio_postgres::Row) -> Result<Backend, tokio_postgres::Error> {
         }),
         None => None,
     };
+    let client: Option<std::net::IpAddr> = r.try_get("client_addr")?;
     Ok(Backend {
         pid: r.try_get("pid")?,
+        backend_type: r
+            .try_get::<_, Option<String>>("backend_type")?
+            .unwrap_or_default(),
         user: r.try_get("user_name")?,
         application: r.try_get("application")?,
-        client: r.try_get("client")?,
+        client: client.map_or_else(|| "local".to_string(), |a| a.to_string()),
         state: r.try_get("state")?,
         wait_event_type: r.try_get("wait_event_type")?,
         wait_event: r.try_get("wait_event")?,
@@ -220,14 +359,38 @@ fn backend(r: &tokio_postgres::Row) -> Result<Backend, tokio_postgres::Error> {
         query_age_s: r.try_get("query_age_s")?,
         state_age_s: r.try_get("state_age_s")?,
         query: r.try_get::<_, Option<String>>("query")?.unwrap_or_default(),
-        blocked_by: r.try_get("blocked_by")?,
+        blocked_by: r
+            .try_get::<_, Option<Vec<i32>>>("blocked_by")?
+            .unwrap_or_default(),
         waiting_for,
     })
 }
 
+impl Backend {
+    /// Doing something or holding a transaction open: an idle session
+    /// without a transaction is only counted.
+    fn is_busy(&self) -> bool {
+        self.state != "idle" || self.xact_age_s.is_some()
+    }
+}
+
 /// A snapshot from the poll's rows: pure, so it is tested without a server.
+/// `sessions` in its summary counts the client sessions among `backends`.
 pub fn build(
     backends: Vec<Backend>,
+    long: Duration,
+    executor_pid: Option<i32>,
+    monitor_pid: i32,
+    poll_ms: f64,
+) -> Snapshot {
+    build_with_sessions(backends, None, long, executor_pid, monitor_pid, poll_ms)
+}
+
+/// As [`build`], with the count of client sessions when the server gave it
+/// (idle ones are counted there, not returned).
+fn build_with_sessions(
+    backends: Vec<Backend>,
+    sessions: Option<usize>,
     long: Duration,
     executor_pid: Option<i32>,
     monitor_pid: i32,
@@ -247,6 +410,7 @@ pub fn build(
             wait_s: b.waiting_for.as_ref().and_then(|w| w.wait_s),
             query: b.query.clone(),
             state: b.state.clone(),
+            name: SessionName::of(b),
             queued_behind: downstream.get(&b.pid).copied().unwrap_or(0),
         })
         .collect();
@@ -257,8 +421,7 @@ pub fn build(
             (age >= long.as_secs_f64()).then(|| LongTransaction {
                 pid: b.pid,
                 state: b.state.clone(),
-                user: b.user.clone(),
-                application: b.application.clone(),
+                name: SessionName::of(b),
                 xact_age_s: age,
                 query_age_s: b.query_age_s,
                 query: b.query.clone(),
@@ -267,11 +430,11 @@ pub fn build(
         })
         .collect();
     long_transactions.sort_by(|a, b| b.xact_age_s.total_cmp(&a.xact_age_s));
+    let clients = || backends.iter().filter(|b| b.backend_type == CLIENT_BACKEND);
     let summary = Summary {
-        sessions: backends.len(),
-        active: backends.iter().filter(|b| b.state == "active").count(),
-        idle_in_transaction: backends
-            .iter()
+        sessions: sessions.unwrap_or_else(|| clients().count()),
+        active: clients().filter(|b| b.state == "active").count(),
+        idle_in_transaction: clients()
             .filter(|b| b.state.starts_with("idle in transaction"))
             .count(),
         waiting: backends.iter().filter(|b| !b.blocked_by.is_empty()).count(),
@@ -300,78 +463,4 @@ pub fn build(
         poll_ms,
         backends,
     }
-}
-
-/// A session holding a lock that a step is about to need.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Holder {
-    pub pid: i32,
-    pub user: Option<String>,
-    pub application: String,
-    pub client: String,
-    pub state: String,
-    pub mode: String,
-    /// The relation in SQL form (`public."Orders"`), as the step names it.
-    pub relation: String,
-    pub xact_age_s: Option<f64>,
-    pub query: String,
-}
-
-impl Holder {
-    /// `pid 123 (nightly-report)`: the pid and the name the session gave
-    /// itself (application_name), else its user.
-    pub fn named(&self) -> String {
-        let name = if self.application.is_empty() {
-            self.user.as_deref().unwrap_or("?")
-        } else {
-            &self.application
-        };
-        format!("pid {} ({name})", self.pid)
-    }
-
-    /// As [`Backend::made_safe`].
-    fn made_safe(mut self) -> Holder {
-        self.query = shown(&self.query);
-        self.user = self.user.as_deref().map(shown);
-        self.application = shown(&self.application);
-        self.client = shown(&self.client);
-        self.state = shown(&self.state);
-        self.relation = shown(&self.relation);
-        self
-    }
-}
-
-/// Sessions that hold locks on `relation` conflicting with `mode`: they would
-/// make a step wait, and every later query on the table wait behind it.
-pub async fn holders(
-    client: &Client,
-    relation: &RelationName,
-    mode: LockMode,
-) -> Result<Vec<Holder>, tokio_postgres::Error> {
-    let conflicting: Vec<String> = LockMode::ALL
-        .into_iter()
-        .filter(|m| m.conflicts_with(mode))
-        .map(|m| m.name().to_string())
-        .collect();
-    // The SQL form is what to_regclass reads back to this very relation.
-    let relation = relation.to_string();
-    let rows = client
-        .query(query::HOLDERS_SQL, &[&relation, &conflicting])
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Holder {
-                pid: r.try_get("pid")?,
-                user: r.try_get("user_name")?,
-                application: r.try_get("application")?,
-                client: r.try_get("client")?,
-                state: r.try_get("state")?,
-                mode: r.try_get("mode")?,
-                relation: relation.clone(),
-                xact_age_s: r.try_get("xact_age_s")?,
-                query: r.try_get::<_, Option<String>>("query")?.unwrap_or_default(),
-            })
-        })
-        .map(|h| h.map(Holder::made_safe))
-        .collect()
 }

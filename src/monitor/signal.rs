@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_postgres::Client;
 
-use super::Watcher;
+use super::{SessionName, Watcher};
 use crate::audit::db::DbAudit;
 use crate::audit::local::{AuditLog, data_dir};
 use crate::audit::record::{Action, Context, Event};
@@ -32,6 +32,52 @@ impl Signal {
             Signal::Cancel => "pg_cancel_backend",
             Signal::Terminate => "pg_terminate_backend",
         }
+    }
+
+    /// Its audit action: a cancel and a termination are recorded apart.
+    pub fn action(self) -> Action {
+        match self {
+            Signal::Cancel => Action::Cancel,
+            Signal::Terminate => Action::Terminate,
+        }
+    }
+}
+
+/// Who `pid` is, for the audit record of a signal to it: `pid 4242
+/// (nightly-report, alice@10.0.0.5)`, as the lock panels name it (made safe,
+/// passwords masked); or why it could not be said.
+async fn target(client: Option<&Client>, pid: i32) -> String {
+    let Some(client) = client else {
+        return format!("pid {pid} (not looked up: the monitor is disconnected)");
+    };
+    let found = client
+        .query_opt(super::query::TARGET_SQL, &[&pid])
+        .await
+        .and_then(|row| {
+            row.map(|r| {
+                Ok::<_, tokio_postgres::Error>(SessionName {
+                    application: r.try_get("application")?,
+                    user: r.try_get("user_name")?,
+                    client: r.try_get("client")?,
+                    backend_type: r
+                        .try_get::<_, Option<String>>("backend_type")?
+                        .unwrap_or_default(),
+                    wait_event_type: None,
+                    wait_event: None,
+                })
+            })
+            .transpose()
+        });
+    match found {
+        Ok(Some(name)) => format!(
+            "pid {pid}{}",
+            super::text::named(&name.made_safe(), true, false)
+        ),
+        Ok(None) => format!("pid {pid} (no such backend)"),
+        Err(e) => format!(
+            "pid {pid} (not looked up: {})",
+            crate::text::one_line(&crate::pg::redact(&e.to_string()))
+        ),
     }
 }
 
@@ -216,13 +262,17 @@ pub async fn send_audited(
     signal: Signal,
 ) -> SignalReport {
     let sql = format!("SELECT {}({pid})", signal.function());
-    let event = |outcome: &str, message: Option<String>| Event {
+    let target = target(watcher.client(), pid).await;
+    let event = |outcome: &str, message: String| Event {
         sql: Some(sql.clone()),
         outcome: Some(outcome.to_string()),
-        message,
-        ..Event::new(Action::Terminate)
+        message: Some(message),
+        ..Event::new(signal.action())
     };
-    if let Err(reason) = audit.record(watcher.client(), event(REQUESTED, None)).await {
+    if let Err(reason) = audit
+        .record(watcher.client(), event(REQUESTED, target.clone()))
+        .await
+    {
         return SignalReport::NotSent {
             pid,
             signal,
@@ -235,8 +285,8 @@ pub async fn send_audited(
         Err(e) => SignalOutcome::Refused(e),
     };
     let message = match &outcome {
-        SignalOutcome::Refused(why) => Some(why.clone()),
-        SignalOutcome::Sent | SignalOutcome::NoSuchBackend => None,
+        SignalOutcome::Refused(why) => format!("{target}: {why}"),
+        SignalOutcome::Sent | SignalOutcome::NoSuchBackend => target,
     };
     let unrecorded = audit
         .record(watcher.client(), event(outcome.audit_word(), message))

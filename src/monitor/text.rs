@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::{Feed, News, Snapshot, TreeNode};
+use super::{CLIENT_BACKEND, Feed, News, SessionName, Snapshot, TreeNode};
 
 pub fn age(s: f64) -> String {
     let s = s.max(0.0) as u64;
@@ -30,6 +30,54 @@ fn short(q: &str, max: usize) -> String {
 pub fn waiting_for(holders: &[super::Holder]) -> String {
     let who: Vec<String> = holders.iter().map(super::Holder::named).collect();
     format!("waiting for {} to finish", who.join(", "))
+}
+
+/// Who a session is, in one phrase: its application_name, its backend type
+/// when it is not a client's session, and user@client —
+/// `nightly-report, alice@10.0.0.5`. The texts are made safe already.
+pub fn who(n: &SessionName) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(app) = n.application.as_deref().filter(|a| !a.is_empty()) {
+        parts.push(app.to_string());
+    }
+    if !n.backend_type.is_empty() && n.backend_type != CLIENT_BACKEND {
+        parts.push(n.backend_type.clone());
+    }
+    match n.user.as_deref() {
+        Some(user) => parts.push(format!("{user}@{}", n.client)),
+        None if n.client != "local" => parts.push(n.client.clone()),
+        None => {}
+    }
+    parts.join(", ")
+}
+
+/// What the session waits for, when it is not a heavyweight lock (which
+/// the lock panel says in its own words): `wait Client:ClientRead`.
+pub fn wait_event(n: &SessionName) -> Option<String> {
+    match (n.wait_event_type.as_deref(), n.wait_event.as_deref()) {
+        (Some("Lock"), _) | (None, None) => None,
+        (Some(t), Some(e)) => Some(format!("wait {t}:{e}")),
+        (Some(t), None) => Some(format!("wait {t}")),
+        (None, Some(e)) => Some(format!("wait {e}")),
+    }
+}
+
+/// Who, and what it waits for, in parentheses (` (nightly-report,
+/// alice@local; wait Client:ClientRead)`), or nothing when the server
+/// names neither; `who` and `wait` leave out either part.
+pub fn named(n: &SessionName, with_who: bool, with_wait: bool) -> String {
+    let parts: Vec<String> = [
+        with_who.then(|| who(n)).filter(|w| !w.is_empty()),
+        with_wait.then(|| wait_event(n)).flatten(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
 }
 
 /// What a node of the blocking tree is doing: the lock it waits for, or (a
@@ -78,8 +126,9 @@ pub fn to_text(snap: &Snapshot) -> String {
             };
             let _ = writeln!(
                 out,
-                "{indent}{} {what}{queued}: {}",
+                "{indent}{} {what}{}{queued}: {}",
                 n.pid,
+                named(&n.name, true, true),
                 short(&n.query, 70)
             );
         }
@@ -89,11 +138,11 @@ pub fn to_text(snap: &Snapshot) -> String {
         for t in &snap.long_transactions {
             let _ = writeln!(
                 out,
-                "  {} {} {} ({}): {}",
+                "  {} {} {}{}: {}",
                 t.pid,
                 age(t.xact_age_s),
                 t.state,
-                t.user.as_deref().unwrap_or("?"),
+                named(&t.name, true, true),
                 short(&t.query, 70)
             );
         }

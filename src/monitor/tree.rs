@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::Backend;
+use super::{Backend, SessionName};
 
 /// One row of the tree, depth-first; `depth` 0 is a root blocker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,9 +20,15 @@ pub struct TreeNode {
     pub wait_s: Option<f64>,
     pub xact_age_s: Option<f64>,
     pub query: String,
+    #[serde(flatten)]
+    pub name: SessionName,
     /// Sessions waiting, directly or not, behind this one.
     pub queued_behind: usize,
 }
+
+/// The state of a blocker the poll did not list: an idle session (one
+/// holding a session-level advisory lock) or one of another database.
+pub const NOT_LISTED: &str = "not listed (idle, or in another database)";
 
 /// waiter pid → the pids it waits for.
 fn edges(backends: &[Backend]) -> HashMap<i32, Vec<i32>> {
@@ -134,12 +140,13 @@ fn walk(
         parent,
         state: b
             .map(|b| b.state.clone())
-            .unwrap_or_else(|| "not visible".into()),
+            .unwrap_or_else(|| NOT_LISTED.into()),
         mode: b.and_then(|b| b.waiting_for.as_ref().map(|w| w.mode.clone())),
         relation: b.and_then(|b| b.waiting_for.as_ref().and_then(|w| w.relation.clone())),
         wait_s: b.and_then(|b| b.waiting_for.as_ref().and_then(|w| w.wait_s)),
         xact_age_s: b.and_then(|b| b.xact_age_s),
         query: b.map(|b| b.query.clone()).unwrap_or_default(),
+        name: b.map(|b| SessionName::of(b)).unwrap_or_default(),
         queued_behind: counts.get(&pid).copied().unwrap_or(0),
     });
     for c in children.get(&pid).into_iter().flatten() {
@@ -163,6 +170,7 @@ mod tests {
     fn b(pid: i32, blocked_by: &[i32]) -> Backend {
         Backend {
             pid,
+            backend_type: "client backend".into(),
             user: None,
             application: None,
             client: "local".into(),

@@ -343,9 +343,9 @@ impl App {
                     self.log(
                         LogLevel::Warn,
                         format!(
-                            "    pid {} ({}, {}) holds {} on {}",
+                            "    pid {}{} {} holds {} on {}",
                             h.pid,
-                            h.user.as_deref().unwrap_or("?"),
+                            crate::monitor::text::named(&h.name(), true, true),
                             h.state,
                             h.mode,
                             h.relation

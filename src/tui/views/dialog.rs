@@ -104,18 +104,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 format!("{} session(s) hold locks {step} needs:", holders.len()),
                 theme::warn(),
             ))];
-            for h in holders.iter().take(6) {
-                l.push(Line::raw(format!(
-                    "  {} {} ({}{}) holds {} on {}",
-                    h.pid,
-                    h.user.as_deref().unwrap_or("?"),
-                    h.state,
-                    h.xact_age_s
-                        .map(|a| format!(", open {}", age(a)))
-                        .unwrap_or_default(),
-                    h.mode,
-                    h.relation
-                )));
+            let inner = usize::from(dialog_width(area)).saturating_sub(2);
+            for h in holders.iter().take(4) {
+                l.extend(holder_lines(h, inner));
+            }
+            if holders.len() > 4 {
+                l.push(Line::styled(
+                    format!("  … and {} more (see the log)", holders.len() - 4),
+                    theme::dim(),
+                ));
             }
             l.push(Line::raw(""));
             l.push(Line::raw(format!(
@@ -188,7 +185,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             theme::dim(),
         )));
     }
-    let width = 72.min(area.width.saturating_sub(4)).max(30);
+    let width = dialog_width(area);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(if danger {
@@ -227,4 +224,34 @@ fn paragraphs(text: &str) -> impl Iterator<Item = String> + '_ {
         }
     }
     out.into_iter()
+}
+
+fn dialog_width(area: Rect) -> u16 {
+    72.min(area.width.saturating_sub(4)).max(30)
+}
+
+/// A holder in the blockers dialog, in three lines cut to `width` (so that
+/// the keys below stay in view): who it is, what it holds, what it runs.
+fn holder_lines(h: &crate::monitor::Holder, width: usize) -> [Line<'static>; 3] {
+    let cut = |s: String| super::cut(&s, width);
+    [
+        Line::raw(cut(format!(
+            "  {}{}",
+            h.pid,
+            crate::monitor::text::named(&h.name(), true, true)
+        ))),
+        Line::raw(cut(format!(
+            "    {}{}, holds {} on {}",
+            h.state,
+            h.xact_age_s
+                .map(|a| format!(" {}", age(a)))
+                .unwrap_or_default(),
+            h.mode,
+            h.relation
+        ))),
+        Line::styled(
+            cut(format!("    {}", super::one_line(&h.query))),
+            theme::dim(),
+        ),
+    ]
 }

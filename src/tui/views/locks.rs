@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::{cut, one_line, panel};
-use crate::monitor::text::{age, disconnected, doing, lost_since, poll_failed};
-use crate::monitor::{Feed, Snapshot};
+use crate::monitor::text::{age, disconnected, doing, lost_since, named, poll_failed};
+use crate::monitor::{Feed, SessionName, Snapshot};
 use crate::tui::app::{App, Panel};
 use crate::tui::theme;
 
@@ -146,12 +146,8 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
         } else {
             String::new()
         };
-        let text = format!(
-            "{}{} {what}{queued}: {}",
-            "  ".repeat(n.depth),
-            pid,
-            one_line(&n.query)
-        );
+        let head = format!("{}{} {what}", "  ".repeat(n.depth), pid);
+        let text = fitted(&head, &n.name, &queued, &n.query, width);
         let mut style = if mine {
             theme::executor()
         } else if n.depth == 0 {
@@ -317,21 +313,35 @@ pub fn draw_long(f: &mut Frame, area: Rect, app: &LockView) {
                 } else {
                     ratatui::style::Style::new()
                 };
+                let head = format!("{} {} {}", t.pid, age(t.xact_age_s), t.state);
                 Line::from(Span::styled(
-                    cut(
-                        &format!(
-                            "{} {} {}: {}",
-                            t.pid,
-                            age(t.xact_age_s),
-                            t.state,
-                            one_line(&t.query)
-                        ),
-                        width,
-                    ),
+                    cut(&fitted(&head, &t.name, "", &t.query, width), width),
                     style,
                 ))
             })
             .collect()
     };
     f.render_widget(Paragraph::new(lines), list_area);
+}
+
+/// The query text kept visible, at least, before the session's wait event
+/// is given up for it.
+const MIN_QUERY: usize = 16;
+
+/// A session's row for `width` columns: `head`, who the session is and
+/// what it waits for, `tail`, then its query. The wait event goes first
+/// where the row would leave the query less than [`MIN_QUERY`] columns;
+/// the name only where it does not fit at all (the query is cut instead).
+fn fitted(head: &str, name: &SessionName, tail: &str, query: &str, width: usize) -> String {
+    let query = one_line(query);
+    let len = |s: &str| s.chars().count();
+    let with = |who, wait| format!("{head}{}{tail}", named(name, who, wait));
+    let line = [
+        (with(true, true), MIN_QUERY.min(len(&query))),
+        (with(true, false), 0),
+    ]
+    .into_iter()
+    .find(|(l, room)| len(l) + 2 + room <= width)
+    .map_or_else(|| with(false, false), |(l, _)| l);
+    format!("{line}: {query}")
 }
