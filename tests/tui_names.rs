@@ -116,7 +116,7 @@ fn the_blockers_dialog_names_each_holder_and_keeps_its_keys_in_view() {
             s.contains("SELECT count(*) FROM users JOIN"),
             "{w}x{h}:\n{s}"
         );
-        assert!(s.contains("w wait for them"), "{w}x{h}:\n{s}");
+        assert!(s.contains("a abort step"), "{w}x{h}:\n{s}");
         insta::assert_snapshot!(format!("blockers_named_{w}x{h}"), s);
     }
 }
@@ -175,8 +175,9 @@ fn the_lock_tree_and_long_transactions_name_sessions_as_width_allows() {
         wide.contains("4242 6m12s idle in transaction (nightly-report, app@10.0.0.7)"),
         "{wide}"
     );
+    // Narrower, the application's name stays where user@client cannot.
     assert!(
-        narrow.contains("4242 idle in transaction 6m12s (nightly-report"),
+        narrow.contains("5151 6m12s active (checkout-api): SELECT"),
         "{narrow}"
     );
     insta::assert_snapshot!("lock_tree_named_100x30", narrow);

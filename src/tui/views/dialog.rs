@@ -116,7 +116,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             }
             l.push(Line::raw(""));
             l.push(Line::raw(format!(
-                "{} proceed (the wait is bounded by lock_timeout) · {} wait for them · {} abort this step (back to the step list)",
+                "{} proceed (lock_timeout bounds it) · {} wait for them · {} abort step",
                 key_of(&app.prompts, Prompt::Blockers, Answer::Proceed),
                 key_of(&app.prompts, Prompt::Blockers, Answer::Wait),
                 key_of(&app.prompts, Prompt::Blockers, Answer::AbortStep),

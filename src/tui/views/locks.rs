@@ -331,16 +331,25 @@ const MIN_QUERY: usize = 16;
 /// A session's row for `width` columns: `head`, who the session is and
 /// what it waits for, `tail`, then its query. The wait event goes first
 /// where the row would leave the query less than [`MIN_QUERY`] columns;
-/// the name only where it does not fit at all (the query is cut instead).
+/// then user@client (the application's name alone stays, or the user's);
+/// the name only where not even that fits (the query is cut instead).
 fn fitted(head: &str, name: &SessionName, tail: &str, query: &str, width: usize) -> String {
     let query = one_line(query);
     let len = |s: &str| s.chars().count();
     let with = |who, wait| format!("{head}{}{tail}", named(name, who, wait));
+    let short = name
+        .application
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .or(name.user.as_deref())
+        .map(|n| format!("{head} ({n}){tail}"));
     let line = [
-        (with(true, true), MIN_QUERY.min(len(&query))),
-        (with(true, false), 0),
+        Some((with(true, true), MIN_QUERY.min(len(&query)))),
+        Some((with(true, false), 0)),
+        short.map(|l| (l, 0)),
     ]
     .into_iter()
+    .flatten()
     .find(|(l, room)| len(l) + 2 + room <= width)
     .map_or_else(|| with(false, false), |(l, _)| l);
     format!("{line}: {query}")

@@ -29,12 +29,14 @@ pub fn draw(f: &mut Frame, app: &App) {
     ])
     .areas(area);
     header::draw(f, header_area, app);
-    // A pause asks the operator to look at the lock panels: its dialog goes
-    // over the steps (and the log gives it room), never over the locks.
+    // A pause and the blockers prompt ask the operator to look at the lock
+    // panels: their dialogs go over the steps (and the log gives them room),
+    // never over the locks.
     let pause = app.dialog.as_ref().is_some_and(|d| {
         matches!(
             d.kind,
             DialogKind::Phrase(crate::engine::Ask::Acknowledge { .. })
+                | DialogKind::Blockers { .. }
         )
     });
     let large = area.height >= 34;
