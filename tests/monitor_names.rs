@@ -211,6 +211,20 @@ async fn the_guard_line_names_the_holder_by_application_user_client_and_wait() {
     let s = line(ps);
     // (The line's own redaction takes the comma after a masked value too.)
     assert!(s.contains(&format!("pid {ps} (etl password=***")), "{s}");
+    // The audit record of the guard names them the same way, password masked.
+    let audit = std::fs::read_to_string(lab.audit_file()).unwrap_or_default();
+    let record = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record"))
+        .find(|r| r["action"] == "blockers")
+        .unwrap_or_else(|| panic!("no blockers record:\n{audit}"));
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("pid {pr} (nightly-report, postgres@")),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    no_controls("the blockers record", message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

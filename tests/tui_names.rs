@@ -116,7 +116,10 @@ fn the_blockers_dialog_names_each_holder_and_keeps_its_keys_in_view() {
             s.contains("SELECT count(*) FROM users JOIN"),
             "{w}x{h}:\n{s}"
         );
-        assert!(s.contains("a abort step"), "{w}x{h}:\n{s}");
+        assert!(
+            s.contains("a abort step (back to the list)"),
+            "{w}x{h}:\n{s}"
+        );
         insta::assert_snapshot!(format!("blockers_named_{w}x{h}"), s);
     }
 }

@@ -176,7 +176,7 @@ fn at_the_blockers_a_aborts_the_step_and_w_then_p_proceeds_while_waiting() {
     };
     a.on_engine(EngineEvent::Asks(ask.clone()));
     let s = screen(&a, 160, 45);
-    assert!(s.contains("abort this step (back to the step list)"), "{s}");
+    assert!(s.contains("abort step (back to the list)"), "{s}");
     assert_eq!(
         handle_key(&mut a, key('a')),
         Some(Command::Reply(Reply::Quit))

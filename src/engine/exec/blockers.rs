@@ -150,9 +150,9 @@ impl Exec<'_> {
                 .iter()
                 .map(|h| {
                     format!(
-                        "pid {} ({}, {}) holds {} on {}",
+                        "pid {}{} {} holds {} on {}",
                         h.pid,
-                        h.user.as_deref().unwrap_or("?"),
+                        crate::monitor::text::named(&h.name(), true, false),
                         h.state,
                         h.mode,
                         h.relation

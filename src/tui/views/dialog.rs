@@ -116,7 +116,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             }
             l.push(Line::raw(""));
             l.push(Line::raw(format!(
-                "{} proceed (lock_timeout bounds it) · {} wait for them · {} abort step",
+                "{} proceed · {} wait for them · {} abort step (back to the list)",
                 key_of(&app.prompts, Prompt::Blockers, Answer::Proceed),
                 key_of(&app.prompts, Prompt::Blockers, Answer::Wait),
                 key_of(&app.prompts, Prompt::Blockers, Answer::AbortStep),
