@@ -481,6 +481,12 @@ async fn a_failed_rollback_is_asked_about_and_a_skip_leaves_the_step_applied() {
             step: "add-note".into()
         }
     );
+    // The screens, which showed the rollback FAILED, learn it stays applied.
+    let told_applied = d.seen.iter().any(|e| {
+        matches!(e, EngineEvent::States(k) if k.iter().any(|k| k.step == "add-flag"
+            && k.status == pgpilot::engine::state::Status::Applied))
+    });
+    assert!(told_applied, "{:#?}", d.seen);
     d.reply(Reply::Quit);
     let outcome = d.outcome().await;
     assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");

@@ -170,5 +170,12 @@ impl Exec<'_> {
             severity: Severity::Warning,
             message: format!("rollback skipped ({reason}): the step stays applied"),
         });
+        // The screens showed the rollback FAILED: they learn the step's
+        // state on the target again (applied, or in doubt).
+        let known = crate::engine::truth::known_states(&self.s.runbook, &self.states)
+            .into_iter()
+            .filter(|k| k.step == id)
+            .collect();
+        self.emit(EngineEvent::States(known));
     }
 }
