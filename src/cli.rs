@@ -307,10 +307,7 @@ fn plan(path: &std::path::Path, format: Format, conn: &Conn) -> u8 {
             let f = forecasts.as_deref();
             match format {
                 Format::Json => println!("{}", crate::plan::to_json_with(&c, f)),
-                Format::Text => print!(
-                    "{}",
-                    crate::plan::to_text_with(&c, f, Style::for_stdout())
-                ),
+                Format::Text => print!("{}", crate::plan::to_text_with(&c, f, Style::for_stdout())),
             }
             exit::OK
         }

@@ -410,12 +410,7 @@ fn forecast_text(out: &mut String, f: &Forecast, st: Style) {
         );
     }
     for w in &f.work {
-        let _ = writeln!(
-            out,
-            "     {} {}",
-            st.bold("forecast:"),
-            safe(&w.sentence())
-        );
+        let _ = writeln!(out, "     {} {}", st.bold("forecast:"), safe(&w.sentence()));
     }
 }
 

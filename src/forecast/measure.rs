@@ -110,13 +110,13 @@ async fn measure_one(
         indexes: row.try_get("indexes")?,
         read_bytes_per_s: None,
     };
-    if matches!(relkind.as_str(), "r" | "m" | "t") {
-        if let Some((rate, rows)) = read_rate(client, &ident, table_bytes, block_size).await? {
-            size.read_bytes_per_s = Some(rate);
-            if reltuples < 0.0 {
-                // Never analysed (reltuples -1 since PostgreSQL 14): the sample's count.
-                size.rows = rows;
-            }
+    if matches!(relkind.as_str(), "r" | "m" | "t")
+        && let Some((rate, rows)) = read_rate(client, &ident, table_bytes, block_size).await?
+    {
+        size.read_bytes_per_s = Some(rate);
+        if reltuples < 0.0 {
+            // Never analysed (reltuples -1 since PostgreSQL 14): the sample's count.
+            size.rows = rows;
         }
     }
     Ok(Some(size))
