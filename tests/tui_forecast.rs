@@ -55,6 +55,8 @@ fn the_detail_shows_measuring_then_how_long_the_rewrite_holds_which_lock() {
         "postgres@db1:5432/app".into(),
         defaults(),
     );
+    assert!(!screen(&app).contains("forecast:"), "{}", screen(&app));
+    app.forecast = ForecastState::Measuring;
     assert!(
         screen(&app).contains("forecast: measuring the target"),
         "{}",

@@ -13,8 +13,10 @@ use crate::pg::ConnSpec;
 /// Where the session's forecast is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum ForecastState {
-    /// Measuring the target (or not started).
+    /// No forecast is made (a screen without a session): nothing shown.
     #[default]
+    None,
+    /// Measuring the target.
     Measuring,
     /// One forecast per step, in runbook order.
     Ready(Vec<Forecast>),

@@ -65,6 +65,7 @@ pub async fn run(
     app.prompts = keys::load_prompts(keys::user_keymap().as_deref())
         .unwrap_or_else(|_| keys::prompt_defaults());
     let long = session.runbook.settings.long_transaction;
+    app.forecast = forecast::ForecastState::Measuring;
     tokio::spawn(forecast::measure(
         session.spec.clone(),
         session.analysis.steps.clone(),

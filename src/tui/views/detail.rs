@@ -189,6 +189,7 @@ fn forecast(lines: &mut Vec<Line<'static>>, app: &App, s: &StepView) {
     }
     let label = Span::styled("forecast: ", theme::dim());
     let text = match &app.forecast {
+        ForecastState::None => return,
         ForecastState::Measuring => {
             lines.push(Line::from(vec![
                 label,
