@@ -36,6 +36,11 @@ pub enum Command {
         runbook: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also forecast each step on this target: table sizes, and how long
+        /// its rewrite, index build, validation or scan holds its lock
+        /// (read-only: nothing stronger than ACCESS SHARE).
+        #[command(flatten)]
+        conn: Conn,
     },
     /// Apply a runbook's pending steps to a database.
     Run {
@@ -194,7 +199,11 @@ pub fn main() -> ExitCode {
     };
     ExitCode::from(match cli.command {
         Command::Check { runbooks } => check(&runbooks),
-        Command::Plan { runbook, format } => plan(&runbook, format),
+        Command::Plan {
+            runbook,
+            format,
+            conn,
+        } => plan(&runbook, format, &conn),
         Command::Run {
             runbook,
             conn,
@@ -285,12 +294,20 @@ fn check(paths: &[PathBuf]) -> u8 {
     code
 }
 
-fn plan(path: &std::path::Path, format: Format) -> u8 {
+fn plan(path: &std::path::Path, format: Format, conn: &Conn) -> u8 {
     match check_file(path) {
         Ok(c) => {
+            let forecasts = match &conn.db {
+                Some(_) => match forecast(&c, conn) {
+                    Ok(f) => Some(f),
+                    Err(code) => return code,
+                },
+                None => None,
+            };
+            let f = forecasts.as_deref();
             match format {
-                Format::Json => println!("{}", crate::plan::to_json(&c)),
-                Format::Text => print!("{}", crate::plan::to_text(&c, Style::for_stdout())),
+                Format::Json => println!("{}", crate::plan::to_json_with(&c, f)),
+                Format::Text => print!("{}", crate::plan::to_text_with(&c, f, Style::for_stdout())),
             }
             exit::OK
         }
@@ -299,6 +316,28 @@ fn plan(path: &std::path::Path, format: Format) -> u8 {
             exit::FAILED
         }
     }
+}
+
+/// Each step's forecast, measured on the target `--db` names.
+fn forecast(c: &crate::check::Checked, conn: &Conn) -> Result<Vec<crate::forecast::Forecast>, u8> {
+    let rt = runtime().ok_or(exit::FAILED)?;
+    rt.block_on(async {
+        let (_, connection) = connect(conn, "pgpilot-forecast").await?;
+        let sizes = crate::forecast::measure_tables(&connection.client, &c.analysis.steps)
+            .await
+            .map_err(|e| {
+                eprintln!(
+                    "pgpilot: forecast: {}",
+                    crate::text::for_terminal(&crate::text::redact(&e.to_string()))
+                );
+                exit::FAILED
+            })?;
+        Ok(c.analysis
+            .steps
+            .iter()
+            .map(|a| crate::forecast::forecast_step(a, &sizes))
+            .collect())
+    })
 }
 
 fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, drive: Drive) -> u8 {

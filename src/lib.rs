@@ -16,6 +16,7 @@ pub mod demo;
 pub mod diag;
 pub mod engine;
 pub mod exit;
+pub mod forecast;
 pub mod headless;
 pub mod monitor;
 pub mod os_user;

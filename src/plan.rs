@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::analysis::{LockMode, StatementAnalysis, StepAnalysis};
 use crate::check::{Checked, risk_reason};
+use crate::forecast::Forecast;
 use crate::runbook::{ChangeType, Expect, Risk, Runbook, Step, StepKind, format_duration};
 use crate::style::Style;
 
@@ -57,9 +58,22 @@ pub struct PlanStep<'a> {
     pub lock_timeout: String,
     pub statement_timeout: String,
     pub lock_retries: u32,
+    /// Sizes, seconds and lock from the target (`plan --db`); `null` without a connection.
+    pub forecast: Option<Forecast>,
 }
 
 impl<'a> Plan<'a> {
+    /// The plan with each step's forecast (`None`: no connection).
+    pub fn with_forecasts(c: &'a Checked, forecasts: Option<&[Forecast]>) -> Plan<'a> {
+        let mut plan = Plan::new(c);
+        if let Some(f) = forecasts {
+            for (step, f) in plan.steps.iter_mut().zip(f) {
+                step.forecast = Some(f.clone());
+            }
+        }
+        plan
+    }
+
     pub fn new(c: &'a Checked) -> Plan<'a> {
         let r = &c.runbook;
         Plan {
@@ -101,6 +115,7 @@ impl<'a> Plan<'a> {
                     lock_timeout: format_duration(step.settings.lock_timeout),
                     statement_timeout: format_duration(step.settings.statement_timeout),
                     lock_retries: step.settings.lock_retries,
+                    forecast: None,
                 })
                 .collect(),
         }
@@ -108,13 +123,23 @@ impl<'a> Plan<'a> {
 }
 
 pub fn to_json(c: &Checked) -> String {
-    serde_json::to_string_pretty(&Plan::new(c))
+    to_json_with(c, None)
+}
+
+/// The JSON plan with each step's forecast (`plan --db`).
+pub fn to_json_with(c: &Checked, forecasts: Option<&[Forecast]>) -> String {
+    serde_json::to_string_pretty(&Plan::with_forecasts(c, forecasts))
         .map(crate::text::json_safe)
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 /// The plan in words, for a person reading it before the change window.
 pub fn to_text(c: &Checked, st: Style) -> String {
+    to_text_with(c, None, st)
+}
+
+/// The plan in words with each step's forecast (`plan --db`).
+pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> String {
     let r = &c.runbook;
     let mut out = String::new();
     let steps = r.steps().count();
@@ -156,6 +181,7 @@ pub fn to_text(c: &Checked, st: Style) -> String {
         format_duration(s.long_transaction),
     );
     let mut n = 0;
+    let mut forecasts = forecasts.map(|f| f.iter());
     let mut steps_iter = r.steps().zip(&c.analysis.steps).peekable();
     for phase in &r.phases {
         let _ = writeln!(
@@ -171,6 +197,9 @@ pub fn to_text(c: &Checked, st: Style) -> String {
             }
             n += 1;
             step_text(&mut out, n, step, a, st);
+            if let Some(f) = forecasts.as_mut().and_then(Iterator::next) {
+                forecast_text(&mut out, f, st);
+            }
             steps_iter.next();
         }
     }
@@ -356,6 +385,32 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     if let Some(e) = &step.explain {
         let _ = write!(out, "     {} ", st.dim("why:"));
         out.push_str(wrap(&safe(e), "          ", 88).trim_start());
+    }
+}
+
+/// The forecast of `plan --db` under a step: sizes, then each long work.
+fn forecast_text(out: &mut String, f: &Forecast, st: Style) {
+    for t in &f.tables {
+        let _ = writeln!(
+            out,
+            "     {} {}: {} heap, {} indexes, about {} rows",
+            st.dim("size:"),
+            safe(&t.relation),
+            crate::forecast::bytes_text(t.table_bytes),
+            crate::forecast::bytes_text(t.index_bytes),
+            t.rows
+        );
+    }
+    for m in &f.missing {
+        let _ = writeln!(
+            out,
+            "     {} {} is not on the target (yet): not counted",
+            st.dim("size:"),
+            safe(m)
+        );
+    }
+    for w in &f.work {
+        let _ = writeln!(out, "     {} {}", st.bold("forecast:"), safe(&w.sentence()));
     }
 }
 

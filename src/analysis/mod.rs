@@ -8,6 +8,7 @@ pub mod lock;
 mod name;
 mod parse;
 mod rules;
+mod work;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -21,6 +22,7 @@ pub use lock::LockMode;
 pub use name::{NameError, RelationName, quote_ident};
 pub use parse::{SyntaxError, parse_statements};
 pub use rules::{RULES, Rule, RuleId};
+pub use work::{TableWork, WorkKind};
 
 /// A lock a statement takes on a relation that exists before it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,6 +80,9 @@ pub struct StatementAnalysis {
     /// The index a CREATE INDEX builds, for finding it in the catalog.
     #[serde(skip)]
     pub builds_index: Option<IndexBuild>,
+    /// Tables it works through row by row while it holds its lock.
+    #[serde(skip)]
+    pub work: Vec<TableWork>,
     pub findings: Vec<Finding>,
     #[serde(skip)]
     pub start: usize,

@@ -103,6 +103,8 @@ pub struct App {
     pub failed: Option<FailedPrompt>,
     /// The engine waits for blockers to go; p or a still answer.
     pub waiting: Option<Waiting>,
+    /// Each step's forecast, measured beside the session (tui/forecast.rs).
+    pub forecast: super::forecast::ForecastState,
 }
 
 pub const HISTORY: usize = 120;
@@ -150,6 +152,7 @@ impl App {
             prompts: super::keys::prompt_defaults(),
             failed: None,
             waiting: None,
+            forecast: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! takes one event, drains the rest, and draws once.
 
 pub mod app;
+pub mod forecast;
 pub mod keys;
 pub mod monitor_screen;
 pub mod monitor_update;
@@ -38,6 +39,7 @@ pub enum AppEvent {
     Engine(EngineEvent),
     Feed(Feed),
     Note(LogLevel, String),
+    Forecast(forecast::ForecastState),
 }
 
 /// Runs an engine session in the TUI; returns the exit code.
@@ -57,14 +59,21 @@ pub async fn run(
     );
     app.connection_warnings(session.spec.warnings());
     app.poll_interval = interval;
+    let (tx, mut rx) = unbounded_channel::<AppEvent>();
+    let tx_for_forecast = tx.clone();
     // The prompts' tables of the same keys.toml (checked with the bindings).
     app.prompts = keys::load_prompts(keys::user_keymap().as_deref())
         .unwrap_or_else(|_| keys::prompt_defaults());
     let long = session.runbook.settings.long_transaction;
+    app.forecast = forecast::ForecastState::Measuring;
+    tokio::spawn(forecast::measure(
+        session.spec.clone(),
+        session.analysis.steps.clone(),
+        tx_for_forecast.clone(),
+    ));
     let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();
     let audit_path = session.recorder.audit_path().to_path_buf();
-    let (tx, mut rx) = unbounded_channel::<AppEvent>();
 
     let crate::engine::EngineTask {
         events: mut events_rx,
@@ -146,6 +155,7 @@ pub async fn run(
                 }
                 AppEvent::Feed(feed) => app.on_feed(feed),
                 AppEvent::Note(level, text) => app.log(level, text),
+                AppEvent::Forecast(f) => app.forecast = f,
                 AppEvent::Redraw => {}
             }
         }

@@ -6,6 +6,7 @@ use crate::analysis::name::RelationName;
 use crate::analysis::rules::{RuleId, finding};
 use crate::analysis::{
     AtRisk, Context, Finding, IndexBuild, RelationLock, StatementAnalysis, StatementKind,
+    TableWork, WorkKind,
 };
 
 /// What one statement does, before relations created earlier in the runbook
@@ -15,6 +16,7 @@ pub struct Facts {
     pub(super) locks: Vec<(RelationName, LockMode)>,
     pub(super) creates: Vec<RelationName>,
     pub(super) builds_index: Option<IndexBuild>,
+    pub(super) work: Vec<TableWork>,
     pub(super) transactional: bool,
     pub(super) destructive: bool,
     pub(super) at_risk: Option<AtRisk>,
@@ -31,6 +33,7 @@ impl Facts {
             locks: Vec::new(),
             creates: Vec::new(),
             builds_index: None,
+            work: Vec::new(),
             transactional: true,
             destructive: false,
             at_risk: None,
@@ -47,6 +50,18 @@ impl Facts {
 
     pub(super) fn lock(&mut self, relation: &RelationName, mode: LockMode) {
         self.locks.push((relation.clone(), mode));
+    }
+
+    /// Records that the statement works through every row of `table`; the
+    /// heaviest work per table is kept.
+    pub(super) fn work(&mut self, table: &RelationName, kind: WorkKind) {
+        match self.work.iter_mut().find(|w| &w.table == table) {
+            Some(w) => w.kind = w.kind.max(kind),
+            None => self.work.push(TableWork {
+                table: table.clone(),
+                kind,
+            }),
+        }
     }
 
     pub(super) fn destroy(&mut self, verb: &'static str, object: impl Into<String>) {
@@ -81,6 +96,12 @@ impl Facts {
                 None => locks.push(RelationLock { relation, mode }),
             }
         }
+        // Work on a table created earlier in the runbook is on an empty table.
+        let work = self
+            .work
+            .into_iter()
+            .filter(|w| !ctx.created.contains(&w.table) && !self.creates.contains(&w.table))
+            .collect();
         ctx.created.extend(self.creates.iter().cloned());
         StatementAnalysis {
             sql,
@@ -96,6 +117,7 @@ impl Facts {
             at_risk: self.at_risk,
             creates: self.creates,
             builds_index: self.builds_index,
+            work,
             findings: self.findings,
             start: 0,
             end: 0,

@@ -9,6 +9,7 @@ use super::tree::{has_option, rv_name};
 use crate::analysis::Context;
 use crate::analysis::IndexBuild;
 use crate::analysis::StatementKind;
+use crate::analysis::WorkKind;
 use crate::analysis::lock::LockMode::*;
 use crate::analysis::name::RelationName;
 use crate::analysis::rules::RuleId;
@@ -16,6 +17,14 @@ use crate::analysis::rules::RuleId;
 pub(super) fn create_index(s: &pb::IndexStmt, ctx: &Context) -> Facts {
     let mut f = Facts::new(StatementKind::INDEX_STMT);
     let table = s.relation.as_ref().map(rv_name).unwrap_or_default();
+    f.work(
+        &table,
+        if s.concurrent {
+            WorkKind::BuildIndexConcurrently
+        } else {
+            WorkKind::BuildIndex
+        },
+    );
     if s.concurrent {
         // CREATE INDEX CONCURRENTLY cannot run in a transaction block (CREATE INDEX docs).
         f.transactional = false;
@@ -64,6 +73,14 @@ pub(super) fn reindex(s: &pb::ReindexStmt) -> Facts {
             f.find(RuleId::ReindexNotConcurrent, format!("REINDEX {name}"));
         }
         f.lock(&name, mode);
+        f.work(
+            &name,
+            if concurrent {
+                WorkKind::BuildIndexConcurrently
+            } else {
+                WorkKind::BuildIndex
+            },
+        );
     }
     f
 }
@@ -74,6 +91,7 @@ pub(super) fn cluster(s: &pb::ClusterStmt) -> Facts {
         Some(rv) => {
             let t = rv_name(rv);
             f.lock(&t, AccessExclusive);
+            f.work(&t, WorkKind::Rewrite);
             f.find(
                 RuleId::Cluster,
                 format!("CLUSTER {t} rewrites it under ACCESS EXCLUSIVE"),
@@ -103,6 +121,9 @@ pub(super) fn vacuum(s: &pb::VacuumStmt) -> Facts {
         {
             let name = rv_name(rv);
             f.lock(&name, mode);
+            if full {
+                f.work(&name, WorkKind::Rewrite);
+            }
             names.push(name.to_string());
         }
     }

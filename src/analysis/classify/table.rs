@@ -8,6 +8,7 @@ use super::facts::Facts;
 use super::tree::{SERIAL_TYPES, rv_name, str_of, type_last_name, volatile_call};
 use crate::analysis::Context;
 use crate::analysis::StatementKind;
+use crate::analysis::WorkKind;
 use crate::analysis::lock::LockMode::{self, *};
 use crate::analysis::name::{RelationName, quote_ident};
 use crate::analysis::rules::RuleId;
@@ -110,6 +111,7 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             At::AtAlterColumnType => {
                 f.destroy("retype column", column.clone());
                 f.rewrites = true;
+                f.work(&table, WorkKind::Rewrite);
                 f.breaking = true;
                 f.find(
                     RuleId::ColumnTypeChange,
@@ -129,6 +131,7 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                         .validated_not_null
                         .contains(&(table.clone(), col.clone()))
                 {
+                    f.work(&table, WorkKind::Scan);
                     f.find(
                         RuleId::SetNotNull,
                         format!("SET NOT NULL on {column} scans the table under ACCESS EXCLUSIVE"),
@@ -146,6 +149,7 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                     ctx.validated_not_null
                         .insert((table.clone(), checked.clone()));
                 }
+                f.work(&table, WorkKind::Validate);
                 ShareUpdateExclusive
             }
             At::AtSetStatistics
@@ -166,10 +170,12 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             | At::AtDisableTrigUser => ShareRowExclusive,
             At::AtSetLogged | At::AtSetUnLogged | At::AtSetAccessMethod | At::AtSetTableSpace => {
                 f.rewrites = true;
+                f.work(&table, WorkKind::Rewrite);
                 AccessExclusive
             }
             At::AtSetExpression => {
                 f.rewrites = true;
+                f.work(&table, WorkKind::Rewrite);
                 AccessExclusive
             }
             At::AtAttachPartition => {
@@ -177,7 +183,10 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 if let Some(N::PartitionCmd(pc)) = def
                     && let Some(rv) = &pc.name
                 {
+                    // The partition is scanned for rows outside its bound
+                    // (ALTER TABLE ATTACH PARTITION) unless a constraint proves it.
                     f.lock(&rv_name(rv), AccessExclusive);
+                    f.work(&rv_name(rv), WorkKind::Scan);
                 }
                 ShareUpdateExclusive
             }
@@ -241,6 +250,7 @@ pub(super) fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef
         column_type_findings(f, table, &cd.colname, t);
         if SERIAL_TYPES.contains(&type_last_name(t)) && existing {
             f.rewrites = true;
+            f.work(table, WorkKind::Rewrite);
             f.find(
                 RuleId::VolatileDefault,
                 format!(
@@ -263,12 +273,14 @@ pub(super) fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef
                     && existing
                 {
                     f.rewrites = true;
+                    f.work(table, WorkKind::Rewrite);
                     f.find(RuleId::VolatileDefault, format!("the default {call} of {table}.{col} is volatile: every existing row is rewritten"));
                 }
             }
             pb::ConstrType::ConstrIdentity | pb::ConstrType::ConstrGenerated if existing => {
                 has_default = true;
                 f.rewrites = true;
+                f.work(table, WorkKind::Rewrite);
                 f.find(RuleId::VolatileDefault, format!("{table}.{col} is an identity or generated column: every existing row is rewritten"));
             }
             pb::ConstrType::ConstrNotnull | pb::ConstrType::ConstrPrimary => not_null = true,
@@ -284,6 +296,7 @@ pub(super) fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef
             Ok(pb::ConstrType::ConstrUnique | pb::ConstrType::ConstrPrimary)
         ) && existing
         {
+            f.work(table, WorkKind::BuildIndex);
             f.find(
                 RuleId::UniqueConstraint,
                 format!("{table}.{col} is added with a unique index built under ACCESS EXCLUSIVE"),
@@ -317,6 +330,7 @@ pub(super) fn add_constraint(
                 f.lock(&rv_name(pk), ShareRowExclusive);
             }
             if !con.skip_validation && existing {
+                f.work(table, WorkKind::Validate);
                 f.find(
                     RuleId::ForeignKeyNotValid,
                     format!("foreign key {name} on {table} is validated while it is added"),
@@ -335,6 +349,7 @@ pub(super) fn add_constraint(
                 }
             }
             if !con.skip_validation && existing {
+                f.work(table, WorkKind::Validate);
                 f.find(
                     RuleId::CheckNotValid,
                     format!(
@@ -348,6 +363,7 @@ pub(super) fn add_constraint(
         | pb::ConstrType::ConstrPrimary
         | pb::ConstrType::ConstrExclusion => {
             if con.indexname.is_empty() && existing {
+                f.work(table, WorkKind::BuildIndex);
                 f.find(
                     RuleId::UniqueConstraint,
                     format!("constraint {name} on {table} builds its index under ACCESS EXCLUSIVE"),
@@ -356,6 +372,10 @@ pub(super) fn add_constraint(
             AccessExclusive
         }
         pb::ConstrType::ConstrNotnull => {
+            // ADD CONSTRAINT … NOT NULL (PostgreSQL 18) scans like SET NOT NULL.
+            if existing && !con.skip_validation {
+                f.work(table, WorkKind::Scan);
+            }
             f.breaking = true;
             AccessExclusive
         }

@@ -6,6 +6,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::panel;
 use crate::tui::app::{App, SessionKind, StepState, StepView};
+use crate::tui::forecast::ForecastState;
 use crate::tui::rollback_view::RollbackView;
 use crate::tui::theme;
 
@@ -105,6 +106,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         risk.push(Span::raw(format!(": {}", s.risk_reason)));
     }
     lines.push(Line::from(risk));
+    forecast(&mut lines, app, s);
     if let StepState::Failed(m) = &s.state {
         lines.push(Line::from(Span::styled(
             format!("failed: {m}"),
@@ -176,6 +178,75 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             .wrap(Wrap { trim: false }),
         area,
     );
+}
+
+/// The step's forecast (plan --db's, measured when the session opened):
+/// how long its rewrite, index build or scan holds which lock, or the sizes
+/// of what it touches. Names come from the catalog: made safe here.
+fn forecast(lines: &mut Vec<Line<'static>>, app: &App, s: &StepView) {
+    if s.kind == crate::runbook::StepKind::Pause {
+        return;
+    }
+    let label = Span::styled("forecast: ", theme::dim());
+    let text = match &app.forecast {
+        ForecastState::None => return,
+        ForecastState::Measuring => {
+            lines.push(Line::from(vec![
+                label,
+                Span::styled("measuring the target…", theme::dim()),
+            ]));
+            return;
+        }
+        ForecastState::Unavailable(why) => {
+            lines.push(Line::from(vec![
+                label,
+                Span::styled(
+                    format!("none ({})", crate::text::one_line(why)),
+                    theme::dim(),
+                ),
+            ]));
+            return;
+        }
+        ForecastState::Ready(_) => {
+            let Some(f) = app
+                .steps
+                .iter()
+                .position(|v| v.id == s.id)
+                .and_then(|i| app.forecast.step(i))
+            else {
+                return;
+            };
+            f
+        }
+    };
+    for w in &text.work {
+        lines.push(Line::from(vec![
+            label.clone(),
+            Span::styled(crate::text::one_line(&w.sentence()), theme::warn()),
+        ]));
+    }
+    if text.work.is_empty() && !text.tables.is_empty() {
+        let sizes: Vec<String> = text
+            .tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} + {} indexes, about {} rows",
+                    t.relation,
+                    crate::forecast::bytes_text(t.table_bytes),
+                    crate::forecast::bytes_text(t.index_bytes),
+                    t.rows
+                )
+            })
+            .collect();
+        lines.push(Line::from(vec![
+            label,
+            Span::raw(crate::text::one_line(&format!(
+                "no rewrite, index build or scan; touches {}",
+                sizes.join(", ")
+            ))),
+        ]));
+    }
 }
 
 /// The rollback screens' detail: what the rollback runs to restore the

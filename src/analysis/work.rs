@@ -1,0 +1,47 @@
+//! The long work a statement does on an existing table while it holds its
+//! lock: what `plan --db` forecasts a duration for.
+
+use serde::Serialize;
+
+use super::name::RelationName;
+
+/// What a statement does to every row of a table, cheapest first: the
+/// forecast's per-operation factor follows it (docs/forecast.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
+    /// Reads every row to check it: SET NOT NULL without a validated CHECK,
+    /// ATTACH PARTITION's partition constraint.
+    Scan,
+    /// Validates a constraint: ADD CHECK / FOREIGN KEY without NOT VALID,
+    /// VALIDATE CONSTRAINT.
+    Validate,
+    /// Builds an index: CREATE INDEX, REINDEX, ADD PRIMARY KEY / UNIQUE.
+    BuildIndex,
+    /// Builds an index CONCURRENTLY: two scans of the table and a wait for
+    /// older transactions (CREATE INDEX, "Building Indexes Concurrently").
+    BuildIndexConcurrently,
+    /// Writes a new copy of the table and rebuilds its indexes: ALTER COLUMN
+    /// TYPE, a volatile default, VACUUM FULL, CLUSTER, SET TABLESPACE.
+    Rewrite,
+}
+
+impl WorkKind {
+    /// The verb of the plan's forecast sentence.
+    pub fn verb(self) -> &'static str {
+        match self {
+            WorkKind::Scan => "scans",
+            WorkKind::Validate => "validates",
+            WorkKind::BuildIndex => "builds an index on",
+            WorkKind::BuildIndexConcurrently => "builds an index concurrently on",
+            WorkKind::Rewrite => "rewrites",
+        }
+    }
+}
+
+/// One table a statement works through row by row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableWork {
+    pub table: RelationName,
+    pub kind: WorkKind,
+}

@@ -1,0 +1,290 @@
+//! `plan --db`: each step's forecast (sizes, rows, seconds, lock) measured on
+//! a real target, read-only, for the relations the analysis names — quoted
+//! names included.
+
+mod common;
+
+use common::{Lab, connect, scalar};
+use serde_json::Value;
+
+fn write_runbook(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("forecast.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn plan_json(lab: &Lab, runbook: &str, db: Option<&str>) -> Value {
+    let mut args = vec!["plan", runbook, "--format", "json"];
+    if let Some(db) = db {
+        args.extend(["--db", db]);
+    }
+    let ran = lab.run(&args);
+    assert_eq!(ran.code, 0, "{ran}");
+    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{ran}"))
+}
+
+fn step<'a>(plan: &'a Value, id: &str) -> &'a Value {
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+const RUNBOOK: &str = r#"
+[runbook]
+id = "forecast"
+title = "Forecast on a table of known size"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "read"
+  kind = "check"
+  sql = "SELECT count(*) FROM readings"
+
+  [[phase.step]]
+  id = "add-col"
+  kind = "change"
+  sql = "ALTER TABLE readings ADD COLUMN note text"
+  rollback = "ALTER TABLE readings DROP COLUMN note"
+
+  [[phase.step]]
+  id = "retype"
+  kind = "change"
+  sql = "ALTER TABLE readings ALTER COLUMN v TYPE bigint"
+  irreversible = "the old type is gone"
+
+  [[phase.step]]
+  id = "index"
+  kind = "change"
+  sql = "CREATE INDEX readings_v ON readings (v)"
+  rollback = "DROP INDEX readings_v"
+"#;
+
+const ROWS: i64 = 50_000;
+
+async fn readings(lab: &Lab, db: &str) -> tokio_postgres::Client {
+    let client = lab.database(db, &[]).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE readings (id bigserial PRIMARY KEY, v int, s text);
+             INSERT INTO readings (v, s) SELECT i % 97, md5(i::text) FROM generate_series(1, {ROWS}) i;
+             ANALYZE readings;"
+        ))
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_db_gives_each_step_sizes_rows_seconds_and_its_strongest_lock() {
+    let lab = Lab::new();
+    let client = readings(&lab, "forecast_sizes").await;
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(&dir, RUNBOOK);
+    let plan = plan_json(&lab, &runbook, Some(&lab.conninfo("forecast_sizes")));
+    let heap: i64 = scalar(&client, "SELECT pg_relation_size('readings')")
+        .await
+        .parse()
+        .unwrap();
+    let indexes: i64 = scalar(&client, "SELECT pg_indexes_size('readings')")
+        .await
+        .parse()
+        .unwrap();
+    for id in ["read", "add-col", "retype", "index"] {
+        let f = &step(&plan, id)["forecast"];
+        assert_eq!(f["table_bytes"], heap, "{id}: {f}");
+        assert_eq!(f["index_bytes"], indexes, "{id}: {f}");
+        let rows = f["rows"].as_i64().unwrap_or_else(|| panic!("{id}: {f}"));
+        assert!(
+            (rows - ROWS).abs() <= ROWS / 10,
+            "{id}: {rows} rows, {ROWS} counted"
+        );
+    }
+    // Neither rewrites nor scans: no duration to forecast.
+    assert!(step(&plan, "read")["forecast"]["seconds"].is_null());
+    assert_eq!(step(&plan, "read")["forecast"]["lock"], "AccessShareLock");
+    assert!(step(&plan, "add-col")["forecast"]["seconds"].is_null());
+    assert_eq!(
+        step(&plan, "add-col")["forecast"]["lock"],
+        "AccessExclusiveLock"
+    );
+    // The rewrite and the index build: a positive estimate and the lock held.
+    let retype = &step(&plan, "retype")["forecast"];
+    assert!(retype["seconds"].as_f64().unwrap() > 0.0, "{retype}");
+    assert_eq!(retype["lock"], "AccessExclusiveLock");
+    let index = &step(&plan, "index")["forecast"];
+    assert!(index["seconds"].as_f64().unwrap() > 0.0, "{index}");
+    assert_eq!(index["lock"], "ShareLock");
+    // A rewrite rebuilds the primary key too: it takes longer than one index.
+    assert!(retype["seconds"].as_f64() > index["seconds"].as_f64());
+
+    // The text plan says it in a sentence.
+    let text = lab.run(&["plan", &runbook, "--db", &lab.conninfo("forecast_sizes")]);
+    assert_eq!(text.code, 0, "{text}");
+    assert!(
+        text.stdout.contains("forecast: rewrites readings (")
+            && text.stdout.contains("under ACCESS EXCLUSIVE: about ")
+            && text
+                .stdout
+                .contains("during which every query on readings waits"),
+        "{text}"
+    );
+}
+
+#[test]
+fn without_db_every_forecast_is_null() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(&dir, RUNBOOK);
+    let plan = plan_json(&lab, &runbook, None);
+    for s in plan["steps"].as_array().unwrap() {
+        assert!(
+            s.get("forecast").is_some_and(Value::is_null),
+            "{}: {}",
+            s["id"],
+            s["forecast"]
+        );
+    }
+}
+
+const READER_PASSWORD: &str = "forecast-reader-pw";
+
+/// A role that may only read the table measures it while a writer holds
+/// ROW EXCLUSIVE on it in an open transaction: the forecast neither writes
+/// nor takes a lock that conflicts with writers, and leaves no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_db_reads_only_and_never_waits_for_or_blocks_a_writer() {
+    let lab = Lab::new();
+    let client = readings(&lab, "forecast_readonly").await;
+    let role = format!("forecast_reader_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role};
+             CREATE ROLE {role} LOGIN PASSWORD '{READER_PASSWORD}';
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             GRANT SELECT ON readings TO {role};"
+        ))
+        .await
+        .unwrap();
+    let writer = connect(&lab.conninfo("forecast_readonly")).await;
+    writer
+        .batch_execute("BEGIN; UPDATE readings SET v = v + 1 WHERE id <= 100")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(&dir, RUNBOOK);
+    let db = lab.uri("forecast_readonly", Some(&role), READER_PASSWORD);
+    let plan = plan_json(&lab, &runbook, Some(&db));
+    // The sample read ran beside the open write: it was not refused a lock.
+    let retype = &step(&plan, "retype")["forecast"];
+    assert!(
+        retype["seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{retype}"
+    );
+    // The writer goes on and commits.
+    writer
+        .batch_execute("UPDATE readings SET v = v + 1 WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&client, "SELECT to_regnamespace('pgpilot') IS NULL").await,
+        "t",
+        "plan --db created pgpilot's schema"
+    );
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
+
+const QUOTED: &str = r#"
+[runbook]
+id = "forecast-quoted"
+title = "Quoted names are the tables PostgreSQL means"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "upper"
+  kind = "change"
+  sql = '''ALTER TABLE "Orders" ALTER COLUMN v TYPE bigint'''
+  irreversible = "test"
+
+  [[phase.step]]
+  id = "dotted"
+  kind = "change"
+  sql = '''CREATE INDEX dotted_v ON "my.table" (v)'''
+  rollback = "DROP INDEX dotted_v"
+
+  [[phase.step]]
+  id = "hostile"
+  kind = "change"
+  sql = "ALTER TABLE \"evil\u001b[2Jname\" ALTER COLUMN v SET NOT NULL"
+  rollback = "ALTER TABLE \"evil\u001b[2Jname\" ALTER COLUMN v DROP NOT NULL"
+
+  [[phase.step]]
+  id = "absent"
+  kind = "change"
+  sql = '''ALTER TABLE "Absent" ADD COLUMN x int'''
+  rollback = '''ALTER TABLE "Absent" DROP COLUMN x'''
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quoted_and_hostile_names_are_measured_as_the_tables_they_name() {
+    let lab = Lab::new();
+    let client = lab.database("forecast_quoted", &[]).await;
+    client
+        .batch_execute(
+            "CREATE TABLE \"Orders\" (v int); INSERT INTO \"Orders\" SELECT generate_series(1, 20000);
+             CREATE TABLE orders (v int); INSERT INTO orders SELECT generate_series(1, 10);
+             CREATE TABLE \"my.table\" (v int); INSERT INTO \"my.table\" SELECT generate_series(1, 3000);
+             CREATE SCHEMA my; CREATE TABLE my.\"table\" (v int);
+             CREATE TABLE \"evil\u{1b}[2Jname\" (v int); INSERT INTO \"evil\u{1b}[2Jname\" VALUES (1);
+             CREATE TABLE absent (v int);
+             ANALYZE;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(&dir, QUOTED);
+    let db = lab.conninfo("forecast_quoted");
+    let plan = plan_json(&lab, &runbook, Some(&db));
+    let size = |rel: &str| {
+        let client = &client;
+        let rel = rel.to_string();
+        async move {
+            scalar(
+                client,
+                &format!("SELECT pg_relation_size(to_regclass('{rel}'))"),
+            )
+            .await
+            .parse::<i64>()
+            .unwrap()
+        }
+    };
+    let upper = &step(&plan, "upper")["forecast"];
+    assert_eq!(upper["table_bytes"], size("\"Orders\"").await, "{upper}");
+    assert_eq!(upper["rows"], 20000, "{upper}");
+    assert_eq!(upper["work"][0]["relation"], "\"Orders\"", "{upper}");
+    let dotted = &step(&plan, "dotted")["forecast"];
+    assert_eq!(
+        dotted["table_bytes"],
+        size("\"my.table\"").await,
+        "{dotted}"
+    );
+    assert_eq!(dotted["rows"], 3000, "{dotted}");
+    // Not there: named as missing, not confused with its lower-case twin.
+    let absent = &step(&plan, "absent")["forecast"];
+    assert_eq!(absent["table_bytes"], 0, "{absent}");
+    assert_eq!(absent["missing"][0], "\"Absent\"", "{absent}");
+    // The text plan shows the hostile name with its escape made visible.
+    let text = lab.run(&["plan", &runbook, "--db", &db]);
+    assert_eq!(text.code, 0, "{text}");
+    assert!(!text.stdout.contains('\u{1b}'), "{text}");
+    assert!(text.stdout.contains("forecast: scans \"evil"), "{text}");
+}
