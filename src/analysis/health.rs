@@ -30,7 +30,12 @@ pub fn gate_diagnostics(runbook: &Runbook) -> Vec<Diagnostic> {
         match real.as_slice() {
             [one] => {
                 // A data-modifying CTE or FOR UPDATE takes more than ACCESS SHARE.
+                // pg_query sees the tables a statement writes, in CTEs too.
+                let writes = pg_query::parse(&gate.sql.text, 0)
+                    .map(|p| !p.dml_tables().is_empty() || !p.ddl_tables().is_empty())
+                    .unwrap_or(true);
                 let read_only = one.kind == StatementKind::SELECT_STMT
+                    && !writes
                     && !one.destructive
                     && !one.opaque
                     && one.lock.is_none_or(|l| l <= LockMode::AccessShare);
