@@ -46,11 +46,21 @@ impl Sandbox {
                 chown(path, user)?;
             }
         }
+        // PATH may hold links to initdb and pg_ctl alone (no pg_basebackup):
+        // the tools' real folder has them all.
+        let bin_dir = if self.bin_dir.join("pg_basebackup").exists() {
+            self.bin_dir.clone()
+        } else {
+            fs::canonicalize(self.bin_dir.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| self.bin_dir.clone())
+        };
         let mut server = Sandbox {
             data_dir: root.join("data"),
             log_path: root.join("server.log"),
             dir,
-            bin_dir: self.bin_dir.clone(),
+            bin_dir,
             run_as: self.run_as,
             port: 0,
             started: false,
