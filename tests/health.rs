@@ -135,3 +135,55 @@ fn check_refuses_a_gate_that_changes_data() {
     let ran = lab.run(&["check", &rb]);
     assert_eq!(ran.code, 0, "{ran}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_tui_a_breach_offers_continue_roll_back_stop_and_x_stops() {
+    let lab = Lab::new();
+    let client = lab.database("health_tui", &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (a int)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = write(&dir, &runbook("SELECT count(*) FROM t"));
+    let exit_file = lab.data_dir.path().join("exit");
+    let cmd = format!(
+        "cd {root} && PGPILOT_DATA_DIR={data} NO_COLOR=1 {bin} run {rb} --db '{db}'; echo $? > {exit}; sleep 30",
+        root = common::ROOT,
+        data = lab.data_dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_pgpilot"),
+        db = lab.conninfo("health_tui"),
+        exit = exit_file.display(),
+    );
+    let tui = common::tmux::Tmux::sized(&cmd, 80, 24);
+    tui.wait_for("r  run next");
+    tui.keys(&["r"]);
+    tui.wait_for("[fill] applied");
+    tui.keys(&["r"]);
+    let s = tui.wait_for("c continue · b roll back the applied steps · x stop");
+    assert!(s.contains("value 3 (limit: max 0)"), "{s}");
+    tui.keys(&["x"]);
+    tui.wait_for("press q to leave");
+    tui.keys(&["q"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !exit_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pgpilot did not exit:\n{}",
+            tui.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let code = std::fs::read_to_string(&exit_file).unwrap();
+    assert_eq!(code.trim(), "3", "{}", tui.screen());
+    assert_eq!(
+        scalar(&client, "SELECT (to_regclass('after_gate') IS NULL)::text").await,
+        "true"
+    );
+    let recs = records(&lab);
+    assert!(
+        recs.iter()
+            .any(|r| r.action == Action::Health && r.outcome.as_deref() == Some("stop")),
+        "{recs:?}"
+    );
+}

@@ -39,6 +39,13 @@ pub enum DialogKind {
     Blockers { step: String, holders: Vec<Holder> },
     /// Several steps are about to be rolled back: y / n.
     RollbackList { steps: Vec<String> },
+    /// A health gate is breached before `step`: c / b / x.
+    HealthBreach {
+        step: String,
+        gate: String,
+        value: String,
+        limit: String,
+    },
     /// A statement runs: quit anyway?
     Quit,
 }
@@ -429,6 +436,24 @@ impl App {
                 let choices = failed.choices(&self.prompts);
                 self.log(LogLevel::Bad, format!("[{}] {choices}", failed.step));
                 self.failed = Some(failed);
+            }
+            Ask::HealthBreach {
+                step,
+                gate,
+                value,
+                limit,
+            } => {
+                self.select(&step);
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::HealthBreach {
+                        step,
+                        gate,
+                        value,
+                        limit,
+                    },
+                    input: String::new(),
+                    error: None,
+                });
             }
             Ask::RollbackList { steps } => {
                 self.dialog = Some(Dialog {
