@@ -163,7 +163,7 @@ async fn in_the_tui_a_breach_offers_continue_roll_back_stop_and_x_stops() {
     let s = tui.wait_for("c continue · b roll back the applied steps · x stop");
     assert!(s.contains("value 3 (limit: max 0)"), "{s}");
     tui.keys(&["x"]);
-    tui.wait_for("press q to leave");
+    tui.wait_for("refused: health gate");
     tui.keys(&["q"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !exit_file.exists() {
