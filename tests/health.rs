@@ -187,3 +187,21 @@ async fn in_the_tui_a_breach_offers_continue_roll_back_stop_and_x_stops() {
         "{recs:?}"
     );
 }
+
+#[test]
+fn plan_shows_the_gates_checked_before_each_step() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = write(&dir, &runbook("SELECT count(*) FROM t"));
+    let ran = lab.run(&["plan", &rb]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(
+        ran.stdout
+            .contains("health gate rows in t (max 0), before each step: SELECT count(*) FROM t"),
+        "{ran}"
+    );
+    let ran = lab.run(&["plan", &rb, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(v["health"][0]["name"], "rows in t");
+    assert_eq!(v["health"][0]["max"], 0.0);
+}
