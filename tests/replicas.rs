@@ -164,3 +164,50 @@ async fn a_stopped_standby_leaves_its_slot_over_the_limit() {
         "{ran}"
     );
 }
+
+#[test]
+fn the_tui_shows_each_standby_in_one_header_line_at_80_by_24() {
+    use pgpilot::monitor::{Feed, Replica};
+    use pgpilot::tui::app::{App, SessionKind};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("watched.toml");
+    std::fs::write(&rb, RUNBOOK.replace("\"1s\"", "\"10s\"")).unwrap();
+    let c = pgpilot::check::check_file(&rb).expect("a valid runbook");
+    let mut app = App::new(
+        &c.runbook,
+        &c.analysis,
+        SessionKind::Run,
+        None,
+        "db".into(),
+        pgpilot::tui::keys::defaults(),
+    );
+    let mut snap = pgpilot::monitor::build(Vec::new(), Duration::from_secs(300), None, 1, 0.5);
+    let standby = |name: &str, lag: f64| Replica {
+        name: name.into(),
+        state: Some("streaming".into()),
+        replay_lag_s: Some(lag),
+        replay_lag_bytes: Some(0.0),
+        slot: Some(name.into()),
+        why_over: None,
+    };
+    snap.replicas = vec![standby("standby1", 0.2), standby("standby2", 12.0)];
+    app.on_feed(Feed::Snapshot(Box::new(snap)));
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| pgpilot::tui::views::draw(f, &app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let screen: Vec<String> = (0..24)
+        .map(|y| (0..80).map(|x| buf[(x, y)].symbol().to_string()).collect())
+        .collect();
+    assert!(
+        screen[2].starts_with("replicas: standby1 0.2 s · standby2 12.0 s ⚠"),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        screen.iter().any(|l| l.contains("Locks")),
+        "{}",
+        screen.join("\n")
+    );
+}

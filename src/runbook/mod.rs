@@ -53,6 +53,15 @@ impl Runbook {
             .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
     }
 
+    /// The tightest `max_replica_lag` of the runbook or any step: the
+    /// standbys are watched (a second query per poll) only when one is set.
+    pub fn max_replica_lag(&self) -> Option<Duration> {
+        self.steps()
+            .filter_map(|(_, s)| s.settings.max_replica_lag)
+            .chain(self.settings.max_replica_lag)
+            .min()
+    }
+
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps().map(|(_, s)| s).find(|s| s.id == id)
     }

@@ -78,6 +78,9 @@ pub struct App {
     pub env: Option<String>,
     pub target: Option<TargetInfo>,
     pub target_label: String,
+    /// The runbook's tightest `max_replica_lag`: the standbys are shown
+    /// (and polled) only when it is set.
+    pub replica_limit: Option<Duration>,
     pub steps: Vec<StepView>,
     pub selected: usize,
     pub focus: Panel,
@@ -135,6 +138,7 @@ impl App {
             env,
             target: None,
             target_label,
+            replica_limit: runbook.max_replica_lag(),
             steps,
             selected: 0,
             focus: Panel::Steps,

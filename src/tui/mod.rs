@@ -61,6 +61,7 @@ pub async fn run(
     app.prompts = keys::load_prompts(keys::user_keymap().as_deref())
         .unwrap_or_else(|_| keys::prompt_defaults());
     let long = session.runbook.settings.long_transaction;
+    let watch_replicas = app.replica_limit.is_some();
     let monitor_spec = session.spec.clone();
     let audit_ctx = session.recorder.context().clone();
     let audit_path = session.recorder.audit_path().to_path_buf();
@@ -86,6 +87,7 @@ pub async fn run(
         monitor_spec,
         long,
         interval,
+        watch_replicas,
         executor_rx,
         signal_rx,
         audit_ctx,
@@ -173,12 +175,14 @@ async fn monitor_task(
     spec: ConnSpec,
     long: Duration,
     interval: Duration,
+    watch_replicas: bool,
     executor: watch::Receiver<Option<i32>>,
     mut signals: tokio::sync::mpsc::UnboundedReceiver<(i32, Signal)>,
     ctx: Context,
     tx: UnboundedSender<AppEvent>,
 ) {
     let mut watcher = Watcher::new(&spec, long, interval);
+    watcher.watch_replicas(watch_replicas);
     let mut audit = SignalAudit::in_default_dir(ctx);
     loop {
         tokio::select! {
