@@ -502,6 +502,7 @@ fn monitor(conn: Conn, interval: &str, long_transaction: &str, once: bool, forma
             }
         };
         if once {
+            watcher.watch_replicas(true);
             // One snapshot or exit 1: no retries, a script wants the answer.
             return match watcher.next().await {
                 (feed @ Feed::Snapshot(_), _) => {

@@ -258,6 +258,18 @@ impl Driver {
             }
             _ => {}
         }
+        if let Ask::HealthBreach { step, .. } = ask {
+            if !self.interactive {
+                say!("[{step}] no terminal to ask: stopping before the step");
+                return Reply::Quit;
+            }
+            say_part!("[{step}] [c]ontinue, roll [b]ack the applied steps, or stop ([x])? ");
+            let _ = std::io::stdout().flush();
+            return match read_line().await {
+                Some(s) => breach_answer(&s),
+                None => Reply::Quit,
+            };
+        }
         if let Ask::Blockers { step, .. } = ask {
             if !self.interactive {
                 say!("[{step}] no terminal to ask: proceeding; lock_timeout bounds the wait");
@@ -287,7 +299,8 @@ impl Driver {
             | Ask::End
             | Ask::Blockers { .. }
             | Ask::Failed { .. }
-            | Ask::RollbackList { .. } => String::new(),
+            | Ask::RollbackList { .. }
+            | Ask::HealthBreach { .. } => String::new(),
         };
         if let Some(given) = self.confirms.get(ask.confirm_key()) {
             say!(
@@ -358,6 +371,16 @@ fn blocker_answer(line: &str) -> Reply {
     match word.as_str() {
         "" | "p" | "proceed" => Reply::Run,
         "w" | "wait" => Reply::Wait,
+        _ => Reply::Quit,
+    }
+}
+
+/// A typed answer to a health gate's breach: only `c` continues and `b`
+/// rolls back; anything else stops, the safe direction.
+fn breach_answer(line: &str) -> Reply {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "c" | "continue" => Reply::Run,
+        "b" | "rollback" | "roll back" => Reply::RollbackThrough(String::new()),
         _ => Reply::Quit,
     }
 }

@@ -14,7 +14,17 @@ use crate::style::Style;
 #[derive(Serialize)]
 pub struct Plan<'a> {
     pub runbook: RunbookSummary<'a>,
+    /// The `[[health]]` gates checked before each step.
+    pub health: Vec<PlanGate<'a>>,
     pub steps: Vec<PlanStep<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct PlanGate<'a> {
+    pub name: &'a str,
+    pub sql: String,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +70,8 @@ pub struct PlanStep<'a> {
     pub lock_retries: u32,
     /// Sizes, seconds and lock from the target (`plan --db`); `null` without a connection.
     pub forecast: Option<Forecast>,
+    /// `max_replica_lag`, or `null` when the standbys are not watched.
+    pub max_replica_lag: Option<String>,
 }
 
 impl<'a> Plan<'a> {
@@ -88,6 +100,16 @@ impl<'a> Plan<'a> {
                 path: r.path().display().to_string(),
                 sha256: &r.sha256,
             },
+            health: r
+                .health
+                .iter()
+                .map(|g| PlanGate {
+                    name: &g.name,
+                    sql: crate::text::redact(&g.sql.text),
+                    max: g.max,
+                    min: g.min,
+                })
+                .collect(),
             steps: r
                 .steps()
                 .zip(&c.analysis.steps)
@@ -116,6 +138,7 @@ impl<'a> Plan<'a> {
                     statement_timeout: format_duration(step.settings.statement_timeout),
                     lock_retries: step.settings.lock_retries,
                     forecast: None,
+                    max_replica_lag: step.settings.max_replica_lag.map(format_duration),
                 })
                 .collect(),
         }
@@ -180,6 +203,29 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
         format_duration(s.retry_backoff),
         format_duration(s.long_transaction),
     );
+    if let Some(lag) = s.max_replica_lag {
+        let _ = writeln!(
+            out,
+            "  standbys: a step warns before it starts while one replays more than {} behind",
+            format_duration(lag)
+        );
+    }
+    for g in &r.health {
+        let bounds: Vec<String> = [
+            g.max.map(|m| format!("max {m}")),
+            g.min.map(|m| format!("min {m}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let _ = writeln!(
+            out,
+            "  health gate {} ({}), before each step: {}",
+            safe(&g.name),
+            bounds.join(", "),
+            one_line(&crate::text::redact(&g.sql.text), 80)
+        );
+    }
     let mut n = 0;
     let mut forecasts = forecasts.map(|f| f.iter());
     let mut steps_iter = r.steps().zip(&c.analysis.steps).peekable();

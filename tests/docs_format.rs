@@ -103,7 +103,7 @@ fn every_fragment_in_the_doc_passes_check_inside_a_runbook() {
 const KEYS: &[(&str, &[&str])] = &[
     (
         "top level (RawFile)",
-        &["runbook", "target", "settings", "phase"],
+        &["runbook", "target", "settings", "health", "phase"],
     ),
     (
         "[runbook] (RawHeader)",
@@ -130,8 +130,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "retry_backoff",
             "long_transaction",
             "on_blockers",
+            "max_replica_lag",
         ],
     ),
+    ("[[health]] (RawHealth)", &["name", "sql", "max", "min"]),
     ("[[phase]] (RawPhase)", &["id", "title", "step"]),
     (
         "[[phase.step]] (RawStep)",
@@ -155,6 +157,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "retry_backoff",
             "long_transaction",
             "on_blockers",
+            "max_replica_lag",
         ],
     ),
     ("expect (RawExpect)", &["rows", "scalar", "empty"]),

@@ -3,6 +3,7 @@
 //! with the safer alternative.
 
 mod classify;
+mod health;
 mod kind;
 pub mod lock;
 mod name;
@@ -204,6 +205,7 @@ pub fn analyze_runbook(runbook: &Runbook) -> Result<RunbookAnalysis, Vec<Diagnos
             Err(d) => diags.push(d),
         }
     }
+    diags.extend(health::gate_diagnostics(runbook));
     if !diags.is_empty() {
         return Err(diags);
     }

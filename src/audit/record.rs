@@ -40,11 +40,16 @@ pub enum Action {
     RollbackFailure,
     /// Sessions found holding locks a step needs, and what was decided.
     Blockers,
+    /// A `[[health]]` gate breached before a step: `message` has the gate,
+    /// the value seen and the limit; `outcome` what the operator chose.
+    Health,
+    /// A standby replays further behind than `max_replica_lag` before a step.
+    ReplicaLag,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -62,6 +67,8 @@ impl Action {
         Action::RollbackSuccess,
         Action::RollbackFailure,
         Action::Blockers,
+        Action::Health,
+        Action::ReplicaLag,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +90,8 @@ impl Action {
             Action::RollbackSuccess => "rollback_success",
             Action::RollbackFailure => "rollback_failure",
             Action::Blockers => "blockers",
+            Action::Health => "health",
+            Action::ReplicaLag => "replica_lag",
         }
     }
 }

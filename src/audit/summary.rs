@@ -213,7 +213,9 @@ pub(crate) fn summarize<'a>(records: &[&'a AuditRecord]) -> SessionSummary<'a> {
                 }
                 s.interventions.push(rec);
             }
-            Action::Terminate | Action::Blockers => s.interventions.push(rec),
+            Action::Terminate | Action::Blockers | Action::Health | Action::ReplicaLag => {
+                s.interventions.push(rec)
+            }
         }
     }
     // Confirmations for steps that never started: refused at the prompt.

@@ -7,6 +7,7 @@
 mod copier;
 mod exec;
 pub mod failpoint;
+pub mod health;
 mod index;
 pub mod open;
 mod recorder;
@@ -197,6 +198,16 @@ pub enum Ask {
     /// (each destructive rollback still asks its own phrase), `Quit` undoes
     /// none of them.
     RollbackList { steps: Vec<String> },
+    /// A `[[health]]` gate is outside its bounds before `step` (or its
+    /// query failed: fail closed). `Run` continues, `RollbackThrough(_)`
+    /// rolls back every applied step newest first (each asking its phrase)
+    /// and ends the session, `Quit` stops before the step (refused).
+    HealthBreach {
+        step: String,
+        gate: String,
+        value: String,
+        limit: String,
+    },
 }
 
 impl Ask {
@@ -207,7 +218,8 @@ impl Ask {
             | Ask::End
             | Ask::Blockers { .. }
             | Ask::Failed { .. }
-            | Ask::RollbackList { .. } => None,
+            | Ask::RollbackList { .. }
+            | Ask::HealthBreach { .. } => None,
             Ask::Confirm { phrase, .. } => Some(phrase),
             Ask::Acknowledge { .. } => Some(PAUSE_PHRASE),
             Ask::DatabaseName { database } => Some(database),
@@ -221,7 +233,8 @@ impl Ask {
             | Ask::Confirm { step, .. }
             | Ask::Acknowledge { step, .. }
             | Ask::Blockers { step, .. }
-            | Ask::Failed { step, .. } => step,
+            | Ask::Failed { step, .. }
+            | Ask::HealthBreach { step, .. } => step,
             Ask::DatabaseName { .. } => PRODUCTION_KEY,
             Ask::End | Ask::RollbackList { .. } => "",
         }

@@ -4,6 +4,7 @@
 
 mod holders;
 mod query;
+mod replicas;
 mod signal;
 pub mod text;
 mod tree;
@@ -17,6 +18,7 @@ use serde::{Serialize, Serializer};
 use tokio_postgres::{Client, Statement};
 
 pub use holders::{Holder, holders};
+pub use replicas::{Replica, replica_lag_over, replicas};
 pub use signal::{Signal, SignalAudit, SignalOutcome, SignalReport, send_audited, signal_backend};
 pub use tree::{NOT_LISTED, TreeNode, blocking_tree};
 pub use waits::REREAD_AFTER;
@@ -187,6 +189,9 @@ pub struct Snapshot {
     /// rounded to 0.1 ms (a finer figure is noise).
     #[serde(serialize_with = "tenth")]
     pub poll_ms: f64,
+    /// The standbys, when the poll was asked for them (a second query; see
+    /// replicas.rs); empty otherwise.
+    pub replicas: Vec<Replica>,
     #[serde(skip)]
     pub backends: Vec<Backend>,
 }
@@ -270,6 +275,30 @@ impl Monitor {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// A poll and, when `with_replicas`, a second query for the standbys.
+    /// A failure of that second query keeps the snapshot and counts as a
+    /// standby whose lag is unknown (fail closed).
+    pub async fn poll_with(&self, with_replicas: bool) -> Result<Snapshot, tokio_postgres::Error> {
+        let mut snapshot = self.poll().await?;
+        if with_replicas {
+            snapshot.replicas = match replicas(&self.client).await {
+                Ok(r) => r,
+                Err(e) => vec![Replica {
+                    name: "replicas".into(),
+                    state: None,
+                    replay_lag_s: None,
+                    replay_lag_bytes: None,
+                    slot: None,
+                    why_over: Some(format!(
+                        "cannot read pg_stat_replication: {}",
+                        shown(&e.to_string())
+                    )),
+                }],
+            };
+        }
+        Ok(snapshot)
     }
 
     /// One poll: one query.
@@ -461,6 +490,7 @@ fn build_with_sessions(
         executor,
         monitor_pid,
         poll_ms,
+        replicas: Vec::new(),
         backends,
     }
 }

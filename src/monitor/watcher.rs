@@ -104,6 +104,8 @@ pub struct Watcher {
     executor_pid: Option<i32>,
     link: Link,
     due: Instant,
+    /// Each poll also reads the standbys (a second query).
+    replicas: bool,
 }
 
 impl Watcher {
@@ -117,6 +119,7 @@ impl Watcher {
             executor_pid: None,
             link: Link::Closed,
             due: Instant::now(),
+            replicas: false,
         }
     }
 
@@ -145,6 +148,12 @@ impl Watcher {
     /// Kept across reconnects.
     pub fn set_executor(&mut self, pid: Option<i32>) {
         self.executor_pid = pid;
+    }
+
+    /// Whether each poll also reads the standbys (`monitor --once`, a
+    /// runbook with `max_replica_lag`); the plain poll does not.
+    pub fn watch_replicas(&mut self, on: bool) {
+        self.replicas = on;
     }
 
     /// The monitor's own backend pid, while connected.
@@ -194,7 +203,7 @@ impl Watcher {
         };
         self.due = started + self.interval;
         session.executor_pid = self.executor_pid;
-        let polled = timeout(POLL_LIMIT, session.poll()).await;
+        let polled = timeout(POLL_LIMIT, session.poll_with(self.replicas)).await;
         let reconnected = outage.as_ref().map(|o| News::Reconnected {
             attempts: o.attempt,
             after: o.lost_at.elapsed(),

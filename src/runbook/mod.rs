@@ -35,6 +35,9 @@ pub struct Runbook {
     pub sql_root: Option<std::path::PathBuf>,
     pub target: Target,
     pub settings: Settings,
+    /// `[[health]]` gates, checked before each step (and between a
+    /// backfill's batches).
+    pub health: Vec<HealthGate>,
     pub phases: Vec<Phase>,
 }
 
@@ -48,6 +51,15 @@ impl Runbook {
         self.phases
             .iter()
             .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
+    }
+
+    /// The tightest `max_replica_lag` of the runbook or any step: the
+    /// standbys are watched (a second query per poll) only when one is set.
+    pub fn max_replica_lag(&self) -> Option<Duration> {
+        self.steps()
+            .filter_map(|(_, s)| s.settings.max_replica_lag)
+            .chain(self.settings.max_replica_lag)
+            .min()
     }
 
     pub fn step(&self, id: &str) -> Option<&Step> {
@@ -158,6 +170,9 @@ pub struct Settings {
     /// Runbook-wide only: a rehearsal whose locks have made other sessions
     /// queue this long ends itself (rolled back). Zero turns it off.
     pub rehearsal_max_queue: Duration,
+    /// Standbys replaying further behind than this make a step warn before
+    /// it starts (and a backfill wait between batches). `None`: not watched.
+    pub max_replica_lag: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -170,8 +185,20 @@ impl Default for Settings {
             long_transaction: Duration::from_secs(5 * 60),
             on_blockers: OnBlockers::Ask,
             rehearsal_max_queue: Duration::from_secs(30),
+            max_replica_lag: None,
         }
     }
+}
+
+/// A `[[health]]` gate: a query of one number that must stay within
+/// `min`/`max` before each step runs.
+#[derive(Debug, Clone)]
+pub struct HealthGate {
+    pub name: String,
+    pub sql: SqlText,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+    pub at: Location,
 }
 
 #[derive(Debug, Clone)]

@@ -39,6 +39,13 @@ pub enum DialogKind {
     Blockers { step: String, holders: Vec<Holder> },
     /// Several steps are about to be rolled back: y / n.
     RollbackList { steps: Vec<String> },
+    /// A health gate is breached before `step`: c / b / x.
+    HealthBreach {
+        step: String,
+        gate: String,
+        value: String,
+        limit: String,
+    },
     /// A statement runs: quit anyway?
     Quit,
 }
@@ -71,6 +78,9 @@ pub struct App {
     pub env: Option<String>,
     pub target: Option<TargetInfo>,
     pub target_label: String,
+    /// The runbook's tightest `max_replica_lag`: the standbys are shown
+    /// (and polled) only when it is set.
+    pub replica_limit: Option<Duration>,
     pub steps: Vec<StepView>,
     pub selected: usize,
     pub focus: Panel,
@@ -130,6 +140,7 @@ impl App {
             env,
             target: None,
             target_label,
+            replica_limit: runbook.max_replica_lag(),
             steps,
             selected: 0,
             focus: Panel::Steps,
@@ -432,6 +443,24 @@ impl App {
                 let choices = failed.choices(&self.prompts);
                 self.log(LogLevel::Bad, format!("[{}] {choices}", failed.step));
                 self.failed = Some(failed);
+            }
+            Ask::HealthBreach {
+                step,
+                gate,
+                value,
+                limit,
+            } => {
+                self.select(&step);
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::HealthBreach {
+                        step,
+                        gate,
+                        value,
+                        limit,
+                    },
+                    input: String::new(),
+                    error: None,
+                });
             }
             Ask::RollbackList { steps } => {
                 self.dialog = Some(Dialog {

@@ -27,7 +27,6 @@ use tokio::sync::watch;
 use crate::audit::record::Context;
 use crate::engine::{Ask, EngineEvent, Reply, Session};
 use crate::monitor::{Feed, News, Signal, SignalAudit, Watcher, send_audited, text};
-use crate::pg::ConnSpec;
 
 use app::{App, LogLevel, SessionKind};
 use keys::Binding;
@@ -71,7 +70,9 @@ pub async fn run(
         session.analysis.steps.clone(),
         tx_for_forecast.clone(),
     ));
-    let monitor_spec = session.spec.clone();
+    // Polls the standbys too (a second query) only when the runbook watches them.
+    let mut watcher = Watcher::new(&session.spec, long, interval);
+    watcher.watch_replicas(app.replica_limit.is_some());
     let audit_ctx = session.recorder.context().clone();
     let audit_path = session.recorder.audit_path().to_path_buf();
 
@@ -92,9 +93,7 @@ pub async fn run(
     let (executor_tx, executor_rx) = watch::channel(None);
     let (signal_tx, signal_rx) = unbounded_channel();
     tokio::spawn(monitor_task(
-        monitor_spec,
-        long,
-        interval,
+        watcher,
         executor_rx,
         signal_rx,
         audit_ctx,
@@ -180,15 +179,12 @@ pub async fn run(
 /// terminates backends on request, never the executor's or its own, each
 /// only once its audit record is written ([`send_audited`]).
 async fn monitor_task(
-    spec: ConnSpec,
-    long: Duration,
-    interval: Duration,
+    mut watcher: Watcher,
     executor: watch::Receiver<Option<i32>>,
     mut signals: tokio::sync::mpsc::UnboundedReceiver<(i32, Signal)>,
     ctx: Context,
     tx: UnboundedSender<AppEvent>,
 ) {
-    let mut watcher = Watcher::new(&spec, long, interval);
     let mut audit = SignalAudit::in_default_dir(ctx);
     loop {
         tokio::select! {

@@ -17,10 +17,17 @@ pub enum Prompt {
     Blockers,
     /// Several steps are about to be rolled back (`Ask::RollbackList`).
     RollbackList,
+    /// A `[[health]]` gate is breached before a step (`Ask::HealthBreach`).
+    HealthBreach,
 }
 
 impl Prompt {
-    pub const ALL: [Prompt; 3] = [Prompt::Failure, Prompt::Blockers, Prompt::RollbackList];
+    pub const ALL: [Prompt; 4] = [
+        Prompt::Failure,
+        Prompt::Blockers,
+        Prompt::RollbackList,
+        Prompt::HealthBreach,
+    ];
 
     /// Its table in keys.toml.
     pub fn name(self) -> &'static str {
@@ -28,6 +35,7 @@ impl Prompt {
             Prompt::Failure => "failure",
             Prompt::Blockers => "blockers",
             Prompt::RollbackList => "rollback_list",
+            Prompt::HealthBreach => "health_breach",
         }
     }
 
@@ -37,6 +45,7 @@ impl Prompt {
             Prompt::Failure => "After a step failed",
             Prompt::Blockers => "When sessions hold the locks a step needs",
             Prompt::RollbackList => "Before several steps are rolled back",
+            Prompt::HealthBreach => "When a health gate is breached before a step",
         }
     }
 }
@@ -53,6 +62,9 @@ pub enum Answer {
     AbortStep,
     Agree,
     Decline,
+    ContinueBreached,
+    RollBackAll,
+    StopBreached,
 }
 
 impl Answer {
@@ -68,6 +80,9 @@ impl Answer {
             Answer::AbortStep => "abort",
             Answer::Agree => "agree",
             Answer::Decline => "decline",
+            Answer::ContinueBreached => "continue",
+            Answer::RollBackAll => "roll_back",
+            Answer::StopBreached => "stop",
         }
     }
 }
@@ -202,6 +217,30 @@ pub fn prompt_defaults() -> Vec<PromptBinding> {
             "Esc",
             "keep them",
             "roll back none of them",
+        ),
+        p(
+            HealthBreach,
+            Char('c'),
+            Answer::ContinueBreached,
+            "c",
+            "continue",
+            "run the step anyway (audited with the value seen)",
+        ),
+        p(
+            HealthBreach,
+            Char('b'),
+            Answer::RollBackAll,
+            "b",
+            "roll back",
+            "roll back every applied step, newest first (each asks its phrase), then stop",
+        ),
+        p(
+            HealthBreach,
+            Char('x'),
+            Answer::StopBreached,
+            "x",
+            "stop",
+            "stop before the step (exit code 3)",
         ),
     ]
 }

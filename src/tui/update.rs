@@ -105,8 +105,13 @@ pub fn answer_prompt(app: &mut App, answer: Answer) -> Option<Command> {
             app.running = None;
             Some(Command::Reply(Reply::Quit))
         }
-        // Dialog answers (blockers, rollback list): see dialog_key.
-        Answer::Wait | Answer::Agree | Answer::Decline => None,
+        // Dialog answers (blockers, rollback list, health gate): see dialog_key.
+        Answer::Wait
+        | Answer::Agree
+        | Answer::Decline
+        | Answer::ContinueBreached
+        | Answer::RollBackAll
+        | Answer::StopBreached => None,
     }
 }
 
@@ -274,6 +279,17 @@ fn dialog_key(app: &mut App, key: KeyEvent) -> Option<Command> {
             app.dialog = None;
             Some(Command::Reply(reply))
         }
+        (DialogKind::HealthBreach { .. }, _) => {
+            let reply = match answer_for(&app.prompts, Prompt::HealthBreach, &key)? {
+                Answer::ContinueBreached => Reply::Run,
+                // The engine rolls back every applied step (see gates.rs).
+                Answer::RollBackAll => Reply::RollbackThrough(String::new()),
+                Answer::StopBreached => Reply::Quit,
+                _ => return None,
+            };
+            app.dialog = None;
+            Some(Command::Reply(reply))
+        }
         (DialogKind::Quit, code) => {
             app.dialog = None;
             if matches!(code, KeyCode::Char('y')) {
@@ -345,6 +361,9 @@ fn submit(app: &mut App) -> Option<Command> {
             app.dialog = None;
             Some(Command::Signal { pid, signal })
         }
-        DialogKind::Blockers { .. } | DialogKind::RollbackList { .. } | DialogKind::Quit => None,
+        DialogKind::Blockers { .. }
+        | DialogKind::RollbackList { .. }
+        | DialogKind::HealthBreach { .. }
+        | DialogKind::Quit => None,
     }
 }

@@ -7,6 +7,7 @@ mod autocommit;
 mod blockers;
 mod confirm;
 mod expect;
+mod gates;
 mod guards;
 mod known;
 mod recover;

@@ -109,6 +109,7 @@ impl Exec<'_> {
                 }
             }
             ask = true;
+            self.before_step(phase, step).await?;
             // Read afresh: a failed autocommit attempt leaves the step in doubt.
             let previous = self.states.get(&step.id).map(|s| s.status);
             let result = if step.kind == StepKind::Pause {

@@ -1,6 +1,7 @@
 //! From TOML text to a [`Runbook`], with every problem reported at its place.
 
 mod files;
+mod health;
 mod messages;
 mod raw;
 mod step;
@@ -80,7 +81,7 @@ struct Parser {
     sql_roots: Vec<PathBuf>,
 }
 
-const TOP_KEYS: [&str; 4] = ["runbook", "target", "settings", "phase"];
+const TOP_KEYS: [&str; 5] = ["runbook", "target", "settings", "health", "phase"];
 
 impl Parser {
     fn at(&self, offset: usize) -> Location {

@@ -11,7 +11,35 @@ pub(super) struct RawFile {
     pub(super) target: Option<RawTarget>,
     pub(super) settings: Option<Spanned<RawSettings>>,
     #[serde(default)]
+    pub(super) health: Vec<Spanned<RawHealth>>,
+    #[serde(default)]
     pub(super) phase: Vec<Spanned<RawPhase>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) sql: Option<Spanned<String>>,
+    pub(super) max: Option<Spanned<Number>>,
+    pub(super) min: Option<Spanned<Number>>,
+}
+
+/// A bound of a health gate: TOML writes 20 and 0.5 differently.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+pub(super) enum Number {
+    Integer(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub(super) fn value(self) -> f64 {
+        match self {
+            Number::Integer(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -46,6 +74,7 @@ pub(super) struct RawSettings {
     pub(super) on_blockers: Option<Spanned<String>>,
     /// `[settings]` only: a step has no key for it.
     pub(super) rehearsal_max_queue: Option<Spanned<String>>,
+    pub(super) max_replica_lag: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +110,7 @@ pub(super) struct RawStep {
     pub(super) retry_backoff: Option<Spanned<String>>,
     pub(super) long_transaction: Option<Spanned<String>>,
     pub(super) on_blockers: Option<Spanned<String>>,
+    pub(super) max_replica_lag: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -155,6 +155,7 @@ impl Parser {
             long_transaction: raw.long_transaction,
             on_blockers: raw.on_blockers,
             rehearsal_max_queue: None,
+            max_replica_lag: raw.max_replica_lag,
         };
         let settings = self.settings(base, overrides);
         let file = raw.file.as_ref().map(|f| PathBuf::from(f.get_ref()));

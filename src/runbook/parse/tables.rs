@@ -73,6 +73,7 @@ impl Parser {
             None => Settings::default(),
         };
         let sql_root = self.sql_roots(header.sql_root.as_ref());
+        let health = self.health(raw.health);
         let phases = self.phases(raw.phase, &settings);
         if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
             self.error(
@@ -95,6 +96,7 @@ impl Parser {
             sql_root,
             target: target.unwrap_or_default(),
             settings,
+            health,
             phases,
         })
     }
@@ -133,6 +135,19 @@ impl Parser {
             && let Some(d) = self.duration(v, "rehearsal_max_queue")
         {
             s.rehearsal_max_queue = d;
+        }
+        if let Some(v) = &raw.max_replica_lag
+            && let Some(d) = self.duration(v, "max_replica_lag")
+        {
+            if d.is_zero() {
+                self.error(
+                    v.span().start,
+                    "max_replica_lag must be more than 0",
+                    Some("a standby always replays a little behind; use e.g. \"10s\", or leave the key out".into()),
+                );
+            } else {
+                s.max_replica_lag = Some(d);
+            }
         }
         if let Some(v) = &raw.lock_retries {
             match u32::try_from(*v.get_ref()) {

@@ -156,6 +156,36 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             )));
             ("Roll back".to_string(), l, true)
         }
+        DialogKind::HealthBreach {
+            step,
+            gate,
+            value,
+            limit,
+        } => {
+            let l = vec![
+                Line::from(Span::styled(
+                    format!(
+                        "Health gate {} is breached before {}:",
+                        shown(gate),
+                        shown(step)
+                    ),
+                    theme::danger(),
+                )),
+                Line::raw(format!(
+                    "  value {} (limit: {})",
+                    shown(value),
+                    shown(limit)
+                )),
+                Line::raw(""),
+                Line::raw(format!(
+                    "{} continue · {} roll back the applied steps · {} stop",
+                    key_of(&app.prompts, Prompt::HealthBreach, Answer::ContinueBreached),
+                    key_of(&app.prompts, Prompt::HealthBreach, Answer::RollBackAll),
+                    key_of(&app.prompts, Prompt::HealthBreach, Answer::StopBreached),
+                )),
+            ];
+            ("Health gate".to_string(), l, true)
+        }
         DialogKind::Quit => (
             "Quit".to_string(),
             vec![Line::raw(
@@ -166,7 +196,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
     };
     let typed = !matches!(
         d.kind,
-        DialogKind::Blockers { .. } | DialogKind::RollbackList { .. } | DialogKind::Quit
+        DialogKind::Blockers { .. }
+            | DialogKind::RollbackList { .. }
+            | DialogKind::HealthBreach { .. }
+            | DialogKind::Quit
     );
     if typed {
         lines.push(Line::raw(""));

@@ -57,8 +57,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             theme::dim(),
         )],
     };
-    f.render_widget(
-        Paragraph::new(vec![Line::from(first), Line::from(second)]),
-        area,
-    );
+    let mut lines = vec![Line::from(first), Line::from(second)];
+    lines.extend(super::replicas::replicas(app));
+    f.render_widget(Paragraph::new(lines), area);
 }

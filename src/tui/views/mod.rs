@@ -9,6 +9,7 @@ pub mod help;
 pub mod hints;
 pub mod locks;
 mod log;
+pub mod replicas;
 mod steps;
 
 use ratatui::Frame;
@@ -22,8 +23,9 @@ use super::theme;
 
 pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
+    let header_rows = if app.replica_limit.is_some() { 3 } else { 2 };
     let [header_area, body, footer_area] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(header_rows),
         Constraint::Min(8),
         Constraint::Length(1),
     ])
@@ -106,6 +108,9 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
             }
             super::app::DialogKind::RollbackList { .. } => {
                 keys.extend(prompt_hints(&app.prompts, Prompt::RollbackList));
+            }
+            super::app::DialogKind::HealthBreach { .. } => {
+                keys.extend(prompt_hints(&app.prompts, Prompt::HealthBreach));
             }
             super::app::DialogKind::Quit => {
                 keys.push(("y".into(), "cancel and quit"));
