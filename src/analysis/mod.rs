@@ -6,6 +6,7 @@ mod classify;
 mod kind;
 pub mod lock;
 mod name;
+mod params;
 mod parse;
 mod rules;
 
@@ -19,6 +20,7 @@ use crate::runbook::{Runbook, SqlText, Step, StepKind, vars};
 pub use kind::StatementKind;
 pub use lock::LockMode;
 pub use name::{NameError, RelationName, quote_ident};
+pub use params::{bound_params, uses_batch_bounds};
 pub use parse::{SyntaxError, parse_statements};
 pub use rules::{RULES, Rule, RuleId};
 

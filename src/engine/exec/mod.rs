@@ -271,7 +271,7 @@ impl Exec<'_> {
             self.pinned_capture = step.capture.clone().filter(|name| {
                 self.captured.contains_key(name)
                     && self.s.runbook.steps().skip(i + 1).any(|(_, later)| {
-                        matches!(later.kind, StepKind::Change | StepKind::Backup)
+                        later.kind.changes()
                             && self
                                 .states
                                 .get(&later.id)
@@ -279,7 +279,10 @@ impl Exec<'_> {
                     })
             });
             match (step.kind, st) {
-                (StepKind::Change | StepKind::Backup, Some(Status::Applied)) => {
+                (
+                    StepKind::Change | StepKind::Backup | StepKind::Backfill,
+                    Some(Status::Applied),
+                ) => {
                     self.emit(EngineEvent::StepSkipped {
                         step: step.id.clone(),
                         reason: "already applied on this target".into(),
