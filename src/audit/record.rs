@@ -40,11 +40,14 @@ pub enum Action {
     RollbackFailure,
     /// Sessions found holding locks a step needs, and what was decided.
     Blockers,
+    /// A backfill's course: its start or resume, each batch resize, pause
+    /// or stop, and its progress (at most one per 1 %, at least one a minute).
+    Progress,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -62,6 +65,7 @@ impl Action {
         Action::RollbackSuccess,
         Action::RollbackFailure,
         Action::Blockers,
+        Action::Progress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl Action {
             Action::RollbackSuccess => "rollback_success",
             Action::RollbackFailure => "rollback_failure",
             Action::Blockers => "blockers",
+            Action::Progress => "progress",
         }
     }
 }

@@ -128,6 +128,9 @@ mod tests {
                 duration_ms: None,
                 updated_at: String::new(),
                 updated_us: us,
+                cursor: None,
+                rows_done: None,
+                rows_total: None,
             },
         )
     }

@@ -4,6 +4,8 @@
 
 mod attempt;
 mod autocommit;
+mod backfill;
+mod backfill_rollback;
 mod blockers;
 mod confirm;
 mod expect;
@@ -16,6 +18,7 @@ mod sql;
 mod state_row;
 mod step;
 mod transaction;
+mod walk;
 
 use crate::pg::Severity;
 use std::collections::HashMap;

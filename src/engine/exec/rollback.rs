@@ -214,6 +214,22 @@ impl Exec<'_> {
         a: &StepAnalysis,
         sql: &str,
     ) -> Result<(), Outcome> {
+        if let Some(b) = &step.backfill
+            && crate::analysis::uses_batch_bounds(sql)
+        {
+            if !self.rehearsal_open {
+                return self.rollback_backfill(phase, step, b, sql).await;
+            }
+            let reason = "its rollback walks the table in batches; not rehearsed".to_string();
+            let mut ev = step_event(Action::Skip, phase, step);
+            ev.message = Some(reason.clone());
+            self.record(ev).await;
+            self.emit(EngineEvent::StepSkipped {
+                step: step.id.clone(),
+                reason,
+            });
+            return Ok(());
+        }
         let mut autocommit = a.rollback.iter().any(|s| !s.transactional);
         let rehearsed_form;
         let mut sql = sql;
