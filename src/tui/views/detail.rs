@@ -105,6 +105,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         risk.push(Span::raw(format!(": {}", s.risk_reason)));
     }
     lines.push(Line::from(risk));
+    if let Some(p) = &s.progress {
+        lines.push(super::backfill::backfill_gauge(p));
+    }
     if let StepState::Failed(m) = &s.state {
         lines.push(Line::from(Span::styled(
             format!("failed: {m}"),
