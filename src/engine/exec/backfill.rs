@@ -65,19 +65,12 @@ impl Exec<'_> {
         }
         // An interrupted backfill resumes after its last committed batch;
         // any other earlier state starts the walk again from the first key.
-        let resume = match previous {
-            Some(Status::InProgress) => self.states.get(&step.id).map(|s| {
-                (
-                    s.cursor.clone(),
-                    s.rows_done.unwrap_or(0).max(0) as u64,
-                    s.rows_total.unwrap_or(0).max(0) as u64,
-                )
-            }),
-            _ => None,
-        };
-        let (cursor, done) = match &resume {
-            Some((cursor, done, _)) => (cursor.clone(), *done),
-            None => (None, 0),
+        let (cursor, done) = match previous {
+            Some(Status::InProgress) => self
+                .saved_cursor(step, Status::InProgress)
+                .await?
+                .unwrap_or((None, 0)),
+            _ => (None, 0),
         };
         self.begin_backfill(phase, step, b, &text, cursor.as_deref(), done)
             .await?;
@@ -206,6 +199,36 @@ impl Exec<'_> {
             self.reset_cursor(step).await?;
         }
         Ok(())
+    }
+
+    /// The cursor a walk left in the target while the step is still in
+    /// `status` there: read afresh, never from memory, since a walk earlier
+    /// in this session (retried from the TUI) has moved it.
+    pub(super) async fn saved_cursor(
+        &self,
+        step: &Step,
+        status: Status,
+    ) -> Result<Option<(Option<String>, u64)>, Outcome> {
+        let failed = |e: tokio_postgres::Error| {
+            Outcome::Failed(format!(
+                "cannot read the cursor of {}: {}",
+                step.id,
+                SqlFailure::from_pg(&e).message
+            ))
+        };
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT cursor, rows_done FROM pgpilot.step_state
+                  WHERE runbook_id = $1 AND step_id = $2 AND status = $3",
+                &[&self.s.runbook.id, &step.id, &status.as_str()],
+            )
+            .await
+            .map_err(failed)?;
+        let Some(row) = row else { return Ok(None) };
+        let cursor: Option<String> = row.try_get("cursor").map_err(failed)?;
+        let done: Option<i64> = row.try_get("rows_done").map_err(failed)?;
+        Ok(Some((cursor, done.unwrap_or(0).max(0) as u64)))
     }
 
     /// A fresh walk: no cursor, nothing walked.

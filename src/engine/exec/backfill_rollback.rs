@@ -23,11 +23,16 @@ impl Exec<'_> {
         let walk = Walk::resolve(self.client(), b, sql)
             .await
             .map_err(|m| Outcome::Failed(format!("rollback of {}: {m}", step.id)))?;
-        let (cursor, done) = match self.states.get(&step.id) {
-            Some(s) if s.status == Status::RollingBack => {
-                (s.cursor.clone(), s.rows_done.unwrap_or(0).max(0) as u64)
-            }
-            _ => (None, 0),
+        let rolling_back = self
+            .states
+            .get(&step.id)
+            .is_some_and(|s| s.status == Status::RollingBack);
+        let (cursor, done) = if rolling_back {
+            self.saved_cursor(step, Status::RollingBack)
+                .await?
+                .unwrap_or((None, 0))
+        } else {
+            (None, 0)
         };
         self.emit(EngineEvent::StepStarted {
             step: step.id.clone(),
