@@ -160,6 +160,9 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
         }
     }
     check_rollback(step, a, diags);
+    if let Some(b) = &step.backfill {
+        check_backfill(step, b, sql, a, diags);
+    }
     match step.kind {
         StepKind::Check | StepKind::Verify => {
             if let Some(s) = a.statements.iter().find(|s| s.destructive) {
@@ -190,6 +193,88 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             );
         }
         _ => {}
+    }
+}
+
+/// A backfill's batch statement must use both batch bounds and touch the
+/// table walked: a batch that ignores `$1`/`$2` would redo the whole table
+/// once per batch.
+fn check_backfill(
+    step: &Step,
+    b: &crate::runbook::Backfill,
+    sql: &crate::runbook::SqlText,
+    a: &StepAnalysis,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let place = step.spans.sql.clone().unwrap_or_else(|| step.at.clone());
+    if !crate::analysis::uses_batch_bounds(&sql.text) {
+        diags.push(
+            Diagnostic::error(
+                place.clone(),
+                format!(
+                    "backfill step {}'s sql does not use both $1 and $2",
+                    step.id
+                ),
+            )
+            .with_help(format!(
+                "bound each batch by its first and last key, e.g. WHERE {key} BETWEEN $1 AND $2",
+                key = b.key
+            )),
+        );
+    }
+    if a.statements.len() != 1 {
+        diags.push(
+            Diagnostic::error(
+                place.clone(),
+                format!(
+                    "backfill step {}'s sql must be one statement, not {}",
+                    step.id,
+                    a.statements.len()
+                ),
+            )
+            .with_help("run other statements in change steps of their own"),
+        );
+    }
+    let walked = table_parts(&b.table);
+    let touched = a.statements.iter().flat_map(|s| &s.relations).any(|r| {
+        walked.as_ref().is_some_and(|(schema, name)| {
+            r.name() == name
+                && (schema.is_none() || r.schema().is_none() || r.schema() == schema.as_deref())
+        })
+    });
+    if !touched {
+        diags.push(
+            Diagnostic::error(
+                b.table_at.clone().unwrap_or(place),
+                format!(
+                    "backfill step {}: table {:?} is not among the relations its sql touches",
+                    step.id, b.table
+                ),
+            )
+            .with_help("name the table whose key the batches walk, the one the sql updates"),
+        );
+    }
+}
+
+/// `name` or `schema.name` as PostgreSQL reads an identifier: folded to
+/// lower case unless double-quoted.
+fn table_parts(table: &str) -> Option<(Option<String>, String)> {
+    let tokens = pg_query::scan_tokens(table).ok()?;
+    let parts: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| table.get(t.start as usize..t.end as usize))
+        .filter(|p| *p != ".")
+        .map(
+            |p| match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => p.to_lowercase(),
+            },
+        )
+        .collect();
+    match parts.as_slice() {
+        [name] => Some((None, name.clone())),
+        [schema, name] => Some((Some(schema.clone()), name.clone())),
+        _ => None,
     }
 }
 

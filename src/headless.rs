@@ -59,6 +59,7 @@ impl Driver {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
         // An event that came while a question was open (see `Asks` below).
         let mut came: Option<EngineEvent> = None;
+        let mut cadence = crate::engine::progress::Cadence::new();
         loop {
             let interrupted = async {
                 match interrupts.as_mut() {
@@ -214,6 +215,25 @@ impl Driver {
                 } => say!(
                     "[{step}] {{{{{name}}}}}: this run captured {fresh:?}, but later steps use {kept:?}, captured on an earlier run: {because} was applied with it"
                 ),
+                EngineEvent::Progress {
+                    step,
+                    done,
+                    total_estimate,
+                    rate_per_s,
+                    eta,
+                } => {
+                    if cadence.due(std::time::Instant::now()) {
+                        say!(
+                            "[{step}] progress {}",
+                            crate::engine::progress::describe(
+                                done,
+                                total_estimate,
+                                rate_per_s,
+                                eta
+                            )
+                        );
+                    }
+                }
                 EngineEvent::WaitingForBlockers { step, holders } => {
                     say!("[{step}] {}", crate::monitor::text::waiting_for(&holders));
                 }

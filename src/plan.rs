@@ -72,6 +72,59 @@ pub struct PlanStep<'a> {
     pub forecast: Option<Forecast>,
     /// `max_replica_lag`, or `null` when the standbys are not watched.
     pub max_replica_lag: Option<String>,
+    /// A backfill's walk (`null` for other steps).
+    pub backfill: Option<BackfillPlan<'a>>,
+}
+
+/// How a backfill step walks its table, as `plan` shows it.
+#[derive(Serialize)]
+pub struct BackfillPlan<'a> {
+    pub table: &'a str,
+    pub key: &'a str,
+    pub batch_size: u64,
+    /// Adapted batch size target, e.g. "500ms" (`null`: the size stays fixed).
+    pub target_batch_time: Option<String>,
+    pub batch_pause: String,
+    pub max_replica_lag: Option<String>,
+    /// The rollback is walked in batches too (it uses $1 and $2).
+    pub rollback_batched: bool,
+}
+
+impl<'a> BackfillPlan<'a> {
+    fn of(step: &'a Step) -> Option<BackfillPlan<'a>> {
+        let b = step.backfill.as_ref()?;
+        Some(BackfillPlan {
+            table: &b.table,
+            key: &b.key,
+            batch_size: b.batch_size,
+            target_batch_time: b.target_batch_time.map(format_duration),
+            batch_pause: format_duration(b.batch_pause),
+            max_replica_lag: step.settings.max_replica_lag.map(format_duration),
+            rollback_batched: step
+                .rollback
+                .as_ref()
+                .is_some_and(|r| crate::analysis::uses_batch_bounds(&r.text)),
+        })
+    }
+
+    /// "walks equipment_readings by id in batches of 5000 (adapted toward 500ms per batch), 50ms between batches".
+    fn line(&self) -> String {
+        let mut s = format!(
+            "walks {} by {} in batches of {}",
+            self.table, self.key, self.batch_size
+        );
+        if let Some(t) = &self.target_batch_time {
+            s.push_str(&format!(" (adapted toward {t} per batch)"));
+        }
+        if self.batch_pause != "0" {
+            s.push_str(&format!(", {} between batches", self.batch_pause));
+        }
+        s.push_str("; each batch its own transaction, $1/$2 its first and last key, the cursor saved with it");
+        if self.rollback_batched {
+            s.push_str("; the rollback is walked in batches too");
+        }
+        s
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -139,6 +192,7 @@ impl<'a> Plan<'a> {
                     lock_retries: step.settings.lock_retries,
                     forecast: None,
                     max_replica_lag: step.settings.max_replica_lag.map(format_duration),
+                    backfill: BackfillPlan::of(step),
                 })
                 .collect(),
         }
@@ -345,6 +399,9 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             );
             let _ = writeln!(out, "         instead: {}", safe(&f.advice));
         }
+    }
+    if let Some(b) = BackfillPlan::of(step) {
+        let _ = writeln!(out, "     {}", safe(&b.line()));
     }
     if a.lock.is_some_and(|l| l > LockMode::AccessShare) {
         let _ = writeln!(

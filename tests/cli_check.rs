@@ -152,6 +152,26 @@ const INVALID: &[(&str, &str, &str)] = &[
         "rollback-commit.toml:12:42",
         "transaction-control in the rollback",
     ),
+    (
+        "backfill-without-bounds.toml",
+        "backfill-without-bounds.toml:14:7",
+        "backfill step fill's sql does not use both $1 and $2",
+    ),
+    (
+        "backfill-table-not-in-sql.toml",
+        "backfill-table-not-in-sql.toml:11:9",
+        "backfill step fill: table \"readings\" is not among the relations its sql touches",
+    ),
+    (
+        "backfill-without-key.toml",
+        "backfill-without-key.toml:8:1",
+        "the backfill step has no key",
+    ),
+    (
+        "backfill-batch-size-zero.toml",
+        "backfill-batch-size-zero.toml:13:14",
+        "batch_size must be at least 1, not 0",
+    ),
 ];
 
 #[test]

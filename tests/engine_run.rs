@@ -63,7 +63,7 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
             let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
             for s in doc["steps"].as_array().unwrap() {
                 let want = match s["kind"].as_str().unwrap() {
-                    "change" | "backup" => "applied",
+                    "change" | "backup" | "backfill" => "applied",
                     "check" | "verify" => "passed",
                     _ => "acknowledged",
                 };

@@ -93,7 +93,11 @@ fn crash_points() -> BTreeSet<String> {
                 let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
                 for line in code {
                     for call in line.split("failpoint::point(\"").skip(1) {
-                        if let Some((name, _)) = call.split_once('"') {
+                        // A backfill's points are killed by tests/backfill.rs,
+                        // which walks a table CRASHY has no step for.
+                        if let Some((name, _)) = call.split_once('"')
+                            && !name.starts_with("backfill-")
+                        {
                             names.insert(name.to_string());
                         }
                     }

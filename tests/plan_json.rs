@@ -162,3 +162,27 @@ fn plan_json_names_locks_risk_and_phrase() {
     assert_eq!(count["confirm"], Value::Null);
     assert_eq!(count["transactional"], true);
 }
+
+/// A backfill step's plan says how it walks: table, key, batch size, the
+/// adaptive target, the pause, and whether its rollback is batched too.
+#[test]
+fn plan_shows_a_backfills_batching() {
+    let plan = plan_json("tests/fixtures/valid/backfill.toml");
+    let b = &plan["steps"][0]["backfill"];
+    assert_eq!(b["table"], "public.readings", "{b}");
+    assert_eq!(b["key"], "id");
+    assert_eq!(b["batch_size"], 1000);
+    assert_eq!(b["target_batch_time"], "500ms");
+    assert_eq!(b["batch_pause"], "50ms");
+    assert_eq!(b["rollback_batched"], true);
+    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .args(["plan", "tests/fixtures/valid/backfill.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run pgpilot");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("walks public.readings by id in batches of 1000 (adapted toward 500ms per batch), 50ms between batches"),
+        "{text}"
+    );
+}

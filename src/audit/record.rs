@@ -45,11 +45,14 @@ pub enum Action {
     Health,
     /// A standby replays further behind than `max_replica_lag` before a step.
     ReplicaLag,
+    /// A backfill's course: its start or resume, each batch resize, pause
+    /// or stop, and its progress (at most one per 1 %, at least one a minute).
+    Progress,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -69,6 +72,7 @@ impl Action {
         Action::Blockers,
         Action::Health,
         Action::ReplicaLag,
+        Action::Progress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +96,7 @@ impl Action {
             Action::Blockers => "blockers",
             Action::Health => "health",
             Action::ReplicaLag => "replica_lag",
+            Action::Progress => "progress",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod health;
 mod index;
 pub mod open;
+pub mod progress;
 mod recorder;
 mod rehearse;
 pub mod schema;
@@ -133,6 +134,15 @@ pub enum EngineEvent {
     WaitingForBlockers {
         step: String,
         holders: Vec<crate::monitor::Holder>,
+    },
+    /// A backfill after a batch: keys walked of an estimate of the table's
+    /// (refined as it goes), the rate and the time left at that rate.
+    Progress {
+        step: String,
+        done: u64,
+        total_estimate: u64,
+        rate_per_s: f64,
+        eta: Option<Duration>,
     },
     Asks(Ask),
     Finished(Outcome),

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 /// The newest schema version this pgpilot knows.
-pub const CURRENT: i32 = 3;
+pub const CURRENT: i32 = 4;
 
 /// One step of the schema's history. Never edit a migration that has been
 /// released: add the next one (and raise [`CURRENT`]).
@@ -31,6 +31,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         sql: &[V3_STATUS_CHECK],
+    },
+    Migration {
+        version: 4,
+        sql: &[V4_BACKFILL_CURSOR],
     },
 ];
 
@@ -56,6 +60,16 @@ ALTER TABLE pgpilot.step_state
         ('applied', 'passed', 'acknowledged', 'skipped', 'in_progress', 'rolling_back', 'rolled_back',
          'failed'))
         NOT VALID";
+
+/// Version 4: a backfill's cursor, written in each batch's own transaction
+/// (the last key walked, as text, and how far it got), so a run after a
+/// crash resumes after the last committed batch. NULL for other steps.
+const V4_BACKFILL_CURSOR: &str = "
+ALTER TABLE pgpilot.step_state
+    ADD COLUMN IF NOT EXISTS cursor       text,
+    ADD COLUMN IF NOT EXISTS rows_done    bigint,
+    ADD COLUMN IF NOT EXISTS batches_done bigint,
+    ADD COLUMN IF NOT EXISTS rows_total   bigint";
 
 /// The version row: one row (`one` is its key), readable by everyone (a
 /// version number is no secret, and an older pgpilot run by a role with

@@ -100,6 +100,11 @@ pub struct StepState {
     pub rows: Option<i64>,
     pub duration_ms: Option<i64>,
     pub updated_at: String,
+    /// A backfill's last key walked (text), keys walked, and the estimate of
+    /// the table's keys then (schema version 4; NULL for other steps).
+    pub cursor: Option<String>,
+    pub rows_done: Option<i64>,
+    pub rows_total: Option<i64>,
     /// `updated_at` in microseconds since the epoch, to order two states
     /// written in the same second (0 for a state this session wrote).
     #[serde(skip)]
@@ -140,8 +145,11 @@ pub async fn load(
         .query(
             "SELECT step_id, status, step_sha256, operator, role, client_host, captured, rows, duration_ms,
                     to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at,
-                    (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us
-               FROM pgpilot.step_state WHERE runbook_id = $1",
+                    (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us,
+                    to_jsonb(s) ->> 'cursor' AS cursor,
+                    (to_jsonb(s) ->> 'rows_done')::bigint AS rows_done,
+                    (to_jsonb(s) ->> 'rows_total')::bigint AS rows_total
+               FROM pgpilot.step_state s WHERE runbook_id = $1",
             &[&runbook_id],
         )
         .await?;
@@ -166,6 +174,9 @@ pub async fn load(
                 duration_ms: r.try_get("duration_ms")?,
                 updated_at: r.try_get("updated_at")?,
                 updated_us: r.try_get("updated_us")?,
+                cursor: r.try_get("cursor")?,
+                rows_done: r.try_get("rows_done")?,
+                rows_total: r.try_get("rows_total")?,
             },
         );
     }

@@ -24,6 +24,11 @@ pub struct StepStatus {
     /// A passed check or verify whose pass is stale: this earlier change
     /// step was rolled back after it passed.
     pub stale_after: Option<String>,
+    /// A backfill's last key walked (as text), keys walked, and the percent
+    /// of its estimate then; null for other steps.
+    pub cursor: Option<String>,
+    pub rows_done: Option<i64>,
+    pub percent: Option<u8>,
 }
 
 /// Why `pgpilot status` could not read the target.
@@ -66,9 +71,19 @@ pub async fn step_statuses(
                     s.status == Status::Applied && s.step_sha256 != state::step_hash(step)
                 }),
                 stale_after: stale.get(&step.id).cloned(),
+                cursor: st.and_then(|s| s.cursor.clone()),
+                rows_done: st.and_then(|s| s.rows_done),
+                percent: st.and_then(|s| percent(s.rows_done?, s.rows_total?)),
             }
         })
         .collect())
+}
+
+fn percent(done: i64, total: i64) -> Option<u8> {
+    if total <= 0 {
+        return None;
+    }
+    Some((done.max(0).saturating_mul(100) / total).clamp(0, 100) as u8)
 }
 
 pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String {
@@ -91,8 +106,16 @@ pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String 
             ),
             None => (s.status.as_str(), String::new()),
         };
+        let walked = match (&s.cursor, s.rows_done, s.status.as_str()) {
+            (Some(c), Some(done), "in_progress") => format!(
+                "  {}% walked ({done} keys), cursor {}",
+                s.percent.map_or("?".into(), |p| p.to_string()),
+                crate::text::one_line(c)
+            ),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "  {:<width$}  {:<7}  {:<12}  {who}{changed}{stale}\n",
+            "  {:<width$}  {:<7}  {:<12}  {who}{changed}{stale}{walked}\n",
             s.id, s.kind, status
         ));
     }

@@ -53,7 +53,7 @@ pub fn stale_checks(
             continue;
         };
         let undone = steps[..i].iter().rev().find(|earlier| {
-            matches!(earlier.kind, StepKind::Change | StepKind::Backup)
+            earlier.kind.changes()
                 && states.get(&earlier.id).is_some_and(|s| {
                     matches!(s.status, Status::RolledBack | Status::RollingBack)
                         && s.updated_us >= passed.updated_us
@@ -128,6 +128,9 @@ mod tests {
                 duration_ms: None,
                 updated_at: String::new(),
                 updated_us: us,
+                cursor: None,
+                rows_done: None,
+                rows_total: None,
             },
         )
     }

@@ -217,10 +217,14 @@ pub enum StepKind {
     Verify,
     Backup,
     Pause,
+    /// A data change walked in keyset batches, each batch its own
+    /// transaction with the cursor saved in it (see `Backfill`).
+    Backfill,
 }
 
 impl StepKind {
-    pub const NAMES: [&'static str; 5] = ["check", "change", "verify", "backup", "pause"];
+    pub const NAMES: [&'static str; 6] =
+        ["check", "change", "verify", "backup", "pause", "backfill"];
 
     pub fn parse(s: &str) -> Option<StepKind> {
         match s {
@@ -229,6 +233,7 @@ impl StepKind {
             "verify" => Some(StepKind::Verify),
             "backup" => Some(StepKind::Backup),
             "pause" => Some(StepKind::Pause),
+            "backfill" => Some(StepKind::Backfill),
             _ => None,
         }
     }
@@ -236,6 +241,31 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+
+    /// Steps that change the target and are recorded `applied`.
+    pub fn changes(self) -> bool {
+        matches!(
+            self,
+            StepKind::Change | StepKind::Backup | StepKind::Backfill
+        )
+    }
+}
+
+/// How a backfill step walks its table: `key` in keyset order, `batch_size`
+/// rows at a time, its `sql` run once per batch with `$1`/`$2` bound to the
+/// batch's first and last key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backfill {
+    /// The table walked, as written (`name` or `schema.name`).
+    pub table: String,
+    /// A unique, indexed, orderable column.
+    pub key: String,
+    pub batch_size: u64,
+    /// Adapt the batch size (×2 / ÷2 per batch) to keep each batch near this.
+    pub target_batch_time: Option<Duration>,
+    /// Slept between batches.
+    pub batch_pause: Duration,
+    pub table_at: Option<Location>,
 }
 
 /// SQL text and the map from its bytes back to the file it was written in.
@@ -319,6 +349,8 @@ pub struct Step {
     pub confirm: Option<String>,
     pub explain: Option<String>,
     pub irreversible: Option<String>,
+    /// A backfill step's walk (only on `kind = "backfill"`).
+    pub backfill: Option<Backfill>,
     pub settings: Settings,
     /// Places of keys that later validation may complain about.
     pub spans: StepSpans,

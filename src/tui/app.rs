@@ -375,6 +375,22 @@ impl App {
                 fresh,
                 because,
             } => self.on_recaptured(&step, name, kept, fresh, because),
+            EngineEvent::Progress {
+                step,
+                done,
+                total_estimate,
+                rate_per_s,
+                eta,
+            } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.progress = Some(crate::tui::step_view::BackfillProgress {
+                        done,
+                        total_estimate,
+                        rate_per_s,
+                        eta,
+                    });
+                }
+            }
             EngineEvent::WaitingForBlockers { step, holders } => {
                 let waiting = Waiting { step, holders };
                 let line = waiting.line(&self.prompts);

@@ -83,6 +83,17 @@ pub struct StepView {
     pub uses: Vec<String>,
     /// The rollback's own analysis (what the rollback screens show).
     pub restores: Option<RollbackView>,
+    /// A backfill's last progress in this session.
+    pub progress: Option<BackfillProgress>,
+}
+
+/// What the last `EngineEvent::Progress` said of a backfill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillProgress {
+    pub done: u64,
+    pub total_estimate: u64,
+    pub rate_per_s: f64,
+    pub eta: Option<Duration>,
 }
 
 impl StepView {
@@ -127,6 +138,7 @@ impl StepView {
             capture: step.capture.clone(),
             uses: super::truth::uses(step),
             restores: step.rollback.as_ref().map(|_| RollbackView::of(a)),
+            progress: None,
         }
     }
 }

@@ -199,7 +199,7 @@ impl Exec<'_> {
     /// A lock_timeout (55P03) after `waited` in this attempt: audited and
     /// shown, then the backoff is slept (the operator may cancel it: true).
     #[allow(clippy::too_many_arguments)]
-    async fn retry_after(
+    pub(super) async fn retry_after(
         &mut self,
         phase: &Phase,
         step: &Step,

@@ -52,7 +52,12 @@ impl Exec<'_> {
         }
     }
 
-    async fn breached(&mut self, phase: &Phase, step: &Step, b: Breach) -> Result<(), Outcome> {
+    pub(super) async fn breached(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        b: Breach,
+    ) -> Result<(), Outcome> {
         let described = b.describe();
         self.emit(EngineEvent::Notice {
             step: Some(step.id.clone()),

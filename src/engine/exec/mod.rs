@@ -4,6 +4,8 @@
 
 mod attempt;
 mod autocommit;
+mod backfill;
+mod backfill_rollback;
 mod blockers;
 mod confirm;
 mod expect;
@@ -16,7 +18,9 @@ mod rollback;
 mod sql;
 mod state_row;
 mod step;
+mod throttle;
 mod transaction;
+mod walk;
 
 use crate::pg::Severity;
 use std::collections::HashMap;
@@ -272,7 +276,7 @@ impl Exec<'_> {
             self.pinned_capture = step.capture.clone().filter(|name| {
                 self.captured.contains_key(name)
                     && self.s.runbook.steps().skip(i + 1).any(|(_, later)| {
-                        matches!(later.kind, StepKind::Change | StepKind::Backup)
+                        later.kind.changes()
                             && self
                                 .states
                                 .get(&later.id)
@@ -280,7 +284,10 @@ impl Exec<'_> {
                     })
             });
             match (step.kind, st) {
-                (StepKind::Change | StepKind::Backup, Some(Status::Applied)) => {
+                (
+                    StepKind::Change | StepKind::Backup | StepKind::Backfill,
+                    Some(Status::Applied),
+                ) => {
                     self.emit(EngineEvent::StepSkipped {
                         step: step.id.clone(),
                         reason: "already applied on this target".into(),

@@ -210,7 +210,7 @@ impl Exec<'_> {
         let mut locks = Vec::new();
         for (i, (_, step)) in self.s.runbook.steps().enumerate() {
             started |= from.as_deref() == Some(step.id.as_str());
-            let applied = matches!(step.kind, StepKind::Change | StepKind::Backup)
+            let applied = step.kind.changes()
                 && self
                     .states
                     .get(&step.id)

@@ -10,7 +10,7 @@ use crate::audit::record::Action;
 use crate::engine::state::Status;
 use crate::engine::{Ask, EngineEvent, Outcome, Reply, failpoint, rehearse};
 use crate::pg::Severity;
-use crate::runbook::{Phase, Settings, Step, StepKind};
+use crate::runbook::{Phase, Settings, Step};
 
 impl Exec<'_> {
     /// Applied steps in reverse order, stopping before `to` (it stays applied)
@@ -55,9 +55,7 @@ impl Exec<'_> {
         // the command line is the list: `rollback --to` says how far.
         let undo: Vec<String> = range
             .iter()
-            .filter(|(_, _, s)| {
-                matches!(s.kind, StepKind::Change | StepKind::Backup) && self.to_roll_back(s)
-            })
+            .filter(|(_, _, s)| s.kind.changes() && self.to_roll_back(s))
             .map(|(_, _, s)| s.id.clone())
             .collect();
         if undo.len() > 1 {
@@ -77,9 +75,7 @@ impl Exec<'_> {
             }
         }
         for (i, phase, step) in range {
-            if !matches!(step.kind, StepKind::Change | StepKind::Backup)
-                || !self.to_roll_back(&step)
-            {
+            if !step.kind.changes() || !self.to_roll_back(&step) {
                 continue;
             }
             let Some(rb) = step.rollback.clone() else {
@@ -218,6 +214,22 @@ impl Exec<'_> {
         a: &StepAnalysis,
         sql: &str,
     ) -> Result<(), Outcome> {
+        if let Some(b) = &step.backfill
+            && crate::analysis::uses_batch_bounds(sql)
+        {
+            if !self.rehearsal_open {
+                return self.rollback_backfill(phase, step, b, sql).await;
+            }
+            let reason = "its rollback walks the table in batches; not rehearsed".to_string();
+            let mut ev = step_event(Action::Skip, phase, step);
+            ev.message = Some(reason.clone());
+            self.record(ev).await;
+            self.emit(EngineEvent::StepSkipped {
+                step: step.id.clone(),
+                reason,
+            });
+            return Ok(());
+        }
         let mut autocommit = a.rollback.iter().any(|s| !s.transactional);
         let rehearsed_form;
         let mut sql = sql;

@@ -28,6 +28,9 @@ impl Exec<'_> {
                 duration_ms: None,
                 updated_at: String::new(),
                 updated_us: 0,
+                cursor: None,
+                rows_done: None,
+                rows_total: None,
             });
         st.status = status;
         st.step_sha256 = state::step_hash(step);

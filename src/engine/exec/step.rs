@@ -128,7 +128,7 @@ impl Exec<'_> {
         match outcome {
             StepOutcome::Applied => self.mark(step, Status::Applied),
             StepOutcome::Passed => self.mark(step, Status::Passed),
-            StepOutcome::Rehearsed if matches!(step.kind, StepKind::Change | StepKind::Backup) => {
+            StepOutcome::Rehearsed if step.kind.changes() => {
                 self.rehearsal.changed.push(step.id.clone())
             }
             _ => {}

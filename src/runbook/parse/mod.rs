@@ -1,5 +1,6 @@
 //! From TOML text to a [`Runbook`], with every problem reported at its place.
 
+mod backfill;
 mod files;
 mod health;
 mod messages;

@@ -110,6 +110,11 @@ pub(super) struct RawStep {
     pub(super) retry_backoff: Option<Spanned<String>>,
     pub(super) long_transaction: Option<Spanned<String>>,
     pub(super) on_blockers: Option<Spanned<String>>,
+    pub(super) table: Option<Spanned<String>>,
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) batch_size: Option<Spanned<i64>>,
+    pub(super) target_batch_time: Option<Spanned<String>>,
+    pub(super) batch_pause: Option<Spanned<String>>,
     pub(super) max_replica_lag: Option<Spanned<String>>,
 }
 

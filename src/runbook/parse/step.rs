@@ -59,6 +59,19 @@ impl Parser {
         };
 
         let body = self.step_body(kind, &raw, at, &mut spans);
+        let backfill = self.backfill(kind, &raw, at);
+        if kind == StepKind::Backfill
+            && let Some(t) = &raw.transaction
+        {
+            self.error(
+                t.span().start,
+                "a backfill step cannot set transaction",
+                Some(
+                    "each batch runs in a transaction of its own, with the cursor saved in it"
+                        .into(),
+                ),
+            );
+        }
         if kind == StepKind::Pause {
             for (present, key) in [
                 (raw.expect.is_some(), "expect"),
@@ -173,6 +186,11 @@ impl Parser {
             confirm: raw.confirm.map(|c| c.into_inner()),
             explain: raw.explain,
             irreversible: raw.irreversible.map(|i| i.into_inner()),
+            backfill: if kind == StepKind::Backfill {
+                Some(backfill?)
+            } else {
+                None
+            },
             settings,
             spans,
         })

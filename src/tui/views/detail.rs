@@ -107,6 +107,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     }
     lines.push(Line::from(risk));
     forecast(&mut lines, app, s);
+    if let Some(p) = &s.progress {
+        lines.push(super::backfill::backfill_gauge(p));
+    }
     if let StepState::Failed(m) = &s.state {
         lines.push(Line::from(Span::styled(
             format!("failed: {m}"),

@@ -1,6 +1,7 @@
 //! Pure views: each draws part of the screen from the state, nothing else.
 //! `draw` lays the panels out and collapses them on small terminals.
 
+mod backfill;
 mod captured;
 mod detail;
 pub mod dialog;

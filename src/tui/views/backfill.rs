@@ -1,0 +1,50 @@
+//! A running backfill's gauge on its step: a bar, then percent, keys walked
+//! of the estimate, rate and ETA (the same words as the headless line).
+
+use ratatui::text::{Line, Span};
+
+use crate::engine::progress::describe;
+use crate::tui::step_view::BackfillProgress;
+use crate::tui::theme;
+
+/// Cells in the bar.
+const BAR: usize = 20;
+
+pub fn backfill_gauge(p: &BackfillProgress) -> Line<'static> {
+    let filled = (p.done.saturating_mul(BAR as u64))
+        .checked_div(p.total_estimate)
+        .map_or(BAR, |n| (n as usize).min(BAR));
+    Line::from(vec![
+        Span::styled("█".repeat(filled), theme::good()),
+        Span::styled("░".repeat(BAR - filled), theme::dim()),
+        Span::raw(format!(
+            " {}",
+            describe(p.done, p.total_estimate, p.rate_per_s, p.eta)
+        )),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_gauge_fills_with_the_percent_and_says_the_eta() {
+        let line = backfill_gauge(&BackfillProgress {
+            done: 5000,
+            total_estimate: 20000,
+            rate_per_s: 1000.0,
+            eta: Some(Duration::from_secs(15)),
+        });
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert_eq!(
+            text,
+            format!(
+                "{}{} 25% (5000 of about 20000 rows), 1000 rows/s, ETA 15s",
+                "█".repeat(5),
+                "░".repeat(15)
+            )
+        );
+    }
+}
