@@ -211,7 +211,7 @@ async fn a_headless_run_names_the_session_its_concurrent_build_waits_for() {
     );
 }
 
-/// The policy (docs/safety-model.md, "Concurrent index builds"): the
+/// The policy (docs/safety-model.md, "Lock waits", concurrent builds): the
 /// step's lock_timeout bounds the final waits too. When it runs out the
 /// build fails; the operator was told which session it waited for; that
 /// session is left alone (pgpilot never ends another session on its own);

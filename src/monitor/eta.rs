@@ -1,6 +1,6 @@
 //! The ETA of a long statement, computed across polls.
 //!
-//! Method (docs/monitor.md, "Progress"): for each backend and command the
+//! Method (docs/architecture.md, "Progress"): for each backend and command the
 //! tracker keeps the first sample of the phase it is in (time, fraction of
 //! the phase done). At the next poll the phase's rate is the fraction done
 //! since that sample over the time since it; what is left of the phase

@@ -9,6 +9,7 @@ pub mod help;
 pub mod hints;
 pub mod locks;
 mod log;
+pub mod statement_gauge;
 mod steps;
 
 use ratatui::Frame;
