@@ -273,3 +273,30 @@ async fn a_holder_past_lock_timeout_fails_the_build_without_hanging_after_being_
         "the INVALID index the notice names is there to drop"
     );
 }
+
+/// The TUI's gauge on the running step names the session a concurrent
+/// build waits for, with the keys that end it, and logs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_gauge_names_the_session_a_concurrent_build_waits_for() {
+    let lab = Lab::new();
+    let (_admin, holder, holder_pid) = parked(&lab, "progress_tui").await;
+    let db = lab.conninfo("progress_tui");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = dir.path().join("build.toml");
+    std::fs::write(&rb, BUILD.replace("LOCK_TIMEOUT", "5min")).expect("runbook");
+    let cmd = format!(
+        "cd {root} && PGPILOT_DATA_DIR={data} NO_COLOR=1 {bin} run {rb} --db '{db}'; sleep 30",
+        root = common::ROOT,
+        data = lab.data_dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_pgpilot"),
+        rb = rb.display(),
+    );
+    let tui = common::tmux::Tmux::start(&cmd);
+    tui.wait_for("r  run next");
+    tui.keys(&["r"]);
+    let s = tui.wait_for(&format!("waits for pid {holder_pid} ({HOLDER_APP}"));
+    assert!(s.contains("waiting for old snapshots"), "{s}");
+    holder.batch_execute("COMMIT").await.expect("commit");
+    tui.wait_for("[build] applied");
+    tui.keys(&["q"]);
+}
