@@ -31,6 +31,8 @@ pub struct Driver {
     pub confirms: HashMap<String, String>,
     /// Read answers from the terminal (stdin is one).
     pub interactive: bool,
+    /// Progress lines of long statements, when the runbook has such steps.
+    pub progress: Option<crate::headless_progress::ProgressWatch>,
 }
 
 impl Driver {
@@ -38,12 +40,13 @@ impl Driver {
         Driver {
             confirms,
             interactive: std::io::stdin().is_terminal(),
+            progress: None,
         }
     }
 
     /// Prints events until the engine finishes; answers its questions.
     pub async fn drive(
-        self,
+        mut self,
         mut events: UnboundedReceiver<EngineEvent>,
         replies: UnboundedSender<Reply>,
         control: UnboundedSender<Control>,
@@ -60,7 +63,12 @@ impl Driver {
         // An event that came while a question was open (see `Asks` below).
         let mut came: Option<EngineEvent> = None;
         let mut cadence = crate::engine::progress::Cadence::new();
+        let mut progress = self.progress.take();
         loop {
+            let progress_due = progress
+                .as_ref()
+                .filter(|p| p.active())
+                .map(crate::headless_progress::ProgressWatch::due);
             let interrupted = async {
                 match interrupts.as_mut() {
                     Some(s) => s.recv().await,
@@ -77,10 +85,33 @@ impl Driver {
                     cancel_sent = true;
                     continue;
                 }
+                _ = async {
+                    if let Some(due) = progress_due {
+                        tokio::time::sleep_until(due).await;
+                    }
+                }, if progress_due.is_some() => {
+                    if let Some(p) = progress.as_mut() {
+                        for line in p.poll().await {
+                            say!("{line}");
+                        }
+                    }
+                    continue;
+                }
             };
             let Some(event) = event else {
                 return Outcome::Failed("the engine stopped without a result".into());
             };
+            if let Some(p) = progress.as_mut() {
+                match &event {
+                    EngineEvent::Connected(t) => p.connected(t.pid),
+                    EngineEvent::StepStarted { step, .. } => p.step_started(step),
+                    EngineEvent::StepDone { .. }
+                    | EngineEvent::StepFailed { .. }
+                    | EngineEvent::StepSkipped { .. }
+                    | EngineEvent::Finished(_) => p.step_ended(),
+                    _ => {}
+                }
+            }
             match event {
                 EngineEvent::Connected(t) => say!(
                     "pgpilot: connected to {}:{}/{} as {} (PostgreSQL {}, {}), pid {}",

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod exit;
 pub mod forecast;
 pub mod headless;
+pub mod headless_progress;
 pub mod monitor;
 pub mod os_user;
 pub mod pg;

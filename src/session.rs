@@ -77,6 +77,7 @@ pub async fn drive_session(
         Ok(s) => s,
         Err(code) => return code,
     };
+    let reporting = reporting_steps(&checked);
     let session =
         match crate::engine::open::open(checked.runbook, checked.analysis, &spec, options).await {
             Ok(s) => s,
@@ -89,13 +90,30 @@ pub async fn drive_session(
         return crate::tui::run(session, driving.kind, driving.bindings, driving.interval).await;
     }
     let engine = crate::engine::spawn(session);
-    let shown = Driver::new(driving.confirms)
+    let mut driver = Driver::new(driving.confirms);
+    if !reporting.is_empty() {
+        driver.progress = Some(crate::headless_progress::ProgressWatch::new(
+            &spec, reporting,
+        ));
+    }
+    let shown = driver
         .drive(engine.events, engine.replies, engine.control)
         .await;
     match engine.outcome.await {
         Ok(outcome) => exit::of(&outcome),
         Err(_) => exit::of(&shown),
     }
+}
+
+/// The steps whose statements report progress (headless prints it).
+fn reporting_steps(checked: &Checked) -> std::collections::HashSet<String> {
+    checked
+        .runbook
+        .steps()
+        .zip(&checked.analysis.steps)
+        .filter(|(_, a)| a.statements.iter().any(|s| s.kind.reports_progress()))
+        .map(|((_, step), _)| step.id.clone())
+        .collect()
 }
 
 /// The single-threaded runtime the commands run on; `None` (the error

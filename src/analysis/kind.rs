@@ -103,6 +103,21 @@ impl StatementKind {
     pub fn as_str(self) -> &'static str {
         self.0
     }
+
+    /// Whether the server reports the statement's progress in a
+    /// `pg_stat_progress_*` view (CREATE INDEX and REINDEX, VACUUM with
+    /// ANALYZE, CLUSTER, COPY; Monitoring Database Activity, "Progress
+    /// Reporting").
+    pub fn reports_progress(self) -> bool {
+        [
+            StatementKind::INDEX_STMT,
+            StatementKind::REINDEX_STMT,
+            StatementKind::VACUUM_STMT,
+            StatementKind::CLUSTER_STMT,
+            StatementKind::COPY_STMT,
+        ]
+        .contains(&self)
+    }
 }
 
 impl fmt::Display for StatementKind {

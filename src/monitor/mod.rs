@@ -2,7 +2,9 @@
 //! own, turned into a [`Snapshot`] of who blocks whom and which transactions
 //! run long.
 
+mod eta;
 mod holders;
+mod progress;
 mod query;
 mod replicas;
 mod signal;
@@ -17,7 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use tokio_postgres::{Client, Statement};
 
+pub use eta::{Tracker as EtaTracker, eta, weights};
 pub use holders::{Holder, holders};
+pub use progress::{CommandProgress, Locker, progress_sql, worth_reading};
 pub use replicas::{Replica, replica_lag_over, replicas};
 pub use signal::{Signal, SignalAudit, SignalOutcome, SignalReport, send_audited, signal_backend};
 pub use tree::{NOT_LISTED, TreeNode, blocking_tree};
@@ -185,6 +189,9 @@ pub struct Snapshot {
     pub summary: Summary,
     pub executor: Option<ExecutorView>,
     pub monitor_pid: i32,
+    /// Long statements reporting progress (CREATE INDEX, VACUUM, CLUSTER,
+    /// ANALYZE, COPY): read only when the poll shows one may run.
+    pub progress: Vec<CommandProgress>,
     /// How long the poll's query took on the server round trip, in ms,
     /// rounded to 0.1 ms (a finer figure is noise).
     #[serde(serialize_with = "tenth")]
@@ -210,6 +217,13 @@ pub struct Monitor {
     /// The waits read from pg_locks at earlier polls (its own lock: a
     /// poll is `&self`; never held across an await).
     waits: std::sync::Mutex<waits::KnownWaits>,
+    /// The progress query for this server's version, when it could be
+    /// prepared (a server before PostgreSQL 12 has not the views).
+    progress: Option<Statement>,
+    /// The first sample of each long statement's phase, for its ETA.
+    eta: std::sync::Mutex<eta::Tracker>,
+    /// The clock of the ETA samples.
+    born: std::time::Instant,
     pid: i32,
     pub long_transaction: Duration,
     pub executor_pid: Option<i32>,
@@ -232,12 +246,17 @@ impl Monitor {
                 &[],
             )
             .await?;
-        let sql = query::poll_sql(row.try_get("version_num")?);
+        let version: i32 = row.try_get("version_num")?;
+        let sql = query::poll_sql(version);
         let statement = client.prepare(&sql).await?;
+        let progress = client.prepare(&progress::progress_sql(version)).await.ok();
         Ok(Monitor {
             sql,
             statement,
             waits: std::sync::Mutex::default(),
+            progress,
+            eta: std::sync::Mutex::default(),
+            born: std::time::Instant::now(),
             pid: row.try_get("pid")?,
             client,
             long_transaction,
@@ -347,14 +366,38 @@ impl Monitor {
             .into_iter()
             .filter(|b| b.backend_type != CLIENT_BACKEND || b.is_busy())
             .collect();
-        Ok(build_with_sessions(
+        let mut snapshot = build_with_sessions(
             backends,
             Some(sessions),
             self.long_transaction,
             self.executor_pid,
             self.pid,
             poll_ms,
-        ))
+        );
+        snapshot.progress = self.read_progress(&snapshot.backends).await;
+        Ok(snapshot)
+    }
+
+    /// The progress of long statements, when the poll saw one that may
+    /// report it; a failure here leaves the list empty, never the poll
+    /// failed (the lock panels matter more).
+    async fn read_progress(&self, backends: &[Backend]) -> Vec<CommandProgress> {
+        let Some(statement) = self.progress.as_ref() else {
+            return Vec::new();
+        };
+        if !progress::worth_reading(backends) {
+            if let Ok(mut t) = self.eta.lock() {
+                t.update(&mut [], self.born.elapsed().as_secs_f64());
+            }
+            return Vec::new();
+        }
+        let mut read = progress::read(&self.client, statement)
+            .await
+            .unwrap_or_default();
+        if let Ok(mut t) = self.eta.lock() {
+            t.update(&mut read, self.born.elapsed().as_secs_f64());
+        }
+        read
     }
 }
 
@@ -489,6 +532,7 @@ fn build_with_sessions(
         summary,
         executor,
         monitor_pid,
+        progress: Vec::new(),
         poll_ms,
         replicas: Vec::new(),
         backends,

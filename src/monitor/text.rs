@@ -133,6 +133,9 @@ pub fn to_text(snap: &Snapshot) -> String {
             );
         }
     }
+    for p in &snap.progress {
+        let _ = writeln!(out, "progress: {}", progress(p));
+    }
     if !snap.long_transactions.is_empty() {
         let _ = writeln!(out, "long transactions:");
         for t in &snap.long_transactions {
@@ -148,6 +151,40 @@ pub fn to_text(snap: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// A long statement's progress in one line: `pid 77 CREATE INDEX
+/// CONCURRENTLY on public.t: building index: scanning table 1200/4000
+/// (30.0 %), ETA 12s`; in a waiting phase, who it waits for and the keys
+/// that end that session (the lock panel's cancel and terminate).
+pub fn progress(p: &super::CommandProgress) -> String {
+    let mut line = format!("pid {} {}", p.pid, p.command);
+    if let Some(r) = &p.relation {
+        let _ = write!(line, " on {r}");
+    }
+    let _ = write!(line, ": {}", p.phase);
+    if let (Some(d), Some(t)) = (p.done, p.total) {
+        let _ = write!(line, " {d}/{t}");
+    }
+    if let Some(pc) = p.percent {
+        let _ = write!(line, " ({pc:.1} %)");
+    }
+    if let Some(e) = p.eta_s {
+        let _ = write!(line, ", ETA {}", age(e));
+    }
+    if let Some(l) = &p.locker {
+        let age = l
+            .xact_age_s
+            .map(|a| format!(", transaction open {}", age(a)))
+            .unwrap_or_default();
+        let _ = write!(
+            line,
+            " — waits for {}{age}: {}",
+            l.named(),
+            short(&l.query, 70)
+        );
+    }
+    line
 }
 
 /// The headline of a lost connection, in every panel and line that would

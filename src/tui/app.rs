@@ -88,6 +88,9 @@ pub struct App {
     pub feed: Option<Feed>,
     /// Waiting sessions at each poll, for the sparkline.
     pub waiting_history: VecDeque<u64>,
+    /// The session the executor's statement was last seen waiting for
+    /// (a concurrent build's final waits): logged once when it changes.
+    pub progress_locker: Option<i32>,
     /// Time between two of the monitor's polls.
     pub poll_interval: Duration,
     pub lock_selected: usize,
@@ -146,6 +149,7 @@ impl App {
             focus: Panel::Steps,
             feed: None,
             waiting_history: VecDeque::with_capacity(HISTORY),
+            progress_locker: None,
             poll_interval: Duration::from_secs(1),
             lock_selected: 0,
             log: Vec::new(),
@@ -517,6 +521,23 @@ impl App {
             }
         }
         self.feed = Some(feed);
+        let locker = self
+            .executor_progress()
+            .and_then(|p| Some((p.phase.clone(), p.locker.clone()?)));
+        let pid = locker.as_ref().map(|(_, l)| l.pid);
+        if pid != self.progress_locker {
+            self.progress_locker = pid;
+            if let Some((phase, l)) = locker {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "{phase}: waits for {} — {}",
+                        l.named(),
+                        super::views::one_line(&l.query)
+                    ),
+                );
+            }
+        }
     }
 
     pub fn on_snapshot(&mut self, snap: Snapshot) {
@@ -530,6 +551,12 @@ impl App {
 
     pub fn executor_pid(&self) -> Option<i32> {
         self.target.as_ref().map(|t| t.pid)
+    }
+
+    /// The progress of the executor's statement, when it reports one.
+    pub fn executor_progress(&self) -> Option<&crate::monitor::CommandProgress> {
+        let pid = self.executor_pid()?;
+        self.snapshot()?.progress.iter().find(|p| p.pid == pid)
     }
 
     /// What the executor waits for, in one sentence, when it waits.

@@ -41,17 +41,21 @@ impl Exec<'_> {
                 }
             }
         }
-        let _ = self.client().batch_execute(RESET_TIMEOUTS).await;
         let messages = match result {
             Ok(m) => m,
             Err(f) => {
                 // A CONCURRENTLY build that failed leaves an INVALID index behind;
-                // drop it so the retry (or a later run) starts clean.
+                // drop it so the retry (or a later run) starts clean. Still
+                // under the step's timeouts: DROP INDEX CONCURRENTLY waits for
+                // every transaction holding a lock on the table, and the one
+                // the build timed out on often does (a report reading it).
                 let states = self.index_states(step, analyzed).await;
                 self.drop_invalid_indexes(&invalid(&states)).await;
+                let _ = self.client().batch_execute(RESET_TIMEOUTS).await;
                 return Err(f);
             }
         };
+        let _ = self.client().batch_execute(RESET_TIMEOUTS).await;
         failpoint::point("autocommit-after-statement");
         let result = evaluate(
             step,
@@ -95,15 +99,27 @@ impl Exec<'_> {
     pub(super) async fn drop_invalid_indexes(&mut self, invalid: &[RelationName]) {
         for name in invalid {
             let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {name}");
-            let ok = self.client().batch_execute(&sql).await.is_ok();
+            let done = self.client().batch_execute(&sql).await;
+            let (severity, message) = match done {
+                Ok(()) => (
+                    Severity::Info,
+                    format!("dropped the invalid index {name} left by the failed build"),
+                ),
+                Err(e) => (
+                    Severity::Warning,
+                    format!(
+                        "could not drop the invalid index {name}: {}; drop it by hand once the sessions holding locks on its table end: {sql}",
+                        crate::pg::redact(
+                            &e.as_db_error()
+                                .map_or_else(|| e.to_string(), |d| d.message().to_string())
+                        )
+                    ),
+                ),
+            };
             self.emit(EngineEvent::Notice {
                 step: None,
-                severity: Severity::Info,
-                message: if ok {
-                    format!("dropped the invalid index {name} left by the failed build")
-                } else {
-                    format!("could not drop the invalid index {name}; drop it by hand: {sql}")
-                },
+                severity,
+                message,
             });
         }
     }

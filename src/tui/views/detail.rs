@@ -77,6 +77,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             theme::warn(),
         )));
     }
+    if matches!(s.state, StepState::Running { .. })
+        && let Some(p) = app.executor_progress()
+    {
+        lines.extend(super::statement_gauge::statement_gauge(p, &app.bindings));
+    }
     if let Some(failed) = app.failed.as_ref().filter(|f| f.step == s.id) {
         lines.push(Line::from(Span::styled(
             failed.choices(&app.prompts),

@@ -11,6 +11,7 @@ pub mod hints;
 pub mod locks;
 mod log;
 pub mod replicas;
+pub mod statement_gauge;
 mod steps;
 
 use ratatui::Frame;
