@@ -269,3 +269,34 @@ async fn a_rollback_with_bounds_is_batched() {
     assert!(back.stdout.contains("[fill] progress "), "{back}");
     assert_eq!(status(&lab, &rb, &db)["status"], "rolled_back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_gate_breached_between_batches_stops_the_walk_resumably() {
+    let lab = Lab::new();
+    let client = lab.database("bf_gate", &[]).await;
+    client.batch_execute(ROWS).await.expect("rows");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = runbook(dir.path(), "id", "");
+    // Breached once more than 2,500 rows are touched: after the third batch.
+    let gated = format!(
+        "{}\n[[health]]\nname = \"touched rows\"\nsql = \"SELECT count(*) FROM t WHERE touched = 1\"\nmax = 2500\n",
+        std::fs::read_to_string(&rb).expect("runbook")
+    );
+    std::fs::write(&rb, gated).expect("gate");
+    let db = lab.conninfo("bf_gate");
+    let ran = run(&lab, &rb, &db, &[]);
+    assert_eq!(ran.code, 3, "{ran}");
+    assert!(ran.stdout.contains("touched rows"), "{ran}");
+    // Stopped before the fourth batch; what was committed stays, resumable.
+    assert_eq!(touched(&client).await, vec!["0x17000", "1x3000"], "{ran}");
+    let st = status(&lab, &rb, &db);
+    assert_eq!(st["status"], "in_progress", "{st}");
+    assert_eq!(st["rows_done"], 3000, "{st}");
+    let audit = std::fs::read_to_string(lab.audit_file()).expect("audit");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"health\"") && l.contains("touched rows")),
+        "{audit}"
+    );
+}

@@ -361,7 +361,6 @@ mod tests {
             batch_size: 100,
             target_batch_time: Some(Duration::from_millis(target_ms)),
             batch_pause: Duration::ZERO,
-            max_replica_lag: None,
             table_at: None,
         })
     }
