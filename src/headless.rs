@@ -60,8 +60,8 @@ impl Driver {
         // is being printed, and the run would go on as if none was pressed.
         let mut interrupts =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-        // An event that came while a question was open (see `Asks` below).
-        let mut came: Option<EngineEvent> = None;
+        // Events that came while a question was open (see `Asks` below).
+        let mut came: std::collections::VecDeque<EngineEvent> = Default::default();
         let mut cadence = crate::engine::progress::Cadence::new();
         let mut progress = self.progress.take();
         loop {
@@ -77,7 +77,7 @@ impl Driver {
             };
             let event = tokio::select! {
                 biased;
-                e = async { came.take() }, if came.is_some() => e,
+                e = async { came.pop_front() }, if !came.is_empty() => e,
                 e = events.recv() => e,
                 _ = interrupted, if !cancel_sent => {
                     say!("pgpilot: cancelling the running statement (Ctrl-C)");
@@ -269,14 +269,30 @@ impl Driver {
                     say!("[{step}] {}", crate::monitor::text::waiting_for(&holders));
                 }
                 EngineEvent::Asks(ask) => {
-                    // The engine may end while the question is open (a
-                    // rehearsal whose locks made others queue too long
-                    // ends itself): what it says then is shown at once.
-                    tokio::select! {
-                        reply = self.answer(&ask) => {
-                            let _ = replies.send(reply);
+                    // Events that come while the question is open (a
+                    // notice from the audit copier) wait their turn: the
+                    // answer is never dropped for them, or the engine would
+                    // wait for it forever. Only the engine's end makes the
+                    // question moot (a rehearsal whose locks made others
+                    // queue too long ends itself): that is shown at once.
+                    let answer = self.answer(&ask);
+                    tokio::pin!(answer);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            reply = &mut answer => {
+                                let _ = replies.send(reply);
+                                break;
+                            }
+                            e = events.recv() => match e {
+                                Some(e @ EngineEvent::Finished(_)) => {
+                                    came.push_back(e);
+                                    break;
+                                }
+                                Some(e) => came.push_back(e),
+                                None => break,
+                            },
                         }
-                        e = events.recv() => came = e,
                     }
                 }
                 EngineEvent::Finished(outcome) => {
