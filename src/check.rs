@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::analysis::{FindingSeverity, RunbookAnalysis, StepAnalysis, analyze_runbook};
 use crate::diag::Diagnostic;
-use crate::runbook::{Runbook, Step, StepKind, load};
+use crate::runbook::{Runbook, Step, StepKind};
 
 /// A runbook that passed every check, with its analysis and the warnings worth showing.
 pub struct Checked {
@@ -24,11 +24,11 @@ impl Checked {
     }
 }
 
-/// Loads, analyzes and validates a runbook; all errors at once where possible.
+/// Loads, analyzes and validates a runbook (or a `.sql` file or migration
+/// folder, see `crate::migrations`); all errors at once where possible.
 pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
-    let runbook = load(path)?;
+    let (runbook, mut diags) = crate::migrations::load_source(path)?;
     let analysis = analyze_runbook(&runbook)?;
-    let mut diags = Vec::new();
     for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
         check_step(step, a, &mut diags);
     }

@@ -25,10 +25,21 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Validate and analyze runbooks without a database.
+    /// Validate and analyze runbooks, plain .sql migrations or migration folders, without a database.
     Check {
-        #[arg(required = true, value_name = "RUNBOOK")]
+        #[arg(required = true, value_name = "FILE.sql|DIR|RUNBOOK")]
         runbooks: Vec<PathBuf>,
+    },
+    /// Write a runbook for a migration folder (Flyway, golang-migrate, dbmate, numbered files) that runs its files.
+    Import {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The folder's tool, when its file names do not say it.
+        #[arg(long, value_enum)]
+        layout: Option<crate::migrations::Layout>,
+        /// Write the runbook here instead of printing it.
+        #[arg(short = 'o', long = "output", value_name = "RUNBOOK.toml")]
+        output: Option<PathBuf>,
     },
     /// Show every step with its locks, risk, findings and confirmation phrase.
     Plan {
@@ -199,6 +210,11 @@ pub fn main() -> ExitCode {
     };
     ExitCode::from(match cli.command {
         Command::Check { runbooks } => check(&runbooks),
+        Command::Import {
+            dir,
+            layout,
+            output,
+        } => crate::migrations::import::import_cmd(&dir, layout, output.as_deref()),
         Command::Plan {
             runbook,
             format,

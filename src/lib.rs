@@ -19,6 +19,7 @@ pub mod exit;
 pub mod forecast;
 pub mod headless;
 pub mod headless_progress;
+pub mod migrations;
 pub mod monitor;
 pub mod os_user;
 pub mod pg;

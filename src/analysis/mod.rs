@@ -201,7 +201,17 @@ pub fn analyze_runbook(runbook: &Runbook) -> Result<RunbookAnalysis, Vec<Diagnos
     let mut ctx = Context::default();
     let mut steps = Vec::new();
     let mut diags = Vec::new();
+    let mut migration: Option<&str> = None;
     for (_, step) in runbook.steps() {
+        // Each migration of a tool's folder ran at its own time: what an
+        // earlier one created is an existing table now. What it validated
+        // stays true (a validated CHECK still holds).
+        if let Some(m) = step.migration.as_deref() {
+            if migration.is_some_and(|prev| prev != m) {
+                ctx.created.clear();
+            }
+            migration = Some(m);
+        }
         match analyze_step(step, &mut ctx) {
             Ok(a) => steps.push(a),
             Err(d) => diags.push(d),

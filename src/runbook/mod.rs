@@ -3,6 +3,7 @@
 
 mod duration;
 mod parse;
+pub mod sql_parts;
 mod toml_string;
 pub mod vars;
 
@@ -33,6 +34,9 @@ pub struct Runbook {
     /// `sql_root` from `[runbook]`, canonical: a folder outside the runbook's
     /// own that its steps' files may lie in.
     pub sql_root: Option<std::path::PathBuf>,
+    /// `history` from `[runbook]`: the migration tool whose history table
+    /// the steps with a `migration` version are read from and recorded in.
+    pub history: Option<HistoryTool>,
     pub target: Target,
     pub settings: Settings,
     /// `[[health]]` gates, checked before each step (and between a
@@ -123,6 +127,36 @@ impl Risk {
             Risk::Medium => "medium",
             Risk::High => "high",
         }
+    }
+}
+
+/// A migration tool whose own history table pgpilot reads and writes, so
+/// the team's tool and pgpilot agree on what is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HistoryTool {
+    /// `flyway_schema_history` (success rows by version).
+    Flyway,
+    /// `schema_migrations(version bigint, dirty boolean)`: one row, the latest.
+    GolangMigrate,
+    /// `schema_migrations(version varchar)`: one row per applied migration.
+    Dbmate,
+}
+
+impl HistoryTool {
+    pub const NAMES: [&'static str; 3] = ["flyway", "golang-migrate", "dbmate"];
+
+    pub fn parse(s: &str) -> Option<HistoryTool> {
+        match s {
+            "flyway" => Some(HistoryTool::Flyway),
+            "golang-migrate" => Some(HistoryTool::GolangMigrate),
+            "dbmate" => Some(HistoryTool::Dbmate),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 }
 
@@ -342,6 +376,11 @@ pub struct Step {
     pub body: StepBody,
     /// The .sql file the step's SQL came from, relative to the runbook.
     pub file: Option<PathBuf>,
+    /// `migration`: the version of the migration (of a tool's folder) this
+    /// step runs. Each migration ran at its own time, so what an earlier
+    /// migration created is not new any more; with `[runbook] history`, the
+    /// version the tool's history records.
+    pub migration: Option<String>,
     pub expect: Option<Expect>,
     pub capture: Option<String>,
     pub rollback: Option<SqlText>,

@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::Parser;
 use crate::diag::{BOM, Diagnostic, Location, SourceFile};
 use crate::regular_file::{FileError, SOURCE_LIMIT, mib, read_regular};
+use crate::runbook::sql_parts;
 use crate::runbook::toml_string::decode_offsets;
 use crate::runbook::*;
 
@@ -134,7 +135,93 @@ impl Parser {
         Ok((shown, real))
     }
 
-    pub(super) fn sql_file(&mut self, f: &Spanned<String>) -> Option<SqlText> {
+    /// A step's `file` (or `rollback_file`): the whole file, or the part
+    /// `section` and `statement` pick, without the file's own
+    /// `BEGIN … COMMIT` (see `sql_parts`).
+    pub(super) fn sql_file(&mut self, f: &Spanned<String>, part: FilePart<'_>) -> Option<SqlText> {
+        let (path, text) = self.read_sql_file(f)?;
+        // A byte-order mark is no SQL; PostgreSQL's parser would take it
+        // for a token. The source keeps it, so locations are counted from
+        // the file's real start.
+        let bom = if text.starts_with(BOM) {
+            BOM.len_utf8()
+        } else {
+            0
+        };
+        let mut range = bom..text.len();
+        if let Some(name) = part.section {
+            match sql_parts::section(&text, name.get_ref()) {
+                Some((_, r)) => range = r,
+                None => {
+                    let found: Vec<String> = sql_parts::sections(&text)
+                        .iter()
+                        .map(|(m, _)| format!("\"{}\"", m.name))
+                        .collect();
+                    self.error(
+                        name.span().start,
+                        format!(
+                            "{} has no section {:?} (no line `-- migrate:{}`)",
+                            path.display(),
+                            name.get_ref(),
+                            name.get_ref()
+                        ),
+                        Some(if found.is_empty() {
+                            "the file has no `-- migrate:NAME` lines; remove the section key to run the whole file".into()
+                        } else {
+                            format!("its sections are: {}", found.join(", "))
+                        }),
+                    );
+                    return None;
+                }
+            }
+        }
+        range = sql_parts::without_own_transaction(&text, range);
+        if text[range.clone()].trim().is_empty() {
+            let what = match part.section {
+                Some(s) => format!("section {:?} of the SQL file is empty", s.get_ref()),
+                None => "the SQL file is empty".into(),
+            };
+            self.diags.push(
+                Diagnostic::error(Location::file(&path), what)
+                    .with_help("write the step's statements in it, or point file at another file"),
+            );
+            return None;
+        }
+        if let Some(n) = part.statement {
+            let wanted = usize::try_from(*n.get_ref()).unwrap_or(0);
+            if wanted == 0 {
+                self.error(
+                    n.span().start,
+                    "statement counts from 1",
+                    Some("statement = 1 is the file's first statement".into()),
+                );
+                return None;
+            }
+            match sql_parts::statement(&text, range.clone(), wanted) {
+                Ok(r) => range = r,
+                Err(count) => {
+                    self.error(
+                        n.span().start,
+                        format!(
+                            "statement = {wanted}, but {} has {count} statement(s){}",
+                            path.display(),
+                            part.section
+                                .map(|s| format!(" in section {:?}", s.get_ref()))
+                                .unwrap_or_default()
+                        ),
+                        Some(format!("name a statement from 1 to {count}")),
+                    );
+                    return None;
+                }
+            }
+        }
+        let sql = text[range.clone()].to_string();
+        let source = SourceFile::new(path, text);
+        Some(SqlText::new(sql, source, None, range.start))
+    }
+
+    /// The text of a file a step names, confined to the SQL roots.
+    fn read_sql_file(&mut self, f: &Spanned<String>) -> Option<(PathBuf, String)> {
         let at = f.span().start;
         let (path, real) = match self.sql_path(f.get_ref()) {
             Ok(p) => p,
@@ -173,28 +260,14 @@ impl Parser {
                 self.diags.push(d);
                 None
             }
-            Ok(text) => {
-                // A byte-order mark is no SQL; PostgreSQL's parser would
-                // take it for a token. The source keeps it, so locations
-                // are counted from the file's real start.
-                let bom = if text.starts_with(BOM) {
-                    BOM.len_utf8()
-                } else {
-                    0
-                };
-                let sql = text[bom..].to_string();
-                if sql.trim().is_empty() {
-                    self.diags.push(
-                        Diagnostic::error(Location::file(&path), "the SQL file is empty")
-                            .with_help(
-                                "write the step's statements in it, or point file at another file",
-                            ),
-                    );
-                    return None;
-                }
-                let source = SourceFile::new(path, text);
-                Some(SqlText::new(sql, source, None, bom))
-            }
+            Ok(text) => Some((path, text)),
         }
     }
+}
+
+/// Which part of a file a step runs (`section`, `statement`).
+#[derive(Clone, Copy, Default)]
+pub(super) struct FilePart<'a> {
+    pub(super) section: Option<&'a Spanned<String>>,
+    pub(super) statement: Option<&'a Spanned<i64>>,
 }

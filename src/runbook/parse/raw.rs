@@ -52,6 +52,7 @@ pub(super) struct RawHeader {
     pub(super) risk: Option<Spanned<String>>,
     pub(super) ticket: Option<String>,
     pub(super) sql_root: Option<Spanned<String>>,
+    pub(super) history: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -96,10 +97,19 @@ pub(super) struct RawStep {
     pub(super) kind: Option<Spanned<String>>,
     pub(super) sql: Option<Spanned<String>>,
     pub(super) file: Option<Spanned<String>>,
+    /// `-- migrate:NAME` section of `file` (dbmate's up/down).
+    pub(super) section: Option<Spanned<String>>,
+    /// One statement (from 1) of `file` or its section.
+    pub(super) statement: Option<Spanned<i64>>,
+    /// The version of the tool's migration this step runs.
+    pub(super) migration: Option<Spanned<String>>,
     pub(super) instructions: Option<Spanned<String>>,
     pub(super) expect: Option<Spanned<RawExpect>>,
     pub(super) capture: Option<Spanned<String>>,
     pub(super) rollback: Option<Spanned<String>>,
+    pub(super) rollback_file: Option<Spanned<String>>,
+    /// A section of `rollback_file`, or of `file` when no `rollback_file`.
+    pub(super) rollback_section: Option<Spanned<String>>,
     pub(super) transaction: Option<Spanned<bool>>,
     pub(super) confirm: Option<Spanned<String>>,
     pub(super) explain: Option<String>,
@@ -147,6 +157,15 @@ impl ScalarValue {
 }
 
 impl RawStep {
+    /// Where the step's rollback is written, by whichever key.
+    pub(super) fn rollback_at(&self) -> Option<usize> {
+        [&self.rollback, &self.rollback_file, &self.rollback_section]
+            .into_iter()
+            .flatten()
+            .map(|r| r.span().start)
+            .min()
+    }
+
     pub(super) fn expect_at(&self) -> usize {
         self.expect.as_ref().map(|e| e.span().start).unwrap_or(0)
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::Parser;
+use super::files::FilePart;
 use super::messages::undefined_var;
 use super::raw::{RawExpect, RawSettings, RawStep};
 use crate::diag::{Diagnostic, Location};
@@ -76,7 +77,7 @@ impl Parser {
             for (present, key) in [
                 (raw.expect.is_some(), "expect"),
                 (raw.capture.is_some(), "capture"),
-                (raw.rollback.is_some(), "rollback"),
+                (raw.rollback_at().is_some(), "rollback"),
                 (raw.transaction.is_some(), "transaction"),
                 (raw.irreversible.is_some(), "irreversible"),
             ] {
@@ -89,11 +90,11 @@ impl Parser {
                 }
             }
         }
-        if let Some(r) = &raw.rollback
+        if let Some(at) = raw.rollback_at()
             && matches!(kind, StepKind::Check | StepKind::Verify)
         {
             self.error(
-                r.span().start,
+                at,
                 format!("a {} step cannot have a rollback", kind.as_str()),
                 Some("only change and backup steps are rolled back; checks change nothing".into()),
             );
@@ -144,14 +145,11 @@ impl Parser {
                 );
             }
         }
-        let rollback = raw.rollback.as_ref().map(|r| {
-            spans.rollback = Some(self.at(r.span().start));
-            self.inline_sql(r)
-        });
+        let rollback = self.rollback(&raw, kind, &mut spans);
         if let (Some(rb), Some(step_id)) = (&rollback, &id) {
             if rb.text.trim().is_empty() {
                 self.error(
-                    raw.rollback.as_ref().map(|r| r.span().start).unwrap_or(at),
+                    raw.rollback_at().unwrap_or(at),
                     "the rollback is empty",
                     Some("write the SQL that undoes this step, or remove the key".into()),
                 );
@@ -172,6 +170,18 @@ impl Parser {
         };
         let settings = self.settings(base, overrides);
         let file = raw.file.as_ref().map(|f| PathBuf::from(f.get_ref()));
+        if let Some(m) = &raw.migration
+            && (m.get_ref().trim().is_empty() || !kind.changes())
+        {
+            self.error(
+                m.span().start,
+                "migration names the version of a change step's migration",
+                Some(
+                    "write the version the tool records, e.g. migration = \"3\", on a change step"
+                        .into(),
+                ),
+            );
+        }
         Some(Step {
             id: id?,
             title: raw.title,
@@ -179,6 +189,7 @@ impl Parser {
             at: self.at(at),
             body: body?,
             file,
+            migration: raw.migration.map(|m| m.into_inner()),
             expect,
             capture: capture.map(|(_, n)| n),
             rollback,
@@ -234,6 +245,18 @@ impl Parser {
                 Some("use explain = \"…\" to describe a step to trainees".into()),
             );
         }
+        for (key, at) in [
+            ("section", raw.section.as_ref().map(|s| s.span().start)),
+            ("statement", raw.statement.as_ref().map(|s| s.span().start)),
+        ] {
+            if let (Some(at), None) = (at, &raw.file) {
+                self.error(
+                    at,
+                    format!("{key} picks a part of a step's file, but the step has no file"),
+                    Some("add file = \"….sql\", or remove the key".into()),
+                );
+            }
+        }
         match (&raw.sql, &raw.file) {
             (Some(_), Some(f)) => {
                 self.error(
@@ -267,7 +290,56 @@ impl Parser {
             }
             (None, Some(f)) => {
                 spans.sql = Some(self.at(f.span().start));
-                self.sql_file(f).map(StepBody::Sql)
+                let part = FilePart {
+                    section: raw.section.as_ref(),
+                    statement: raw.statement.as_ref(),
+                };
+                self.sql_file(f, part).map(StepBody::Sql)
+            }
+        }
+    }
+
+    /// The step's rollback: inline `rollback`, or `rollback_file` (and
+    /// `rollback_section`), or a `rollback_section` of the step's own file.
+    fn rollback(
+        &mut self,
+        raw: &RawStep,
+        kind: StepKind,
+        spans: &mut StepSpans,
+    ) -> Option<SqlText> {
+        if kind == StepKind::Pause || matches!(kind, StepKind::Check | StepKind::Verify) {
+            return None;
+        }
+        match (&raw.rollback, &raw.rollback_file, &raw.rollback_section) {
+            (None, None, None) => None,
+            (Some(r), None, None) => {
+                spans.rollback = Some(self.at(r.span().start));
+                Some(self.inline_sql(r))
+            }
+            (Some(r), _, _) => {
+                self.error(
+                    r.span().start,
+                    "a step has either rollback or rollback_file/rollback_section, not both",
+                    Some("keep one of them".into()),
+                );
+                None
+            }
+            (None, file, section) => {
+                let Some(file) = file.as_ref().or(raw.file.as_ref()) else {
+                    let at = section.as_ref().map(|s| s.span().start).unwrap_or(0);
+                    self.error(
+                        at,
+                        "rollback_section picks a section of rollback_file or of the step's file, but the step has neither",
+                        Some("add rollback_file = \"….sql\"".into()),
+                    );
+                    return None;
+                };
+                spans.rollback = Some(self.at(file.span().start));
+                let part = FilePart {
+                    section: section.as_ref(),
+                    statement: None,
+                };
+                self.sql_file(file, part)
             }
         }
     }

@@ -73,6 +73,10 @@ impl Parser {
             None => Settings::default(),
         };
         let sql_root = self.sql_roots(header.sql_root.as_ref());
+        let history = header
+            .history
+            .as_ref()
+            .and_then(|h| self.choice(h, &HistoryTool::NAMES, "history", HistoryTool::parse));
         let health = self.health(raw.health);
         let phases = self.phases(raw.phase, &settings);
         if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
@@ -94,6 +98,7 @@ impl Parser {
             declared_risk_at,
             ticket: header.ticket,
             sql_root,
+            history,
             target: target.unwrap_or_default(),
             settings,
             health,
