@@ -116,3 +116,215 @@ fn a_folder_with_no_migrations_says_what_it_looked_for() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no migrations found"), "{err}");
 }
+
+// ---- run, rollback and the tools' histories, against a real cluster ----
+
+use common::{Lab, column, confirms_for, scalar};
+
+fn headless<'a>(args: &[&'a str], conninfo: &'a str, confirms: &'a [String]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = args.to_vec();
+    v.extend(["--headless", "--db", conninfo]);
+    v.extend(confirms.iter().map(String::as_str));
+    v
+}
+
+/// The team's Flyway applied V1 and V2; `run DIR` starts at V3, writes each
+/// migration's history row in its step's transaction, and `rollback DIR`
+/// walks the undo files back, Flyway's rows with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flyway_run_resumes_from_its_history_and_rolls_back_through_undo_files() {
+    let lab = Lab::new();
+    let client = lab.database("flyway_resume", &[]).await;
+    let db = lab.conninfo("flyway_resume");
+    let dir = format!("{FIXTURES}/flyway");
+    client
+        .batch_execute(&format!(
+            "{}\n{}\n
+             CREATE TABLE flyway_schema_history (
+                 installed_rank integer NOT NULL PRIMARY KEY, version varchar(50), description varchar(200) NOT NULL,
+                 type varchar(20) NOT NULL, script varchar(1000) NOT NULL, checksum integer,
+                 installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(),
+                 execution_time integer NOT NULL, success boolean NOT NULL);
+             INSERT INTO flyway_schema_history VALUES
+                 (1, '1', 'create users', 'SQL', 'V1__create_users.sql', 0, 'flyway', now(), 5, true),
+                 (2, '2', 'email check', 'SQL', 'V2__email_check.sql', 0, 'flyway', now(), 5, true);
+             INSERT INTO users VALUES (1, 'a@example.com');",
+            std::fs::read_to_string(format!("{}/{dir}/V1__create_users.sql", common::ROOT)).unwrap(),
+            std::fs::read_to_string(format!("{}/{dir}/V2__email_check.sql", common::ROOT)).unwrap(),
+        ))
+        .await
+        .unwrap();
+    // status reads the tool's history too.
+    let status = lab.run(&["status", &dir, "--db", &db, "--format", "json"]);
+    assert_eq!(status.code, 0, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let states: Vec<String> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                s["id"].as_str().unwrap(),
+                s["status"].as_str().unwrap(),
+                s["operator"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        states[..3],
+        [
+            "V1__create_users applied flyway",
+            "V2__email_check applied flyway",
+            "V3__validate_email pending -"
+        ]
+    );
+    let ran = lab.run(&headless(&["run", &dir], &db, &[]));
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(
+        ran.stdout
+            .contains("applied by flyway before: V1__create_users, V2__email_check"),
+        "{ran}"
+    );
+    assert_eq!(
+        column(&client, "SELECT version || ' ' || script || ' ' || success FROM flyway_schema_history ORDER BY installed_rank").await,
+        [
+            "1 V1__create_users.sql true",
+            "2 V2__email_check.sql true",
+            "3 V3__validate_email.sql true",
+            "4 V4__email_not_null.sql true",
+            "5 V5__name_index.sql true",
+        ]
+    );
+    assert_eq!(
+        scalar(&client, "SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email'").await,
+        "true"
+    );
+    // A second run has nothing to do: the history and pgpilot agree.
+    let again = lab.run(&headless(&["run", &dir], &db, &[]));
+    assert_eq!(again.code, 0, "{again}");
+
+    let confirms = confirms_for(&dir, true);
+    let back = lab.run(&headless(&["rollback", &dir], &db, &confirms));
+    assert_eq!(back.code, 0, "{back}");
+    assert_eq!(
+        scalar(&client, "SELECT (to_regclass('users') IS NULL)::text").await,
+        "true"
+    );
+    assert_eq!(
+        scalar(&client, "SELECT count(*)::text FROM flyway_schema_history").await,
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dirty_golang_migrate_state_is_refused_with_what_to_do() {
+    let lab = Lab::new();
+    let client = lab.database("golang_dirty", &[]).await;
+    let db = lab.conninfo("golang_dirty");
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY, email text);
+             CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (2, true);",
+        )
+        .await
+        .unwrap();
+    let dir = format!("{FIXTURES}/golang-migrate");
+    let ran = lab.run(&headless(&["run", &dir], &db, &[]));
+    assert_eq!(ran.code, 3, "{ran}");
+    assert!(
+        ran.stderr.contains("golang-migrate left version 2 dirty")
+            && ran.stderr.contains("migrate force 2"),
+        "{ran}"
+    );
+    // Nothing ran: the constraint of migration 2 is still to be made by hand.
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT count(*)::text FROM pg_constraint WHERE conname = 'users_email_nn'"
+        )
+        .await,
+        "0"
+    );
+
+    // Forced clean at 2 (as `migrate force 2` does), the run applies 3 and 4.
+    client
+        .batch_execute(
+            "ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;
+             UPDATE schema_migrations SET dirty = false;",
+        )
+        .await
+        .unwrap();
+    let ran = lab.run(&headless(&["run", &dir], &db, &[]));
+    assert_eq!(ran.code, 0, "{ran}");
+    assert_eq!(
+        column(
+            &client,
+            "SELECT version || ' ' || dirty FROM schema_migrations"
+        )
+        .await,
+        ["4 false"]
+    );
+    let confirms = confirms_for(&dir, true);
+    let back = lab.run(&headless(
+        &["rollback", &dir, "--to", "3_validate_email"],
+        &db,
+        &confirms,
+    ));
+    assert_eq!(back.code, 0, "{back}");
+    assert_eq!(
+        column(
+            &client,
+            "SELECT version || ' ' || dirty FROM schema_migrations"
+        )
+        .await,
+        ["3 false"]
+    );
+}
+
+/// dbmate: the up sections run, `schema_migrations` gets each version, and
+/// the down sections roll them back, the CONCURRENTLY one in autocommit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbmate_runs_up_sections_and_rolls_back_through_down_sections() {
+    let lab = Lab::new();
+    let client = lab.database("dbmate_run", &[]).await;
+    let db = lab.conninfo("dbmate_run");
+    let dir = format!("{FIXTURES}/dbmate");
+    let ran = lab.run(&headless(&["run", &dir], &db, &[]));
+    assert_eq!(ran.code, 0, "{ran}");
+    assert_eq!(
+        column(
+            &client,
+            "SELECT version FROM schema_migrations ORDER BY version"
+        )
+        .await,
+        [
+            "20240101000001",
+            "20240101000002",
+            "20240101000003",
+            "20240101000004"
+        ]
+    );
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'users_email_idx'::regclass"
+        )
+        .await,
+        "true"
+    );
+    let status = lab.run(&["status", &dir, "--db", &db, "--format", "json"]);
+    assert_eq!(status.code, 0, "{status}");
+    let confirms = confirms_for(&dir, true);
+    let back = lab.run(&headless(&["rollback", &dir], &db, &confirms));
+    assert_eq!(back.code, 0, "{back}");
+    assert_eq!(
+        scalar(&client, "SELECT count(*)::text FROM schema_migrations").await,
+        "0"
+    );
+    assert_eq!(
+        scalar(&client, "SELECT (to_regclass('users') IS NULL)::text").await,
+        "true"
+    );
+}

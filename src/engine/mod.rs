@@ -8,6 +8,7 @@ mod copier;
 mod exec;
 pub mod failpoint;
 pub mod health;
+pub mod history;
 mod index;
 pub mod open;
 pub mod progress;

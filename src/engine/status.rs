@@ -48,7 +48,12 @@ pub async fn step_statuses(
     runbook: &Runbook,
 ) -> Result<Vec<StepStatus>, StatusError> {
     schema::check(client).await?;
-    let states = state::load(client, &runbook.id).await?;
+    let mut states = state::load(client, &runbook.id).await?;
+    // A migration folder's tool history counts, as in a run (read only).
+    if let Some(tool) = runbook.history {
+        let applied = super::history::read(client, tool).await?;
+        super::history::mark_applied(runbook, tool, &applied, &mut states);
+    }
     let stale = super::truth::stale_checks(runbook, &states);
     Ok(runbook
         .steps()

@@ -87,8 +87,9 @@ pub fn entries(layout: Layout, names: &[String]) -> Vec<Entry> {
                         .iter()
                         .find(|u| flyway(u).is_some_and(|(k, v, _)| k == 'U' && v == version))
                         .cloned();
+                    // Flyway records V2_1 as version 2.1.
                     out.push(Entry {
-                        version: version.to_string(),
+                        version: version.replace('_', "."),
                         description: description.to_string(),
                         up: n.clone(),
                         down,

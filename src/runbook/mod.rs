@@ -350,6 +350,11 @@ impl SqlText {
     pub fn path(&self) -> &std::path::Path {
         &self.file.path
     }
+
+    /// The whole text of the file the SQL is part of.
+    pub fn source_text(&self) -> &str {
+        &self.file.text
+    }
 }
 
 /// What a check or verify step expects of its result.

@@ -174,25 +174,45 @@ impl Exec<'_> {
         work: Work<'_>,
         settings: &Settings,
     ) -> Result<StepResult, SqlFailure> {
+        // A migration tool's history (`[runbook] history`) is written in
+        // the step's transaction, or right after a step in autocommit.
         match work {
             Work::Step {
                 sql,
                 autocommit: true,
                 statements,
-            } => self.autocommit_once(step, sql, settings, statements).await,
+            } => {
+                let r = self
+                    .autocommit_once(step, sql, settings, statements)
+                    .await?;
+                self.history_after(step, true).await?;
+                Ok(r)
+            }
             Work::Step {
                 sql,
                 autocommit: false,
                 ..
-            } => self.transaction_once(step, sql, settings).await,
+            } => {
+                let with = self.with_history(step, sql, true);
+                self.transaction_once(step, with.as_deref().unwrap_or(sql), settings)
+                    .await
+            }
             Work::Rollback {
                 sql,
                 autocommit: true,
-            } => self.rollback_autocommit_once(step, sql, settings).await,
+            } => {
+                let r = self.rollback_autocommit_once(step, sql, settings).await?;
+                self.history_after(step, false).await?;
+                Ok(r)
+            }
             Work::Rollback {
                 sql,
                 autocommit: false,
-            } => self.rollback_transaction_once(step, sql, settings).await,
+            } => {
+                let with = self.with_history(step, sql, false);
+                self.rollback_transaction_once(step, with.as_deref().unwrap_or(sql), settings)
+                    .await
+            }
         }
     }
 

@@ -151,6 +151,7 @@ impl Exec<'_> {
                     SqlFailure::from_pg(&e).message
                 ))
             })?;
+        self.tool_history().await?;
         for st in self.states.values() {
             if let Some(c) = &st.captured
                 && let Ok(map) = serde_json::from_str::<HashMap<String, String>>(c)

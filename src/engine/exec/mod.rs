@@ -19,6 +19,7 @@ mod sql;
 mod state_row;
 mod step;
 mod throttle;
+mod tool_history;
 mod transaction;
 mod walk;
 

@@ -99,6 +99,8 @@ impl Exec<'_> {
                     .await
                 {
                     return o;
+                } else if let Err(f) = self.history_after(&step, false).await {
+                    return Outcome::Failed(f.message);
                 }
                 self.record(ev).await;
                 self.emit(EngineEvent::Notice {

@@ -1,0 +1,144 @@
+//! `pgpilot check DIR` on a generated Flyway folder of 1,000 migrations
+//! (target: well under a second). Run with `cargo bench --bench
+//! check_folder`; figures go to docs/benchmarks.md.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pgpilot::check::check_file;
+
+/// 1,000 migrations as a team writes them: tables created, columns added,
+/// indexes (some CONCURRENTLY, with their `.conf`), checks added NOT VALID
+/// then validated, then SET NOT NULL; an undo file for most.
+fn generate(dir: &Path, migrations: usize) {
+    let write = |name: String, text: String| std::fs::write(dir.join(name), text).expect("write");
+    for v in 1..=migrations {
+        let t = format!("t{}", v / 10);
+        let (up, undo) = match v % 10 {
+            0 => (
+                format!("CREATE TABLE {t} (id bigint PRIMARY KEY, a integer, b text);\n"),
+                Some(format!("DROP TABLE {t};\n")),
+            ),
+            1 | 5 => (
+                format!("ALTER TABLE {t} ADD COLUMN c{v} integer;\n"),
+                Some(format!("ALTER TABLE {t} DROP COLUMN c{v};\n")),
+            ),
+            2 => {
+                write(
+                    format!("V{v}__index.sql.conf"),
+                    "executeInTransaction=false\n".into(),
+                );
+                (
+                    format!("CREATE INDEX CONCURRENTLY {t}_a_idx ON {t} (a);\n"),
+                    Some(format!("DROP INDEX CONCURRENTLY {t}_a_idx;\n")),
+                )
+            }
+            3 => (
+                format!(
+                    "ALTER TABLE {t} ADD CONSTRAINT {t}_a_nn CHECK (a IS NOT NULL) NOT VALID;\n"
+                ),
+                Some(format!("ALTER TABLE {t} DROP CONSTRAINT {t}_a_nn;\n")),
+            ),
+            4 => (
+                format!("ALTER TABLE {t} VALIDATE CONSTRAINT {t}_a_nn;\n"),
+                None,
+            ),
+            6 => (
+                format!("ALTER TABLE {t} ALTER COLUMN a SET NOT NULL;\n"),
+                Some(format!("ALTER TABLE {t} ALTER COLUMN a DROP NOT NULL;\n")),
+            ),
+            7 => (
+                format!(
+                    "BEGIN;\nUPDATE {t} SET b = lower(b) WHERE id BETWEEN 1 AND 1000;\nCOMMIT;\n"
+                ),
+                Some("SELECT 1;\n".into()),
+            ),
+            _ => (format!("COMMENT ON TABLE {t} IS 'migration {v}';\n"), None),
+        };
+        let name = match v % 10 {
+            2 => "index",
+            _ => "change",
+        };
+        write(format!("V{v}__{name}.sql"), up);
+        if let Some(u) = undo {
+            write(format!("U{v}__{name}.sql"), u);
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time<F: FnMut()>(runs: usize, mut f: F) -> (Duration, Duration) {
+    f(); // warm up
+    let samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    let min = samples.iter().copied().min().unwrap_or_default();
+    (median(samples), min)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("migrations");
+    std::fs::create_dir(&folder).expect("folder");
+    generate(&folder, 1000);
+    let checked = check_file(&folder).unwrap_or_else(|e| {
+        panic!(
+            "generated folder must pass: {:?}",
+            e.first().map(ToString::to_string)
+        )
+    });
+    assert_eq!(
+        checked.runbook.steps().count(),
+        1000,
+        "one step per migration"
+    );
+    let (lib_median, lib_min) = time(10, || {
+        check_file(&folder).expect("check");
+    });
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/pgpilot");
+    let binary = bin.exists().then(|| {
+        time(5, || {
+            let out = Command::new(&bin)
+                .arg("check")
+                .arg(&folder)
+                .output()
+                .expect("run pgpilot");
+            assert!(out.status.success());
+        })
+    });
+    println!("check of a generated Flyway folder of 1,000 migrations:");
+    println!(
+        "  library check_file: median {:.1} ms, min {:.1} ms (10 runs)",
+        ms(lib_median),
+        ms(lib_min)
+    );
+    match binary {
+        Some((m, min)) => println!(
+            "  `pgpilot check DIR` process: median {:.1} ms, min {:.1} ms (5 runs)",
+            ms(m),
+            ms(min)
+        ),
+        None => println!("  (build target/release/pgpilot to time the whole command)"),
+    }
+    println!(
+        "  target: well under 1 s (500 ms) -> {}",
+        if binary.map_or(lib_median, |b| b.0) < Duration::from_millis(500) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
