@@ -328,3 +328,34 @@ async fn dbmate_runs_up_sections_and_rolls_back_through_down_sections() {
         "true"
     );
 }
+
+/// A migration that fails leaves no row in the tool's history: the row is
+/// written in the step's own transaction, which is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_migration_leaves_no_history_row() {
+    let lab = Lab::new();
+    let client = lab.database("flyway_fail", &[]).await;
+    let db = lab.conninfo("flyway_fail");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (x int);\n").unwrap();
+    std::fs::write(
+        dir.path().join("V2__b.sql"),
+        "CREATE TABLE b (x int);\nINSERT INTO a VALUES ('not a number');\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let ran = lab.run(&headless(&["run", d], &db, &[]));
+    assert_eq!(ran.code, 1, "{ran}");
+    assert_eq!(
+        column(
+            &client,
+            "SELECT version FROM flyway_schema_history ORDER BY installed_rank"
+        )
+        .await,
+        ["1"]
+    );
+    assert_eq!(
+        scalar(&client, "SELECT (to_regclass('b') IS NULL)::text").await,
+        "true"
+    );
+}

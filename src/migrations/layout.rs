@@ -81,12 +81,16 @@ pub fn entries(layout: Layout, names: &[String]) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
     match layout {
         Layout::Flyway => {
+            let undo: std::collections::HashMap<&str, &String> = names
+                .iter()
+                .filter_map(|u| match flyway(u) {
+                    Some(('U', v, _)) => Some((v, u)),
+                    _ => None,
+                })
+                .collect();
             for n in names {
                 if let Some(('V', version, description)) = flyway(n) {
-                    let down = names
-                        .iter()
-                        .find(|u| flyway(u).is_some_and(|(k, v, _)| k == 'U' && v == version))
-                        .cloned();
+                    let down = undo.get(version).map(|u| (*u).clone());
                     // Flyway records V2_1 as version 2.1.
                     out.push(Entry {
                         version: version.replace('_', "."),
@@ -98,12 +102,16 @@ pub fn entries(layout: Layout, names: &[String]) -> Vec<Entry> {
             }
         }
         Layout::GolangMigrate => {
+            let downs: std::collections::HashMap<&str, &String> = names
+                .iter()
+                .filter_map(|d| match golang(d) {
+                    Some((v, _, false)) => Some((v, d)),
+                    _ => None,
+                })
+                .collect();
             for n in names {
                 if let Some((version, description, true)) = golang(n) {
-                    let down = names
-                        .iter()
-                        .find(|d| golang(d).is_some_and(|(v, _, up)| !up && v == version))
-                        .cloned();
+                    let down = downs.get(version).map(|d| (*d).clone());
                     out.push(Entry {
                         version: version.to_string(),
                         description: description.to_string(),

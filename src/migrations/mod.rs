@@ -30,6 +30,9 @@ pub struct Folder {
     pub id: String,
     pub name: String,
     pub migrations: Vec<Migration>,
+    /// One `.sql` file rather than a folder: no tool history is kept for it
+    /// (one file is not the tool's folder).
+    pub single: bool,
     /// What linting the files as their tool runs them found (a
     /// CONCURRENTLY statement inside the tool's transaction).
     pub notes: Vec<Diagnostic>,
@@ -94,11 +97,14 @@ pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnosti
         (dir, vec![name], true)
     };
     let texts = read_texts(&dir, &names)?;
+    let by_name: std::collections::HashMap<&str, &str> = texts
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let has_section = |n: &str| {
-        texts
-            .iter()
-            .find(|(name, _)| name == n)
-            .is_some_and(|(_, t)| sql_parts::section(t, "up").is_some())
+        by_name
+            .get(n)
+            .is_some_and(|t| sql_parts::section(t, "up").is_some())
     };
     let layout = match layout.or_else(|| layout::detect(&names, has_section)) {
         Some(l) => l,
@@ -127,13 +133,7 @@ pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnosti
     } else {
         layout::entries(layout, &names)
     };
-    let text_of = |n: &str| {
-        texts
-            .iter()
-            .find(|(name, _)| name == n)
-            .map(|(_, t)| t.as_str())
-            .unwrap_or("")
-    };
+    let text_of = |n: &str| by_name.get(n).copied().unwrap_or("");
     let mut notes = Vec::new();
     let mut migrations = Vec::new();
     for e in entries {
@@ -157,6 +157,7 @@ pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnosti
         id,
         name,
         migrations,
+        single,
         notes,
     })
 }
@@ -224,8 +225,8 @@ fn migration(
     let stmts = analyze_sql(&text[inner.clone()], &mut Context::default()).unwrap_or_default();
     let implicit_tx = layout == Layout::GolangMigrate && stmts.len() > 1;
     let in_tx = tool_tx || own_tx || implicit_tx;
-    let source = SourceFile::new(dir.join(&e.up), text.to_string());
-    if in_tx {
+    if in_tx && stmts.iter().any(|s| !s.transactional) {
+        let source = SourceFile::new(dir.join(&e.up), text.to_string());
         for s in stmts.iter().filter(|s| !s.transactional) {
             let why = if own_tx {
                 "the file's own BEGIN … COMMIT".to_string()

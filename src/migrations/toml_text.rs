@@ -29,7 +29,7 @@ pub fn runbook_toml(folder: &Folder, root: Option<&str>) -> String {
     if let Some(root) = root {
         let _ = writeln!(t, "sql_root = {}", quoted(root));
     }
-    if let Some(h) = folder.layout.history() {
+    if let Some(h) = folder.layout.history().filter(|_| !folder.single) {
         let _ = writeln!(t, "history = {}", quoted(h.as_str()));
     }
     let _ = writeln!(
