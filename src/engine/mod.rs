@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// A person at a terminal UI drives the run: a wrong phrase is asked again
     /// (and audited), and the engine waits at the end for rollbacks or quit.
     pub interactive: bool,
+    /// `--emergency "REASON"`: one `owner` approval instead of the required
+    /// kinds, no notice; the reason goes into every audit record.
+    pub emergency: Option<String>,
 }
 
 /// Everything one engine run works with.

@@ -1,6 +1,7 @@
 //! The runbook model: what a runbook file says, validated, with the places it
 //! said it so later stages can point back into the file.
 
+mod approvals;
 mod duration;
 mod parse;
 mod toml_string;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::diag::{Location, SourceFile};
 
+pub use approvals::{ApprovalsSection, Notice, seed_required, valid_kind};
 pub use duration::{format_duration, parse_duration};
 pub use parse::{load, parse_str};
 
@@ -35,6 +37,9 @@ pub struct Runbook {
     pub sql_root: Option<std::path::PathBuf>,
     pub target: Target,
     pub settings: Settings,
+    /// `[approvals]` as written; `None` when the runbook has none (then a
+    /// production run takes the seed's defaults by change type).
+    pub approvals: Option<ApprovalsSection>,
     /// `[[health]]` gates, checked before each step (and between a
     /// backfill's batches).
     pub health: Vec<HealthGate>,

@@ -118,6 +118,10 @@ pub struct App {
     pub waiting: Option<Waiting>,
     /// Each step's forecast, measured beside the session (tui/forecast.rs).
     pub forecast: super::forecast::ForecastState,
+    /// `run --emergency "REASON"`: shown as a banner for the whole session.
+    pub emergency: Option<String>,
+    /// The approvals the run counted (the approvals guard's detail).
+    pub approvals: Option<String>,
 }
 
 pub const HISTORY: usize = 120;
@@ -168,6 +172,8 @@ impl App {
             failed: None,
             waiting: None,
             forecast: Default::default(),
+            emergency: None,
+            approvals: None,
         }
     }
 
@@ -216,6 +222,9 @@ impl App {
                 passed,
                 detail,
             } => {
+                if name == "approvals" && passed {
+                    self.approvals = Some(detail.clone());
+                }
                 self.log(
                     if passed {
                         LogLevel::Good

@@ -179,6 +179,7 @@ impl Exec<'_> {
             },
         )
         .await?;
+        self.approvals_guard().await?;
         if self.s.options.env.as_deref().is_some_and(is_production) {
             self.ask_phrase(
                 None,
@@ -249,6 +250,4 @@ impl Exec<'_> {
     }
 }
 
-pub(super) fn is_production(env: &str) -> bool {
-    matches!(env.to_ascii_lowercase().as_str(), "production" | "prod")
-}
+pub(super) use crate::governance::policy::is_production;

@@ -72,6 +72,7 @@ impl Parser {
             }
             None => Settings::default(),
         };
+        let approvals = raw.approvals.map(|a| self.approvals(a));
         let sql_root = self.sql_roots(header.sql_root.as_ref());
         let health = self.health(raw.health);
         let phases = self.phases(raw.phase, &settings);
@@ -96,6 +97,7 @@ impl Parser {
             sql_root,
             target: target.unwrap_or_default(),
             settings,
+            approvals,
             health,
             phases,
         })

@@ -23,6 +23,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         )),
         SessionKind::Run => {}
     }
+    if let Some(reason) = &app.emergency {
+        first.push(Span::styled(
+            format!("  EMERGENCY — {}  ", crate::text::one_line(reason)),
+            theme::banner_rollback(),
+        ));
+    }
     let second = match &app.target {
         Some(t) => {
             let mut s = vec![
@@ -58,6 +64,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         )],
     };
     let mut lines = vec![Line::from(first), Line::from(second)];
+    if let Some(a) = &app.approvals {
+        lines.push(Line::from(Span::styled(
+            crate::text::one_line(a),
+            theme::good(),
+        )));
+    }
     lines.extend(super::replicas::replicas(app));
     f.render_widget(Paragraph::new(lines), area);
 }
