@@ -86,6 +86,12 @@ pub enum EngineEvent {
         passed: bool,
         detail: String,
     },
+    /// The run started inside a change window that closes in `closes_in`
+    /// (by the database server's clock); the TUI counts it down.
+    WindowOpen {
+        window: String,
+        closes_in: std::time::Duration,
+    },
     /// A step is about to run (attempt n of m).
     StepStarted {
         step: String,

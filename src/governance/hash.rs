@@ -32,8 +32,12 @@ pub fn approval_hash(rb: &Runbook) -> String {
     f.put(rb.change_type.as_str());
     f.put(&format!("{:?}", rb.declared_risk));
     f.put(&format!(
-        "{:?}|{:?}|{}",
-        rb.target.environments, rb.target.database, rb.target.require_primary
+        "{:?}|{:?}|{}|{:?}|{:?}",
+        rb.target.environments,
+        rb.target.database,
+        rb.target.require_primary,
+        rb.target.windows,
+        rb.target.timezone.map(|t| t.name())
     ));
     // Debug of plain values: deterministic for one pgpilot version; a
     // version that adds a setting asks for new approvals, which is safe.

@@ -7,3 +7,4 @@ pub mod hash;
 pub mod plan;
 pub mod policy;
 pub mod store;
+pub mod window;

@@ -137,6 +137,10 @@ pub struct Target {
     pub environments: Vec<String>,
     pub database: Option<String>,
     pub require_primary: bool,
+    /// Weekly change windows; a run outside all of them is refused.
+    pub windows: Vec<crate::governance::window::Window>,
+    /// The IANA timezone the windows are written in (required with them).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// What to do when sessions already hold locks on a table a step is about to lock.

@@ -122,6 +122,10 @@ pub struct App {
     pub emergency: Option<String>,
     /// The approvals the run counted (the approvals guard's detail).
     pub approvals: Option<String>,
+    /// The change window the run started in, and when it closes (by the
+    /// server's clock at the start, counted down on this machine's
+    /// monotonic clock).
+    pub window: Option<(String, std::time::Instant)>,
 }
 
 pub const HISTORY: usize = 120;
@@ -174,6 +178,7 @@ impl App {
             forecast: Default::default(),
             emergency: None,
             approvals: None,
+            window: None,
         }
     }
 
@@ -216,6 +221,9 @@ impl App {
                     ),
                 );
                 self.target = Some(t);
+            }
+            EngineEvent::WindowOpen { window, closes_in } => {
+                self.window = Some((window, std::time::Instant::now() + closes_in));
             }
             EngineEvent::Guard {
                 name,

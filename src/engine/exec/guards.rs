@@ -180,6 +180,7 @@ impl Exec<'_> {
         )
         .await?;
         self.approvals_guard().await?;
+        self.window_guard().await?;
         if self.s.options.env.as_deref().is_some_and(is_production) {
             self.ask_phrase(
                 None,

@@ -22,6 +22,7 @@ mod step;
 mod throttle;
 mod transaction;
 mod walk;
+mod window;
 
 use crate::pg::Severity;
 use std::collections::HashMap;

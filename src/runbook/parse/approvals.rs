@@ -124,4 +124,37 @@ mod tests {
         assert_eq!(errs[0].location.line, 5, "{}", errs[0]);
         assert!(errs[1].message.contains("notice.low"), "{}", errs[1]);
     }
+
+    #[test]
+    fn windows_need_a_known_timezone_and_errors_name_their_place() {
+        let target = |t: &str| BODY.replace("[[phase]]", &format!("[target]\n{t}\n[[phase]]"));
+        let r = parse_str(
+            Path::new("t.toml"),
+            target("windows = [\"Sat 02:00-04:00\"]\ntimezone = \"Europe/Berlin\""),
+        )
+        .unwrap();
+        assert_eq!(r.target.windows.len(), 1);
+        let errs = parse_str(
+            Path::new("t.toml"),
+            target("windows = [\"Sat 02:00-04:00\"]"),
+        )
+        .unwrap_err();
+        assert!(errs[0].message.contains("need a timezone"), "{}", errs[0]);
+        let errs = parse_str(
+            Path::new("t.toml"),
+            target("windows = [\"Caturday 02:00-04:00\"]\ntimezone = \"Mars/Olympus\""),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (errs[0].location.line, errs[0].location.col),
+            (5, 12),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].message.contains("not an IANA timezone"),
+            "{}",
+            errs[1]
+        );
+    }
 }

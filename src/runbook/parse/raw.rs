@@ -62,6 +62,9 @@ pub(super) struct RawTarget {
     pub(super) environments: Vec<String>,
     pub(super) database: Option<String>,
     pub(super) require_primary: Option<bool>,
+    #[serde(default)]
+    pub(super) windows: Vec<Spanned<String>>,
+    pub(super) timezone: Option<Spanned<String>>,
 }
 
 /// `[approvals]`: who must approve this exact runbook, and how early.

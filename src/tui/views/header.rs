@@ -64,11 +64,29 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         )],
     };
     let mut lines = vec![Line::from(first), Line::from(second)];
-    if let Some(a) = &app.approvals {
-        lines.push(Line::from(Span::styled(
-            crate::text::one_line(a),
-            theme::good(),
-        )));
+    if app.approvals.is_some() || app.window.is_some() {
+        let mut third = Vec::new();
+        if let Some((window, closes)) = &app.window {
+            let left = closes.saturating_duration_since(std::time::Instant::now());
+            third.push(Span::styled(
+                format!(
+                    "window {window}: {} left",
+                    crate::governance::window::span(
+                        chrono::Duration::from_std(left).unwrap_or_default()
+                    )
+                ),
+                if left.as_secs() < 15 * 60 {
+                    theme::danger()
+                } else {
+                    theme::title()
+                },
+            ));
+            third.push(Span::raw("  "));
+        }
+        if let Some(a) = &app.approvals {
+            third.push(Span::styled(crate::text::one_line(a), theme::good()));
+        }
+        lines.push(Line::from(third));
     }
     lines.extend(super::replicas::replicas(app));
     f.render_widget(Paragraph::new(lines), area);
