@@ -416,3 +416,44 @@ async fn production_takes_the_seed_defaults_and_an_emergency_needs_one_owner_app
     }
     s.drop_roles().await;
 }
+
+/// `plan` shows what a run needs and the hash approvals are bound to, in
+/// text and JSON, for other environments and for production.
+#[test]
+fn plan_shows_the_requirement_and_the_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("p.toml");
+    std::fs::write(
+        &rb,
+        RUNBOOK.replace(
+            "[approvals]\nrequired = [\"technical\", \"business\"]\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let rb = rb.to_str().unwrap();
+    let plan = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+            .args(["plan", rb, "--format", format])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = plan("text");
+    assert!(
+        text.contains("none outside production; in production technical, business by distinct roles, none by the operator's own role (the seed's defaults by change type), each at least 2d old"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&plan("json")).unwrap();
+    let a = &json["approvals"];
+    assert_eq!(a["sha256"].as_str().unwrap().len(), 64, "{a}");
+    assert!(a["required"].is_null(), "{a}");
+    assert_eq!(
+        a["production"]["kinds"],
+        serde_json::json!(["technical", "business"]),
+        "{a}"
+    );
+    assert_eq!(a["production"]["notice"], 2 * 86400, "{a}");
+}

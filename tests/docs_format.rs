@@ -103,7 +103,14 @@ fn every_fragment_in_the_doc_passes_check_inside_a_runbook() {
 const KEYS: &[(&str, &[&str])] = &[
     (
         "top level (RawFile)",
-        &["runbook", "target", "settings", "approvals", "health", "phase"],
+        &[
+            "runbook",
+            "target",
+            "settings",
+            "approvals",
+            "health",
+            "phase",
+        ],
     ),
     (
         "[runbook] (RawHeader)",
