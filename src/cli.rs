@@ -70,6 +70,10 @@ pub enum Command {
         /// Start at this step (earlier ones are not run).
         #[arg(long, value_name = "STEP")]
         from: Option<String>,
+        /// A critical fix or system down: one `owner` approval instead of the
+        /// required kinds, no notice; the reason goes into every audit record.
+        #[arg(long, value_name = "REASON")]
+        emergency: Option<String>,
     },
     /// Roll back applied steps in reverse order.
     Rollback {
@@ -87,6 +91,30 @@ pub enum Command {
     },
     /// What is applied on a target, from the database itself.
     Status {
+        #[arg(value_name = "RUNBOOK")]
+        runbook: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Approve this exact runbook (its content hash) on a target, as your database role.
+    Approve {
+        #[arg(value_name = "RUNBOOK")]
+        runbook: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+        /// The kind of approval: technical, business, security, cab, owner, …
+        #[arg(long = "as", value_name = "KIND")]
+        kind: String,
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Withdraw your approval of this kind instead.
+        #[arg(long, conflicts_with = "comment")]
+        revoke: bool,
+    },
+    /// The approvals of a runbook on a target, and whether they are of its current content.
+    Approvals {
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[command(flatten)]
@@ -227,12 +255,18 @@ pub fn main() -> ExitCode {
             rehearse,
             drive,
             from,
+            emergency,
         } => {
+            if emergency.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                eprintln!("pgpilot: --emergency needs a reason: what is down or what the fix is");
+                return ExitCode::from(exit::USAGE);
+            }
             let options = RunOptions {
                 mode: Mode::Run { from },
                 env,
                 rehearse,
                 interactive: false,
+                emergency,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -248,6 +282,7 @@ pub fn main() -> ExitCode {
                 env,
                 rehearse: false,
                 interactive: false,
+                emergency: None,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -257,6 +292,28 @@ pub fn main() -> ExitCode {
             format,
         } => status(&runbook, conn, format),
         Command::Audit { command } => audit(command),
+        Command::Approve {
+            runbook,
+            conn,
+            kind,
+            comment,
+            revoke,
+        } => crate::governance::cli::approve(
+            &runbook,
+            conn.db.as_deref(),
+            &kind,
+            comment.as_deref(),
+            revoke,
+        ),
+        Command::Approvals {
+            runbook,
+            conn,
+            format,
+        } => crate::governance::cli::list(
+            &runbook,
+            conn.db.as_deref(),
+            matches!(format, Format::Json),
+        ),
         Command::Demo { rehearse, drive } => {
             crate::demo::run(rehearse, drive.headless, &drive.confirm)
         }

@@ -30,6 +30,7 @@ pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
         env: Some("demo".into()),
         rehearse,
         interactive: false,
+        emergency: None,
     };
     let driving = match prepare_drive(headless, confirm, &mut options) {
         Ok(d) => d,

@@ -113,6 +113,8 @@ impl Driver {
                 }
             }
             match event {
+                // The window guard's line says how long it stays open.
+                EngineEvent::WindowOpen { .. } => {}
                 EngineEvent::Connected(t) => say!(
                     "pgpilot: connected to {}:{}/{} as {} (PostgreSQL {}, {}), pid {}",
                     t.host,

@@ -17,6 +17,7 @@ pub mod diag;
 pub mod engine;
 pub mod exit;
 pub mod forecast;
+pub mod governance;
 pub mod headless;
 pub mod headless_progress;
 pub mod migrations;

@@ -16,6 +16,8 @@ pub struct Plan<'a> {
     pub runbook: RunbookSummary<'a>,
     /// The `[[health]]` gates checked before each step.
     pub health: Vec<PlanGate<'a>>,
+    /// The approvals a run needs (`governance::plan`).
+    pub approvals: crate::governance::plan::PlanApprovals,
     pub steps: Vec<PlanStep<'a>>,
 }
 
@@ -153,6 +155,7 @@ impl<'a> Plan<'a> {
                 path: r.path().display().to_string(),
                 sha256: &r.sha256,
             },
+            approvals: crate::governance::plan::PlanApprovals::new(c),
             health: r
                 .health
                 .iter()
@@ -247,6 +250,11 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
         out.push_str(&wrap(&safe(d), "  ", 88));
     }
     target_line(&mut out, r);
+    let _ = writeln!(
+        out,
+        "  {}",
+        crate::governance::plan::PlanApprovals::new(c).line()
+    );
     let s = &r.settings;
     let _ = writeln!(
         out,

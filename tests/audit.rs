@@ -36,6 +36,7 @@ fn ctx(runbook: &str) -> Context {
         runbook_sha256: Some("ab".repeat(32)),
         ticket: Some("CHG-2041".into()),
         rehearsal: false,
+        emergency: None,
     }
 }
 

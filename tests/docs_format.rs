@@ -103,7 +103,14 @@ fn every_fragment_in_the_doc_passes_check_inside_a_runbook() {
 const KEYS: &[(&str, &[&str])] = &[
     (
         "top level (RawFile)",
-        &["runbook", "target", "settings", "health", "phase"],
+        &[
+            "runbook",
+            "target",
+            "settings",
+            "approvals",
+            "health",
+            "phase",
+        ],
     ),
     (
         "[runbook] (RawHeader)",
@@ -120,7 +127,17 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "[target] (RawTarget)",
-        &["environments", "database", "require_primary"],
+        &[
+            "environments",
+            "database",
+            "require_primary",
+            "windows",
+            "timezone",
+        ],
+    ),
+    (
+        "[approvals] (RawApprovals)",
+        &["required", "distinct_approvers", "notice"],
     ),
     (
         "[settings] (RawSettings)",

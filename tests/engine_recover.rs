@@ -105,6 +105,7 @@ impl Drive {
                 env: None,
                 rehearse: false,
                 interactive: true,
+                emergency: None,
             },
             spec,
             conn,

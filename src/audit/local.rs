@@ -279,6 +279,7 @@ fn build(ctx: &Context, ev: Event, seq: u64, prev_hash: String) -> AuditRecord {
         message: ev.message.map(|m| redact(&m)),
         attempt: ev.attempt,
         rehearsal: ctx.rehearsal,
+        emergency: ctx.emergency.as_deref().map(redact),
         prev_hash,
         hash: String::new(),
     }

@@ -48,11 +48,16 @@ pub enum Action {
     /// A backfill's course: its start or resume, each batch resize, pause
     /// or stop, and its progress (at most one per 1 %, at least one a minute).
     Progress,
+    /// `pgpilot approve`: an approval recorded; `outcome` is its kind,
+    /// `message` the approval id, hash, approver role and comment.
+    Approve,
+    /// `pgpilot approve --revoke`: an approval withdrawn by its approver.
+    Revoke,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 22] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -73,6 +78,8 @@ impl Action {
         Action::Health,
         Action::ReplicaLag,
         Action::Progress,
+        Action::Approve,
+        Action::Revoke,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +104,8 @@ impl Action {
             Action::Health => "health",
             Action::ReplicaLag => "replica_lag",
             Action::Progress => "progress",
+            Action::Approve => "approve",
+            Action::Revoke => "revoke",
         }
     }
 }
@@ -151,6 +160,10 @@ pub struct Context {
     /// The change ticket the runbook names (`[runbook] ticket`), if any.
     pub ticket: Option<String>,
     pub rehearsal: bool,
+    /// `run --emergency "REASON"`: the reason, carried by every record of
+    /// the session.
+    #[serde(default)]
+    pub emergency: Option<String>,
 }
 
 /// What happened in one event; the log adds the context, sequence, time and hashes.
@@ -217,6 +230,11 @@ pub struct AuditRecord {
     pub message: Option<String>,
     pub attempt: Option<u32>,
     pub rehearsal: bool,
+    /// The reason of an emergency run (`run --emergency`), on every record
+    /// of its session. Absent (not null) otherwise, so lines written before
+    /// the field existed hash as they were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }

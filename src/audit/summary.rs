@@ -215,9 +215,12 @@ pub(crate) fn summarize<'a>(records: &[&'a AuditRecord]) -> SessionSummary<'a> {
                 }
                 s.interventions.push(rec);
             }
-            Action::Terminate | Action::Blockers | Action::Health | Action::ReplicaLag => {
-                s.interventions.push(rec)
-            }
+            Action::Terminate
+            | Action::Blockers
+            | Action::Health
+            | Action::ReplicaLag
+            | Action::Approve
+            | Action::Revoke => s.interventions.push(rec),
         }
     }
     // Confirmations for steps that never started: refused at the prompt.

@@ -49,6 +49,9 @@ pub struct RunOptions {
     /// A person at a terminal UI drives the run: a wrong phrase is asked again
     /// (and audited), and the engine waits at the end for rollbacks or quit.
     pub interactive: bool,
+    /// `--emergency "REASON"`: one `owner` approval instead of the required
+    /// kinds, no notice; the reason goes into every audit record.
+    pub emergency: Option<String>,
 }
 
 /// Everything one engine run works with.
@@ -83,6 +86,12 @@ pub enum EngineEvent {
         name: String,
         passed: bool,
         detail: String,
+    },
+    /// The run started inside a change window that closes in `closes_in`
+    /// (by the database server's clock); the TUI counts it down.
+    WindowOpen {
+        window: String,
+        closes_in: std::time::Duration,
     },
     /// A step is about to run (attempt n of m).
     StepStarted {

@@ -48,6 +48,7 @@ pub async fn open(
         runbook_sha256: Some(runbook.sha256.clone()),
         ticket: runbook.ticket.clone(),
         rehearsal: options.rehearse,
+        emergency: options.emergency.clone(),
     };
     let conn = spec.connect().await.map_err(OpenError::Connect)?;
     Ok(Session {

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 /// The newest schema version this pgpilot knows.
-pub const CURRENT: i32 = 4;
+pub const CURRENT: i32 = 5;
 
 /// One step of the schema's history. Never edit a migration that has been
 /// released: add the next one (and raise [`CURRENT`]).
@@ -35,6 +35,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         sql: &[V4_BACKFILL_CURSOR],
+    },
+    Migration {
+        version: 5,
+        sql: &[V5_APPROVALS],
     },
 ];
 
@@ -70,6 +74,61 @@ ALTER TABLE pgpilot.step_state
     ADD COLUMN IF NOT EXISTS rows_done    bigint,
     ADD COLUMN IF NOT EXISTS batches_done bigint,
     ADD COLUMN IF NOT EXISTS rows_total   bigint";
+
+/// Version 5: approvals bound to a runbook's approval hash
+/// (`governance::hash`). The trigger makes the approver the connecting
+/// role (`session_user`, which SET ROLE does not change) and the time the
+/// server's, whatever the insert says, so a role that is not a superuser
+/// (nor the table's owner, who could drop the trigger) cannot record an
+/// approval in another role's name; an update can only revoke, and only by
+/// the role that approved. Nobody but the owner may read or write it until
+/// the DBA grants it: `GRANT USAGE ON SCHEMA pgpilot TO reviewer;
+/// GRANT SELECT, INSERT, UPDATE ON pgpilot.approvals TO reviewer`.
+const V5_APPROVALS: &str = "
+SET client_min_messages = warning;
+CREATE TABLE IF NOT EXISTS pgpilot.approvals (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    runbook_id     text        NOT NULL,
+    runbook_sha256 text        NOT NULL,
+    kind           text        NOT NULL,
+    approver       text        NOT NULL DEFAULT session_user,
+    os_user        text        NOT NULL,
+    client_host    text        NOT NULL,
+    approved_at    timestamptz NOT NULL DEFAULT now(),
+    comment        text,
+    revoked_at     timestamptz,
+    revoked_by     text
+);
+CREATE INDEX IF NOT EXISTS approvals_runbook ON pgpilot.approvals (runbook_id);
+CREATE OR REPLACE FUNCTION pgpilot.approvals_stamp() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.approver := session_user;
+        NEW.approved_at := now();
+        NEW.revoked_at := NULL;
+        NEW.revoked_by := NULL;
+        RETURN NEW;
+    END IF;
+    IF OLD.revoked_at IS NOT NULL THEN
+        RAISE EXCEPTION 'approval % is already revoked', OLD.id;
+    END IF;
+    IF OLD.approver <> session_user THEN
+        RAISE EXCEPTION 'only role % can revoke its approval %', OLD.approver, OLD.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Nothing but the revocation changes.
+    NEW := OLD;
+    NEW.revoked_at := now();
+    NEW.revoked_by := session_user;
+    RETURN NEW;
+END
+$f$;
+DROP TRIGGER IF EXISTS approvals_stamp ON pgpilot.approvals;
+CREATE TRIGGER approvals_stamp BEFORE INSERT OR UPDATE ON pgpilot.approvals
+    FOR EACH ROW EXECUTE FUNCTION pgpilot.approvals_stamp();
+REVOKE ALL ON pgpilot.approvals FROM PUBLIC;
+RESET client_min_messages";
 
 /// The version row: one row (`one` is its key), readable by everyone (a
 /// version number is no secret, and an older pgpilot run by a role with

@@ -1,6 +1,7 @@
 //! The runbook model: what a runbook file says, validated, with the places it
 //! said it so later stages can point back into the file.
 
+mod approvals;
 mod duration;
 mod parse;
 pub mod sql_parts;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use crate::diag::{Location, SourceFile};
 
+pub use approvals::{ApprovalsSection, Notice, seed_required, valid_kind};
 pub use duration::{format_duration, parse_duration};
 pub use parse::{load, parse_str};
 
@@ -39,6 +41,9 @@ pub struct Runbook {
     pub history: Option<HistoryTool>,
     pub target: Target,
     pub settings: Settings,
+    /// `[approvals]` as written; `None` when the runbook has none (then a
+    /// production run takes the seed's defaults by change type).
+    pub approvals: Option<ApprovalsSection>,
     /// `[[health]]` gates, checked before each step (and between a
     /// backfill's batches).
     pub health: Vec<HealthGate>,
@@ -166,6 +171,10 @@ pub struct Target {
     pub environments: Vec<String>,
     pub database: Option<String>,
     pub require_primary: bool,
+    /// Weekly change windows; a run outside all of them is refused.
+    pub windows: Vec<crate::governance::window::Window>,
+    /// The IANA timezone the windows are written in (required with them).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// What to do when sessions already hold locks on a table a step is about to lock.

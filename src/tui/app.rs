@@ -118,6 +118,14 @@ pub struct App {
     pub waiting: Option<Waiting>,
     /// Each step's forecast, measured beside the session (tui/forecast.rs).
     pub forecast: super::forecast::ForecastState,
+    /// `run --emergency "REASON"`: shown as a banner for the whole session.
+    pub emergency: Option<String>,
+    /// The approvals the run counted (the approvals guard's detail).
+    pub approvals: Option<String>,
+    /// The change window the run started in, and when it closes (by the
+    /// server's clock at the start, counted down on this machine's
+    /// monotonic clock).
+    pub window: Option<(String, std::time::Instant)>,
 }
 
 pub const HISTORY: usize = 120;
@@ -168,6 +176,9 @@ impl App {
             failed: None,
             waiting: None,
             forecast: Default::default(),
+            emergency: None,
+            approvals: None,
+            window: None,
         }
     }
 
@@ -211,11 +222,17 @@ impl App {
                 );
                 self.target = Some(t);
             }
+            EngineEvent::WindowOpen { window, closes_in } => {
+                self.window = Some((window, std::time::Instant::now() + closes_in));
+            }
             EngineEvent::Guard {
                 name,
                 passed,
                 detail,
             } => {
+                if name == "approvals" && passed {
+                    self.approvals = Some(detail.clone());
+                }
                 self.log(
                     if passed {
                         LogLevel::Good

@@ -57,6 +57,7 @@ pub async fn run(
         bindings,
     );
     app.connection_warnings(session.spec.warnings());
+    app.emergency = session.options.emergency.clone();
     app.poll_interval = interval;
     let (tx, mut rx) = unbounded_channel::<AppEvent>();
     let tx_for_forecast = tx.clone();

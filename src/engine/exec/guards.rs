@@ -180,6 +180,8 @@ impl Exec<'_> {
             },
         )
         .await?;
+        self.approvals_guard().await?;
+        self.window_guard().await?;
         if self.s.options.env.as_deref().is_some_and(is_production) {
             self.ask_phrase(
                 None,
@@ -250,6 +252,4 @@ impl Exec<'_> {
     }
 }
 
-pub(super) fn is_production(env: &str) -> bool {
-    matches!(env.to_ascii_lowercase().as_str(), "production" | "prod")
-}
+pub(super) use crate::governance::policy::is_production;

@@ -2,6 +2,7 @@
 //! autocommit when it must), bounded by lock_timeout and retried on 55P03.
 //! One concern per file; each adds its methods to [`Exec`].
 
+mod approvals;
 mod attempt;
 mod autocommit;
 mod backfill;
@@ -22,6 +23,7 @@ mod throttle;
 mod tool_history;
 mod transaction;
 mod walk;
+mod window;
 
 use crate::pg::Severity;
 use std::collections::HashMap;
@@ -195,6 +197,13 @@ impl Exec<'_> {
             Mode::Run { from: Some(f) } => said.push(format!("from={f} (earlier steps not run)")),
             Mode::Rollback { to: Some(t) } => said.push(format!("to={t}")),
             _ => {}
+        }
+        if let Some(reason) = &self.s.options.emergency {
+            said.push(format!("EMERGENCY: {reason}"));
+            // Loud: a line headless, a banner and a log line in the TUI.
+            self.warn(vec![format!(
+                "EMERGENCY run: {reason} — one owner approval instead of the required kinds, notice waived; the reason is in every audit record"
+            )]);
         }
         ev.message = (!said.is_empty()).then(|| said.join(" "));
         self.record(ev).await;

@@ -1,5 +1,6 @@
 //! From TOML text to a [`Runbook`], with every problem reported at its place.
 
+mod approvals;
 mod backfill;
 mod files;
 mod health;
@@ -82,7 +83,14 @@ struct Parser {
     sql_roots: Vec<PathBuf>,
 }
 
-const TOP_KEYS: [&str; 5] = ["runbook", "target", "settings", "health", "phase"];
+const TOP_KEYS: [&str; 6] = [
+    "runbook",
+    "target",
+    "settings",
+    "approvals",
+    "health",
+    "phase",
+];
 
 impl Parser {
     fn at(&self, offset: usize) -> Location {

@@ -10,6 +10,7 @@ pub(super) struct RawFile {
     pub(super) runbook: Option<Spanned<RawHeader>>,
     pub(super) target: Option<RawTarget>,
     pub(super) settings: Option<Spanned<RawSettings>>,
+    pub(super) approvals: Option<Spanned<RawApprovals>>,
     #[serde(default)]
     pub(super) health: Vec<Spanned<RawHealth>>,
     #[serde(default)]
@@ -62,6 +63,28 @@ pub(super) struct RawTarget {
     pub(super) environments: Vec<String>,
     pub(super) database: Option<String>,
     pub(super) require_primary: Option<bool>,
+    #[serde(default)]
+    pub(super) windows: Vec<Spanned<String>>,
+    pub(super) timezone: Option<Spanned<String>>,
+}
+
+/// `[approvals]`: who must approve this exact runbook, and how early.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApprovals {
+    pub(super) required: Option<Vec<Spanned<String>>>,
+    pub(super) distinct_approvers: Option<bool>,
+    pub(super) notice: Option<Spanned<RawNotice>>,
+}
+
+/// `notice = { low = "24h", medium = "48h", high = "7d" }`: a missing risk
+/// keeps the seed's default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotice {
+    pub(super) low: Option<Spanned<String>>,
+    pub(super) medium: Option<Spanned<String>>,
+    pub(super) high: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

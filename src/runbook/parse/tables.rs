@@ -60,11 +60,7 @@ impl Parser {
                 Some(self.at(r.span().start)),
             ),
         };
-        let target = raw.target.map(|t| Target {
-            environments: t.environments,
-            database: t.database,
-            require_primary: t.require_primary.unwrap_or(false),
-        });
+        let target = raw.target.map(|t| self.target(t));
         let settings = match raw.settings {
             Some(s) => {
                 let s = s.into_inner();
@@ -72,6 +68,7 @@ impl Parser {
             }
             None => Settings::default(),
         };
+        let approvals = raw.approvals.map(|a| self.approvals(a));
         let sql_root = self.sql_roots(header.sql_root.as_ref());
         let history = header
             .history
@@ -101,9 +98,52 @@ impl Parser {
             history,
             target: target.unwrap_or_default(),
             settings,
+            approvals,
             health,
             phases,
         })
+    }
+
+    fn target(&mut self, t: super::raw::RawTarget) -> Target {
+        let mut windows = Vec::new();
+        for w in &t.windows {
+            match crate::governance::window::parse_window(w.get_ref()) {
+                Ok(parsed) => windows.push(parsed),
+                Err(message) => self.error(w.span().start, message, None),
+            }
+        }
+        let timezone = match &t.timezone {
+            Some(tz) => {
+                match tz.get_ref().parse::<chrono_tz::Tz>() {
+                    Ok(parsed) => Some(parsed),
+                    Err(_) => {
+                        self.error(
+                        tz.span().start,
+                        format!("timezone {:?} is not an IANA timezone", tz.get_ref()),
+                        Some("use a name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\"".into()),
+                    );
+                        None
+                    }
+                }
+            }
+            None => {
+                if let Some(first) = t.windows.first() {
+                    self.error(
+                        first.span().start,
+                        "[target] windows need a timezone",
+                        Some("add timezone = \"Europe/Berlin\" (an IANA name) to [target]: the windows are local times there".into()),
+                    );
+                }
+                None
+            }
+        };
+        Target {
+            environments: t.environments,
+            database: t.database,
+            require_primary: t.require_primary.unwrap_or(false),
+            windows,
+            timezone,
+        }
     }
 
     pub(super) fn settings(&mut self, base: &Settings, raw: RawSettings) -> Settings {

@@ -23,6 +23,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         )),
         SessionKind::Run => {}
     }
+    if let Some(reason) = &app.emergency {
+        first.push(Span::styled(
+            format!("  EMERGENCY — {}  ", crate::text::one_line(reason)),
+            theme::banner_rollback(),
+        ));
+    }
     let second = match &app.target {
         Some(t) => {
             let mut s = vec![
@@ -58,6 +64,30 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         )],
     };
     let mut lines = vec![Line::from(first), Line::from(second)];
+    if app.approvals.is_some() || app.window.is_some() {
+        let mut third = Vec::new();
+        if let Some((window, closes)) = &app.window {
+            let left = closes.saturating_duration_since(std::time::Instant::now());
+            third.push(Span::styled(
+                format!(
+                    "window {window}: {} left",
+                    crate::governance::window::span(
+                        chrono::Duration::from_std(left).unwrap_or_default()
+                    )
+                ),
+                if left.as_secs() < 15 * 60 {
+                    theme::danger()
+                } else {
+                    theme::title()
+                },
+            ));
+            third.push(Span::raw("  "));
+        }
+        if let Some(a) = &app.approvals {
+            third.push(Span::styled(crate::text::one_line(a), theme::good()));
+        }
+        lines.push(Line::from(third));
+    }
     lines.extend(super::replicas::replicas(app));
     f.render_widget(Paragraph::new(lines), area);
 }

@@ -25,7 +25,9 @@ use super::theme;
 
 pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
-    let header_rows = if app.replica_limit.is_some() { 3 } else { 2 };
+    let header_rows = 2
+        + u16::from(app.replica_limit.is_some())
+        + u16::from(app.approvals.is_some() || app.window.is_some());
     let [header_area, body, footer_area] = Layout::vertical([
         Constraint::Length(header_rows),
         Constraint::Min(8),

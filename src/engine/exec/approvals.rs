@@ -1,0 +1,46 @@
+//! The approvals guard: before the first change of a run (never of a
+//! rollback, which incident response must not wait for), the approvals on
+//! record must meet the runbook's requirement (`governance::policy`).
+
+use super::Exec;
+use super::sql::SqlFailure;
+use crate::engine::{Mode, Outcome};
+use crate::governance::hash::approval_hash;
+use crate::governance::{policy, store};
+
+impl Exec<'_> {
+    pub(super) async fn approvals_guard(&mut self) -> Result<(), Outcome> {
+        // A rehearsal changes nothing and a rollback is incident response:
+        // neither is held by approvals.
+        if self.s.options.rehearse || !matches!(self.s.options.mode, Mode::Run { .. }) {
+            return Ok(());
+        }
+        let rb = &self.s.runbook;
+        let risk = rb
+            .declared_risk
+            .map_or(self.s.analysis.risk, |d| d.max(self.s.analysis.risk));
+        let Some(req) = policy::requirement(
+            rb,
+            risk,
+            self.s.options.env.as_deref(),
+            self.s.options.emergency.is_some(),
+        ) else {
+            return Ok(());
+        };
+        let hash = approval_hash(rb);
+        let id = rb.id.clone();
+        let failed = |e: tokio_postgres::Error| {
+            Outcome::Failed(format!(
+                "cannot read pgpilot.approvals: {}",
+                SqlFailure::from_pg(&e).message
+            ))
+        };
+        let operator = store::session_user(self.client()).await.map_err(failed)?;
+        let approvals = store::list(self.client(), &id).await.map_err(failed)?;
+        let verdict = policy::evaluate(&req, &hash, &operator, &approvals);
+        // Approvers' names and comments are the database's text: made safe
+        // where shown, like every other guard detail.
+        let detail = crate::text::one_line(&verdict.explain(&hash));
+        self.guard("approvals", verdict.satisfied(), detail).await
+    }
+}
