@@ -75,6 +75,7 @@ pub(super) struct RawSettings {
     /// `[settings]` only: a step has no key for it.
     pub(super) rehearsal_max_queue: Option<Spanned<String>>,
     pub(super) max_replica_lag: Option<Spanned<String>>,
+    pub(super) max_queue_stall: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +117,7 @@ pub(super) struct RawStep {
     pub(super) target_batch_time: Option<Spanned<String>>,
     pub(super) batch_pause: Option<Spanned<String>>,
     pub(super) max_replica_lag: Option<Spanned<String>>,
+    pub(super) max_queue_stall: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
