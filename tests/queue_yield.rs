@@ -308,3 +308,37 @@ async fn a_cancel_racing_the_grant_leaves_nothing_half_applied_and_the_retry_app
         .count();
     assert_eq!(starts, 1);
 }
+
+#[test]
+fn plan_explains_max_queue_stall_for_trainees() {
+    let lab_free = tempfile::tempdir().unwrap();
+    let on = runbook(&lab_free, "1min", 5, "200ms");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .args(["plan", &on])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("once one has waited 200ms (max_queue_stall), pgpilot cancels its own statement, lets them through and retries"),
+        "{text}"
+    );
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .args(["plan", &on, "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["steps"][0]["max_queue_stall"], "200ms");
+
+    let off = runbook(&lab_free, "1min", 5, "0");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .args(["plan", &off])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("queue behind it for up to 1min (max_queue_stall is off)"),
+        "{text}"
+    );
+}

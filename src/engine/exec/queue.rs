@@ -168,7 +168,7 @@ impl Yielded {
     }
 
     /// "yielded: 3 sessions waited 210ms behind us (pid 7 (app, bob), …);
-    /// the lock is held by pid 4242 (nightly-report, alice, idle in transaction)".
+    /// the lock is held by pid 4242 (nightly-report, alice), idle in transaction".
     pub(super) fn describe(&self, limit: Duration) -> String {
         let n = self.queued.len();
         if n == 0 {
@@ -221,6 +221,18 @@ pub(super) struct QueueWatch {
     shown: Option<(usize, u64)>,
     /// The step's yields before this attempt.
     yields: u32,
+}
+
+/// Whether a statement waiting on a lock of kind `waiting_on` (None: not
+/// waiting) yields to `queued` sessions the oldest of which waited `oldest`.
+fn must_yield(waiting_on: Option<&str>, w: Watching, queued: usize, oldest: Duration) -> bool {
+    let yieldable = match waiting_on {
+        None => false,
+        Some("relation") => true,
+        // A CONCURRENTLY build's final waits (virtualxid): never cancelled.
+        Some(_) => !w.autocommit,
+    };
+    yieldable && queued > 0 && oldest > w.limit
 }
 
 /// What the caller of [`QueueWatch::look`] must do.
@@ -307,12 +319,7 @@ impl QueueWatch {
                 yields: self.yields,
             });
         }
-        let yieldable = match look.waiting_on.as_deref() {
-            None => false,
-            Some("relation") => true,
-            Some(_) => !w.autocommit,
-        };
-        if yieldable && !look.queued.is_empty() && oldest > w.limit {
+        if must_yield(look.waiting_on.as_deref(), w, look.queued.len(), oldest) {
             self.yielded = Some(Yielded {
                 queued: look.queued,
                 oldest,
@@ -379,9 +386,34 @@ mod tests {
         assert!(m.contains(", …)"), "{m}");
         assert!(m.contains("max_queue_stall = 200ms"), "{m}");
         assert!(
-            m.ends_with("held by pid 4242 (nightly-report, alice, idle in transaction)"),
+            m.ends_with("held by pid 4242 (nightly-report, alice), idle in transaction"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_concurrent_build_yields_only_while_it_waits_for_its_table_lock() {
+        let limit = Duration::from_millis(200);
+        let build = Watching {
+            limit,
+            autocommit: true,
+        };
+        let txn = Watching {
+            limit,
+            autocommit: false,
+        };
+        let long = Duration::from_millis(201);
+        assert!(must_yield(Some("relation"), build, 1, long));
+        // Its final waits, for older transactions: pgpilot waits them out.
+        assert!(!must_yield(Some("virtualxid"), build, 1, long));
+        assert!(!must_yield(Some("transactionid"), build, 1, long));
+        // A step in a transaction yields whatever it waits for.
+        assert!(must_yield(Some("transactionid"), txn, 1, long));
+        assert!(must_yield(Some("tuple"), txn, 1, long));
+        // Not waiting, nobody queued, or not long enough: no yield.
+        assert!(!must_yield(None, txn, 3, long));
+        assert!(!must_yield(Some("relation"), txn, 0, long));
+        assert!(!must_yield(Some("relation"), txn, 3, limit));
     }
 
     #[test]
