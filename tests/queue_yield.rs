@@ -342,3 +342,118 @@ fn plan_explains_max_queue_stall_for_trainees() {
         "{text}"
     );
 }
+
+/// The run screen's lock panel while the step waits: the queue behind
+/// pgpilot against max_queue_stall, and its yields.
+#[test]
+fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
+    use pgpilot::engine::{EngineEvent, TargetInfo};
+    use pgpilot::monitor::{Backend, LockWait, build};
+    use pgpilot::tui::app::{App, SessionKind};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rb = runbook(&dir, "1min", 5, "200ms");
+    let c = pgpilot::check::check_file(std::path::Path::new(&rb)).expect("runbook");
+    let mut app = App::new(
+        &c.runbook,
+        &c.analysis,
+        SessionKind::Run,
+        None,
+        "postgres@db1:5432/shop".into(),
+        pgpilot::tui::keys::defaults(),
+    );
+    app.on_engine(EngineEvent::Connected(TargetInfo {
+        host: "db1".into(),
+        port: 5432,
+        database: "shop".into(),
+        role: "dba".into(),
+        server_version: "15.18".into(),
+        primary: true,
+        pid: 4300,
+    }));
+    let waiting = Backend {
+        pid: 4300,
+        backend_type: "client backend".into(),
+        user: Some("dba".into()),
+        application: Some("pgpilot".into()),
+        client: "local".into(),
+        state: "active".into(),
+        wait_event_type: Some("Lock".into()),
+        wait_event: Some("relation".into()),
+        xact_age_s: Some(0.2),
+        query_age_s: Some(0.2),
+        state_age_s: Some(0.2),
+        query: "ALTER TABLE t ADD COLUMN c int".into(),
+        blocked_by: vec![],
+        waiting_for: Some(LockWait {
+            mode: "AccessExclusiveLock".into(),
+            locktype: "relation".into(),
+            relation: Some("t".into()),
+            wait_s: Some(0.2),
+        }),
+    };
+    app.on_snapshot(build(
+        vec![waiting],
+        Duration::from_secs(300),
+        Some(4300),
+        9999,
+        1.0,
+    ));
+    app.on_engine(EngineEvent::StepStarted {
+        step: "add-c".into(),
+        attempt: 2,
+        of: 6,
+    });
+    app.on_engine(EngineEvent::QueueBehind {
+        step: "add-c".into(),
+        sessions: 3,
+        oldest: Duration::from_millis(150),
+        limit: Duration::from_millis(200),
+        yields: 1,
+    });
+    let mut t = Terminal::new(TestBackend::new(160, 45)).unwrap();
+    t.draw(|f| pgpilot::tui::views::draw(f, &app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let screen: String = (0..45)
+        .map(|y| {
+            (0..160)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    assert!(
+        screen
+            .contains("3 session(s) queued behind pgpilot, oldest 150ms of max_queue_stall 200ms"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("pgpilot yielded 1 time(s) for add-c to let them through"),
+        "{screen}"
+    );
+    // The wait over, the queue line goes; the yields stay in view.
+    app.on_engine(EngineEvent::QueueBehind {
+        step: "add-c".into(),
+        sessions: 0,
+        oldest: Duration::ZERO,
+        limit: Duration::from_millis(200),
+        yields: 1,
+    });
+    t.draw(|f| pgpilot::tui::views::draw(f, &app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let screen: String = (0..45)
+        .map(|y| {
+            (0..160)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    assert!(
+        !screen.contains("queued behind pgpilot, oldest"),
+        "{screen}"
+    );
+    assert!(screen.contains("pgpilot yielded 1 time(s)"), "{screen}");
+}
