@@ -247,7 +247,12 @@ impl QueueWatch {
         self.watching.is_some() && self.yielded.is_none() && !self.unavailable
     }
 
-    async fn connect(&mut self, spec: &ConnSpec, executor: &Target) -> bool {
+    async fn connect(
+        &mut self,
+        spec: &ConnSpec,
+        executor: &Target,
+        events: &tokio::sync::mpsc::UnboundedSender<EngineEvent>,
+    ) -> bool {
         if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
             self.conn = None;
         }
@@ -272,7 +277,22 @@ impl QueueWatch {
                     self.waitstart = version >= 140_000;
                     self.conn = Some(c);
                 }
-                _ => self.unavailable = true,
+                other => {
+                    self.unavailable = true;
+                    let why = match other {
+                        Err(e) => crate::pg::redact(&e.to_string()),
+                        Ok(_) => {
+                            "it did not reach the executor's server, or its setup failed".into()
+                        }
+                    };
+                    let _ = events.send(EngineEvent::Notice {
+                        step: Some(self.step.clone()),
+                        severity: crate::pg::Severity::Warning,
+                        message: format!(
+                            "max_queue_stall: could not open the watch connection ({why}); for the rest of the session lock_timeout alone bounds the wait"
+                        ),
+                    });
+                }
             }
         }
         self.conn.is_some()
@@ -291,7 +311,7 @@ impl QueueWatch {
         let Some(w) = self.watching else {
             return Verdict::Wait;
         };
-        if !self.connect(spec, executor).await {
+        if !self.connect(spec, executor, events).await {
             return Verdict::Wait;
         }
         let Some(conn) = self.conn.as_ref() else {
