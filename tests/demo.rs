@@ -23,8 +23,11 @@ fn demo(args: &[&str]) -> (i32, String, String) {
 fn the_demo_runs_to_the_end_and_meets_a_real_blocker_and_a_yield() {
     let (code, stdout, stderr) = demo(&["--headless", "--confirm", "watch-traffic=done"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The report, and now and then an app reader whose query is running
+    // at that moment (under load one in a few runs).
     assert!(
-        stdout.contains("[add-battery-column] 1 session(s) hold locks this step needs:"),
+        stdout.contains("[add-battery-column] 1 session(s) hold locks this step needs:")
+            || stdout.contains("[add-battery-column] 2 session(s) hold locks this step needs:"),
         "{stdout}"
     );
     assert!(
