@@ -149,6 +149,9 @@ impl Driver {
                     message,
                     ..
                 } => say!("[{step}] attempt {attempt}/{of}: {message}"),
+                // The yields themselves are lines of their own (Retrying);
+                // the queue's growth every 50 ms would drown them.
+                EngineEvent::QueueBehind { .. } => {}
                 EngineEvent::Notice {
                     step,
                     severity,

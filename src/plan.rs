@@ -70,6 +70,8 @@ pub struct PlanStep<'a> {
     pub lock_timeout: String,
     pub statement_timeout: String,
     pub lock_retries: u32,
+    /// `max_queue_stall`, or `null` when it is off ("0").
+    pub max_queue_stall: Option<String>,
     /// Sizes, seconds and lock from the target (`plan --db`); `null` without a connection.
     pub forecast: Option<Forecast>,
     /// `max_replica_lag`, or `null` when the standbys are not watched.
@@ -193,6 +195,8 @@ impl<'a> Plan<'a> {
                     lock_timeout: format_duration(step.settings.lock_timeout),
                     statement_timeout: format_duration(step.settings.statement_timeout),
                     lock_retries: step.settings.lock_retries,
+                    max_queue_stall: (!step.settings.max_queue_stall.is_zero())
+                        .then(|| format_duration(step.settings.max_queue_stall)),
                     forecast: None,
                     max_replica_lag: step.settings.max_replica_lag.map(format_duration),
                     backfill: BackfillPlan::of(step),
@@ -424,6 +428,9 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             },
         );
     }
+    if a.lock.is_some_and(|l| l > LockMode::AccessShare) {
+        let _ = writeln!(out, "     {}", queue_stall_line(&step.settings));
+    }
     if a.statements.iter().any(|s| concurrently(&s.sql)) {
         // PostgreSQL waits for older transactions through their virtual
         // transaction id locks (CREATE INDEX, "Building Indexes Concurrently"),
@@ -582,4 +589,19 @@ fn wrap(text: &str, indent: &str, width: usize) -> String {
     }
     flush(&mut line, &mut out);
     out
+}
+
+/// For trainees: what `max_queue_stall` does while the step waits for a
+/// lock (every later query on its tables queues behind that wait).
+fn queue_stall_line(s: &crate::runbook::Settings) -> String {
+    if s.max_queue_stall.is_zero() {
+        return format!(
+            "while it waits, later queries on its tables queue behind it for up to {} (max_queue_stall is off)",
+            format_duration(s.lock_timeout)
+        );
+    }
+    format!(
+        "while it waits, later queries on its tables queue behind it; once one has waited {} (max_queue_stall), pgpilot cancels its own statement, lets them through and retries (counted in the retries)",
+        format_duration(s.max_queue_stall)
+    )
 }

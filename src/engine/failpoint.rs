@@ -118,6 +118,25 @@ pub fn point(name: &str) {
 #[inline(always)]
 pub fn point(_name: &str) {}
 
+/// `PGPILOT_TEST_YIELD_AT=NAME` (tests/queue_yield.rs): true at the first
+/// pass of the place NAME, where the engine then acts as if its queue watch
+/// had yielded at that moment, its cancel arriving there (a cancel racing
+/// the grant). Never true without the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+pub fn yield_at(name: &str) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    std::env::var("PGPILOT_TEST_YIELD_AT").is_ok_and(|v| v == name)
+        && !DONE.swap(true, Ordering::Relaxed)
+}
+
+/// Never true without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn yield_at(_name: &str) -> bool {
+    false
+}
+
 #[cfg(all(test, feature = "failpoints"))]
 mod tests {
     use super::hook::parse;

@@ -107,6 +107,18 @@ pub enum EngineEvent {
         wait: Duration,
         message: String,
     },
+    /// While a step's statement waits for a lock: how many sessions queue
+    /// behind it and how long the oldest has waited, against
+    /// `max_queue_stall` (see exec/queue.rs), and how many times this step
+    /// has yielded so far. Sent when it changes; zero sessions once the
+    /// wait ended.
+    QueueBehind {
+        step: String,
+        sessions: usize,
+        oldest: Duration,
+        limit: Duration,
+        yields: u32,
+    },
     Notice {
         step: Option<String>,
         severity: crate::pg::Severity,

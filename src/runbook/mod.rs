@@ -216,6 +216,11 @@ pub struct Settings {
     /// Standbys replaying further behind than this make a step warn before
     /// it starts (and a backfill wait between batches). `None`: not watched.
     pub max_replica_lag: Option<Duration>,
+    /// While a step's statement waits for a lock, the longest any session
+    /// queued behind it may wait before pgpilot cancels its own statement,
+    /// lets the queue drain and retries. Zero turns it off (lock_timeout
+    /// alone bounds the wait).
+    pub max_queue_stall: Duration,
 }
 
 impl Default for Settings {
@@ -229,6 +234,7 @@ impl Default for Settings {
             on_blockers: OnBlockers::Ask,
             rehearsal_max_queue: Duration::from_secs(30),
             max_replica_lag: None,
+            max_queue_stall: Duration::from_millis(200),
         }
     }
 }

@@ -91,6 +91,8 @@ pub struct App {
     /// The session the executor's statement was last seen waiting for
     /// (a concurrent build's final waits): logged once when it changes.
     pub progress_locker: Option<i32>,
+    /// The queue behind the running step's lock wait and its yields.
+    pub queue_stall: Option<crate::tui::views::locks::QueueStall>,
     /// Time between two of the monitor's polls.
     pub poll_interval: Duration,
     pub lock_selected: usize,
@@ -158,6 +160,7 @@ impl App {
             feed: None,
             waiting_history: VecDeque::with_capacity(HISTORY),
             progress_locker: None,
+            queue_stall: None,
             poll_interval: Duration::from_secs(1),
             lock_selected: 0,
             log: Vec::new(),
@@ -246,6 +249,9 @@ impl App {
                 );
             }
             EngineEvent::StepStarted { step, attempt, of } => {
+                if attempt == 1 {
+                    self.queue_stall = None;
+                }
                 self.next = None;
                 self.failed = None;
                 self.waiting = None;
@@ -259,6 +265,22 @@ impl App {
                 if attempt == 1 {
                     self.log(LogLevel::Info, format!("[{step}] running"));
                 }
+            }
+            EngineEvent::QueueBehind {
+                step,
+                sessions,
+                oldest,
+                limit,
+                yields,
+            } => {
+                let q = crate::tui::views::locks::QueueStall {
+                    step,
+                    sessions,
+                    oldest,
+                    limit,
+                    yields,
+                };
+                self.queue_stall = (q.sessions > 0 || q.yields > 0).then_some(q);
             }
             EngineEvent::Retrying {
                 step,

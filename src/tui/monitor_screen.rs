@@ -148,6 +148,7 @@ impl MonitorScreen {
             interval: self.interval,
             long_in_title: false,
             rehearsal: false,
+            queue: None,
         };
         draw_tree(f, tree, &view);
         draw_long(f, long, &view);

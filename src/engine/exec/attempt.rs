@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::expect::StepResult;
+use super::queue::Yielded;
 use super::sql::{LOCK_NOT_AVAILABLE, NO_ACTIVE_TRANSACTION, QUERY_CANCELED, SqlFailure};
 use super::{Exec, step_event};
 use crate::analysis::StatementAnalysis;
@@ -27,6 +28,12 @@ pub(super) enum Work<'w> {
 }
 
 impl Work<'_> {
+    fn autocommit(self) -> bool {
+        match self {
+            Work::Step { autocommit, .. } | Work::Rollback { autocommit, .. } => autocommit,
+        }
+    }
+
     fn failure_action(self) -> Action {
         match self {
             Work::Step { .. } => Action::StepFailure,
@@ -47,6 +54,24 @@ impl Work<'_> {
             Work::Rollback { .. } => format!("rollback of {} failed: {}", step.id, f.message),
         }
     }
+}
+
+/// Why an attempt is retried.
+pub(super) enum RetryCause<'f> {
+    /// lock_timeout expired (55P03).
+    LockTimeout(&'f SqlFailure),
+    /// pgpilot cancelled its own lock wait: sessions queued behind it
+    /// waited longer than `max_queue_stall`.
+    Yielded(&'f Yielded),
+}
+
+/// Whether a failure is the cancel of a yield: 57014 after pgpilot sent one,
+/// not the operator's, and before statement_timeout could have fired.
+fn is_yield(f: &SqlFailure, yielded: bool, ran: Duration, settings: &Settings) -> bool {
+    yielded
+        && f.sqlstate.as_deref() == Some(QUERY_CANCELED)
+        && !f.cancelled_by_operator
+        && (settings.statement_timeout.is_zero() || ran < settings.statement_timeout)
 }
 
 /// The attempt that succeeded.
@@ -90,6 +115,16 @@ impl Exec<'_> {
         let settings = step.settings.clone();
         let of = settings.lock_retries + 1;
         let started = Instant::now();
+        let mut yields = 0u32;
+        let mut last_yield: Option<Yielded> = None;
+        // A rehearsal holds every earlier step's locks until it ends:
+        // cancelling the current statement would not drain the queue;
+        // rehearsal_max_queue bounds it instead.
+        let stall = if self.rehearsal_open {
+            Duration::ZERO
+        } else {
+            settings.max_queue_stall
+        };
         for attempt in 1..=of {
             self.emit(EngineEvent::StepStarted {
                 step: step.id.clone(),
@@ -108,37 +143,113 @@ impl Exec<'_> {
                 failpoint::point("step-start");
             }
             let attempt_started = Instant::now();
+            self.queue.begin(&step.id, stall, work.autocommit(), yields);
             let result = self.attempt(step, work, &settings).await;
+            self.queue.end(&self.io.events);
+            let yielded = self.queue.yielded.take();
             self.drain_notices(phase, step).await;
             match result {
                 Ok(result) => {
+                    if yields > 0 {
+                        self.emit(EngineEvent::Notice {
+                            step: Some(step.id.clone()),
+                            severity: crate::pg::Severity::Info,
+                            message: format!(
+                                "got its locks after {yields} yield{} to sessions queued behind it (max_queue_stall = {})",
+                                if yields == 1 { "" } else { "s" },
+                                format_duration(stall)
+                            ),
+                        });
+                    }
                     return Ok(Succeeded {
                         result,
                         attempt,
                         duration: started.elapsed(),
                     });
                 }
+                Err(f) if is_yield(&f, yielded.is_some(), attempt_started.elapsed(), &settings) => {
+                    let Some(y) = yielded else {
+                        return Err(self.failed(phase, step, work, started, f).await);
+                    };
+                    yields += 1;
+                    self.emit(EngineEvent::QueueBehind {
+                        step: step.id.clone(),
+                        sessions: 0,
+                        oldest: Duration::ZERO,
+                        limit: stall,
+                        yields,
+                    });
+                    let waited = attempt_started.elapsed();
+                    if attempt == of {
+                        let held = y.held_by();
+                        let f = SqlFailure {
+                            sqlstate: f.sqlstate,
+                            message: format!(
+                                "did not get its locks in {of} attempts: yielded {yields} time{} to sessions queued behind it longer than max_queue_stall = {}; the table was held by {held}",
+                                if yields == 1 { "" } else { "s" },
+                                format_duration(stall)
+                            ),
+                            cancelled_by_operator: false,
+                        };
+                        self.record_retry(
+                            phase,
+                            step,
+                            attempt,
+                            RetryCause::Yielded(&y),
+                            &f,
+                            waited,
+                            None,
+                        )
+                        .await;
+                        return Err(self.failed(phase, step, work, started, f).await);
+                    }
+                    let cause = RetryCause::Yielded(&y);
+                    let cancelled = self
+                        .retry_after(phase, step, &settings, attempt, of, cause, &f, waited)
+                        .await;
+                    last_yield = Some(y);
+                    if cancelled {
+                        return Err(self.cancelled_in_backoff(phase, step, work, started).await);
+                    }
+                }
                 Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
                     let waited = attempt_started.elapsed();
+                    let cause = RetryCause::LockTimeout(&f);
                     if self
-                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
+                        .retry_after(phase, step, &settings, attempt, of, cause, &f, waited)
                         .await
                     {
-                        let cancelled = SqlFailure {
-                            sqlstate: Some(QUERY_CANCELED.into()),
-                            message: "cancelled by the operator while waiting to retry".into(),
-                            cancelled_by_operator: true,
-                        };
-                        return Err(self.failed(phase, step, work, started, cancelled).await);
+                        return Err(self.cancelled_in_backoff(phase, step, work, started).await);
                     }
                 }
                 Err(f) => return Err(self.failed(phase, step, work, started, f).await),
             }
         }
+        let held = last_yield
+            .map(|y| format!("; the table was held by {}", y.held_by()))
+            .unwrap_or_default();
         Err(Outcome::Failed(match work {
-            Work::Step { .. } => format!("step {} did not get its locks", step.id),
-            Work::Rollback { .. } => format!("rollback of {} did not get its locks", step.id),
+            Work::Step { .. } => format!("step {} did not get its locks{held}", step.id),
+            Work::Rollback { .. } => {
+                format!("rollback of {} did not get its locks{held}", step.id)
+            }
         }))
+    }
+
+    /// The operator cancelled while the work waited to retry.
+    async fn cancelled_in_backoff(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        work: Work<'_>,
+        started: Instant,
+    ) -> Outcome {
+        let cancelled = SqlFailure {
+            sqlstate: Some(QUERY_CANCELED.into()),
+            message: "cancelled by the operator while waiting to retry".into(),
+            cancelled_by_operator: true,
+        };
+        self.failed(phase, step, work, started, cancelled).await
     }
 
     /// The record that the work starts, once, before its first attempt.
@@ -216,8 +327,11 @@ impl Exec<'_> {
         }
     }
 
-    /// A lock_timeout (55P03) after `waited` in this attempt: audited and
-    /// shown, then the backoff is slept (the operator may cancel it: true).
+    /// A lock_timeout (55P03) or a yield after `waited` in this attempt:
+    /// audited and shown, then the backoff is slept (the operator may
+    /// cancel it: true). A yield's backoff doubles from `retry_backoff` up
+    /// to four times it: the queue drained at once, and a holder that
+    /// leaves is followed within a few seconds.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn retry_after(
         &mut self,
@@ -226,22 +340,21 @@ impl Exec<'_> {
         settings: &Settings,
         attempt: u32,
         of: u32,
+        cause: RetryCause<'_>,
         f: &SqlFailure,
         waited: Duration,
     ) -> bool {
-        let wait = backoff(settings.retry_backoff, attempt);
-        let message = format!(
-            "waited {} for a lock ({}); retrying in {:.1}s",
-            format_duration(settings.lock_timeout),
-            f.message,
-            wait.as_secs_f64()
-        );
-        let mut ev = step_event(Action::Retry, phase, step);
-        ev.attempt = Some(attempt);
-        ev.sqlstate = f.sqlstate.clone();
-        ev.message = Some(message.clone());
-        ev.duration_ms = Some(waited.as_millis() as u64);
-        self.record(ev).await;
+        let wait = match cause {
+            RetryCause::LockTimeout(_) => backoff(settings.retry_backoff, attempt),
+            RetryCause::Yielded(_) => crate::backoff::Backoff {
+                first: settings.retry_backoff,
+                cap: settings.retry_backoff.saturating_mul(4),
+            }
+            .delay(attempt),
+        };
+        let message = self
+            .record_retry(phase, step, attempt, cause, f, waited, Some(wait))
+            .await;
         self.emit(EngineEvent::Retrying {
             step: step.id.clone(),
             attempt,
@@ -250,6 +363,42 @@ impl Exec<'_> {
             message,
         });
         self.sleep_or_cancel(wait).await
+    }
+
+    /// The audit record of a retry (or of the last yield, `wait` None) and
+    /// its message.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_retry(
+        &mut self,
+        phase: &Phase,
+        step: &Step,
+        attempt: u32,
+        cause: RetryCause<'_>,
+        f: &SqlFailure,
+        waited: Duration,
+        wait: Option<Duration>,
+    ) -> String {
+        let then = match wait {
+            Some(w) => format!("retrying in {:.1}s", w.as_secs_f64()),
+            None => "no attempt left".into(),
+        };
+        let message = match cause {
+            RetryCause::LockTimeout(f) => format!(
+                "waited {} for a lock ({}); {then}",
+                format_duration(step.settings.lock_timeout),
+                f.message,
+            ),
+            RetryCause::Yielded(y) => {
+                format!("{}; {then}", y.describe(step.settings.max_queue_stall))
+            }
+        };
+        let mut ev = step_event(Action::Retry, phase, step);
+        ev.attempt = Some(attempt);
+        ev.sqlstate = f.sqlstate.clone();
+        ev.message = Some(message.clone());
+        ev.duration_ms = Some(waited.as_millis() as u64);
+        self.record(ev).await;
+        message
     }
 
     /// Audits and shows how the work failed; a cancel is recorded as one.

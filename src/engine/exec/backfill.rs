@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Statement;
 
+use super::attempt::RetryCause;
 use super::recover::StepEnd;
 use super::sql::{LOCK_NOT_AVAILABLE, SqlFailure, cancellable, failure};
 use super::walk::{BatchBounds, Pace, Progress, Walk};
@@ -279,7 +280,16 @@ impl Exec<'_> {
                 Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
                     let waited = attempt_started.elapsed();
                     if self
-                        .retry_after(phase, step, &settings, attempt, of, &f, waited)
+                        .retry_after(
+                            phase,
+                            step,
+                            &settings,
+                            attempt,
+                            of,
+                            RetryCause::LockTimeout(&f),
+                            &f,
+                            waited,
+                        )
                         .await
                     {
                         return Err(self.backfill_stopped(phase, step, progress).await);
@@ -315,7 +325,8 @@ impl Exec<'_> {
                 .await?;
             Ok::<_, tokio_postgres::Error>(Some((bounds, touched, started.elapsed())))
         };
-        let (ran, cancelled) = cancellable(self.io, &self.s.spec, &self.s.conn.cancel, ran).await;
+        let (ran, cancelled) =
+            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, None, ran).await;
         let (bounds, touched, took): (BatchBounds, u64, Duration) = match ran {
             Ok(None) => return Ok(Batch::Finished),
             Ok(Some(r)) => r,
@@ -477,7 +488,8 @@ impl Exec<'_> {
                 .await?;
             Ok::<u64, tokio_postgres::Error>(touched)
         };
-        let (ran, cancelled) = cancellable(self.io, &self.s.spec, &self.s.conn.cancel, ran).await;
+        let (ran, cancelled) =
+            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, None, ran).await;
         let touched = match ran {
             Ok(t) => t,
             Err(e) => {

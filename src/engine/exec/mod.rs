@@ -13,6 +13,7 @@ mod expect;
 mod gates;
 mod guards;
 mod known;
+mod queue;
 mod recover;
 mod rehearsal;
 mod rollback;
@@ -61,6 +62,8 @@ struct Exec<'a> {
     /// Steps whose last attempt failed and that have not since been applied
     /// or skipped: quitting with one of them ends the session as failed.
     failed_steps: std::collections::BTreeSet<String>,
+    /// The queue behind a step's lock wait (`max_queue_stall`).
+    queue: queue::QueueWatch,
 }
 
 /// Which of a step's SQL texts runs.
@@ -86,6 +89,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         txn_copies: true,
         last_failed: None,
         failed_steps: Default::default(),
+        queue: Default::default(),
     };
     let mut outcome = exec.run().await;
     if let Some(why) = exec.rehearsal.ended.take() {

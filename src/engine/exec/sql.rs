@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio_postgres::{CancelToken, SimpleQueryMessage};
 
 use super::Exec;
+use super::queue::{QueueWatch, Verdict, WATCH_INTERVAL};
 use crate::engine::{Control, EngineIo};
-use crate::pg::ConnSpec;
+use crate::pg::{ConnSpec, Target};
 
 /// SQLSTATE lock_not_available: lock_timeout expired.
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
@@ -56,23 +57,48 @@ pub(super) fn failure(e: &tokio_postgres::Error, cancelled: bool) -> SqlFailure 
     f
 }
 
+/// The queue watch of a statement (see queue.rs): the executor's host and pid.
+pub(super) struct Watched<'a> {
+    pub(super) queue: &'a mut QueueWatch,
+    pub(super) executor: &'a Target,
+    pub(super) pid: i32,
+}
+
 /// Waits for `requests` on the executor's connection; if the operator
 /// cancels meanwhile, the running statement gets the protocol's cancel
-/// request. The second value says whether it did.
+/// request. The second value says whether it did. While an attempt is
+/// watched, the queue behind a lock wait is looked at every
+/// [`WATCH_INTERVAL`]; a yield sends the same cancel request (and is
+/// recorded in the watch, not in the second value). The cancel is sent
+/// before the result is looked at again, so it cannot outlive the attempt
+/// unseen (see `QueueWatch::yielded`).
 pub(super) async fn cancellable<T>(
     io: &mut EngineIo,
     spec: &ConnSpec,
     token: &CancelToken,
+    mut watched: Option<Watched<'_>>,
     requests: impl Future<Output = T>,
 ) -> (T, bool) {
     tokio::pin!(requests);
     let mut cancelled = false;
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + WATCH_INTERVAL, WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let watching = !cancelled && watched.as_ref().is_some_and(|w| w.queue.active());
         tokio::select! {
+            biased;
             r = &mut requests => return (r, cancelled),
             c = io.control.recv(), if !cancelled => {
                 if matches!(c, Some(Control::Cancel)) {
                     cancelled = true;
+                    let _ = spec.cancel_query(token).await;
+                }
+            }
+            _ = tick.tick(), if watching => {
+                if let Some(w) = watched.as_mut()
+                    && let Verdict::Yield = w.queue.look(spec, w.executor, w.pid, &io.events).await
+                {
                     let _ = spec.cancel_query(token).await;
                 }
             }
@@ -91,10 +117,16 @@ impl Exec<'_> {
 
     /// Runs SQL, sending a protocol cancel request if the operator cancels.
     pub(super) async fn query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, SqlFailure> {
+        let watched = Watched {
+            queue: &mut self.queue,
+            executor: &self.s.conn.target,
+            pid: self.s.conn_pid,
+        };
         let (result, cancelled) = cancellable(
             self.io,
             &self.s.spec,
             &self.s.conn.cancel,
+            Some(watched),
             self.s.conn.client.simple_query(sql),
         )
         .await;

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use super::Exec;
 use super::attempt::local_timeouts;
 use super::expect::{StepResult, evaluate, last_result};
-use super::sql::{SqlFailure, cancellable, failure};
+use super::sql::{SqlFailure, Watched, cancellable, failure};
 use super::state_row::{StateWrite, upsert_state};
 use crate::engine::failpoint;
 use crate::engine::recorder::TxnCopies;
@@ -69,6 +69,16 @@ impl Exec<'_> {
         sql: &str,
         settings: &Settings,
     ) -> Result<StepResult, SqlFailure> {
+        let raced;
+        let sql = if failpoint::yield_at("after-statements") {
+            // A yield's cancel arriving once the statements have their locks
+            // and are done, before COMMIT: the backend cancels itself there.
+            self.queue.yielded = Some(super::queue::Yielded::default());
+            raced = format!("{sql};\nSELECT pg_cancel_backend(pg_backend_pid())");
+            raced.as_str()
+        } else {
+            sql
+        };
         let copies = if self.rehearsal_open || !self.target_confirmed || !self.txn_copies {
             None
         } else {
@@ -149,16 +159,26 @@ impl Exec<'_> {
         let started = Instant::now();
         let in_txn = copies.as_ref();
         let client = &self.s.conn.client;
-        let ((setup_done, copied, messages), cancelled) =
-            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, async {
+        let watched = Watched {
+            queue: &mut self.queue,
+            executor: &self.s.conn.target,
+            pid: self.s.conn_pid,
+        };
+        let ((setup_done, copied, messages), cancelled) = cancellable(
+            self.io,
+            &self.s.spec,
+            &self.s.conn.cancel,
+            Some(watched),
+            async {
                 tokio::join!(
                     biased;
                     client.simple_query(&setup),
                     insert_copies(client, in_txn),
                     client.simple_query(sql),
                 )
-            })
-            .await;
+            },
+        )
+        .await;
         failpoint::point("in-transaction");
         let outcome = async {
             setup_done.map_err(|e| failure(&e, cancelled))?;
@@ -215,8 +235,17 @@ impl Exec<'_> {
     ) -> Result<StepResult, Attempt> {
         let client = &self.s.conn.client;
         let recorder = &mut self.s.recorder;
-        let ((setup_done, copied, messages, state, commit, notes, ()), cancelled) =
-            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, async {
+        let watched = Watched {
+            queue: &mut self.queue,
+            executor: &self.s.conn.target,
+            pid: self.s.conn_pid,
+        };
+        let ((setup_done, copied, messages, state, commit, notes, ()), cancelled) = cancellable(
+            self.io,
+            &self.s.spec,
+            &self.s.conn.cancel,
+            Some(watched),
+            async {
                 tokio::join!(
                     biased;
                     client.simple_query(setup),
@@ -234,8 +263,9 @@ impl Exec<'_> {
                         }
                     },
                 )
-            })
-            .await;
+            },
+        )
+        .await;
         self.warn(notes);
         let outcome = async {
             setup_done.map_err(|e| failure(&e, cancelled))?;

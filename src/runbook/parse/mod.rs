@@ -265,6 +265,22 @@ mod tests {
     }
 
     #[test]
+    fn max_queue_stall_defaults_to_200ms_per_step_too_and_zero_turns_it_off() {
+        let r = parse(MINIMAL).unwrap();
+        assert_eq!(r.settings.max_queue_stall, Duration::from_millis(200));
+        let set = MINIMAL.replace(
+            "[[phase]]",
+            "[settings]\nmax_queue_stall = \"0\"\n[[phase]]",
+        );
+        let r = parse(&(set + "max_queue_stall = \"1s\"\n")).unwrap();
+        assert_eq!(r.settings.max_queue_stall, Duration::ZERO);
+        let step = r.steps().next().map(|(_, s)| s.settings.max_queue_stall);
+        assert_eq!(step, Some(Duration::from_secs(1)));
+        let errs = parse(&(MINIMAL.to_string() + "max_queue_stall = \"soon\"\n")).unwrap_err();
+        assert!(errs[0].message.contains("max_queue_stall"), "{}", errs[0]);
+    }
+
+    #[test]
     fn sql_locations_point_into_the_runbook() {
         let text = MINIMAL.replace(
             "sql = \"SELECT 1\"",

@@ -99,6 +99,7 @@ pub(super) struct RawSettings {
     /// `[settings]` only: a step has no key for it.
     pub(super) rehearsal_max_queue: Option<Spanned<String>>,
     pub(super) max_replica_lag: Option<Spanned<String>>,
+    pub(super) max_queue_stall: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +150,7 @@ pub(super) struct RawStep {
     pub(super) target_batch_time: Option<Spanned<String>>,
     pub(super) batch_pause: Option<Spanned<String>>,
     pub(super) max_replica_lag: Option<Spanned<String>>,
+    pub(super) max_queue_stall: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

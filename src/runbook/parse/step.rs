@@ -167,6 +167,7 @@ impl Parser {
             on_blockers: raw.on_blockers,
             rehearsal_max_queue: None,
             max_replica_lag: raw.max_replica_lag,
+            max_queue_stall: raw.max_queue_stall,
         };
         let settings = self.settings(base, overrides);
         let file = raw.file.as_ref().map(|f| PathBuf::from(f.get_ref()));

@@ -194,6 +194,11 @@ impl Parser {
                 s.max_replica_lag = Some(d);
             }
         }
+        if let Some(v) = &raw.max_queue_stall
+            && let Some(d) = self.duration(v, "max_queue_stall")
+        {
+            s.max_queue_stall = d;
+        }
         if let Some(v) = &raw.lock_retries {
             match u32::try_from(*v.get_ref()) {
                 Ok(n) if n <= 1000 => s.lock_retries = n,

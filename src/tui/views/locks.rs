@@ -28,6 +28,60 @@ pub struct LockView<'a> {
     pub long_in_title: bool,
     /// The executor's session is a rehearsal: its locks are held until it ends.
     pub rehearsal: bool,
+    /// The queue behind the running step's lock wait (`max_queue_stall`).
+    pub queue: Option<&'a QueueStall>,
+}
+
+/// The sessions queued behind a step's lock wait, as the engine's queue
+/// watch last saw them, and how often the step has yielded to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStall {
+    pub step: String,
+    pub sessions: usize,
+    pub oldest: Duration,
+    pub limit: Duration,
+    pub yields: u32,
+}
+
+/// "3 session(s) queued behind pgpilot, oldest 120ms of max_queue_stall
+/// 200ms" and "pgpilot yielded 2 time(s) for add-column".
+pub fn queue_lines(q: &QueueStall, width: usize) -> Vec<Line<'static>> {
+    let ms =
+        |d: Duration| crate::runbook::format_duration(Duration::from_millis(d.as_millis() as u64));
+    let mut out = Vec::new();
+    if q.sessions > 0 {
+        let style = if q.oldest > q.limit / 2 {
+            theme::danger()
+        } else {
+            theme::warn()
+        };
+        out.push(Line::from(Span::styled(
+            cut(
+                &format!(
+                    "{} session(s) queued behind pgpilot, oldest {} of max_queue_stall {}",
+                    q.sessions,
+                    ms(q.oldest),
+                    ms(q.limit)
+                ),
+                width,
+            ),
+            style,
+        )));
+    }
+    if q.yields > 0 {
+        out.push(Line::from(Span::styled(
+            cut(
+                &format!(
+                    "pgpilot yielded {} time(s) for {} to let them through",
+                    q.yields,
+                    one_line(&q.step)
+                ),
+                width,
+            ),
+            theme::warn(),
+        )));
+    }
+    out
 }
 
 impl<'a> LockView<'a> {
@@ -42,6 +96,7 @@ impl<'a> LockView<'a> {
             interval: app.poll_interval,
             long_in_title: false,
             rehearsal: app.kind == crate::tui::app::SessionKind::Rehearsal,
+            queue: app.queue_stall.as_ref(),
         }
     }
 
@@ -120,6 +175,9 @@ pub fn draw_tree(f: &mut Frame, area: Rect, app: &LockView) {
                 theme::danger(),
             )));
         }
+    }
+    if let Some(q) = app.queue {
+        lines.extend(queue_lines(q, width));
     }
     lines.extend(queued_behind(snap, app.executor, app.rehearsal, width));
     if snap.tree.is_empty() {
