@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use crate::analysis::{FindingSeverity, RunbookAnalysis, StepAnalysis, analyze_runbook};
+use std::collections::BTreeSet;
+
+use crate::analysis::{
+    FindingSeverity, RuleId, RunbookAnalysis, StepAnalysis, analyze_runbook_with,
+};
 use crate::diag::Diagnostic;
 use crate::runbook::{Runbook, Step, StepKind, load};
 
@@ -26,8 +30,23 @@ impl Checked {
 
 /// Loads, analyzes and validates a runbook; all errors at once where possible.
 pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
-    let runbook = load(path)?;
-    let analysis = analyze_runbook(&runbook)?;
+    check_file_with(path, &BTreeSet::new())
+}
+
+/// [`check_file`] with opt-in rules turned on.
+pub fn check_file_with(
+    path: &Path,
+    enabled: &BTreeSet<RuleId>,
+) -> Result<Checked, Vec<Diagnostic>> {
+    check_runbook(load(path)?, enabled)
+}
+
+/// Analyzes and validates a runbook already read.
+pub fn check_runbook(
+    runbook: Runbook,
+    enabled: &BTreeSet<RuleId>,
+) -> Result<Checked, Vec<Diagnostic>> {
+    let analysis = analyze_runbook_with(&runbook, enabled)?;
     let mut diags = Vec::new();
     for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
         check_step(step, a, &mut diags);
@@ -137,26 +156,21 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             .with_help("remove `transaction = true`; pgpilot runs this step in autocommit"),
         );
     }
-    for s in &a.statements {
-        for f in s
-            .findings
-            .iter()
-            .filter(|f| f.severity == FindingSeverity::Error)
-        {
-            diags.push(
-                Diagnostic::error(at(s.start), format!("{}: {}", f.rule, f.message))
-                    .with_help(f.advice.clone()),
-            );
-        }
-        for f in s
-            .findings
-            .iter()
-            .filter(|f| f.severity == FindingSeverity::Warning)
-        {
-            diags.push(
-                Diagnostic::warning(at(s.start), format!("{}: {}", f.rule, f.message))
-                    .with_help(f.advice.clone()),
-            );
+    for level in [
+        FindingSeverity::Error,
+        FindingSeverity::Warning,
+        FindingSeverity::Note,
+    ] {
+        for s in &a.statements {
+            for f in s.findings.iter().filter(|f| f.severity == level) {
+                let message = format!("{}: {}", f.rule, f.message);
+                let d = match level {
+                    FindingSeverity::Error => Diagnostic::error(at(s.start), message),
+                    FindingSeverity::Warning => Diagnostic::warning(at(s.start), message),
+                    FindingSeverity::Note => Diagnostic::note(at(s.start), message),
+                };
+                diags.push(d.with_help(f.advice.clone()));
+            }
         }
     }
     check_rollback(step, a, diags);

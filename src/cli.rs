@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::check::check_file;
+use std::collections::BTreeSet;
+
+use crate::analysis::RuleId;
+use crate::check::{check_file, check_file_with};
 use crate::diag::Diagnostic;
 use crate::engine::{Mode, RunOptions};
 use crate::exit;
@@ -29,6 +32,9 @@ pub enum Command {
     Check {
         #[arg(required = true, value_name = "RUNBOOK")]
         runbooks: Vec<PathBuf>,
+        /// Turn on an opt-in rule (unqualified-name, rerun-unsafe); repeatable.
+        #[arg(long = "enable", value_name = "RULE")]
+        enable: Vec<String>,
     },
     /// Show every step with its locks, risk, findings and confirmation phrase.
     Plan {
@@ -198,7 +204,10 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(match cli.command {
-        Command::Check { runbooks } => check(&runbooks),
+        Command::Check { runbooks, enable } => match opt_in_rules(&enable) {
+            Ok(enabled) => check(&runbooks, &enabled),
+            Err(code) => code,
+        },
         Command::Plan {
             runbook,
             format,
@@ -260,11 +269,37 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-fn check(paths: &[PathBuf]) -> u8 {
+/// The opt-in rules `--enable` names; an unknown name is a usage error.
+fn opt_in_rules(names: &[String]) -> Result<BTreeSet<RuleId>, u8> {
+    let opt_in: Vec<&str> = crate::analysis::RULES
+        .iter()
+        .filter(|r| r.opt_in)
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut out = BTreeSet::new();
+    for name in names {
+        match RuleId::parse(name).filter(|r| r.rule().opt_in) {
+            Some(r) => {
+                out.insert(r);
+            }
+            None => {
+                eprintln!(
+                    "error: --enable {}: not an opt-in rule (opt-in rules: {})",
+                    crate::text::one_line(name),
+                    opt_in.join(", ")
+                );
+                return Err(exit::USAGE);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check(paths: &[PathBuf], enabled: &BTreeSet<RuleId>) -> u8 {
     let mut code = exit::OK;
     let st = Style::for_stdout();
     for path in paths {
-        match check_file(path) {
+        match check_file_with(path, enabled) {
             Ok(c) => {
                 print_diagnostics(&c.warnings);
                 let steps = c.runbook.steps().count();
