@@ -169,7 +169,9 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
                     FindingSeverity::Warning => Diagnostic::warning(at(s.start), message),
                     FindingSeverity::Note => Diagnostic::note(at(s.start), message),
                 };
-                diags.push(d.with_help(f.advice.clone()));
+                let mut d = d.with_help(f.advice.clone());
+                d.rule = Some(f.rule);
+                diags.push(d);
             }
         }
     }
@@ -313,13 +315,13 @@ fn check_rollback(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             .iter()
             .filter(|f| f.severity == FindingSeverity::Error)
         {
-            diags.push(
-                Diagnostic::error(
-                    rb.location(s.start),
-                    format!("{} in the rollback: {}", f.rule, f.message),
-                )
-                .with_help(f.advice.clone()),
-            );
+            let mut d = Diagnostic::error(
+                rb.location(s.start),
+                format!("{} in the rollback: {}", f.rule, f.message),
+            )
+            .with_help(f.advice.clone());
+            d.rule = Some(f.rule);
+            diags.push(d);
         }
     }
 }

@@ -5,10 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use std::collections::BTreeSet;
-
-use crate::analysis::RuleId;
-use crate::check::{check_file, check_file_with};
+use crate::check::check_file;
+use crate::check_report::{self, CheckFormat, FailOn};
 use crate::diag::Diagnostic;
 use crate::engine::{Mode, RunOptions};
 use crate::exit;
@@ -35,6 +33,12 @@ pub enum Command {
         /// Turn on an opt-in rule (unqualified-name, rerun-unsafe); repeatable.
         #[arg(long = "enable", value_name = "RULE")]
         enable: Vec<String>,
+        /// How to print findings: for people (text) or for CI.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// The lowest level that fails the check (exit code 1); errors always do.
+        #[arg(long, value_enum, default_value_t = FailOn::Error)]
+        fail_on: FailOn,
     },
     /// Show every step with its locks, risk, findings and confirmation phrase.
     Plan {
@@ -204,8 +208,13 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(match cli.command {
-        Command::Check { runbooks, enable } => match opt_in_rules(&enable) {
-            Ok(enabled) => check(&runbooks, &enabled),
+        Command::Check {
+            runbooks,
+            enable,
+            format,
+            fail_on,
+        } => match check_report::opt_in_rules(&enable) {
+            Ok(enabled) => check_report::run(&runbooks, &enabled, format, fail_on),
             Err(code) => code,
         },
         Command::Plan {
@@ -267,66 +276,6 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
         eprintln!("{d}");
     }
-}
-
-/// The opt-in rules `--enable` names; an unknown name is a usage error.
-fn opt_in_rules(names: &[String]) -> Result<BTreeSet<RuleId>, u8> {
-    let opt_in: Vec<&str> = crate::analysis::RULES
-        .iter()
-        .filter(|r| r.opt_in)
-        .map(|r| r.id.as_str())
-        .collect();
-    let mut out = BTreeSet::new();
-    for name in names {
-        match RuleId::parse(name).filter(|r| r.rule().opt_in) {
-            Some(r) => {
-                out.insert(r);
-            }
-            None => {
-                eprintln!(
-                    "error: --enable {}: not an opt-in rule (opt-in rules: {})",
-                    crate::text::one_line(name),
-                    opt_in.join(", ")
-                );
-                return Err(exit::USAGE);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn check(paths: &[PathBuf], enabled: &BTreeSet<RuleId>) -> u8 {
-    let mut code = exit::OK;
-    let st = Style::for_stdout();
-    for path in paths {
-        match check_file_with(path, enabled) {
-            Ok(c) => {
-                print_diagnostics(&c.warnings);
-                let steps = c.runbook.steps().count();
-                println!(
-                    "{}: ok: {} phases, {steps} steps, risk {}{}",
-                    crate::text::for_terminal(&path.display().to_string()),
-                    c.runbook.phases.len(),
-                    st.risk(c.effective_risk()),
-                    if c.warnings.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} warnings", c.warnings.len())
-                    },
-                );
-            }
-            Err(diags) => {
-                print_diagnostics(&diags);
-                eprintln!(
-                    "{}: {} error(s)",
-                    crate::text::for_terminal(&path.display().to_string()),
-                    diags.len()
-                );
-                code = exit::FAILED;
-            }
-        }
-    }
-    code
 }
 
 fn plan(path: &std::path::Path, format: Format, conn: &Conn) -> u8 {

@@ -96,6 +96,8 @@ pub struct Diagnostic {
     pub location: Location,
     pub message: String,
     pub help: Option<String>,
+    /// The finding rule behind it, for machine-readable output (`check --format`).
+    pub rule: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -105,6 +107,7 @@ impl Diagnostic {
             location,
             message: message.into(),
             help: None,
+            rule: None,
         }
     }
 

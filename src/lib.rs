@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod audit;
 pub mod backoff;
 pub mod check;
+pub mod check_report;
 pub mod cli;
 pub mod demo;
 pub mod diag;
