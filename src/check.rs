@@ -156,13 +156,50 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             .with_help("remove `transaction = true`; pgpilot runs this step in autocommit"),
         );
     }
+    // `-- pgpilot: ignore RULE — reason` on the line before a statement.
+    let mut prev_end = 0;
+    let mut ignores = Vec::new();
+    for s in &a.statements {
+        let gap = sql.text.get(prev_end..s.start).unwrap_or("");
+        ignores.push(crate::suppress::ignores_before(gap, prev_end));
+        prev_end = s.end;
+    }
+    for (s, ignore) in a.statements.iter().zip(&ignores) {
+        let Some(i) = ignore else { continue };
+        for rule in &i.rules {
+            if !s.findings.iter().any(|f| f.rule == rule.as_str()) {
+                let mut d = Diagnostic::warning(
+                    at(i.at),
+                    format!("pgpilot: ignore {rule} matches no finding of the next statement"),
+                )
+                .with_help("remove the stale ignore, or name the rule the statement raises");
+                d.rule = Some("unused-ignore");
+                diags.push(d);
+            }
+        }
+        if !i.has_reason {
+            let mut d = Diagnostic::warning(at(i.at), "an ignore without a reason")
+                .with_help("say why after a dash: -- pgpilot: ignore RULE — why it is safe here");
+            d.rule = Some("ignore-without-reason");
+            diags.push(d);
+        }
+    }
     for level in [
         FindingSeverity::Error,
         FindingSeverity::Warning,
         FindingSeverity::Note,
     ] {
-        for s in &a.statements {
-            for f in s.findings.iter().filter(|f| f.severity == level) {
+        for (s, ignore) in a.statements.iter().zip(&ignores) {
+            let ignored = |rule: &str| {
+                ignore
+                    .as_ref()
+                    .is_some_and(|i| i.rules.iter().any(|r| r == rule))
+            };
+            for f in s
+                .findings
+                .iter()
+                .filter(|f| f.severity == level && !ignored(f.rule))
+            {
                 let message = format!("{}: {}", f.rule, f.message);
                 let d = match level {
                     FindingSeverity::Error => Diagnostic::error(at(s.start), message),

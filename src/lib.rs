@@ -29,5 +29,6 @@ pub mod runbook;
 pub mod sandbox;
 pub mod session;
 pub mod style;
+pub mod suppress;
 pub mod text;
 pub mod tui;

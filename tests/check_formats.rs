@@ -178,3 +178,33 @@ fn enable_turns_on_an_opt_in_rule_and_refuses_other_names() {
     assert_eq!(code, 2);
     assert!(err.contains("not an opt-in rule"), "{err}");
 }
+
+#[test]
+fn an_ignore_comment_silences_its_rule_and_a_stale_or_unexplained_one_is_a_warning() {
+    let d = tmp("ignore");
+    let p = runbook(
+        &d,
+        "-- pgpilot: ignore index-not-concurrent — the table has ten rows\\nCREATE INDEX i ON t (a);\\n-- pgpilot: ignore drop-table\\nCREATE INDEX j ON t (b)",
+    );
+    let (code, out, _) = pgpilot(&["check", "--format", "json", p.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rules: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rule"].as_str().unwrap())
+        .collect();
+    // The first index is silenced; the second is not (its ignore names
+    // another rule, which matches nothing, and gives no reason).
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| **r == "index-not-concurrent")
+            .count(),
+        1,
+        "{rules:?}"
+    );
+    assert!(rules.contains(&"unused-ignore"), "{rules:?}");
+    assert!(rules.contains(&"ignore-without-reason"), "{rules:?}");
+}
