@@ -184,6 +184,22 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             diags.push(d);
         }
     }
+    // `ignore = ["RULE"]` on the step: each must match a finding of it.
+    for rule in &step.ignore {
+        if !a.findings().any(|f| f.rule == rule.as_str()) {
+            let place = step.ignore_at.clone().unwrap_or_else(|| step.at.clone());
+            let mut d = Diagnostic::warning(
+                place,
+                format!(
+                    "ignore = [\"{rule}\"] matches no finding of step {}",
+                    step.id
+                ),
+            )
+            .with_help("remove the stale ignore, or name the rule the step raises");
+            d.rule = Some("unused-ignore");
+            diags.push(d);
+        }
+    }
     for level in [
         FindingSeverity::Error,
         FindingSeverity::Warning,
@@ -191,9 +207,10 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
     ] {
         for (s, ignore) in a.statements.iter().zip(&ignores) {
             let ignored = |rule: &str| {
-                ignore
-                    .as_ref()
-                    .is_some_and(|i| i.rules.iter().any(|r| r == rule))
+                step.ignore.iter().any(|r| r == rule)
+                    || ignore
+                        .as_ref()
+                        .is_some_and(|i| i.rules.iter().any(|r| r == rule))
             };
             for f in s
                 .findings

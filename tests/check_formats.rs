@@ -208,3 +208,21 @@ fn an_ignore_comment_silences_its_rule_and_a_stale_or_unexplained_one_is_a_warni
     assert!(rules.contains(&"unused-ignore"), "{rules:?}");
     assert!(rules.contains(&"ignore-without-reason"), "{rules:?}");
 }
+
+#[test]
+fn a_step_ignore_silences_its_rule_and_a_stale_one_is_a_warning() {
+    let d = tmp("step-ignore");
+    let p = d.join("r.toml");
+    std::fs::write(
+        &p,
+        "[runbook]\nid = \"x\"\ntitle = \"x\"\n[[phase]]\nid = \"p\"\n[[phase.step]]\nid = \"s\"\nkind = \"change\"\nsql = \"CREATE INDEX i ON t (a)\"\nignore = [\"index-not-concurrent\", \"drop-table\"]\n",
+    )
+    .unwrap();
+    let (code, out, _) = pgpilot(&["check", "--format", "gcc", p.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("index-not-concurrent:"), "{out}");
+    assert!(
+        out.contains(":10:10: warning: ignore = [\"drop-table\"] matches no finding of step s"),
+        "{out}"
+    );
+}
