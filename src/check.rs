@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use crate::analysis::{FindingSeverity, RunbookAnalysis, StepAnalysis, analyze_runbook};
+use std::collections::BTreeSet;
+
+use crate::analysis::{
+    FindingSeverity, RuleId, RunbookAnalysis, StepAnalysis, analyze_runbook_with,
+};
 use crate::diag::Diagnostic;
 use crate::runbook::{Runbook, Step, StepKind};
 
@@ -27,8 +31,34 @@ impl Checked {
 /// Loads, analyzes and validates a runbook (or a `.sql` file or migration
 /// folder, see `crate::migrations`); all errors at once where possible.
 pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
-    let (runbook, mut diags) = crate::migrations::load_source(path)?;
-    let analysis = analyze_runbook(&runbook)?;
+    check_file_with(path, &BTreeSet::new())
+}
+
+/// [`check_file`] with opt-in rules turned on.
+pub fn check_file_with(
+    path: &Path,
+    enabled: &BTreeSet<RuleId>,
+) -> Result<Checked, Vec<Diagnostic>> {
+    let (runbook, diags) = crate::migrations::load_source(path)?;
+    check_loaded(runbook, diags, enabled)
+}
+
+/// Analyzes and validates a runbook already read.
+pub fn check_runbook(
+    runbook: Runbook,
+    enabled: &BTreeSet<RuleId>,
+) -> Result<Checked, Vec<Diagnostic>> {
+    check_loaded(runbook, Vec::new(), enabled)
+}
+
+/// The checks of a runbook read with `diags` already found while reading it
+/// (a migration folder's warnings, e.g. CONCURRENTLY inside a transaction).
+fn check_loaded(
+    runbook: Runbook,
+    mut diags: Vec<Diagnostic>,
+    enabled: &BTreeSet<RuleId>,
+) -> Result<Checked, Vec<Diagnostic>> {
+    let analysis = analyze_runbook_with(&runbook, enabled)?;
     for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
         check_step(step, a, &mut diags);
     }
@@ -137,26 +167,77 @@ fn check_step(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             .with_help("remove `transaction = true`; pgpilot runs this step in autocommit"),
         );
     }
+    // `-- pgpilot: ignore RULE — reason` on the line before a statement.
+    let mut prev_end = 0;
+    let mut ignores = Vec::new();
     for s in &a.statements {
-        for f in s
-            .findings
-            .iter()
-            .filter(|f| f.severity == FindingSeverity::Error)
-        {
-            diags.push(
-                Diagnostic::error(at(s.start), format!("{}: {}", f.rule, f.message))
-                    .with_help(f.advice.clone()),
-            );
+        let gap = sql.text.get(prev_end..s.start).unwrap_or("");
+        ignores.push(crate::suppress::ignores_before(gap, prev_end));
+        prev_end = s.end;
+    }
+    for (s, ignore) in a.statements.iter().zip(&ignores) {
+        let Some(i) = ignore else { continue };
+        for rule in &i.rules {
+            if !s.findings.iter().any(|f| f.rule == rule.as_str()) {
+                let mut d = Diagnostic::warning(
+                    at(i.at),
+                    format!("pgpilot: ignore {rule} matches no finding of the next statement"),
+                )
+                .with_help("remove the stale ignore, or name the rule the statement raises");
+                d.rule = Some("unused-ignore");
+                diags.push(d);
+            }
         }
-        for f in s
-            .findings
-            .iter()
-            .filter(|f| f.severity == FindingSeverity::Warning)
-        {
-            diags.push(
-                Diagnostic::warning(at(s.start), format!("{}: {}", f.rule, f.message))
-                    .with_help(f.advice.clone()),
-            );
+        if !i.has_reason {
+            let mut d = Diagnostic::warning(at(i.at), "an ignore without a reason")
+                .with_help("say why after a dash: -- pgpilot: ignore RULE — why it is safe here");
+            d.rule = Some("ignore-without-reason");
+            diags.push(d);
+        }
+    }
+    // `ignore = ["RULE"]` on the step: each must match a finding of it.
+    for rule in &step.ignore {
+        if !a.findings().any(|f| f.rule == rule.as_str()) {
+            let place = step.ignore_at.clone().unwrap_or_else(|| step.at.clone());
+            let mut d = Diagnostic::warning(
+                place,
+                format!(
+                    "ignore = [\"{rule}\"] matches no finding of step {}",
+                    step.id
+                ),
+            )
+            .with_help("remove the stale ignore, or name the rule the step raises");
+            d.rule = Some("unused-ignore");
+            diags.push(d);
+        }
+    }
+    for level in [
+        FindingSeverity::Error,
+        FindingSeverity::Warning,
+        FindingSeverity::Note,
+    ] {
+        for (s, ignore) in a.statements.iter().zip(&ignores) {
+            let ignored = |rule: &str| {
+                step.ignore.iter().any(|r| r == rule)
+                    || ignore
+                        .as_ref()
+                        .is_some_and(|i| i.rules.iter().any(|r| r == rule))
+            };
+            for f in s
+                .findings
+                .iter()
+                .filter(|f| f.severity == level && !ignored(f.rule))
+            {
+                let message = format!("{}: {}", f.rule, f.message);
+                let d = match level {
+                    FindingSeverity::Error => Diagnostic::error(at(s.start), message),
+                    FindingSeverity::Warning => Diagnostic::warning(at(s.start), message),
+                    FindingSeverity::Note => Diagnostic::note(at(s.start), message),
+                };
+                let mut d = d.with_help(f.advice.clone());
+                d.rule = Some(f.rule);
+                diags.push(d);
+            }
         }
     }
     check_rollback(step, a, diags);
@@ -299,13 +380,13 @@ fn check_rollback(step: &Step, a: &StepAnalysis, diags: &mut Vec<Diagnostic>) {
             .iter()
             .filter(|f| f.severity == FindingSeverity::Error)
         {
-            diags.push(
-                Diagnostic::error(
-                    rb.location(s.start),
-                    format!("{} in the rollback: {}", f.rule, f.message),
-                )
-                .with_help(f.advice.clone()),
-            );
+            let mut d = Diagnostic::error(
+                rb.location(s.start),
+                format!("{} in the rollback: {}", f.rule, f.message),
+            )
+            .with_help(f.advice.clone());
+            d.rule = Some(f.rule);
+            diags.push(d);
         }
     }
 }

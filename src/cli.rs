@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::check_file;
+use crate::check_report::{self, CheckFormat, FailOn};
 use crate::diag::Diagnostic;
 use crate::engine::{Mode, RunOptions};
 use crate::exit;
@@ -29,6 +30,15 @@ pub enum Command {
     Check {
         #[arg(required = true, value_name = "FILE.sql|DIR|RUNBOOK")]
         runbooks: Vec<PathBuf>,
+        /// Turn on an opt-in rule (unqualified-name, rerun-unsafe); repeatable.
+        #[arg(long = "enable", value_name = "RULE")]
+        enable: Vec<String>,
+        /// How to print findings: for people (text) or for CI.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// The lowest level that fails the check (exit code 1); errors always do.
+        #[arg(long, value_enum, default_value_t = FailOn::Error)]
+        fail_on: FailOn,
     },
     /// Write a runbook for a migration folder (Flyway, golang-migrate, dbmate, numbered files) that runs its files.
     Import {
@@ -237,7 +247,15 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(match cli.command {
-        Command::Check { runbooks } => check(&runbooks),
+        Command::Check {
+            runbooks,
+            enable,
+            format,
+            fail_on,
+        } => match check_report::opt_in_rules(&enable) {
+            Ok(enabled) => check_report::run(&runbooks, &enabled, format, fail_on),
+            Err(code) => code,
+        },
         Command::Import {
             dir,
             layout,
@@ -331,40 +349,6 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
         eprintln!("{d}");
     }
-}
-
-fn check(paths: &[PathBuf]) -> u8 {
-    let mut code = exit::OK;
-    let st = Style::for_stdout();
-    for path in paths {
-        match check_file(path) {
-            Ok(c) => {
-                print_diagnostics(&c.warnings);
-                let steps = c.runbook.steps().count();
-                println!(
-                    "{}: ok: {} phases, {steps} steps, risk {}{}",
-                    crate::text::for_terminal(&path.display().to_string()),
-                    c.runbook.phases.len(),
-                    st.risk(c.effective_risk()),
-                    if c.warnings.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} warnings", c.warnings.len())
-                    },
-                );
-            }
-            Err(diags) => {
-                print_diagnostics(&diags);
-                eprintln!(
-                    "{}: {} error(s)",
-                    crate::text::for_terminal(&path.display().to_string()),
-                    diags.len()
-                );
-                code = exit::FAILED;
-            }
-        }
-    }
-    code
 }
 
 fn plan(path: &std::path::Path, format: Format, conn: &Conn) -> u8 {

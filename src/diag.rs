@@ -84,6 +84,7 @@ impl fmt::Display for Location {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    Note,
     Warning,
     Error,
 }
@@ -95,6 +96,8 @@ pub struct Diagnostic {
     pub location: Location,
     pub message: String,
     pub help: Option<String>,
+    /// The finding rule behind it, for machine-readable output (`check --format`).
+    pub rule: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -104,12 +107,20 @@ impl Diagnostic {
             location,
             message: message.into(),
             help: None,
+            rule: None,
         }
     }
 
     pub fn warning(location: Location, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
+            ..Diagnostic::error(location, message)
+        }
+    }
+
+    pub fn note(location: Location, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Note,
             ..Diagnostic::error(location, message)
         }
     }
@@ -129,6 +140,7 @@ impl fmt::Display for Diagnostic {
         let level = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         // Messages quote the runbook under review: shown, never obeyed.
         let safe = |t: &str| crate::text::one_line(&crate::text::redact(t));

@@ -174,6 +174,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "confirm",
             "explain",
             "irreversible",
+            "ignore",
             "lock_timeout",
             "statement_timeout",
             "lock_retries",

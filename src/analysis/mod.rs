@@ -44,9 +44,11 @@ pub struct Finding {
     pub severity: FindingSeverity,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingSeverity {
+    /// Advice worth knowing that needs no action (`check` passes quietly).
+    Note,
     Warning,
     Error,
 }
@@ -112,6 +114,10 @@ pub struct Context {
     pub not_null_checks: HashMap<(RelationName, String), String>,
     /// (table, column) pairs with a validated NOT NULL check.
     pub validated_not_null: HashSet<(RelationName, String)>,
+    /// Constraints added NOT VALID in the current step: (table, constraint).
+    pub not_valid_in_step: HashSet<(RelationName, String)>,
+    /// Opt-in rules turned on (`check --enable RULE`).
+    pub enabled: BTreeSet<RuleId>,
 }
 
 /// Analyzes SQL text: statements with their facts, or the syntax error.
@@ -139,11 +145,12 @@ fn analyze_as(
         .map(|p| {
             // Shown by plan, check and the TUI: never with a password in it.
             let sql = crate::text::redact(&text[p.start..p.end]);
-            let mut a = match &p.node {
+            let mut facts = match &p.node {
                 Some(node) => classify::classify(node, ctx),
                 None => classify::Facts::unknown(StatementKind::EMPTY),
-            }
-            .into_analysis(sql, ctx);
+            };
+            classify::too_long(&parsable[p.start..p.end], &mut facts);
+            let mut a = facts.into_analysis(sql, ctx);
             a.start = p.start;
             a.end = p.end;
             a
@@ -198,7 +205,18 @@ impl RunbookAnalysis {
 
 /// Analyzes every step; syntax errors become diagnostics at their place.
 pub fn analyze_runbook(runbook: &Runbook) -> Result<RunbookAnalysis, Vec<Diagnostic>> {
-    let mut ctx = Context::default();
+    analyze_runbook_with(runbook, &BTreeSet::new())
+}
+
+/// Like [`analyze_runbook`], with opt-in rules turned on.
+pub fn analyze_runbook_with(
+    runbook: &Runbook,
+    enabled: &BTreeSet<RuleId>,
+) -> Result<RunbookAnalysis, Vec<Diagnostic>> {
+    let mut ctx = Context {
+        enabled: enabled.clone(),
+        ..Context::default()
+    };
     let mut steps = Vec::new();
     let mut diags = Vec::new();
     let mut migration: Option<&str> = None;
@@ -256,6 +274,8 @@ pub fn analyze_step(step: &Step, ctx: &mut Context) -> Result<StepAnalysis, Diag
         .flat_map(|s| vars::references(&s.text).unwrap_or_default())
         .any(|r| r.form == vars::VarForm::Ident);
     let before = names_from_values.then(|| Box::new(ctx.clone()));
+    // A step is one transaction: NOT VALID then VALIDATE within it gains nothing.
+    ctx.not_valid_in_step.clear();
     let statements = match step.sql() {
         Some(sql) => {
             analyze_sql(&sql.text, ctx).map_err(|e| syntax_diagnostic(sql, &e, "the step"))?

@@ -31,11 +31,31 @@ pub enum RuleId {
     RefreshMatviewNotConcurrent,
     OpaqueStatement,
     LockTable,
+    PreferText,
+    CharType,
+    IntKey,
+    PreferIdentity,
+    IdentifierTooLong,
+    UnqualifiedName,
+    DomainConstraint,
+    AlterDomainConstraint,
+    DropNotNull,
+    DetachPartitionNotConcurrent,
+    EnumValueOrder,
+    RenameEnumValue,
+    DuplicateColumn,
+    RerunUnsafe,
+    DropDatabase,
+    RenameSchema,
+    DropCascade,
+    SetSchema,
+    ValidateSameTransaction,
+    CoercibleTypeChange,
 }
 
 impl RuleId {
     /// Every rule, in the order of [`RULES`].
-    pub const ALL: [RuleId; 24] = [
+    pub const ALL: [RuleId; 44] = [
         RuleId::IndexNotConcurrent,
         RuleId::DropIndexNotConcurrent,
         RuleId::ReindexNotConcurrent,
@@ -60,6 +80,26 @@ impl RuleId {
         RuleId::RefreshMatviewNotConcurrent,
         RuleId::OpaqueStatement,
         RuleId::LockTable,
+        RuleId::PreferText,
+        RuleId::CharType,
+        RuleId::IntKey,
+        RuleId::PreferIdentity,
+        RuleId::IdentifierTooLong,
+        RuleId::UnqualifiedName,
+        RuleId::DomainConstraint,
+        RuleId::AlterDomainConstraint,
+        RuleId::DropNotNull,
+        RuleId::DetachPartitionNotConcurrent,
+        RuleId::EnumValueOrder,
+        RuleId::RenameEnumValue,
+        RuleId::DuplicateColumn,
+        RuleId::RerunUnsafe,
+        RuleId::DropDatabase,
+        RuleId::RenameSchema,
+        RuleId::DropCascade,
+        RuleId::SetSchema,
+        RuleId::ValidateSameTransaction,
+        RuleId::CoercibleTypeChange,
     ];
 
     /// The id shown to users, in `plan --format json` and in the docs.
@@ -89,6 +129,26 @@ impl RuleId {
             RuleId::RefreshMatviewNotConcurrent => "refresh-matview-not-concurrent",
             RuleId::OpaqueStatement => "opaque-statement",
             RuleId::LockTable => "lock-table",
+            RuleId::PreferText => "prefer-text",
+            RuleId::CharType => "char-type",
+            RuleId::IntKey => "int-key",
+            RuleId::PreferIdentity => "prefer-identity",
+            RuleId::IdentifierTooLong => "identifier-too-long",
+            RuleId::UnqualifiedName => "unqualified-name",
+            RuleId::DomainConstraint => "domain-constraint",
+            RuleId::AlterDomainConstraint => "alter-domain-constraint",
+            RuleId::DropNotNull => "drop-not-null",
+            RuleId::DetachPartitionNotConcurrent => "detach-partition-not-concurrent",
+            RuleId::EnumValueOrder => "enum-value-order",
+            RuleId::RenameEnumValue => "rename-enum-value",
+            RuleId::DuplicateColumn => "duplicate-column",
+            RuleId::RerunUnsafe => "rerun-unsafe",
+            RuleId::DropDatabase => "drop-database",
+            RuleId::RenameSchema => "rename-schema",
+            RuleId::DropCascade => "drop-cascade",
+            RuleId::SetSchema => "set-schema",
+            RuleId::ValidateSameTransaction => "validate-same-transaction",
+            RuleId::CoercibleTypeChange => "coercible-type-change",
         }
     }
 
@@ -111,6 +171,9 @@ pub struct Rule {
     pub catches: &'static str,
     pub advice: &'static str,
     pub severity: FindingSeverity,
+    /// Off unless enabled (`check --enable RULE`): advice some teams want
+    /// and others do not.
+    pub opt_in: bool,
 }
 
 const fn warn(id: RuleId, catches: &'static str, advice: &'static str) -> Rule {
@@ -119,6 +182,21 @@ const fn warn(id: RuleId, catches: &'static str, advice: &'static str) -> Rule {
         catches,
         advice,
         severity: FindingSeverity::Warning,
+        opt_in: false,
+    }
+}
+
+const fn note(id: RuleId, catches: &'static str, advice: &'static str) -> Rule {
+    Rule {
+        severity: FindingSeverity::Note,
+        ..warn(id, catches, advice)
+    }
+}
+
+const fn opt_in(id: RuleId, catches: &'static str, advice: &'static str) -> Rule {
+    Rule {
+        opt_in: true,
+        ..warn(id, catches, advice)
     }
 }
 
@@ -218,6 +296,7 @@ pub const RULES: &[Rule] = &[
         catches: "BEGIN, COMMIT, ROLLBACK or SAVEPOINT inside a step breaks pgpilot's transaction around the step and its exactly-once state",
         advice: "remove it: pgpilot runs each step in its own transaction (or in autocommit when a statement needs it); split the work into steps",
         severity: FindingSeverity::Error,
+        opt_in: false,
     },
     warn(
         RuleId::AddColumnNotNull,
@@ -244,6 +323,108 @@ pub const RULES: &[Rule] = &[
         "an explicit LOCK TABLE holds its lock until the step's transaction ends",
         "make sure the step is short, and keep lock_timeout low",
     ),
+    note(
+        RuleId::PreferText,
+        "varchar(n) only caps the length, and raising the cap later is a schema change; text stores the same bytes",
+        "use text, with a CHECK (length(col) <= n) if the cap matters (added NOT VALID on an existing table)",
+    ),
+    warn(
+        RuleId::CharType,
+        "char(n) pads every value with blanks to n characters, compares with the padding ignored, and is never faster than text",
+        "use text (or varchar) with a CHECK on the length if it matters",
+    ),
+    warn(
+        RuleId::IntKey,
+        "an integer or smallint key runs out (2^31 or 2^15 values), and widening it later rewrites the table and every referencing one",
+        "use bigint (or bigint GENERATED … AS IDENTITY) for keys",
+    ),
+    note(
+        RuleId::PreferIdentity,
+        "serial creates a sequence the column does not own in the SQL standard sense: grants, copies and dumps treat it apart",
+        "use GENERATED BY DEFAULT AS IDENTITY (bigint)",
+    ),
+    warn(
+        RuleId::IdentifierTooLong,
+        "PostgreSQL silently truncates identifiers to 63 bytes, so the object gets another name than the one written",
+        "shorten the name to at most 63 bytes",
+    ),
+    opt_in(
+        RuleId::UnqualifiedName,
+        "a table named without its schema is looked up on search_path, which may differ between sessions, roles and environments",
+        "qualify the name with its schema (public.orders)",
+    ),
+    warn(
+        RuleId::DomainConstraint,
+        "a domain with a constraint makes every later change to that constraint re-check (or rewrite) every column that uses the domain",
+        "use the base type and put the CHECK on the column (NOT VALID, then VALIDATE, on an existing table)",
+    ),
+    warn(
+        RuleId::AlterDomainConstraint,
+        "ALTER DOMAIN … ADD CONSTRAINT checks every column of every table that uses the domain while it holds their locks",
+        "add the CHECK on each column instead, NOT VALID, then VALIDATE CONSTRAINT in a later step",
+    ),
+    warn(
+        RuleId::DropNotNull,
+        "dropping NOT NULL lets NULLs in that running clients and PL/pgSQL code do not expect",
+        "keep the constraint and use a marker value, or move clients first and drop it in a later release",
+    ),
+    warn(
+        RuleId::DetachPartitionNotConcurrent,
+        "DETACH PARTITION without CONCURRENTLY takes ACCESS EXCLUSIVE on the parent table, blocking reads and writes of every partition",
+        "use ALTER TABLE … DETACH PARTITION … CONCURRENTLY in a step of its own (PostgreSQL 14+)",
+    ),
+    warn(
+        RuleId::EnumValueOrder,
+        "ALTER TYPE … ADD VALUE without BEFORE or AFTER puts the value last, which changes what < and ORDER BY mean for it",
+        "say where it goes: ADD VALUE 'x' BEFORE 'y' (or AFTER)",
+    ),
+    warn(
+        RuleId::RenameEnumValue,
+        "renaming an enum value breaks every client and stored query that still uses the old value",
+        "add the new value, move rows and clients to it, and stop using the old one",
+    ),
+    Rule {
+        id: RuleId::DuplicateColumn,
+        catches: "a column declared or assigned twice in one statement fails when it runs",
+        advice: "name each column once",
+        severity: FindingSeverity::Error,
+        opt_in: false,
+    },
+    opt_in(
+        RuleId::RerunUnsafe,
+        "a CREATE without IF NOT EXISTS or a DROP without IF EXISTS fails when the migration is run again after a partial failure",
+        "write CREATE … IF NOT EXISTS and DROP … IF EXISTS (ALTER TABLE … ADD COLUMN IF NOT EXISTS, DROP CONSTRAINT IF EXISTS)",
+    ),
+    warn(
+        RuleId::DropDatabase,
+        "DROP DATABASE removes a whole database and cannot be undone",
+        "take a backup and drop it by hand, outside a migration",
+    ),
+    warn(
+        RuleId::RenameSchema,
+        "renaming a schema breaks every client, search_path and function body that uses the old name",
+        "create the new schema and move objects over, or leave the name",
+    ),
+    warn(
+        RuleId::DropCascade,
+        "DROP … CASCADE also drops every view, function, constraint or default that depends on the object, without naming them",
+        "drop the dependents by name first, then the object without CASCADE (the statement fails if something still depends on it)",
+    ),
+    warn(
+        RuleId::SetSchema,
+        "moving an object to another schema breaks every client that names it with the old schema (or finds it on search_path)",
+        "create it in the new schema (or a view there) and move clients first",
+    ),
+    warn(
+        RuleId::ValidateSameTransaction,
+        "VALIDATE CONSTRAINT in the same transaction as ADD CONSTRAINT … NOT VALID keeps the ADD's strong lock for the whole validation, giving up what NOT VALID gains",
+        "validate in a later step: each step runs in its own transaction",
+    ),
+    note(
+        RuleId::CoercibleTypeChange,
+        "a change to text, unbounded varchar or a longer varchar rewrites nothing when the column already is varchar or text (binary-coercible), but does rewrite from other types",
+        "check the column's current type: from varchar or text no rewrite happens; a shorter varchar scans the table",
+    ),
 ];
 
 // RULES holds one entry per RuleId, at the variant's index: a rule added to
@@ -257,6 +438,13 @@ const _: () = {
         i += 1;
     }
 };
+
+impl RuleId {
+    /// The rule with this user-facing id.
+    pub fn parse(name: &str) -> Option<RuleId> {
+        RuleId::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
 
 /// A finding of rule `id`, with a message specific to the statement.
 pub fn finding(id: RuleId, message: impl Into<String>) -> Finding {

@@ -408,6 +408,10 @@ pub struct Step {
     pub confirm: Option<String>,
     pub explain: Option<String>,
     pub irreversible: Option<String>,
+    /// `ignore = ["RULE", …]`: findings of these rules are not shown for this
+    /// step, with where the key is (an ignore that matches nothing is a warning).
+    pub ignore: Vec<String>,
+    pub ignore_at: Option<Location>,
     /// A backfill step's walk (only on `kind = "backfill"`).
     pub backfill: Option<Backfill>,
     pub settings: Settings,

@@ -118,7 +118,14 @@ impl Facts {
             creates: self.creates,
             builds_index: self.builds_index,
             work,
-            findings: self.findings,
+            findings: self
+                .findings
+                .into_iter()
+                .filter(|f| {
+                    RuleId::parse(f.rule)
+                        .is_none_or(|r| !r.rule().opt_in || ctx.enabled.contains(&r))
+                })
+                .collect(),
             start: 0,
             end: 0,
         }

@@ -6,6 +6,7 @@
 mod dml;
 mod facts;
 mod index;
+mod lint;
 mod objects;
 mod table;
 mod tree;
@@ -18,9 +19,17 @@ use super::rules::RuleId;
 use tree::read_all;
 
 pub use facts::Facts;
+pub use lint::too_long;
+
+/// What one statement does: its family's facts, then the shape rules.
+pub fn classify(node: &N, ctx: &mut Context) -> Facts {
+    let mut f = family(node, ctx);
+    lint::lint(node, ctx, &mut f);
+    f
+}
 
 /// What one statement does, by its family.
-pub fn classify(node: &N, ctx: &mut Context) -> Facts {
+fn family(node: &N, ctx: &mut Context) -> Facts {
     match node {
         N::SelectStmt(s) => dml::select(node, s),
         N::InsertStmt(s) => dml::insert(node, s),

@@ -20,8 +20,41 @@ pub(super) fn column_type_findings(
     col: &str,
     t: &pb::TypeName,
 ) {
+    column_findings(f, table, col, t, false);
+}
+
+/// Findings about a column's type; `key` when it is (part of) the primary key.
+pub(super) fn column_findings(
+    f: &mut Facts,
+    table: &RelationName,
+    col: &str,
+    t: &pb::TypeName,
+    key: bool,
+) {
     let col = quote_ident(col);
-    match type_last_name(t) {
+    let ty = type_last_name(t);
+    if key
+        && matches!(
+            ty,
+            "int4" | "int2" | "serial" | "serial4" | "smallserial" | "serial2"
+        )
+    {
+        f.find(
+            RuleId::IntKey,
+            format!("key {table}.{col} is {}", shown_type(ty)),
+        );
+    }
+    if SERIAL_TYPES.contains(&ty) {
+        f.find(RuleId::PreferIdentity, format!("{table}.{col} is {ty}"));
+    }
+    match ty {
+        "bpchar" => f.find(RuleId::CharType, format!("{table}.{col} is char(n)")),
+        "varchar" if !t.typmods.is_empty() => {
+            f.find(RuleId::PreferText, format!("{table}.{col} is varchar(n)"))
+        }
+        _ => {}
+    }
+    match ty {
         "json" => f.find(RuleId::PreferJsonb, format!("{table}.{col} is json")),
         "timestamp" => f.find(
             RuleId::PreferTimestamptz,
@@ -29,6 +62,43 @@ pub(super) fn column_type_findings(
         ),
         _ => {}
     }
+}
+
+/// A type's name as written in SQL, for messages.
+fn shown_type(ty: &str) -> &str {
+    match ty {
+        "int4" => "integer",
+        "int2" => "smallint",
+        other => other,
+    }
+}
+
+/// Whether a column definition says PRIMARY KEY itself.
+fn inline_primary_key(cd: &pb::ColumnDef) -> bool {
+    cd.constraints.iter().any(|c| {
+        matches!(c.node.as_ref(), Some(N::Constraint(c))
+            if c.contype == pb::ConstrType::ConstrPrimary as i32)
+    })
+}
+
+/// The columns of a table-level PRIMARY KEY (…).
+fn table_primary_key(elts: &[pb::Node]) -> Vec<String> {
+    elts.iter()
+        .filter_map(|e| match e.node.as_ref() {
+            Some(N::Constraint(c)) if c.contype == pb::ConstrType::ConstrPrimary as i32 => {
+                Some(c.keys.iter().filter_map(str_of).map(str::to_string))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Type changes PostgreSQL makes without a rewrite when the column already
+/// is varchar or text: to text, to unbounded or (longer) varchar. A numeric
+/// target is not among them offline: from integer or float it rewrites.
+fn maybe_coercible(t: &pb::TypeName) -> bool {
+    matches!(type_last_name(t), "text" | "varchar")
 }
 
 pub(super) fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
@@ -48,11 +118,13 @@ pub(super) fn create_table(s: &pb::CreateStmt, _ctx: &Context) -> Facts {
         }
     }
     let mut constraints: Vec<&pb::Constraint> = Vec::new();
+    let pk = table_primary_key(&s.table_elts);
     for elt in &s.table_elts {
         match elt.node.as_ref() {
             Some(N::ColumnDef(cd)) => {
                 if let Some(t) = &cd.type_name {
-                    column_type_findings(&mut f, &table, &cd.colname, t);
+                    let key = inline_primary_key(cd) || pk.contains(&cd.colname);
+                    column_findings(&mut f, &table, &cd.colname, t, key);
                 }
                 constraints.extend(cd.constraints.iter().filter_map(|c| match c.node.as_ref() {
                     Some(N::Constraint(c)) => Some(c.as_ref()),
@@ -110,13 +182,27 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
             }
             At::AtAlterColumnType => {
                 f.destroy("retype column", column.clone());
-                f.rewrites = true;
-                f.work(&table, WorkKind::Rewrite);
                 f.breaking = true;
-                f.find(
-                    RuleId::ColumnTypeChange,
-                    format!("changing the type of {column}"),
-                );
+                let target = match def {
+                    Some(N::ColumnDef(cd)) => cd.type_name.as_ref(),
+                    _ => None,
+                };
+                let using = matches!(def, Some(N::ColumnDef(cd)) if cd.raw_default.is_some());
+                if target.is_some_and(maybe_coercible) && !using {
+                    f.find(
+                        RuleId::CoercibleTypeChange,
+                        format!(
+                            "{column} becomes a type varchar/text converts to without a rewrite"
+                        ),
+                    );
+                } else {
+                    f.rewrites = true;
+                    f.work(&table, WorkKind::Rewrite);
+                    f.find(
+                        RuleId::ColumnTypeChange,
+                        format!("changing the type of {column}"),
+                    );
+                }
                 if let Some(N::ColumnDef(cd)) = def
                     && let Some(t) = &cd.type_name
                 {
@@ -139,12 +225,32 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 }
                 AccessExclusive
             }
+            At::AtDropNotNull => {
+                f.breaking = true;
+                f.find(
+                    RuleId::DropNotNull,
+                    format!("{column} may hold NULL from now on"),
+                );
+                AccessExclusive
+            }
             At::AtAddConstraint => match def {
                 Some(N::Constraint(con)) => add_constraint(&mut f, &table, con, existing, ctx),
                 _ => AccessExclusive,
             },
             At::AtValidateConstraint => {
                 // `name` is the constraint's here; constraint names are per table.
+                if ctx
+                    .not_valid_in_step
+                    .contains(&(table.clone(), col.clone()))
+                {
+                    f.find(
+                        RuleId::ValidateSameTransaction,
+                        format!(
+                            "{} on {table} was added NOT VALID in this same step",
+                            quote_ident(col)
+                        ),
+                    );
+                }
                 if let Some(checked) = ctx.not_null_checks.get(&(table.clone(), col.clone())) {
                     ctx.validated_not_null
                         .insert((table.clone(), checked.clone()));
@@ -197,6 +303,12 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                 } else {
                     AccessExclusive
                 };
+                if !concurrent {
+                    f.find(
+                        RuleId::DetachPartitionNotConcurrent,
+                        format!("detaching a partition of {table} without CONCURRENTLY"),
+                    );
+                }
                 if concurrent {
                     // DETACH PARTITION CONCURRENTLY cannot run in a transaction block (ALTER TABLE docs).
                     f.transactional = false;
@@ -247,7 +359,7 @@ pub(super) fn rel_options_lock(def: Option<&N>) -> LockMode {
 pub(super) fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef, existing: bool) {
     let col = &quote_ident(&cd.colname);
     if let Some(t) = &cd.type_name {
-        column_type_findings(f, table, &cd.colname, t);
+        column_findings(f, table, &cd.colname, t, inline_primary_key(cd));
         if SERIAL_TYPES.contains(&type_last_name(t)) && existing {
             f.rewrites = true;
             f.work(table, WorkKind::Rewrite);
@@ -269,12 +381,17 @@ pub(super) fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef
         match pb::ConstrType::try_from(c.contype).unwrap_or(pb::ConstrType::Undefined) {
             pb::ConstrType::ConstrDefault => {
                 has_default = true;
-                if let Some(call) = c.raw_expr.as_ref().and_then(|e| volatile_call(e))
+                if let Some((call, known)) = c.raw_expr.as_ref().and_then(|e| volatile_call(e))
                     && existing
                 {
                     f.rewrites = true;
                     f.work(table, WorkKind::Rewrite);
-                    f.find(RuleId::VolatileDefault, format!("the default {call} of {table}.{col} is volatile: every existing row is rewritten"));
+                    let why = if known {
+                        "is volatile"
+                    } else {
+                        "calls a function pgpilot does not know to be immutable or stable, so it counts as volatile"
+                    };
+                    f.find(RuleId::VolatileDefault, format!("the default {call} of {table}.{col} {why}: every existing row is rewritten"));
                 }
             }
             pb::ConstrType::ConstrIdentity | pb::ConstrType::ConstrGenerated if existing => {
@@ -287,6 +404,15 @@ pub(super) fn add_column(f: &mut Facts, table: &RelationName, cd: &pb::ColumnDef
             pb::ConstrType::ConstrForeign => {
                 if let Some(pk) = &c.pktable {
                     f.lock(&rv_name(pk), ShareRowExclusive);
+                    if existing {
+                        f.find(
+                            RuleId::ForeignKeyNotValid,
+                            format!(
+                                "{table}.{col} REFERENCES {} takes SHARE ROW EXCLUSIVE on both tables and cannot be added NOT VALID inline",
+                                rv_name(pk)
+                            ),
+                        );
+                    }
                 }
             }
             _ => {}
@@ -329,6 +455,10 @@ pub(super) fn add_constraint(
             if let Some(pk) = &con.pktable {
                 f.lock(&rv_name(pk), ShareRowExclusive);
             }
+            if con.skip_validation && !con.conname.is_empty() {
+                ctx.not_valid_in_step
+                    .insert((table.clone(), con.conname.clone()));
+            }
             if !con.skip_validation && existing {
                 f.work(table, WorkKind::Validate);
                 f.find(
@@ -339,6 +469,10 @@ pub(super) fn add_constraint(
             ShareRowExclusive
         }
         pb::ConstrType::ConstrCheck => {
+            if con.skip_validation && !con.conname.is_empty() {
+                ctx.not_valid_in_step
+                    .insert((table.clone(), con.conname.clone()));
+            }
             if let Some(column) = is_not_null_check(con) {
                 if !con.conname.is_empty() {
                     ctx.not_null_checks

@@ -120,14 +120,68 @@ pub(super) const SERIAL_TYPES: &[&str] = &[
     "serial8",
 ];
 
-pub(super) fn volatile_call(expr: &pb::Node) -> Option<String> {
+/// Functions known to be immutable or stable (pg_proc.provolatile 'i' or
+/// 's'): a default calling only these is evaluated once for existing rows.
+pub(super) const NON_VOLATILE_FUNCTIONS: &[&str] = &[
+    "now",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "current_timestamp",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "btrim",
+    "trim",
+    "concat",
+    "concat_ws",
+    "substring",
+    "substr",
+    "replace",
+    "md5",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_number",
+    "make_date",
+    "make_interval",
+    "date_trunc",
+    "jsonb_build_object",
+    "jsonb_build_array",
+    "json_build_object",
+    "json_build_array",
+    "array_fill",
+    "int4",
+    "int8",
+    "numeric",
+    "timezone",
+    "current_setting",
+];
+
+/// A function call that makes a default volatile: a known volatile one, or
+/// one pgpilot does not know (volatile until proven otherwise). The flag says
+/// whether it is known to be volatile.
+pub(super) fn volatile_call(expr: &pb::Node) -> Option<(String, bool)> {
     let node = expr.node.as_ref()?;
     node.nodes().into_iter().find_map(|(n, ..)| match n {
         NodeRef::FuncCall(fc) => {
             let name = fc.funcname.last().and_then(str_of)?;
-            VOLATILE_FUNCTIONS
-                .contains(&name)
-                .then(|| format!("{name}()"))
+            let qualified = dotted(&fc.funcname);
+            if VOLATILE_FUNCTIONS.contains(&name) {
+                Some((format!("{qualified}()"), true))
+            } else if fc.funcname.len() == 1 && NON_VOLATILE_FUNCTIONS.contains(&name)
+                || fc.funcname.len() == 2
+                    && str_of(&fc.funcname[0]) == Some("pg_catalog")
+                    && NON_VOLATILE_FUNCTIONS.contains(&name)
+            {
+                None
+            } else {
+                Some((format!("{qualified}()"), false))
+            }
         }
         _ => None,
     })

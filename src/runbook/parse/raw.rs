@@ -138,6 +138,8 @@ pub(super) struct RawStep {
     pub(super) confirm: Option<Spanned<String>>,
     pub(super) explain: Option<String>,
     pub(super) irreversible: Option<Spanned<String>>,
+    /// Finding rules this step's statements may raise without a word.
+    pub(super) ignore: Option<Spanned<Vec<String>>>,
     pub(super) lock_timeout: Option<Spanned<String>>,
     pub(super) statement_timeout: Option<Spanned<String>>,
     pub(super) lock_retries: Option<Spanned<i64>>,

@@ -198,6 +198,8 @@ impl Parser {
             confirm: raw.confirm.map(|c| c.into_inner()),
             explain: raw.explain,
             irreversible: raw.irreversible.map(|i| i.into_inner()),
+            ignore_at: raw.ignore.as_ref().map(|i| self.at(i.span().start)),
+            ignore: raw.ignore.map(|i| i.into_inner()).unwrap_or_default(),
             backfill: if kind == StepKind::Backfill {
                 Some(backfill?)
             } else {
