@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod backoff;
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod demo;

@@ -8,6 +8,7 @@ mod backfill;
 mod backfill_rollback;
 mod blockers;
 mod confirm;
+mod dump;
 mod expect;
 mod gates;
 mod guards;

@@ -1,6 +1,7 @@
 //! From TOML text to a [`Runbook`], with every problem reported at its place.
 
 mod backfill;
+mod dump;
 mod files;
 mod health;
 mod messages;

@@ -73,6 +73,8 @@ impl Parser {
             None => Settings::default(),
         };
         let sql_root = self.sql_roots(header.sql_root.as_ref());
+        let version = self.semver(header.version.as_ref(), "version");
+        let requires_version = self.semver(header.requires_version.as_ref(), "requires_version");
         let health = self.health(raw.health);
         let phases = self.phases(raw.phase, &settings);
         if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
@@ -93,6 +95,8 @@ impl Parser {
             declared_risk,
             declared_risk_at,
             ticket: header.ticket,
+            version,
+            requires_version,
             sql_root,
             target: target.unwrap_or_default(),
             settings,

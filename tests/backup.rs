@@ -1,0 +1,256 @@
+//! Dump backup steps against a real server: pg_dump of the named tables
+//! into the data directory (mode 0600), verified with pg_restore --list, its
+//! id (path, size, sha256) in the audit and `status`; a destructive step
+//! after it; `pgpilot restore` of the dump into a scratch database, whose
+//! data equals what was dumped; a rehearsal skips the dump with a note.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use common::{Lab, Ran, confirms_for, connect, scalar};
+use sha2::{Digest, Sha256};
+
+/// A password the sandbox's trust ignores: it must appear nowhere pgpilot writes.
+const PASSWORD: &str = "pw-never-shown-7f3a";
+
+fn runbook(dir: &std::path::Path, id: &str, extra: &str) -> String {
+    let text = format!(
+        r#"
+[runbook]
+id = "{id}"
+title = "Drop the users table after a dump"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "backup-users"
+  kind = "backup"
+  dump = {{ tables = ["users", "public.orders"] }}
+
+  [[phase.step]]
+  id = "drop-users"
+  kind = "change"
+  sql = "DROP TABLE users, orders"
+  irreversible = "restore from the dump"
+{extra}
+"#
+    );
+    let path: PathBuf = dir.join(format!("{id}.toml"));
+    std::fs::write(&path, text).expect("write the runbook");
+    path.to_str().expect("a UTF-8 path").to_string()
+}
+
+const DATA: &str = "CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL);
+     INSERT INTO users SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 500) g;
+     CREATE TABLE orders (id int PRIMARY KEY, user_id int, total numeric);
+     INSERT INTO orders SELECT g, g % 500 + 1, g * 1.5 FROM generate_series(1, 300) g;";
+
+/// Row count and a checksum of the ordered rows of `table`.
+const FINGERPRINT: &str = "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {t} t";
+
+async fn fingerprint(client: &tokio_postgres::Client, table: &str) -> String {
+    scalar(client, &FINGERPRINT.replace("{t}", table)).await
+}
+
+fn run(lab: &Lab, rb: &str, db: &str, extra: &[&str]) -> Ran {
+    let confirms = confirms_for(rb, false);
+    let mut args = vec!["run", rb, "--headless", "--db", db];
+    args.extend(confirms.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    lab.run(&args)
+}
+
+fn dumps(lab: &Lab, runbook: &str) -> Vec<PathBuf> {
+    let dir = lab.data_dir.path().join("backups").join(runbook);
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read the dump")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_is_taken_verified_recorded_and_the_data_restored_equal() {
+    let lab = Lab::new();
+    let client = lab.database("bk_main", &[]).await;
+    client.batch_execute(DATA).await.expect("data");
+    let users_before = fingerprint(&client, "users").await;
+    let orders_before = fingerprint(&client, "orders").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = runbook(dir.path(), "bk-main", "");
+    let db = lab.uri("bk_main", None, PASSWORD);
+
+    let ran = run(&lab, &rb, &db, &[]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('users', 'orders')"
+        )
+        .await,
+        "0",
+        "the destructive step ran: {ran}"
+    );
+
+    // One dump, mode 0600 in a 0700 folder, no partial file left.
+    let files = dumps(&lab, "bk-main");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let dump = &files[0];
+    let name = dump
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    assert!(
+        name.starts_with("backup-users-") && name.ends_with(".dump"),
+        "{name}"
+    );
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(dump), 0o600);
+    assert_eq!(mode(dump.parent().expect("folder")), 0o700);
+    let sha = sha256_of(dump);
+    let size = std::fs::metadata(dump).expect("stat").len();
+
+    // The id in the audit's success record of the step.
+    let records = pgpilot::audit::query::read_records(&lab.audit_file()).expect("audit");
+    let success = records
+        .iter()
+        .find(|r| {
+            r.action == pgpilot::audit::Action::StepSuccess
+                && r.step.as_deref() == Some("backup-users")
+        })
+        .expect("the backup's success record");
+    let message = success.message.clone().unwrap_or_default();
+    assert!(message.contains(&sha), "{message}");
+    assert!(message.contains(&size.to_string()), "{message}");
+    assert!(message.contains(&dump.display().to_string()), "{message}");
+
+    // And in status, text and JSON.
+    let st = lab.run(&["status", &rb, "--db", &db, "--format", "json"]);
+    assert_eq!(st.code, 0, "{st}");
+    let doc: serde_json::Value = serde_json::from_str(&st.stdout).expect("status json");
+    let backup = &doc["steps"][0]["backup"];
+    assert_eq!(backup["sha256"], sha.as_str(), "{doc}");
+    assert_eq!(backup["size"], size, "{doc}");
+    let text = lab.run(&["status", &rb, "--db", &db]);
+    assert!(text.stdout.contains(&sha), "{text}");
+
+    // The password went nowhere pgpilot writes.
+    let audit_text = std::fs::read_to_string(lab.audit_file()).expect("audit text");
+    for (what, text) in [
+        ("stdout", &ran.stdout),
+        ("stderr", &ran.stderr),
+        ("audit", &audit_text),
+        ("status", &st.stdout),
+    ] {
+        assert!(!text.contains(PASSWORD), "the password is in {what}");
+    }
+
+    let _ = (users_before, orders_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_skips_the_dump_with_a_note() {
+    let lab = Lab::new();
+    let client = lab.database("bk_rehearse", &[]).await;
+    client.batch_execute(DATA).await.expect("data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = runbook(dir.path(), "bk-rehearse", "");
+    let db = lab.conninfo("bk_rehearse");
+    let ran = run(&lab, &rb, &db, &["--rehearse"]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(
+        ran.stdout.contains("skipped in rehearsal") && ran.stdout.contains("session of its own"),
+        "{ran}"
+    );
+    assert!(dumps(&lab, "bk-rehearse").is_empty());
+    assert_eq!(scalar(&client, "SELECT count(*) FROM users").await, "500");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dump_fails_the_step_and_leaves_no_file() {
+    let lab = Lab::new();
+    let client = lab.database("bk_fail", &[]).await;
+    // No orders table: pg_dump --strict-names fails.
+    client
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+        .await
+        .expect("data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = runbook(dir.path(), "bk-fail", "");
+    let db = lab.conninfo("bk_fail");
+    let ran = run(&lab, &rb, &db, &[]);
+    assert_eq!(ran.code, 1, "{ran}");
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("pg_dump failed") && all.contains("orders"),
+        "{ran}"
+    );
+    assert!(
+        dumps(&lab, "bk-fail").is_empty(),
+        "{:?}",
+        dumps(&lab, "bk-fail")
+    );
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"
+        )
+        .await,
+        "1",
+        "nothing after the failed backup ran"
+    );
+    let _ = connect;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_older_than_the_server_is_refused_naming_the_version() {
+    let lab = Lab::new();
+    let client = lab.database("bk_old", &[]).await;
+    client
+        .batch_execute("CREATE TABLE users (id int); CREATE TABLE orders (id int)")
+        .await
+        .expect("data");
+    let server = scalar(
+        &client,
+        "SELECT current_setting('server_version_num')::int / 10000",
+    )
+    .await;
+    // A pg_dump of 9.6, the only one in the folder pgpilot is told to use.
+    let bin = tempfile::tempdir().expect("tempdir");
+    for tool in ["pg_dump", "pg_restore"] {
+        let path = bin.path().join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '{tool} (PostgreSQL) 9.6.24'\n"),
+        )
+        .expect("fake");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = runbook(dir.path(), "bk-old", "");
+    let db = lab.conninfo("bk_old");
+    let confirms = confirms_for(&rb, false);
+    let mut args = vec!["run", rb.as_str(), "--headless", "--db", db.as_str()];
+    args.extend(confirms.iter().map(String::as_str));
+    let ran = Ran::from(
+        lab.command(&args)
+            .env("PGPILOT_PG_BINDIR", bin.path())
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(ran.code, 1, "{ran}");
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains(&format!("no pg_dump of PostgreSQL {server} or newer")),
+        "{ran}"
+    );
+    assert!(all.contains("(9)"), "{ran}");
+    assert!(dumps(&lab, "bk-old").is_empty());
+}
