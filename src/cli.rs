@@ -83,6 +83,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Restore a backup step's dump into a new scratch database on the same server.
+    Restore {
+        /// The dump's path, or its backup id (sha256, or 8+ of its first hex digits).
+        #[arg(value_name = "BACKUP")]
+        backup: String,
+        #[command(flatten)]
+        conn: Conn,
+        /// Restore only this table (name or schema.name). Repeatable.
+        #[arg(long = "table", value_name = "T")]
+        tables: Vec<String>,
+        /// The database to create and restore into (default pgpilot_restore_<id>).
+        #[arg(long, value_name = "NAME")]
+        into_database: Option<String>,
+        /// The typed confirmation for runs without a terminal: restore=PHRASE.
+        #[arg(long = "confirm", value_name = "restore=PHRASE")]
+        confirm: Vec<String>,
+    },
     /// The live lock panels alone: blocking tree and long transactions.
     Monitor {
         #[command(flatten)]
@@ -241,6 +258,19 @@ pub fn main() -> ExitCode {
             format,
         } => status(&runbook, conn, format),
         Command::Audit { command } => audit(command),
+        Command::Restore {
+            backup,
+            conn,
+            tables,
+            into_database,
+            confirm,
+        } => crate::restore::run(crate::restore::RestoreArgs {
+            backup,
+            db: conn.db,
+            tables,
+            into: into_database,
+            confirm,
+        }),
         Command::Demo { rehearse, drive } => {
             crate::demo::run(rehearse, drive.headless, &drive.confirm)
         }

@@ -25,6 +25,7 @@ pub mod os_user;
 pub mod pg;
 pub mod plan;
 pub mod regular_file;
+pub mod restore;
 pub mod runbook;
 pub mod sandbox;
 pub mod session;

@@ -152,7 +152,52 @@ async fn a_dump_is_taken_verified_recorded_and_the_data_restored_equal() {
         assert!(!text.contains(PASSWORD), "the password is in {what}");
     }
 
-    let _ = (users_before, orders_before);
+    // Restore by its id: a typed phrase, a new database, the data equal.
+    let short = &sha[..12];
+    let into = format!("pgpilot_restore_{short}");
+    let phrase = format!("restore {short} into {into}");
+    let wrong = lab.run(&["restore", short, "--db", &db, "--confirm", "restore=yes"]);
+    assert_eq!(wrong.code, 3, "{wrong}");
+    assert!(wrong.stderr.contains(&phrase), "{wrong}");
+    let restored = lab.run(&[
+        "restore",
+        short,
+        "--db",
+        &db,
+        "--confirm",
+        &format!("restore={phrase}"),
+    ]);
+    assert_eq!(restored.code, 0, "{restored}");
+    assert!(!restored.stdout.contains(PASSWORD) && !restored.stderr.contains(PASSWORD));
+    let scratch = connect(&lab.server.conninfo(&into)).await;
+    assert_eq!(fingerprint(&scratch, "users").await, users_before);
+    assert_eq!(fingerprint(&scratch, "orders").await, orders_before);
+    drop(scratch);
+    // Once it exists, a second restore into it is refused, saying how to drop it.
+    let again = lab.run(&[
+        "restore",
+        dump.to_str().expect("utf-8"),
+        "--db",
+        &db,
+        "--confirm",
+        &format!("restore={phrase}"),
+    ]);
+    assert_eq!(again.code, 3, "{again}");
+    assert!(again.stderr.contains("DROP DATABASE"), "{again}");
+    // Audited: the confirmation and the restore's start and end.
+    let records = pgpilot::audit::query::read_records(&lab.audit_file()).expect("audit");
+    let restores: Vec<String> = records
+        .iter()
+        .filter(|r| r.action == pgpilot::audit::Action::Restore)
+        .map(|r| r.outcome.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(restores, ["started", "done"]);
+    let audit_text = std::fs::read_to_string(lab.audit_file()).expect("audit text");
+    assert!(!audit_text.contains(PASSWORD));
+    client
+        .batch_execute(&format!("DROP DATABASE \"{into}\""))
+        .await
+        .expect("drop the scratch database");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +251,6 @@ async fn a_failing_dump_fails_the_step_and_leaves_no_file() {
         "1",
         "nothing after the failed backup ran"
     );
-    let _ = connect;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

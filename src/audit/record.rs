@@ -48,11 +48,14 @@ pub enum Action {
     /// A backfill's course: its start or resume, each batch resize, pause
     /// or stop, and its progress (at most one per 1 %, at least one a minute).
     Progress,
+    /// `pgpilot restore` of a backup into a scratch database: `outcome`
+    /// "started", "done" or "failed"; `message` the backup id and database.
+    Restore,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -73,6 +76,7 @@ impl Action {
         Action::Health,
         Action::ReplicaLag,
         Action::Progress,
+        Action::Restore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +101,7 @@ impl Action {
             Action::Health => "health",
             Action::ReplicaLag => "replica_lag",
             Action::Progress => "progress",
+            Action::Restore => "restore",
         }
     }
 }

@@ -136,7 +136,7 @@ async fn dump_into(
 
 /// A tool's stderr as one safe line: passwords redacted, control
 /// characters gone.
-pub(super) fn tool_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
+pub fn tool_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
     let text = String::from_utf8_lossy(stderr);
     let line = crate::text::one_line(&crate::text::redact(text.trim()));
     if line.is_empty() {
@@ -147,7 +147,7 @@ pub(super) fn tool_message(stderr: &[u8], status: std::process::ExitStatus) -> S
 }
 
 /// Size and SHA-256 of a file.
-pub(super) fn digest(path: &Path) -> Result<(u64, String), BackupError> {
+pub fn digest(path: &Path) -> Result<(u64, String), BackupError> {
     let io = |source| BackupError::Io {
         action: "read",
         path: path.to_path_buf(),

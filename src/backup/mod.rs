@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::pg::ConnSpec;
 use crate::runbook::TableName;
 
-pub use dump::{backup_dir, take_dump, verify_dump};
+pub use dump::{backup_dir, digest, take_dump, tool_message, verify_dump};
 pub use tools::{BIN_DIR_ENV, Tool, find, fits, parse_version_line, server_major};
 
 /// What identifies a backup: where it is, how big, and its SHA-256. Kept
@@ -171,6 +171,37 @@ pub fn dump_args(tables: &[TableName]) -> Vec<String> {
     args
 }
 
+/// `dbname='NAME'`: pg_restore needs `--dbname`, which it reads as a
+/// connection string when the value has `=` in it; so it always gets one,
+/// with the name quoted as libpq quotes values (host, port, user and the
+/// password stay in the environment).
+pub fn dbname_conninfo(name: &str) -> String {
+    format!(
+        "dbname='{}'",
+        name.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+/// pg_restore's arguments for a restore into a fresh database: never a
+/// password prompt, objects owned by the restoring role (the dump's owners
+/// and grants may not exist there), stop at the first error; `--table`
+/// (with `--schema` for a qualified one) restores only those tables.
+pub fn restore_args(tables: &[TableName]) -> Vec<String> {
+    let mut args = vec![
+        "--no-password".to_string(),
+        "--no-owner".to_string(),
+        "--no-privileges".to_string(),
+        "--exit-on-error".to_string(),
+    ];
+    for t in tables {
+        if let Some(s) = &t.schema {
+            args.push(format!("--schema={s}"));
+        }
+        args.push(format!("--table={}", t.name));
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +233,15 @@ mod tests {
                 .any(|(k, v)| *k == "PGPASSWORD" && v == "s3cret-pw")
         );
         assert!(env.iter().any(|(k, v)| *k == "PGDATABASE" && v == "app"));
+    }
+
+    #[test]
+    fn a_database_name_is_one_quoted_conninfo_value() {
+        assert_eq!(dbname_conninfo("x"), "dbname='x'");
+        assert_eq!(
+            dbname_conninfo("a'b\\c host=evil"),
+            "dbname='a\\'b\\\\c host=evil'"
+        );
     }
 
     #[test]

@@ -356,6 +356,34 @@ pub struct TableName {
     pub name: String,
 }
 
+impl TableName {
+    /// `name` or `schema.name` of plain identifiers, folded to lower case
+    /// as SQL folds them unquoted; `None` for anything else.
+    pub fn parse(text: &str) -> Option<TableName> {
+        fn plain(s: &str) -> bool {
+            let mut chars = s.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                && s.len() <= 63
+        }
+        let parts: Vec<&str> = text.split('.').collect();
+        if !parts.iter().all(|p| plain(p)) {
+            return None;
+        }
+        match parts.as_slice() {
+            [name] => Some(TableName {
+                schema: None,
+                name: name.to_lowercase(),
+            }),
+            [schema, name] => Some(TableName {
+                schema: Some(schema.to_lowercase()),
+                name: name.to_lowercase(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for TableName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.schema {

@@ -61,7 +61,7 @@ impl Parser {
         }
         let mut out: Vec<TableName> = Vec::new();
         for t in tables {
-            match table_name(t.get_ref()) {
+            match TableName::parse(t.get_ref()) {
                 Some(name) if out.contains(&name) => self.error(
                     t.span().start,
                     format!("table {name} is listed twice"),
@@ -127,36 +127,13 @@ impl Parser {
     }
 }
 
-/// `name` or `schema.name` of plain identifiers, folded to lower case as
-/// SQL folds them unquoted; `None` for anything else.
-pub(crate) fn table_name(text: &str) -> Option<TableName> {
-    let parts: Vec<&str> = text.split('.').collect();
-    if parts.iter().any(|p| !is_plain_identifier(p)) {
-        return None;
-    }
-    match parts.as_slice() {
-        [name] => Some(TableName {
-            schema: None,
-            name: name.to_lowercase(),
-        }),
-        [schema, name] => Some(TableName {
-            schema: Some(schema.to_lowercase()),
-            name: name.to_lowercase(),
-        }),
-        _ => None,
-    }
-}
-
-fn is_plain_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        && s.len() <= 63
-}
-
 #[cfg(test)]
 mod tests {
-    use super::table_name;
+    use crate::runbook::TableName;
+
+    fn table_name(s: &str) -> Option<TableName> {
+        TableName::parse(s)
+    }
 
     #[test]
     fn table_names_are_plain_identifiers_folded() {
