@@ -32,6 +32,12 @@ pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
         check_step(step, a, &mut diags);
     }
+    for u in crate::analysis::backup_rule::uncovered(&runbook, &analysis) {
+        diags.push(
+            Diagnostic::warning(u.at.clone(), u.message())
+                .with_help(crate::analysis::backup_rule::BACKUP_RULE_ADVICE),
+        );
+    }
     if let (Some(declared), Some(at)) = (runbook.declared_risk, &runbook.declared_risk_at)
         && declared < analysis.risk
     {

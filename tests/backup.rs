@@ -298,3 +298,141 @@ async fn a_pg_dump_older_than_the_server_is_refused_naming_the_version() {
     assert!(all.contains("(9)"), "{ran}");
     assert!(dumps(&lab, "bk-old").is_empty());
 }
+
+/// A runbook of `steps` (TOML of `[[phase.step]]` tables) that may run in production.
+fn rule_runbook(dir: &std::path::Path, id: &str, steps: &str) -> String {
+    let text = format!(
+        "[runbook]\nid = \"{id}\"\ntitle = \"Backup rule\"\n[target]\nenvironments = [\"staging\", \"production\"]\n[[phase]]\nid = \"p\"\n{steps}"
+    );
+    let path = dir.join(format!("{id}.toml"));
+    std::fs::write(&path, text).expect("write the runbook");
+    path.to_str().expect("a UTF-8 path").to_string()
+}
+
+fn change(id: &str, sql: &str, extra: &str) -> String {
+    format!(
+        "[[phase.step]]\nid = \"{id}\"\nkind = \"change\"\nsql = \"{sql}\"\nirreversible = \"test\"\n{extra}\n"
+    )
+}
+
+const RULE: &str = "backup-before-data-loss";
+
+#[test]
+fn check_warns_when_data_is_removed_without_an_earlier_backup() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (sql, table) in [
+        ("DROP TABLE users", "users"),
+        ("ALTER TABLE users DROP COLUMN email", "users"),
+        ("TRUNCATE orders", "orders"),
+        ("DELETE FROM orders WHERE id < 10", "orders"),
+        (
+            "ALTER TABLE users ALTER COLUMN email TYPE varchar(10)",
+            "users",
+        ),
+    ] {
+        let rb = rule_runbook(dir.path(), "warns", &change("remove", sql, ""));
+        let ran = lab.run(&["check", &rb]);
+        assert_eq!(ran.code, 0, "a warning, not an error: {ran}");
+        assert!(
+            ran.stderr
+                .contains(&format!("{RULE}: step remove removes data of {table}")),
+            "{sql}: {ran}"
+        );
+    }
+    // UPDATE is left to its rollback.
+    let rb = rule_runbook(
+        dir.path(),
+        "update",
+        &change(
+            "fix",
+            "UPDATE users SET email = lower(email) WHERE id < 10",
+            "rollback = \\\"SELECT 1\\\"",
+        ),
+    );
+    let ran = lab.run(&["check", &rb]);
+    assert!(!format!("{ran}").contains(RULE), "{ran}");
+}
+
+#[test]
+fn an_earlier_dump_a_copy_or_no_backup_satisfies_the_rule() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = "[[phase.step]]\nid = \"dump\"\nkind = \"backup\"\ndump = { tables = [\"public.users\"] }\n";
+    let ctas = "[[phase.step]]\nid = \"copy\"\nkind = \"backup\"\nsql = \"CREATE TABLE users_copy AS SELECT * FROM users\"\nrollback = \"DROP TABLE users_copy\"\n";
+    let insert = "[[phase.step]]\nid = \"copy\"\nkind = \"change\"\nsql = \"INSERT INTO archive SELECT * FROM users\"\nrollback = \"DELETE FROM archive\"\n";
+    for (name, before, extra) in [
+        ("dump", dump, ""),
+        ("ctas", ctas, ""),
+        ("insert", insert, ""),
+        (
+            "reason",
+            "",
+            "no_backup = \"test data, rebuilt by the fixture loader\"",
+        ),
+    ] {
+        let steps = format!("{before}{}", change("remove", "DROP TABLE users", extra));
+        let rb = rule_runbook(dir.path(), name, &steps);
+        let ran = lab.run(&["check", &rb]);
+        assert_eq!(ran.code, 0, "{name}: {ran}");
+        assert!(!format!("{ran}").contains(RULE), "{name}: {ran}");
+    }
+    // A backup after the step does not count, nor one of another table.
+    let late = format!("{}{dump}", change("remove", "DROP TABLE users", ""));
+    let ran = lab.run(&["check", &rule_runbook(dir.path(), "late", &late)]);
+    assert!(ran.stderr.contains(RULE), "{ran}");
+    let other = format!(
+        "[[phase.step]]\nid = \"dump\"\nkind = \"backup\"\ndump = {{ tables = [\"orders\"] }}\n{}",
+        change("remove", "DROP TABLE users", "")
+    );
+    let ran = lab.run(&["check", &rule_runbook(dir.path(), "other", &other)]);
+    assert!(ran.stderr.contains(RULE), "{ran}");
+    // no_backup needs a reason, and only a change step has one.
+    let empty = change("remove", "DROP TABLE users", "no_backup = \" \"");
+    let ran = lab.run(&["check", &rule_runbook(dir.path(), "empty", &empty)]);
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(ran.stderr.contains("no_backup needs a reason"), "{ran}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_run_refuses_data_loss_without_a_backup_before_any_change() {
+    let lab = Lab::new();
+    let client = lab.database("bk_prod", &[]).await;
+    client.batch_execute(DATA).await.expect("data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = "[[phase.step]]\nid = \"add\"\nkind = \"change\"\nsql = \"ALTER TABLE orders ADD COLUMN note text\"\nrollback = \"ALTER TABLE orders DROP COLUMN note\"\n";
+    let steps = format!(
+        "{first}{}",
+        change("remove", "DELETE FROM users WHERE id > 100", "")
+    );
+    let rb = rule_runbook(dir.path(), "prod", &steps);
+    let db = lab.conninfo("bk_prod");
+    let name = lab.db_name("bk_prod");
+    let production = format!("--confirm=@production={name}");
+    let ran = run(&lab, &rb, &db, &["--env", "production", &production]);
+    assert_eq!(ran.code, 3, "{ran}");
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("step remove removes data of users (delete from)"),
+        "{ran}"
+    );
+    // Refused before the first change: the first step did not run either.
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'").await,
+        "0"
+    );
+    assert_eq!(scalar(&client, "SELECT count(*) FROM users").await, "500");
+    // Staging runs it (check warned); production with no_backup too.
+    let ok = format!(
+        "{first}{}",
+        change(
+            "remove",
+            "DELETE FROM users WHERE id > 100",
+            "no_backup = \"users beyond 100 are test accounts\""
+        )
+    );
+    let rb = rule_runbook(dir.path(), "prod-ok", &ok);
+    let ran = run(&lab, &rb, &db, &["--env", "production", &production]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM users").await, "100");
+}
