@@ -431,11 +431,17 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
             }
         };
         let t = spec.target();
+        // The database's schema version line (`[runbook] version`); null when none.
+        let version = crate::engine::versions::current(&connection.client)
+            .await
+            .ok()
+            .flatten();
         match format {
             Format::Json => {
                 let doc = serde_json::json!({
                     "runbook": { "id": checked.runbook.id, "title": checked.runbook.title },
                     "target": { "host": t.host, "port": t.port, "database": t.database },
+                    "schema_version": version,
                     "steps": steps,
                 });
                 println!(
@@ -452,6 +458,18 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
                     &format!("{}:{}/{}", t.host, t.port, t.database),
                     &steps
                 ))
+                .into_owned()
+                    + &crate::text::for_terminal(&match &version {
+                        Some(v) => format!(
+                            "schema version {} (runbook {}, {} by {})\n",
+                            v.version, v.runbook, v.deployed_at, v.deployed_by
+                        ),
+                        // Said only to runbooks that keep a version.
+                        None if checked.runbook.version.is_some() => {
+                            "schema version: none recorded\n".to_string()
+                        }
+                        None => String::new(),
+                    })
             ),
         }
         exit::OK

@@ -179,6 +179,9 @@ impl Exec<'_> {
             },
         )
         .await?;
+        if matches!(self.s.options.mode, Mode::Run { .. }) {
+            self.version_guard().await?;
+        }
         if self.s.options.env.as_deref().is_some_and(is_production)
             && matches!(self.s.options.mode, Mode::Run { .. })
         {

@@ -21,6 +21,7 @@ mod state_row;
 mod step;
 mod throttle;
 mod transaction;
+mod versions;
 mod walk;
 
 use crate::pg::Severity;
@@ -315,6 +316,7 @@ impl Exec<'_> {
                 return o;
             }
         }
+        self.record_version().await;
         // A rehearsal is still open here: `b` at the end rehearses the
         // rollback inside it (see rehearsal.rs), and it ends after.
         while self.s.options.interactive {

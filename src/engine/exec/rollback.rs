@@ -119,6 +119,7 @@ impl Exec<'_> {
                 Err(o) => return o,
             }
         }
+        self.version_after_rollback().await;
         Outcome::Done
     }
 
