@@ -115,6 +115,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "risk",
             "ticket",
             "sql_root",
+            "version",
+            "requires_version",
         ],
     ),
     (
@@ -158,9 +160,12 @@ const KEYS: &[(&str, &[&str])] = &[
             "long_transaction",
             "on_blockers",
             "max_replica_lag",
+            "dump",
+            "no_backup",
         ],
     ),
     ("expect (RawExpect)", &["rows", "scalar", "empty"]),
+    ("dump (RawDump)", &["tables"]),
 ];
 
 #[test]
