@@ -62,6 +62,12 @@ fn check_loaded(
     for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
         check_step(step, a, &mut diags);
     }
+    for u in crate::analysis::backup_rule::uncovered(&runbook, &analysis) {
+        diags.push(
+            Diagnostic::warning(u.at.clone(), u.message())
+                .with_help(crate::analysis::backup_rule::BACKUP_RULE_ADVICE),
+        );
+    }
     if let (Some(declared), Some(at)) = (runbook.declared_risk, &runbook.declared_risk_at)
         && declared < analysis.risk
     {

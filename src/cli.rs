@@ -132,6 +132,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Restore a backup step's dump into a new scratch database on the same server.
+    Restore {
+        /// The dump's path, or its backup id (sha256, or 8+ of its first hex digits).
+        #[arg(value_name = "BACKUP")]
+        backup: String,
+        #[command(flatten)]
+        conn: Conn,
+        /// Restore only this table (name or schema.name). Repeatable.
+        #[arg(long = "table", value_name = "T")]
+        tables: Vec<String>,
+        /// The database to create and restore into (default pgpilot_restore_<id>).
+        #[arg(long, value_name = "NAME")]
+        into_database: Option<String>,
+        /// The typed confirmation for runs without a terminal: restore=PHRASE.
+        #[arg(long = "confirm", value_name = "restore=PHRASE")]
+        confirm: Vec<String>,
+    },
     /// The live lock panels alone: blocking tree and long transactions.
     Monitor {
         #[command(flatten)]
@@ -332,6 +349,19 @@ pub fn main() -> ExitCode {
             conn.db.as_deref(),
             matches!(format, Format::Json),
         ),
+        Command::Restore {
+            backup,
+            conn,
+            tables,
+            into_database,
+            confirm,
+        } => crate::restore::run(crate::restore::RestoreArgs {
+            backup,
+            db: conn.db,
+            tables,
+            into: into_database,
+            confirm,
+        }),
         Command::Demo { rehearse, drive } => {
             crate::demo::run(rehearse, drive.headless, &drive.confirm)
         }
@@ -458,11 +488,17 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
             }
         };
         let t = spec.target();
+        // The database's schema version line (`[runbook] version`); null when none.
+        let version = crate::engine::versions::current(&connection.client)
+            .await
+            .ok()
+            .flatten();
         match format {
             Format::Json => {
                 let doc = serde_json::json!({
                     "runbook": { "id": checked.runbook.id, "title": checked.runbook.title },
                     "target": { "host": t.host, "port": t.port, "database": t.database },
+                    "schema_version": version,
                     "steps": steps,
                 });
                 println!(
@@ -479,6 +515,18 @@ fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
                     &format!("{}:{}/{}", t.host, t.port, t.database),
                     &steps
                 ))
+                .into_owned()
+                    + &crate::text::for_terminal(&match &version {
+                        Some(v) => format!(
+                            "schema version {} (runbook {}, {} by {})\n",
+                            v.version, v.runbook, v.deployed_at, v.deployed_by
+                        ),
+                        // Said only to runbooks that keep a version.
+                        None if checked.runbook.version.is_some() => {
+                            "schema version: none recorded\n".to_string()
+                        }
+                        None => String::new(),
+                    })
             ),
         }
         exit::OK

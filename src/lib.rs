@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod backoff;
+pub mod backup;
 pub mod check;
 pub mod check_report;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod os_user;
 pub mod pg;
 pub mod plan;
 pub mod regular_file;
+pub mod restore;
 pub mod runbook;
 pub mod sandbox;
 pub mod session;

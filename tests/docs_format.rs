@@ -123,6 +123,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "ticket",
             "sql_root",
             "history",
+            "version",
+            "requires_version",
         ],
     ),
     (
@@ -182,9 +184,12 @@ const KEYS: &[(&str, &[&str])] = &[
             "long_transaction",
             "on_blockers",
             "max_replica_lag",
+            "dump",
+            "no_backup",
         ],
     ),
     ("expect (RawExpect)", &["rows", "scalar", "empty"]),
+    ("dump (RawDump)", &["tables"]),
 ];
 
 #[test]

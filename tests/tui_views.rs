@@ -234,12 +234,12 @@ fn small_terminals_keep_help_and_quit_in_the_footer_and_the_panels_in_view() {
 fn the_step_list_scrolls_with_a_cue_for_what_is_hidden() {
     let mut a = app(SessionKind::Run);
     let s = screen(&a, 80, 24);
-    assert!(s.contains("↓ 9 more"), "{s}");
+    assert!(s.contains("↓ 10 more"), "{s}");
     assert!(!s.contains("↑"), "{s}");
     // At the last step: the first ones are hidden above, nothing below.
     a.selected = a.steps.len() - 1;
     let s = screen(&a, 80, 24);
-    assert!(s.contains("↑ 10 more"), "{s}");
+    assert!(s.contains("↑ 11 more"), "{s}");
     assert!(!s.contains("↓"), "{s}");
     assert!(s.contains("auth-smoke-test"), "{s}");
     // Everything fits on a tall terminal: no cue.
@@ -388,7 +388,7 @@ fn the_summary_after_q_says_what_each_step_did() {
     );
     assert!(
         text.contains(
-            "steps: 3 passed, 1 failed, 1 skipped, 10 not run in this session\nlock-timeout retries: 1\n"
+            "steps: 3 passed, 1 failed, 1 skipped, 11 not run in this session\nlock-timeout retries: 1\n"
         ),
         "{text}"
     );

@@ -2,6 +2,7 @@
 //! own parser: locks, transactionality, rewrites, destruction, and findings
 //! with the safer alternative.
 
+pub mod backup_rule;
 mod classify;
 mod health;
 mod kind;

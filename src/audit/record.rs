@@ -53,11 +53,14 @@ pub enum Action {
     Approve,
     /// `pgpilot approve --revoke`: an approval withdrawn by its approver.
     Revoke,
+    /// `pgpilot restore` of a backup into a scratch database: `outcome`
+    /// "started", "done" or "failed"; `message` the backup id and database.
+    Restore,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -80,6 +83,7 @@ impl Action {
         Action::Progress,
         Action::Approve,
         Action::Revoke,
+        Action::Restore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +110,7 @@ impl Action {
             Action::Progress => "progress",
             Action::Approve => "approve",
             Action::Revoke => "revoke",
+            Action::Restore => "restore",
         }
     }
 }

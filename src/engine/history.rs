@@ -151,6 +151,7 @@ pub fn mark_applied(
                     cursor: None,
                     rows_done: None,
                     rows_total: None,
+                    backup: None,
                 },
             );
             marked.push(step.id.clone());

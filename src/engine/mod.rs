@@ -18,6 +18,7 @@ pub mod schema;
 pub mod state;
 pub mod status;
 pub mod truth;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::time::Duration;

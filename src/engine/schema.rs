@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 /// The newest schema version this pgpilot knows.
-pub const CURRENT: i32 = 5;
+pub const CURRENT: i32 = 6;
 
 /// One step of the schema's history. Never edit a migration that has been
 /// released: add the next one (and raise [`CURRENT`]).
@@ -39,6 +39,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 5,
         sql: &[V5_APPROVALS],
+    },
+    Migration {
+        version: 6,
+        sql: &[V6_BACKUPS_AND_VERSIONS],
     },
 ];
 
@@ -129,6 +133,27 @@ CREATE TRIGGER approvals_stamp BEFORE INSERT OR UPDATE ON pgpilot.approvals
     FOR EACH ROW EXECUTE FUNCTION pgpilot.approvals_stamp();
 REVOKE ALL ON pgpilot.approvals FROM PUBLIC;
 RESET client_min_messages";
+
+/// Version 6: a dump backup step's id (JSON: path, size, sha256) in its
+/// state row, and the runbooks' schema versions (`[runbook] version`), one
+/// row per completed run; the database's version is the newest row not
+/// rolled back.
+const V6_BACKUPS_AND_VERSIONS: &str = "
+ALTER TABLE pgpilot.step_state ADD COLUMN IF NOT EXISTS backup text;
+CREATE TABLE IF NOT EXISTS pgpilot.schema_versions (
+    id               bigserial   PRIMARY KEY,
+    runbook_id       text        NOT NULL,
+    runbook_sha256   text        NOT NULL,
+    version          text        NOT NULL,
+    change_type      text        NOT NULL,
+    deployed_at      timestamptz NOT NULL DEFAULT now(),
+    deployed_by      text        NOT NULL DEFAULT session_user,
+    operator         text        NOT NULL,
+    rollback_version text,
+    rolled_back_at   timestamptz,
+    rolled_back_by   text
+);
+GRANT SELECT ON pgpilot.schema_versions TO PUBLIC";
 
 /// The version row: one row (`one` is its key), readable by everyone (a
 /// version number is no secret, and an older pgpilot run by a role with

@@ -105,6 +105,8 @@ pub struct StepState {
     pub cursor: Option<String>,
     pub rows_done: Option<i64>,
     pub rows_total: Option<i64>,
+    /// A dump backup step's id (schema version 6; NULL for other steps).
+    pub backup: Option<crate::backup::BackupId>,
     /// `updated_at` in microseconds since the epoch, to order two states
     /// written in the same second (0 for a state this session wrote).
     #[serde(skip)]
@@ -120,6 +122,12 @@ pub fn step_hash(step: &Step) -> String {
     match &step.body {
         StepBody::Sql(sql) => h.update(sql.text.as_bytes()),
         StepBody::Instructions(text) => h.update(text.as_bytes()),
+        StepBody::Dump(d) => {
+            for t in &d.tables {
+                h.update(t.to_string().as_bytes());
+                h.update([0]);
+            }
+        }
     }
     // The rollback is left out: fixing an applied step's rollback must not
     // lock the incident responder out of running it.
@@ -148,7 +156,8 @@ pub async fn load(
                     (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us,
                     to_jsonb(s) ->> 'cursor' AS cursor,
                     (to_jsonb(s) ->> 'rows_done')::bigint AS rows_done,
-                    (to_jsonb(s) ->> 'rows_total')::bigint AS rows_total
+                    (to_jsonb(s) ->> 'rows_total')::bigint AS rows_total,
+                    to_jsonb(s) ->> 'backup' AS backup
                FROM pgpilot.step_state s WHERE runbook_id = $1",
             &[&runbook_id],
         )
@@ -177,6 +186,9 @@ pub async fn load(
                 cursor: r.try_get("cursor")?,
                 rows_done: r.try_get("rows_done")?,
                 rows_total: r.try_get("rows_total")?,
+                backup: r
+                    .try_get::<_, Option<String>>("backup")?
+                    .and_then(|j| serde_json::from_str(&j).ok()),
             },
         );
     }

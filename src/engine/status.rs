@@ -29,6 +29,8 @@ pub struct StepStatus {
     pub cursor: Option<String>,
     pub rows_done: Option<i64>,
     pub percent: Option<u8>,
+    /// A dump backup step's id: path, size and SHA-256; null for others.
+    pub backup: Option<crate::backup::BackupId>,
 }
 
 /// Why `pgpilot status` could not read the target.
@@ -79,6 +81,7 @@ pub async fn step_statuses(
                 cursor: st.and_then(|s| s.cursor.clone()),
                 rows_done: st.and_then(|s| s.rows_done),
                 percent: st.and_then(|s| percent(s.rows_done?, s.rows_total?)),
+                backup: st.and_then(|s| s.backup.clone()),
             }
         })
         .collect())
@@ -123,6 +126,9 @@ pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String 
             "  {:<width$}  {:<7}  {:<12}  {who}{changed}{stale}{walked}\n",
             s.id, s.kind, status
         ));
+        if let Some(b) = &s.backup {
+            out.push_str(&format!("  {:<width$}  backup {b}\n", ""));
+        }
     }
     out
 }

@@ -131,6 +131,7 @@ mod tests {
                 cursor: None,
                 rows_done: None,
                 rows_total: None,
+                backup: None,
             },
         )
     }

@@ -4,7 +4,8 @@
 //! Covered: the runbook id and change class, `[target]`, `[settings]`,
 //! `[approvals]`, the `[[health]]` gates, and each step's phase, id, kind,
 //! SQL (a `.sql` file's contents, not its name), instructions,
-//! expectation, capture, transaction mode, confirmation phrase and settings.
+//! expectation, capture, transaction mode, confirmation phrase, settings, a
+//! dump's tables and the waivers `no_backup` and `ignore`.
 //! Left out: rollback SQL (a responder may fix it under pressure, as the
 //! step hash of `engine::state` does), titles, explanations and comments.
 //! Editing a covered part voids every approval of the runbook.
@@ -54,7 +55,7 @@ pub fn approval_hash(rb: &Runbook) -> String {
         // Kind and SQL (or instructions), as the applied-step check sees them.
         f.put(&step_hash(step));
         f.put(&format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             step.expect,
             step.capture,
             step.transaction,
@@ -62,7 +63,10 @@ pub fn approval_hash(rb: &Runbook) -> String {
             step.backfill
                 .as_ref()
                 .map(|b| (&b.table, &b.key, b.batch_size)),
-            step.settings
+            step.settings,
+            // Waivers a reviewer signs off: a skipped backup, silenced findings.
+            step.no_backup,
+            step.ignore
         ));
     }
     hex::encode(f.0.finalize())

@@ -33,6 +33,12 @@ pub struct Runbook {
     pub declared_risk: Option<Risk>,
     pub declared_risk_at: Option<Location>,
     pub ticket: Option<String>,
+    /// `version`: the schema version this runbook brings the database to,
+    /// recorded in `pgpilot.schema_versions` when every step is applied.
+    pub version: Option<semver::Version>,
+    /// `requires_version`: the database's current version must be exactly
+    /// this for `run` to start (drift is refused).
+    pub requires_version: Option<semver::Version>,
     /// `sql_root` from `[runbook]`, canonical: a folder outside the runbook's
     /// own that its steps' files may lie in.
     pub sql_root: Option<std::path::PathBuf>,
@@ -385,6 +391,60 @@ pub enum Expect {
 pub enum StepBody {
     Sql(SqlText),
     Instructions(String),
+    /// A backup step's `dump = { tables = [...] }`: a real pg_dump.
+    Dump(Dump),
+}
+
+/// What a dump backup step copies: each table as written, unquoted
+/// identifiers folded to lower case like SQL does (`name` or `schema.name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dump {
+    pub tables: Vec<TableName>,
+}
+
+/// A table named by a runbook key (not SQL): an optional schema and a name,
+/// both plain identifiers, already folded to lower case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TableName {
+    /// `name` or `schema.name` of plain identifiers, folded to lower case
+    /// as SQL folds them unquoted; `None` for anything else.
+    pub fn parse(text: &str) -> Option<TableName> {
+        fn plain(s: &str) -> bool {
+            let mut chars = s.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                && s.len() <= 63
+        }
+        let parts: Vec<&str> = text.split('.').collect();
+        if !parts.iter().all(|p| plain(p)) {
+            return None;
+        }
+        match parts.as_slice() {
+            [name] => Some(TableName {
+                schema: None,
+                name: name.to_lowercase(),
+            }),
+            [schema, name] => Some(TableName {
+                schema: Some(schema.to_lowercase()),
+                name: name.to_lowercase(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -414,6 +474,9 @@ pub struct Step {
     pub ignore_at: Option<Location>,
     /// A backfill step's walk (only on `kind = "backfill"`).
     pub backfill: Option<Backfill>,
+    /// `no_backup = "REASON"`: this step removes data without an earlier
+    /// backup, on purpose (the backup rule does not hold it).
+    pub no_backup: Option<String>,
     pub settings: Settings,
     /// Places of keys that later validation may complain about.
     pub spans: StepSpans,
@@ -431,14 +494,22 @@ impl Step {
     pub fn sql(&self) -> Option<&SqlText> {
         match &self.body {
             StepBody::Sql(sql) => Some(sql),
-            StepBody::Instructions(_) => None,
+            StepBody::Instructions(_) | StepBody::Dump(_) => None,
         }
     }
 
     pub fn instructions(&self) -> Option<&str> {
         match &self.body {
             StepBody::Instructions(text) => Some(text),
-            StepBody::Sql(_) => None,
+            StepBody::Sql(_) | StepBody::Dump(_) => None,
+        }
+    }
+
+    /// A dump backup step's tables.
+    pub fn dump(&self) -> Option<&Dump> {
+        match &self.body {
+            StepBody::Dump(d) => Some(d),
+            _ => None,
         }
     }
 }

@@ -8,7 +8,7 @@ use super::sql::SqlFailure;
 use crate::audit::record::{Action, Event};
 use crate::engine::schema;
 use crate::engine::state::{self, Status};
-use crate::engine::{Ask, EngineEvent, Outcome, TargetInfo};
+use crate::engine::{Ask, EngineEvent, Mode, Outcome, TargetInfo};
 
 impl Exec<'_> {
     pub(super) async fn guard(
@@ -182,6 +182,14 @@ impl Exec<'_> {
         .await?;
         self.approvals_guard().await?;
         self.window_guard().await?;
+        if matches!(self.s.options.mode, Mode::Run { .. }) {
+            self.version_guard().await?;
+        }
+        if self.s.options.env.as_deref().is_some_and(is_production)
+            && matches!(self.s.options.mode, Mode::Run { .. })
+        {
+            self.backup_rule_guard().await?;
+        }
         if self.s.options.env.as_deref().is_some_and(is_production) {
             self.ask_phrase(
                 None,
@@ -192,6 +200,28 @@ impl Exec<'_> {
             .await?;
         }
         Ok(())
+    }
+
+    /// In production, a step that removes data needs a backup before it
+    /// (see `analysis::backup_rule`): refused before the first change.
+    async fn backup_rule_guard(&mut self) -> Result<(), Outcome> {
+        use crate::analysis::backup_rule::{BACKUP_RULE_ADVICE, uncovered};
+        let missing = uncovered(&self.s.runbook, &self.s.analysis);
+        let detail = match missing.first() {
+            None => "every table a step removes data from is backed up before it".to_string(),
+            Some(u) => format!(
+                "step {} removes data of {} ({}) and no earlier backup step covers it{}; {BACKUP_RULE_ADVICE}",
+                u.step,
+                u.table,
+                u.what,
+                match missing.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                }
+            ),
+        };
+        self.guard("backup before data loss", missing.is_empty(), detail)
+            .await
     }
 
     /// One operator per (runbook, database): a session-level advisory lock.

@@ -9,6 +9,7 @@ mod backfill;
 mod backfill_rollback;
 mod blockers;
 mod confirm;
+mod dump;
 mod expect;
 mod gates;
 mod guards;
@@ -23,6 +24,7 @@ mod step;
 mod throttle;
 mod tool_history;
 mod transaction;
+mod versions;
 mod walk;
 mod window;
 
@@ -328,6 +330,7 @@ impl Exec<'_> {
                 return o;
             }
         }
+        self.record_version().await;
         // A rehearsal is still open here: `b` at the end rehearses the
         // rollback inside it (see rehearsal.rs), and it ends after.
         while self.s.options.interactive {

@@ -114,6 +114,8 @@ impl Exec<'_> {
             let previous = self.states.get(&step.id).map(|s| s.status);
             let result = if step.kind == StepKind::Pause {
                 self.pause(phase, step).await.map(|()| StepEnd::Done)
+            } else if let Some(dump) = step.dump() {
+                self.dump_step(phase, step, dump).await
             } else if step.kind == StepKind::Backfill {
                 self.backfill_step(phase, step, analysis, previous).await
             } else {

@@ -121,6 +121,7 @@ impl Exec<'_> {
                 Err(o) => return o,
             }
         }
+        self.version_after_rollback().await;
         Outcome::Done
     }
 

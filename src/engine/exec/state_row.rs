@@ -31,6 +31,7 @@ impl Exec<'_> {
                 cursor: None,
                 rows_done: None,
                 rows_total: None,
+                backup: None,
             });
         st.status = status;
         st.step_sha256 = state::step_hash(step);

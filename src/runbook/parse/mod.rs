@@ -2,6 +2,7 @@
 
 mod approvals;
 mod backfill;
+mod dump;
 mod files;
 mod health;
 mod messages;

@@ -54,6 +54,8 @@ pub(super) struct RawHeader {
     pub(super) ticket: Option<String>,
     pub(super) sql_root: Option<Spanned<String>>,
     pub(super) history: Option<Spanned<String>>,
+    pub(super) version: Option<Spanned<String>>,
+    pub(super) requires_version: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +155,15 @@ pub(super) struct RawStep {
     pub(super) batch_pause: Option<Spanned<String>>,
     pub(super) max_replica_lag: Option<Spanned<String>>,
     pub(super) max_queue_stall: Option<Spanned<String>>,
+    pub(super) dump: Option<Spanned<RawDump>>,
+    pub(super) no_backup: Option<Spanned<String>>,
+}
+
+/// `dump = { tables = ["users"] }` of a backup step.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDump {
+    pub(super) tables: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]

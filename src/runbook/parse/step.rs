@@ -158,6 +158,7 @@ impl Parser {
         }
         spans.transaction = raw.transaction.as_ref().map(|t| self.at(t.span().start));
 
+        let no_backup = self.no_backup(kind, &raw);
         let overrides = RawSettings {
             lock_timeout: raw.lock_timeout,
             statement_timeout: raw.statement_timeout,
@@ -205,6 +206,7 @@ impl Parser {
             } else {
                 None
             },
+            no_backup,
             settings,
             spans,
         })
@@ -217,6 +219,9 @@ impl Parser {
         at: usize,
         spans: &mut StepSpans,
     ) -> Option<StepBody> {
+        if let Some(dump) = &raw.dump {
+            return self.dump_body(kind, raw, dump);
+        }
         if kind == StepKind::Pause {
             if let Some(s) = raw.sql.as_ref().or(raw.file.as_ref()) {
                 self.error(s.span().start, "a pause step has no SQL", Some("pause steps show `instructions` and wait; put SQL in a check or change step".into()));

@@ -74,6 +74,8 @@ impl Parser {
             .history
             .as_ref()
             .and_then(|h| self.choice(h, &HistoryTool::NAMES, "history", HistoryTool::parse));
+        let version = self.semver(header.version.as_ref(), "version");
+        let requires_version = self.semver(header.requires_version.as_ref(), "requires_version");
         let health = self.health(raw.health);
         let phases = self.phases(raw.phase, &settings);
         if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
@@ -94,6 +96,8 @@ impl Parser {
             declared_risk,
             declared_risk_at,
             ticket: header.ticket,
+            version,
+            requires_version,
             sql_root,
             history,
             target: target.unwrap_or_default(),
