@@ -385,6 +385,8 @@ impl App {
                 total_estimate,
                 rate_per_s,
                 eta,
+                batch_size,
+                paused,
             } => {
                 if let Some(s) = self.step_mut(&step) {
                     s.progress = Some(crate::tui::step_view::BackfillProgress {
@@ -392,6 +394,8 @@ impl App {
                         total_estimate,
                         rate_per_s,
                         eta,
+                        batch_size,
+                        paused,
                     });
                 }
             }

@@ -12,6 +12,7 @@ mod expect;
 mod gates;
 mod guards;
 mod known;
+mod orders;
 mod recover;
 mod rehearsal;
 mod rollback;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_postgres::{CancelToken, SimpleQueryMessage};
 
 use super::Exec;
-use crate::engine::{Control, EngineIo};
+use crate::engine::EngineIo;
 use crate::pg::ConnSpec;
 
 /// SQLSTATE lock_not_available: lock_timeout expired.
@@ -70,11 +70,9 @@ pub(super) async fn cancellable<T>(
     loop {
         tokio::select! {
             r = &mut requests => return (r, cancelled),
-            c = io.control.recv(), if !cancelled => {
-                if matches!(c, Some(Control::Cancel)) {
-                    cancelled = true;
-                    let _ = spec.cancel_query(token).await;
-                }
+            () = io.cancelled(), if !cancelled => {
+                cancelled = true;
+                let _ = spec.cancel_query(token).await;
             }
         }
     }
@@ -85,7 +83,7 @@ impl Exec<'_> {
     pub(super) async fn sleep_or_cancel(&mut self, wait: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(wait) => false,
-            c = self.io.control.recv() => matches!(c, Some(Control::Cancel)),
+            () = self.io.cancelled() => true,
         }
     }
 

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Statement};
 
-use crate::engine::EngineEvent;
+use crate::engine::{EngineEvent, Resize};
 use crate::runbook::Backfill;
 
 /// A key exactly as the server sent it, bound back unchanged: the batch
@@ -226,6 +226,26 @@ impl Pace {
         }
     }
 
+    /// The operator's resize, within the same bounds as the adaptation;
+    /// from then on the operator's size holds (no more adaptation).
+    pub(super) fn order(&mut self, r: Resize) -> String {
+        let max = self.initial.saturating_mul(100);
+        let new = match r {
+            Resize::Double => self.size.saturating_mul(2).min(max),
+            Resize::Halve => (self.size / 2).max(1),
+        };
+        self.target = None;
+        let said = if new == self.size {
+            format!(
+                "batch size stays {new}: the operator's resize is bounded by 1 and 100 × batch_size"
+            )
+        } else {
+            format!("batch size {} → {new}: resized by the operator", self.size)
+        };
+        self.size = new;
+        said
+    }
+
     pub(super) fn took(&mut self, d: Duration) {
         self.last_took = Some(d);
     }
@@ -318,7 +338,8 @@ impl Progress {
         self.walked_here as f64 / secs
     }
 
-    pub(super) fn event(&self, step: &str) -> EngineEvent {
+    /// The progress event; `size`: the next batch's, `paused`: by the operator.
+    pub(super) fn event(&self, step: &str, size: u64, paused: bool) -> EngineEvent {
         let rate = self.rate();
         let left = self.total.saturating_sub(self.done) as f64;
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left / rate));
@@ -328,6 +349,8 @@ impl Progress {
             total_estimate: self.total,
             rate_per_s: rate,
             eta,
+            batch_size: size,
+            paused,
         }
     }
 
@@ -380,6 +403,22 @@ mod tests {
         assert_eq!(p.size, 1, "at least one row");
         p.took(Duration::from_millis(500));
         assert_eq!(p.after_batch(1), None, "on target: unchanged");
+    }
+
+    #[test]
+    fn the_operators_resize_is_bounded_and_holds_against_the_adaptation() {
+        let mut p = pace(500);
+        assert!(p.order(Resize::Double).contains("100 → 200"));
+        p.took(Duration::from_secs(5));
+        assert_eq!(p.after_batch(p.size), None, "the operator's size holds");
+        for _ in 0..10 {
+            p.order(Resize::Halve);
+        }
+        assert_eq!(p.size, 1, "at least one row");
+        for _ in 0..20 {
+            p.order(Resize::Double);
+        }
+        assert_eq!(p.size, 10_000, "at most 100 × the initial size");
     }
 
     #[test]
