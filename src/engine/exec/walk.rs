@@ -62,6 +62,8 @@ pub(super) struct Walk {
     pub(super) statement: Statement,
     first_batch: Statement,
     next_batch: Statement,
+    /// The largest key when the walk started (as text): its last key.
+    end: Option<String>,
     /// Fraction of the key range walked, for integer keys (min, max).
     range: Option<(f64, f64)>,
     reltuples: f64,
@@ -125,10 +127,29 @@ impl Walk {
                    FROM b"
             )
         };
-        let first_batch = client.prepare(&bounds("")).await.map_err(pg)?;
-        let next_batch = client
-            .prepare(&bounds(&format!("WHERE {col} > $2::text::{typ}")))
+        // The walk ends at the largest key when it starts: rows inserted
+        // meanwhile are the application's to write (expand/contract), and a
+        // table that keeps growing would otherwise never let the walk end.
+        let first_batch = client
+            .prepare(&bounds(&format!("WHERE {col} <= $2::text::{typ}")))
             .await
+            .map_err(pg)?;
+        let next_batch = client
+            .prepare(&bounds(&format!(
+                "WHERE {col} > $2::text::{typ} AND {col} <= $3::text::{typ}"
+            )))
+            .await
+            .map_err(pg)?;
+        // ORDER BY, not max(): uuid and other keys have no max() aggregate.
+        let end: Option<String> = client
+            .query_opt(
+                &format!("SELECT {col}::text AS last FROM {table} ORDER BY {col} DESC LIMIT 1"),
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| r.try_get("last"))
+            .transpose()
             .map_err(pg)?;
         let range = if integral {
             let r = client
@@ -154,6 +175,7 @@ impl Walk {
             statement,
             first_batch,
             next_batch,
+            end,
             range,
             reltuples,
             table,
@@ -161,7 +183,7 @@ impl Walk {
     }
 
     /// The next batch after `cursor` (from the first key without one), or
-    /// `None` when no key is left.
+    /// `None` when no key is left up to the walk's last key.
     pub(super) async fn next_batch(
         &self,
         client: &Client,
@@ -170,8 +192,16 @@ impl Walk {
     ) -> Result<Option<BatchBounds>, tokio_postgres::Error> {
         let limit = size.min(i64::MAX as u64) as i64;
         let row = match cursor {
-            None => client.query_one(&self.first_batch, &[&limit]).await?,
-            Some(c) => client.query_one(&self.next_batch, &[&limit, &c]).await?,
+            None => {
+                client
+                    .query_one(&self.first_batch, &[&limit, &self.end])
+                    .await?
+            }
+            Some(c) => {
+                client
+                    .query_one(&self.next_batch, &[&limit, &c, &self.end])
+                    .await?
+            }
         };
         let walked: i64 = row.try_get("n")?;
         if walked == 0 {
