@@ -1,7 +1,9 @@
-//! `pgpilot demo`: a throwaway cluster, the demo schema with ~100k readings, a
-//! workload that keeps the table busy and now and then holds it in a reporting
-//! transaction, and the demo runbook in the TUI (or headless for scripts).
-//! Leaving stops the workload and removes the cluster.
+//! `pgpilot demo`: a throwaway cluster with a streaming standby, the demo
+//! schema with ~100k readings, a workload that keeps the table busy and now
+//! and then holds it in a reporting transaction, and the demo runbook in the
+//! TUI (or headless for scripts). During the runbook's backfill the standby's
+//! replay stops for a few seconds, so the walk waits for it. Leaving stops the
+//! workload and removes both clusters.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,13 @@ const REPORT_HOLD: f64 = 3.0;
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// The staged report gives up after this long without pgpilot meeting it.
 const STAGED_LIMIT: Duration = Duration::from_secs(600);
+/// The demo's standby (its application_name in pg_stat_replication).
+const STANDBY: &str = "standby1";
+/// The runbook's backfill, and how far it walks before the standby's
+/// replay stops; how long replay stays stopped once the standby is behind.
+const BACKFILL_STEP: &str = "backfill-battery";
+const LAG_AFTER_ROWS: i64 = 20_000;
+const REPLAY_HELD: Duration = Duration::from_secs(4);
 
 pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
     let mut options = RunOptions {
@@ -48,6 +57,18 @@ pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
         eprintln!("pgpilot demo: {e}");
         return exit::FAILED;
     }
+    // A standby makes the replicas panel and the backfill's lag pause real;
+    // without pg_basebackup the demo goes on without them.
+    let standby = match sandbox.start_standby(STANDBY) {
+        Ok(s) => {
+            eprintln!("pgpilot demo: streaming replica {STANDBY} started");
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("pgpilot demo: no streaming replica ({e}); going on without one");
+            None
+        }
+    };
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -86,13 +107,15 @@ pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
             eprintln!("pgpilot demo: loading the demo data failed: {e}");
             return exit::FAILED;
         }
-        let workload = match Workload::start(&sandbox.conninfo(DATABASE)).await {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("pgpilot demo: {e}");
-                return exit::FAILED;
-            }
-        };
+        let standby_conninfo = standby.as_ref().map(|s| s.conninfo("postgres"));
+        let workload =
+            match Workload::start(&sandbox.conninfo(DATABASE), standby_conninfo.as_deref()).await {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("pgpilot demo: {e}");
+                    return exit::FAILED;
+                }
+            };
         // The reporting job's first transaction is open before the run starts,
         // so the first ALTER meets it: the lock panel, the blocker guard and
         // lock_timeout retries are seen for real.
@@ -108,6 +131,7 @@ pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
         code
     });
     eprintln!("pgpilot demo: stopping the cluster and removing it");
+    drop(standby);
     drop(sandbox);
     code
 }
@@ -127,14 +151,14 @@ struct Workload {
 }
 
 impl Workload {
-    async fn start(conninfo: &str) -> Result<Workload, String> {
+    async fn start(conninfo: &str, standby: Option<&str>) -> Result<Workload, String> {
         let writer = connect(conninfo, "demo-app-writer").await?;
         let reader = connect(conninfo, "demo-app-reader").await?;
         // Named pgpilot-… so the runbook's long-transaction check passes over
         // it; the pre-step guard and the lock panel still show it.
         let report = connect(conninfo, "pgpilot-demo-report").await?;
         let watcher = connect(conninfo, "pgpilot-demo-watcher").await?;
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(async move {
                 loop {
                     let _ = writer.simple_query("SELECT demo_traffic_tick(5)").await;
@@ -159,6 +183,15 @@ impl Workload {
                 }
             }),
         ];
+        // After the reporting job's start: its staged report must be open
+        // before the run begins.
+        if let Some(standby) = standby {
+            let primary = connect(conninfo, "pgpilot-demo-lag").await?;
+            let standby = connect(standby, "pgpilot-demo-lag").await?;
+            tasks.push(tokio::spawn(async move {
+                staged_lag(&primary, &standby).await;
+            }));
+        }
         Ok(Workload { tasks })
     }
 
@@ -252,3 +285,49 @@ SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting,
        max(query_start) FILTER (WHERE query LIKE '%pg_locks%')::text AS looked
   FROM pg_stat_activity
  WHERE application_name = 'pgpilot' AND backend_type = 'client backend'";
+
+/// The standby falls behind during the backfill: once the walk has filled
+/// `LAG_AFTER_ROWS` readings, replay stops until the primary sees the standby
+/// more than the step's `max_replica_lag` behind (so the walk waits), stays
+/// stopped `REPLAY_HELD` longer for the operator to see the wait, then goes
+/// on. A rehearsal saves no cursor outside its transaction: nothing is staged.
+async fn staged_lag(primary: &Client, standby: &Client) {
+    loop {
+        let filled = primary
+            .query_opt(
+                "SELECT rows_done FROM pgpilot.step_state WHERE step_id = $1 AND status = 'in_progress'",
+                &[&BACKFILL_STEP],
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.try_get::<_, Option<i64>>("rows_done").ok().flatten());
+        if filled.is_some_and(|n| n >= LAG_AFTER_ROWS) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if standby
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let behind = primary
+            .query_opt(
+                "SELECT 1 AS behind FROM pg_stat_replication WHERE application_name = $1 AND replay_lag > interval '1.5 seconds'",
+                &[&STANDBY],
+            )
+            .await
+            .is_ok_and(|r| r.is_some());
+        if behind {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(REPLAY_HELD).await;
+    let _ = standby.batch_execute("SELECT pg_wal_replay_resume()").await;
+}

@@ -60,6 +60,12 @@ impl Driver {
         // is being printed, and the run would go on as if none was pressed.
         let mut interrupts =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        // A running backfill's orders: SIGUSR1 pauses or resumes it,
+        // SIGUSR2 stops it after the current batch (resumable).
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
+        let mut usr2 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).ok();
         // Events that came while a question was open (see `Asks` below).
         let mut came: std::collections::VecDeque<EngineEvent> = Default::default();
         let mut cadence = crate::engine::progress::Cadence::new();
@@ -79,6 +85,16 @@ impl Driver {
                 biased;
                 e = async { came.pop_front() }, if !came.is_empty() => e,
                 e = events.recv() => e,
+                _ = next_signal(&mut usr1) => {
+                    say!("pgpilot: SIGUSR1: pausing or resuming the backfill after the current batch");
+                    let _ = control.send(Control::TogglePause);
+                    continue;
+                }
+                _ = next_signal(&mut usr2) => {
+                    say!("pgpilot: SIGUSR2: stopping the backfill after the current batch (resumable)");
+                    let _ = control.send(Control::StopAfterBatch);
+                    continue;
+                }
                 _ = interrupted, if !cancel_sent => {
                     say!("pgpilot: cancelling the running statement (Ctrl-C)");
                     let _ = control.send(Control::Cancel);
@@ -257,6 +273,7 @@ impl Driver {
                     total_estimate,
                     rate_per_s,
                     eta,
+                    ..
                 } => {
                     if cadence.due(std::time::Instant::now()) {
                         say!(
@@ -454,6 +471,16 @@ fn breach_answer(line: &str) -> Reply {
         "c" | "continue" => Reply::Run,
         "b" | "rollback" | "roll back" => Reply::RollbackThrough(String::new()),
         _ => Reply::Quit,
+    }
+}
+
+/// The next delivery of a signal; never, when it could not be listened to.
+async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

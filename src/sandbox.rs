@@ -26,7 +26,7 @@ use tempfile::TempDir;
 
 mod error;
 mod sql;
-#[cfg(feature = "test-support")]
+// The demo starts a standby too, not only the tests.
 mod standby;
 #[cfg(feature = "test-support")]
 mod test_server;
@@ -35,7 +35,6 @@ pub use error::SandboxError;
 #[cfg(feature = "test-support")]
 use sql::quote_ident;
 use sql::{create_database_at, percent_encode, quote_conninfo_value, simple_query};
-#[cfg(feature = "test-support")]
 pub use standby::Standby;
 #[cfg(feature = "test-support")]
 pub use test_server::{TestServer, test_server};

@@ -300,3 +300,29 @@ async fn a_health_gate_breached_between_batches_stops_the_walk_resumably() {
         "{audit}"
     );
 }
+
+/// A table that keeps growing while it is walked (here each batch itself
+/// adds a row past the end, as an application's inserts would): the walk
+/// ends at the largest key it saw when it started, instead of chasing the
+/// new rows for ever; those are the application's to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_on_a_growing_table_ends_at_the_key_it_started_with() {
+    let lab = Lab::new();
+    let client = lab.database("bf_grow", &[]).await;
+    client.batch_execute(ROWS).await.expect("rows");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = runbook(dir.path(), "id", "");
+    let text = std::fs::read_to_string(&rb).expect("runbook").replace(
+        "sql = \"UPDATE",
+        "sql = \"WITH more AS (INSERT INTO t (id) SELECT max(id) + 1 FROM t) UPDATE",
+    );
+    std::fs::write(&rb, text).expect("runbook");
+    let db = lab.conninfo("bf_grow");
+    let confirms = confirms_for(&rb, false);
+    let mut args = vec!["run", rb.as_str(), "--headless", "--db", db.as_str()];
+    args.extend(confirms.iter().map(String::as_str));
+    let ran = common::run_bounded(&mut lab.command(&args), std::time::Duration::from_secs(120));
+    assert_eq!(ran.code, 0, "{ran}");
+    // 20 batches walked the 20,000 rows there at the start; each added one.
+    assert_eq!(touched(&client).await, vec!["0x20", "1x20000"], "{ran}");
+}

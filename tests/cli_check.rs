@@ -304,7 +304,7 @@ fn text_plan_shows_rollback_phrases_concurrently_wait_bounds_and_why_no_phrase()
     assert_eq!(code, 0, "{stderr}");
     let step = stdout
         .split("\n\n")
-        .find(|s| s.contains("5. create-index"))
+        .find(|s| s.contains("6. create-index"))
         .unwrap_or_else(|| panic!("no create-index step:\n{stdout}"));
     assert!(
         step.contains("waits at most 1min for its locks, retried 5 times; runs at most 30min"),

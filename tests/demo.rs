@@ -1,7 +1,16 @@
 //! `pgpilot demo` as CI runs it: no terminal, headless, to the end, with the
-//! workload's reporting job met by the first ALTER.
+//! workload's reporting job met by the first ALTER, and the backfill waiting
+//! for the streaming replica whose replay the demo pauses.
 
 use std::process::{Command, Stdio};
+
+/// Every phrase the demo asks, as scripts/fresh-check and the README give them.
+const CONFIRMS: [&str; 4] = [
+    "--confirm",
+    "watch-traffic=done",
+    "--confirm",
+    "backfill-battery=backfill battery_pct",
+];
 
 fn demo(args: &[&str]) -> (i32, String, String) {
     let data = tempfile::tempdir().unwrap();
@@ -21,7 +30,9 @@ fn demo(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn the_demo_runs_to_the_end_and_meets_a_real_blocker_and_a_yield() {
-    let (code, stdout, stderr) = demo(&["--headless", "--confirm", "watch-traffic=done"]);
+    let mut args = vec!["--headless"];
+    args.extend(CONFIRMS);
+    let (code, stdout, stderr) = demo(&args);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     // The report, and now and then an app reader whose query is running
     // at that moment (under load one in a few runs).
@@ -51,6 +62,21 @@ fn the_demo_runs_to_the_end_and_meets_a_real_blocker_and_a_yield() {
     );
     assert!(stdout.contains("[add-battery-column] applied"), "{stdout}");
     assert!(stdout.contains("[verify-fk-validated] passed"), "{stdout}");
+    // The streaming replica existed, fell behind, and the backfill waited
+    // for it before it went on and filled every reading.
+    assert!(
+        stderr.contains("streaming replica standby1 started"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("[backfill-battery] WARNING: paused: standby1 replays"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[backfill-battery] WARNING: resumed: every standby"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[backfill-battery] applied"), "{stdout}");
     assert!(
         stderr.contains("stopping the cluster and removing it"),
         "{stderr}"
@@ -59,12 +85,9 @@ fn the_demo_runs_to_the_end_and_meets_a_real_blocker_and_a_yield() {
 
 #[test]
 fn the_demo_rehearses_too() {
-    let (code, stdout, stderr) = demo(&[
-        "--headless",
-        "--rehearse",
-        "--confirm",
-        "watch-traffic=done",
-    ]);
+    let mut args = vec!["--headless", "--rehearse"];
+    args.extend(CONFIRMS);
+    let (code, stdout, stderr) = demo(&args);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("rehearsal finished: everything was rolled back"),

@@ -1,7 +1,9 @@
 //! Standbys from the primary's point of view, against a real streaming
 //! replica: a paused replay shows a growing lag in `monitor --once`, a
 //! step with `max_replica_lag` warns before it starts (output and audit),
-//! and a stopped standby's inactive slot counts as over the limit.
+//! a stopped standby's inactive slot counts as over the limit, and a
+//! backfill waits between batches while a standby replays too far behind,
+//! then goes on once it catches up.
 
 mod common;
 
@@ -163,6 +165,154 @@ async fn a_stopped_standby_leaves_its_slot_over_the_limit() {
             .contains("[add] WARNING: standby2: its slot is inactive"),
         "{ran}"
     );
+}
+
+/// A backfill over the primary that `standby3` follows: 20,000 rows in
+/// batches of 2,000, each adding 1 to `touched`.
+const BACKFILL: &str = r#"
+[runbook]
+id = "lag-fill"
+title = "A backfill that waits for its standby"
+
+[settings]
+max_replica_lag = "1s"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "fill"
+  kind = "backfill"
+  table = "t"
+  key = "id"
+  sql = "UPDATE t SET touched = touched + 1 WHERE id BETWEEN $1 AND $2"
+  batch_size = 2000
+  batch_pause = "100ms"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_waits_while_its_standby_lags_and_finishes_once_it_catches_up() {
+    use std::io::BufRead;
+    use std::time::Instant;
+
+    let lab = Lab::new();
+    let Some(primary) = lab.server.sandbox() else {
+        eprintln!("skipped: DATABASE_URL's server has no sandbox standby");
+        return;
+    };
+    let standby = primary.start_standby("standby3").expect("a standby");
+    let client = lab.database("lagfill", &[]).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g; ANALYZE t;
+             CREATE TABLE w (a int)",
+        )
+        .await
+        .unwrap();
+    eventually("standby3 streams", Duration::from_secs(30), || async {
+        replicas(&lab)
+            .iter()
+            .any(|r| r["name"] == "standby3" && r["state"] == "streaming")
+    })
+    .await;
+    standby.pause_replay().expect("pause replay");
+    let (writer, seen) = (&client, &lab);
+    eventually(
+        "standby3's lag grows past 1 s",
+        Duration::from_secs(60),
+        || async move {
+            writer
+                .batch_execute("INSERT INTO w VALUES (1)")
+                .await
+                .unwrap();
+            lag_of(&replicas(seen), "standby3").is_some_and(|l| l > 1.0)
+        },
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("fill.toml");
+    std::fs::write(&rb, BACKFILL).unwrap();
+    let rb = rb.to_str().unwrap().to_string();
+    let db = lab.conninfo("lagfill");
+    let mut args = vec!["run", rb.as_str(), "--headless", "--db", db.as_str()];
+    let confirms = common::confirms_for(&rb, false);
+    args.extend(confirms.iter().map(String::as_str));
+    let mut child = lab
+        .command(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pgpilot");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out
+        .iter()
+        .any(|l: &String| l.contains("[fill] WARNING: paused: standby3 replays"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => out.push(l),
+            Err(_) => panic!(
+                "the backfill never paused for standby3:\n{}",
+                out.join("\n")
+            ),
+        }
+    }
+    let paused = out.last().cloned().unwrap_or_default();
+    assert!(paused.contains(" s behind > 1s"), "{paused}");
+    // Paused: no batch runs while the standby stays behind.
+    let count = "SELECT count(*) FROM t WHERE touched > 0";
+    let before = common::scalar(&client, count).await;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        common::scalar(&client, count).await,
+        before,
+        "rows moved while paused"
+    );
+    assert_ne!(before, "20000", "paused before the end");
+
+    standby.resume_replay().expect("resume replay");
+    let status = child.wait().expect("wait");
+    out.extend(lines.try_iter());
+    assert_eq!(status.code(), Some(0), "{}", out.join("\n"));
+    assert!(
+        out.iter()
+            .any(|l| l.contains("resumed: every standby replays within max_replica_lag")),
+        "{}",
+        out.join("\n")
+    );
+    assert_eq!(
+        common::column(
+            &client,
+            "SELECT touched || 'x' || count(*) FROM t GROUP BY touched ORDER BY touched"
+        )
+        .await,
+        ["1x20000"]
+    );
+    let recs = pgpilot::audit::query::read_records(&lab.audit_file()).expect("audit");
+    let said = |what: &str| {
+        recs.iter().any(|r| {
+            r.action == Action::Progress
+                && r.step.as_deref() == Some("fill")
+                && r.message.as_deref().is_some_and(|m| m.contains(what))
+        })
+    };
+    assert!(said("paused: standby3 replays"), "{recs:?}");
+    assert!(said("resumed: every standby"), "{recs:?}");
 }
 
 #[test]

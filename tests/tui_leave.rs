@@ -189,6 +189,17 @@ fn w_at_the_demos_blocker_prompt_leads_on() {
         exit = exit_file.display(),
     );
     let tui = Tmux::start(&cmd);
+    // The demo starts a primary and a streaming standby first: under a
+    // loaded test run that can take longer than one wait_for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !tui.screen().contains("r  run next") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never opened:\n{}",
+            tui.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     for step in ["no-long-transactions", "tables-exist", "no-orphan-readings"] {
         tui.wait_for("r  run next");
         tui.keys(&["r"]);

@@ -166,6 +166,10 @@ pub enum EngineEvent {
         total_estimate: u64,
         rate_per_s: f64,
         eta: Option<Duration>,
+        /// The size of the next batch.
+        batch_size: u64,
+        /// The operator paused the walk (`Control::TogglePause`).
+        paused: bool,
     },
     Asks(Ask),
     Finished(Outcome),
@@ -299,6 +303,19 @@ pub enum Reply {
 pub enum Control {
     /// Cancel the running statement (protocol cancel request).
     Cancel,
+    /// A running backfill: pause before the next batch, or resume.
+    TogglePause,
+    /// A running backfill: the next batches' size, ×2 or ÷2.
+    Resize(Resize),
+    /// A running backfill: stop after the current batch, resumably.
+    StopAfterBatch,
+}
+
+/// Which way the operator resizes a backfill's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    Double,
+    Halve,
 }
 
 /// How a run ended. The drivers turn it into an exit code (`crate::exit::of`);
@@ -316,6 +333,30 @@ pub struct EngineIo {
     pub events: UnboundedSender<EngineEvent>,
     pub replies: UnboundedReceiver<Reply>,
     pub control: UnboundedReceiver<Control>,
+    /// Backfill orders that came while the engine waited for something
+    /// else (a statement, a pause): kept for the walk, never dropped.
+    held: Vec<Control>,
+}
+
+impl EngineIo {
+    /// Returns when the operator cancels; every other order that arrives
+    /// meanwhile is held for the backfill walk. A closed channel never
+    /// returns (nobody is left to cancel). Cancel-safe, as `recv` is.
+    pub(crate) async fn cancelled(&mut self) {
+        cancelled(&mut self.control, &mut self.held).await
+    }
+}
+
+/// [`EngineIo::cancelled`] on its two fields, for a `select!` that also
+/// reads the replies.
+async fn cancelled(control: &mut UnboundedReceiver<Control>, held: &mut Vec<Control>) {
+    loop {
+        match control.recv().await {
+            Some(Control::Cancel) => return,
+            Some(order) => held.push(order),
+            None => std::future::pending::<()>().await,
+        }
+    }
 }
 
 /// An engine running on its own task, and the driver's ends of its channels.
@@ -337,6 +378,7 @@ pub fn spawn(session: Session) -> EngineTask {
         events: events_tx,
         replies: replies_rx,
         control: control_rx,
+        held: Vec::new(),
     };
     EngineTask {
         events,

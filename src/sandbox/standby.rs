@@ -73,7 +73,11 @@ impl Sandbox {
         run(cmd)?;
         server.port = free_port()?;
         server.started = true;
-        let opts = super::SandboxOptions::default().setting("cluster_name", name);
+        // Status every second (default 10 s): the primary learns of replay
+        // promptly, so a lag shows and clears within a second or two.
+        let opts = super::SandboxOptions::default()
+            .setting("cluster_name", name)
+            .setting("wal_receiver_status_interval", "1s");
         server.pg_ctl_start(&socket_dir, &opts)?;
         Ok(Standby {
             server,

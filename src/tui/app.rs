@@ -424,6 +424,8 @@ impl App {
                 total_estimate,
                 rate_per_s,
                 eta,
+                batch_size,
+                paused,
             } => {
                 if let Some(s) = self.step_mut(&step) {
                     s.progress = Some(crate::tui::step_view::BackfillProgress {
@@ -431,6 +433,8 @@ impl App {
                         total_estimate,
                         rate_per_s,
                         eta,
+                        batch_size,
+                        paused,
                     });
                 }
             }

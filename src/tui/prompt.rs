@@ -1,6 +1,7 @@
 //! The prompts the engine opens between steps, as the screen holds them: a
 //! failed step waiting for r/s/b/q, and a wait for blockers the operator may
-//! still turn into proceed or abort. Their keys are in keys.rs.
+//! still turn into proceed or abort; which prompt's keys are read first
+//! (a running backfill's too). Their keys are in keys.rs.
 
 use crate::monitor::Holder;
 
@@ -64,4 +65,29 @@ pub fn key_of(prompts: &[PromptBinding], prompt: Prompt, answer: Answer) -> &str
         .iter()
         .find(|b| b.prompt == prompt && b.answer == answer)
         .map_or("?", |b| b.label.as_str())
+}
+
+impl super::app::App {
+    /// The prompt whose keys are read before the step list's, if one is open.
+    pub fn open_prompt(&self) -> Option<crate::tui::keys::Prompt> {
+        use crate::tui::keys::Prompt;
+        if self.failed.is_some() {
+            Some(Prompt::Failure)
+        } else if self.waiting.is_some() {
+            Some(Prompt::Blockers)
+        } else if self.running_backfill().is_some() {
+            Some(Prompt::Backfill)
+        } else {
+            None
+        }
+    }
+
+    /// The backfill step that runs now, if one does.
+    pub fn running_backfill(&self) -> Option<&str> {
+        let id = self.running.as_deref()?;
+        self.steps
+            .iter()
+            .find(|s| s.id == id && s.kind == crate::runbook::StepKind::Backfill)
+            .map(|s| s.id.as_str())
+    }
 }

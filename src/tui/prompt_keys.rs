@@ -19,14 +19,18 @@ pub enum Prompt {
     RollbackList,
     /// A `[[health]]` gate is breached before a step (`Ask::HealthBreach`).
     HealthBreach,
+    /// A backfill step runs: its orders (`Control::TogglePause`, `Resize`,
+    /// `StopAfterBatch`), applied between two batches.
+    Backfill,
 }
 
 impl Prompt {
-    pub const ALL: [Prompt; 4] = [
+    pub const ALL: [Prompt; 5] = [
         Prompt::Failure,
         Prompt::Blockers,
         Prompt::RollbackList,
         Prompt::HealthBreach,
+        Prompt::Backfill,
     ];
 
     /// Its table in keys.toml.
@@ -36,6 +40,7 @@ impl Prompt {
             Prompt::Blockers => "blockers",
             Prompt::RollbackList => "rollback_list",
             Prompt::HealthBreach => "health_breach",
+            Prompt::Backfill => "backfill",
         }
     }
 
@@ -46,6 +51,7 @@ impl Prompt {
             Prompt::Blockers => "When sessions hold the locks a step needs",
             Prompt::RollbackList => "Before several steps are rolled back",
             Prompt::HealthBreach => "When a health gate is breached before a step",
+            Prompt::Backfill => "While a backfill runs",
         }
     }
 }
@@ -65,6 +71,10 @@ pub enum Answer {
     ContinueBreached,
     RollBackAll,
     StopBreached,
+    PauseResume,
+    BatchBigger,
+    BatchSmaller,
+    StopAfterBatch,
 }
 
 impl Answer {
@@ -83,6 +93,10 @@ impl Answer {
             Answer::ContinueBreached => "continue",
             Answer::RollBackAll => "roll_back",
             Answer::StopBreached => "stop",
+            Answer::PauseResume => "pause",
+            Answer::BatchBigger => "bigger",
+            Answer::BatchSmaller => "smaller",
+            Answer::StopAfterBatch => "stop",
         }
     }
 }
@@ -242,6 +256,40 @@ pub fn prompt_defaults() -> Vec<PromptBinding> {
             "stop",
             "stop before the step (exit code 3)",
         ),
+        // Not the step list's contract keys (r s b c j k C K ? q), which
+        // keep their meaning while a backfill runs (`c` cancels its batch).
+        p(
+            Backfill,
+            Char('p'),
+            Answer::PauseResume,
+            "p",
+            "pause/resume",
+            "pause the backfill before its next batch, or resume it (audited)",
+        ),
+        p(
+            Backfill,
+            Char('+'),
+            Answer::BatchBigger,
+            "+",
+            "batch ×2",
+            "double the batch size (at most 100 × batch_size; the size then holds)",
+        ),
+        p(
+            Backfill,
+            Char('-'),
+            Answer::BatchSmaller,
+            "-",
+            "batch ÷2",
+            "halve the batch size (at least 1; the size then holds)",
+        ),
+        p(
+            Backfill,
+            Char('x'),
+            Answer::StopAfterBatch,
+            "x",
+            "stop after batch",
+            "stop after the current batch: the step stays in progress, the next run resumes (exit code 130)",
+        ),
     ]
 }
 
@@ -376,6 +424,15 @@ mod tests {
         }
         let hints = prompt_hints(&prompts, Prompt::Blockers);
         assert_eq!(hints.len(), 3, "{hints:?}");
+        // A running backfill's keys take none of the step list's.
+        let main = crate::tui::keys::defaults();
+        for b in prompts.iter().filter(|b| b.prompt == Prompt::Backfill) {
+            assert!(!main.iter().any(|m| m.key == b.key), "{b:?}");
+        }
+        assert_eq!(
+            answer_for(&prompts, Prompt::Backfill, &key('x')),
+            Some(Answer::StopAfterBatch)
+        );
     }
 
     #[test]

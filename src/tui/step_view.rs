@@ -94,6 +94,10 @@ pub struct BackfillProgress {
     pub total_estimate: u64,
     pub rate_per_s: f64,
     pub eta: Option<Duration>,
+    /// The next batch's size.
+    pub batch_size: u64,
+    /// Paused by the operator (`p`).
+    pub paused: bool,
 }
 
 impl StepView {

@@ -37,13 +37,7 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Option<Command> {
         return dialog_key(app, key);
     }
     // An open prompt's keys first, then the step list's (moving, help, …).
-    let prompt = if app.failed.is_some() {
-        Some(Prompt::Failure)
-    } else if app.waiting.is_some() {
-        Some(Prompt::Blockers)
-    } else {
-        None
-    };
+    let prompt = app.open_prompt();
     if let Some(answer) = prompt.and_then(|p| answer_for(&app.prompts, p, &key)) {
         return answer_prompt(app, answer);
     }
@@ -105,6 +99,22 @@ pub fn answer_prompt(app: &mut App, answer: Answer) -> Option<Command> {
             app.running = None;
             Some(Command::Reply(Reply::Quit))
         }
+        Answer::PauseResume => backfill_order(app, Control::TogglePause, "pause or resume"),
+        Answer::BatchBigger => backfill_order(
+            app,
+            Control::Resize(crate::engine::Resize::Double),
+            "double the batch size",
+        ),
+        Answer::BatchSmaller => backfill_order(
+            app,
+            Control::Resize(crate::engine::Resize::Halve),
+            "halve the batch size",
+        ),
+        Answer::StopAfterBatch => backfill_order(
+            app,
+            Control::StopAfterBatch,
+            "stop after the current batch (resumable)",
+        ),
         // Dialog answers (blockers, rollback list, health gate): see dialog_key.
         Answer::Wait
         | Answer::Agree
@@ -113,6 +123,14 @@ pub fn answer_prompt(app: &mut App, answer: Answer) -> Option<Command> {
         | Answer::RollBackAll
         | Answer::StopBreached => None,
     }
+}
+
+/// An order to the running backfill, said in the log; the engine applies
+/// it between two batches and says when it did.
+fn backfill_order(app: &mut App, order: Control, what: &str) -> Option<Command> {
+    let step = app.running_backfill()?.to_string();
+    app.log(LogLevel::Info, format!("[{step}] asked: {what}"));
+    Some(Command::Control(order))
 }
 
 pub fn update(app: &mut App, action: Action) -> Option<Command> {

@@ -124,6 +124,7 @@ impl Exec<'_> {
         let mut cursor = cursor;
         let mut batches = 0u64;
         let mut touched_total = 0u64;
+        self.forget_orders();
         loop {
             let batch = self
                 .batch_with_retries(
@@ -149,7 +150,6 @@ impl Exec<'_> {
             };
             batches += 1;
             touched_total += touched;
-            self.emit(progress.event(&step.id));
             if let Some(note) = progress.audit_due() {
                 let mut ev = step_event(Action::Progress, phase, step);
                 ev.rows = Some(progress.done);
@@ -161,9 +161,11 @@ impl Exec<'_> {
                 ev.message = Some(resized);
                 self.record(ev).await;
             }
+            self.emit(progress.event(&step.id, pace.size, false));
             if !b.batch_pause.is_zero() && self.sleep_or_cancel(b.batch_pause).await {
                 return Err(self.backfill_stopped(phase, step, &progress).await);
             }
+            self.apply_orders(phase, step, &mut pace, &progress).await?;
             self.between_batches(phase, step, &progress).await?;
         }
         Ok((progress, batches, touched_total))

@@ -7,7 +7,7 @@ use super::recover::StepEnd;
 use super::{Exec, step_event};
 use crate::analysis::{RelationName, StatementAnalysis};
 use crate::audit::record::Action;
-use crate::engine::{Ask, Control, EngineEvent, Outcome, Reply};
+use crate::engine::{Ask, EngineEvent, Outcome, Reply};
 use crate::monitor::Holder;
 use crate::runbook::{Phase, Step};
 
@@ -170,8 +170,8 @@ impl Exec<'_> {
         let io = &mut *self.io;
         tokio::select! {
             _ = tokio::time::sleep(wait) => Waited::Elapsed,
-            // A closed channel disables its branch: the wait goes on.
-            Some(Control::Cancel) = io.control.recv() => Waited::Cancelled,
+            // A closed channel never cancels: the wait goes on.
+            () = crate::engine::cancelled(&mut io.control, &mut io.held) => Waited::Cancelled,
             Some(r) = io.replies.recv() => Waited::Answer(match r {
                 Reply::Run => Decision::Proceed,
                 _ => Decision::Abort,

@@ -14,6 +14,7 @@ mod expect;
 mod gates;
 mod guards;
 mod known;
+mod orders;
 mod queue;
 mod recover;
 mod rehearsal;

@@ -7,7 +7,7 @@ use tokio_postgres::{CancelToken, SimpleQueryMessage};
 
 use super::Exec;
 use super::queue::{QueueWatch, Verdict, WATCH_INTERVAL};
-use crate::engine::{Control, EngineIo};
+use crate::engine::EngineIo;
 use crate::pg::{ConnSpec, Target};
 
 /// SQLSTATE lock_not_available: lock_timeout expired.
@@ -89,11 +89,9 @@ pub(super) async fn cancellable<T>(
         tokio::select! {
             biased;
             r = &mut requests => return (r, cancelled),
-            c = io.control.recv(), if !cancelled => {
-                if matches!(c, Some(Control::Cancel)) {
-                    cancelled = true;
-                    let _ = spec.cancel_query(token).await;
-                }
+            () = io.cancelled(), if !cancelled => {
+                cancelled = true;
+                let _ = spec.cancel_query(token).await;
             }
             _ = tick.tick(), if watching => {
                 if let Some(w) = watched.as_mut()
@@ -111,7 +109,7 @@ impl Exec<'_> {
     pub(super) async fn sleep_or_cancel(&mut self, wait: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(wait) => false,
-            c = self.io.control.recv() => matches!(c, Some(Control::Cancel)),
+            () = self.io.cancelled() => true,
         }
     }
 

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Statement};
 
-use crate::engine::EngineEvent;
+use crate::engine::{EngineEvent, Resize};
 use crate::runbook::Backfill;
 
 /// A key exactly as the server sent it, bound back unchanged: the batch
@@ -62,6 +62,8 @@ pub(super) struct Walk {
     pub(super) statement: Statement,
     first_batch: Statement,
     next_batch: Statement,
+    /// The largest key when the walk started (as text): its last key.
+    end: Option<String>,
     /// Fraction of the key range walked, for integer keys (min, max).
     range: Option<(f64, f64)>,
     reltuples: f64,
@@ -125,10 +127,29 @@ impl Walk {
                    FROM b"
             )
         };
-        let first_batch = client.prepare(&bounds("")).await.map_err(pg)?;
-        let next_batch = client
-            .prepare(&bounds(&format!("WHERE {col} > $2::text::{typ}")))
+        // The walk ends at the largest key when it starts: rows inserted
+        // meanwhile are the application's to write (expand/contract), and a
+        // table that keeps growing would otherwise never let the walk end.
+        let first_batch = client
+            .prepare(&bounds(&format!("WHERE {col} <= $2::text::{typ}")))
             .await
+            .map_err(pg)?;
+        let next_batch = client
+            .prepare(&bounds(&format!(
+                "WHERE {col} > $2::text::{typ} AND {col} <= $3::text::{typ}"
+            )))
+            .await
+            .map_err(pg)?;
+        // ORDER BY, not max(): uuid and other keys have no max() aggregate.
+        let end: Option<String> = client
+            .query_opt(
+                &format!("SELECT {col}::text AS last FROM {table} ORDER BY {col} DESC LIMIT 1"),
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| r.try_get("last"))
+            .transpose()
             .map_err(pg)?;
         let range = if integral {
             let r = client
@@ -154,6 +175,7 @@ impl Walk {
             statement,
             first_batch,
             next_batch,
+            end,
             range,
             reltuples,
             table,
@@ -161,7 +183,7 @@ impl Walk {
     }
 
     /// The next batch after `cursor` (from the first key without one), or
-    /// `None` when no key is left.
+    /// `None` when no key is left up to the walk's last key.
     pub(super) async fn next_batch(
         &self,
         client: &Client,
@@ -170,8 +192,16 @@ impl Walk {
     ) -> Result<Option<BatchBounds>, tokio_postgres::Error> {
         let limit = size.min(i64::MAX as u64) as i64;
         let row = match cursor {
-            None => client.query_one(&self.first_batch, &[&limit]).await?,
-            Some(c) => client.query_one(&self.next_batch, &[&limit, &c]).await?,
+            None => {
+                client
+                    .query_one(&self.first_batch, &[&limit, &self.end])
+                    .await?
+            }
+            Some(c) => {
+                client
+                    .query_one(&self.next_batch, &[&limit, &c, &self.end])
+                    .await?
+            }
         };
         let walked: i64 = row.try_get("n")?;
         if walked == 0 {
@@ -224,6 +254,26 @@ impl Pace {
             target: b.target_batch_time,
             last_took: None,
         }
+    }
+
+    /// The operator's resize, within the same bounds as the adaptation;
+    /// from then on the operator's size holds (no more adaptation).
+    pub(super) fn order(&mut self, r: Resize) -> String {
+        let max = self.initial.saturating_mul(100);
+        let new = match r {
+            Resize::Double => self.size.saturating_mul(2).min(max),
+            Resize::Halve => (self.size / 2).max(1),
+        };
+        self.target = None;
+        let said = if new == self.size {
+            format!(
+                "batch size stays {new}: the operator's resize is bounded by 1 and 100 × batch_size"
+            )
+        } else {
+            format!("batch size {} → {new}: resized by the operator", self.size)
+        };
+        self.size = new;
+        said
     }
 
     pub(super) fn took(&mut self, d: Duration) {
@@ -318,7 +368,8 @@ impl Progress {
         self.walked_here as f64 / secs
     }
 
-    pub(super) fn event(&self, step: &str) -> EngineEvent {
+    /// The progress event; `size`: the next batch's, `paused`: by the operator.
+    pub(super) fn event(&self, step: &str, size: u64, paused: bool) -> EngineEvent {
         let rate = self.rate();
         let left = self.total.saturating_sub(self.done) as f64;
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left / rate));
@@ -328,6 +379,8 @@ impl Progress {
             total_estimate: self.total,
             rate_per_s: rate,
             eta,
+            batch_size: size,
+            paused,
         }
     }
 
@@ -380,6 +433,22 @@ mod tests {
         assert_eq!(p.size, 1, "at least one row");
         p.took(Duration::from_millis(500));
         assert_eq!(p.after_batch(1), None, "on target: unchanged");
+    }
+
+    #[test]
+    fn the_operators_resize_is_bounded_and_holds_against_the_adaptation() {
+        let mut p = pace(500);
+        assert!(p.order(Resize::Double).contains("100 → 200"));
+        p.took(Duration::from_secs(5));
+        assert_eq!(p.after_batch(p.size), None, "the operator's size holds");
+        for _ in 0..10 {
+            p.order(Resize::Halve);
+        }
+        assert_eq!(p.size, 1, "at least one row");
+        for _ in 0..20 {
+            p.order(Resize::Double);
+        }
+        assert_eq!(p.size, 10_000, "at most 100 × the initial size");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A running backfill's gauge on its step: a bar, then percent, keys walked
-//! of the estimate, rate and ETA (the same words as the headless line).
+//! of the estimate, rate and ETA (the same words as the headless line), the
+//! next batch's size and whether the operator paused it.
 
 use ratatui::text::{Line, Span};
 
@@ -18,9 +19,15 @@ pub fn backfill_gauge(p: &BackfillProgress) -> Line<'static> {
         Span::styled("█".repeat(filled), theme::good()),
         Span::styled("░".repeat(BAR - filled), theme::dim()),
         Span::raw(format!(
-            " {}",
-            describe(p.done, p.total_estimate, p.rate_per_s, p.eta)
+            " {}, batch {}",
+            describe(p.done, p.total_estimate, p.rate_per_s, p.eta),
+            p.batch_size
         )),
+        if p.paused {
+            Span::styled(" PAUSED", theme::warn())
+        } else {
+            Span::raw("")
+        },
     ])
 }
 
@@ -36,15 +43,31 @@ mod tests {
             total_estimate: 20000,
             rate_per_s: 1000.0,
             eta: Some(Duration::from_secs(15)),
+            batch_size: 1000,
+            paused: false,
         });
         let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
         assert_eq!(
             text,
             format!(
-                "{}{} 25% (5000 of about 20000 rows), 1000 rows/s, ETA 15s",
+                "{}{} 25% (5000 of about 20000 rows), 1000 rows/s, ETA 15s, batch 1000",
                 "█".repeat(5),
                 "░".repeat(15)
             )
         );
+    }
+
+    #[test]
+    fn a_paused_gauge_says_so() {
+        let line = backfill_gauge(&BackfillProgress {
+            done: 5000,
+            total_estimate: 20000,
+            rate_per_s: 0.0,
+            eta: None,
+            batch_size: 2000,
+            paused: true,
+        });
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert!(text.ends_with(", batch 2000 PAUSED"), "{text}");
     }
 }

@@ -4,20 +4,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::tui::app::App;
-use crate::tui::keys::{Answer, Binding, Prompt, PromptBinding};
+use crate::tui::keys::{Answer, Binding, PromptBinding};
 use crate::tui::theme;
 
 /// The run screen's help: every binding, then the keys of the prompt open
 /// now (each prompt's keys are listed while it is open: all of them at
 /// once would not fit a small terminal).
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
-    let open = if app.failed.is_some() {
-        Some(Prompt::Failure)
-    } else if app.waiting.is_some() {
-        Some(Prompt::Blockers)
-    } else {
-        None
-    };
+    let open = app.open_prompt();
     let prompts: Vec<PromptBinding> = app
         .prompts
         .iter()

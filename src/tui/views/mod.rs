@@ -142,6 +142,9 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
         if app.running.is_some() {
             keys.push((label(b, Action::Cancel), "cancel statement"));
         }
+        if app.running_backfill().is_some() {
+            keys.extend(prompt_hints(&app.prompts, Prompt::Backfill));
+        }
         if app.next.is_some() || app.at_end {
             keys.push((label(b, Action::Rollback), "roll back selected"));
         }
