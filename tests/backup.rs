@@ -433,6 +433,16 @@ async fn a_production_run_refuses_data_loss_without_a_backup_before_any_change()
     );
     let rb = rule_runbook(dir.path(), "prod-ok", &ok);
     let ran = run(&lab, &rb, &db, &["--env", "production", &production]);
+    // no_backup satisfies the rule; production then asks for approvals
+    // (tests/approvals.rs), so nothing runs yet.
+    assert!(
+        ran.stdout.contains("guard backup before data loss: pass"),
+        "{ran}"
+    );
+    assert_eq!(ran.code, 3, "{ran}");
+    assert!(ran.stdout.contains("guard approvals: FAIL"), "{ran}");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM users").await, "500");
+    let ran = run(&lab, &rb, &db, &["--env", "staging"]);
     assert_eq!(ran.code, 0, "{ran}");
     assert_eq!(scalar(&client, "SELECT count(*) FROM users").await, "100");
 }

@@ -180,15 +180,17 @@ impl Exec<'_> {
             },
         )
         .await?;
-        self.approvals_guard().await?;
-        self.window_guard().await?;
-        if matches!(self.s.options.mode, Mode::Run { .. }) {
-            self.version_guard().await?;
-        }
+        // The backup rule first: a runbook that needs a backup step added
+        // would lose its approvals to that edit anyway.
         if self.s.options.env.as_deref().is_some_and(is_production)
             && matches!(self.s.options.mode, Mode::Run { .. })
         {
             self.backup_rule_guard().await?;
+        }
+        self.approvals_guard().await?;
+        self.window_guard().await?;
+        if matches!(self.s.options.mode, Mode::Run { .. }) {
+            self.version_guard().await?;
         }
         if self.s.options.env.as_deref().is_some_and(is_production) {
             self.ask_phrase(
