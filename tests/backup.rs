@@ -327,7 +327,7 @@ fn check_warns_when_data_is_removed_without_an_earlier_backup() {
         ("TRUNCATE orders", "orders"),
         ("DELETE FROM orders WHERE id < 10", "orders"),
         (
-            "ALTER TABLE users ALTER COLUMN email TYPE varchar(10)",
+            "ALTER TABLE users ALTER COLUMN email TYPE varchar(10) USING left(email, 10)",
             "users",
         ),
     ] {
@@ -340,6 +340,19 @@ fn check_warns_when_data_is_removed_without_an_earlier_backup() {
             "{sql}: {ran}"
         );
     }
+    // A change to text keeps every value: nothing to back up.
+    let rb = rule_runbook(
+        dir.path(),
+        "widen",
+        &change(
+            "widen",
+            "ALTER TABLE users ALTER COLUMN email TYPE text",
+            "",
+        ),
+    );
+    let ran = lab.run(&["check", &rb]);
+    assert_eq!(ran.code, 0, "{ran}");
+    assert!(!ran.stderr.contains(RULE), "{ran}");
     // UPDATE is left to its rollback.
     let rb = rule_runbook(
         dir.path(),

@@ -101,6 +101,13 @@ pub fn uncovered(runbook: &Runbook, analysis: &RunbookAnalysis) -> Vec<Uncovered
                 else {
                     continue;
                 };
+                // A change to varchar/text keeps every value (too long a value
+                // fails the statement instead): nothing to lose.
+                if *what == "retype column"
+                    && s.findings.iter().any(|f| f.rule == "coercible-type-change")
+                {
+                    continue;
+                }
                 for l in s.locks.iter().filter(|l| {
                     matches!(l.mode, LockMode::AccessExclusive | LockMode::RowExclusive)
                 }) {
