@@ -457,3 +457,43 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
     );
     assert!(screen.contains("pgpilot yielded 1 time(s)"), "{screen}");
 }
+
+/// A rehearsal keeps the locks of its earlier steps until it ends, so
+/// cancelling the current statement would not let the queue through: it
+/// never yields, and lock_timeout (with `rehearsal_max_queue`) bounds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rehearsal_never_yields() {
+    let lab = Lab::new();
+    let client = table(&lab, "qy_rehearse").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rb = runbook(&dir, "1500ms", 0, "200ms");
+    let holder = holder(&lab, "qy_rehearse").await;
+    let readers = Load::start(&lab, "qy_rehearse", 2, READ).await;
+
+    let child = lab
+        .command(&[
+            "run",
+            &rb,
+            "--rehearse",
+            "--headless",
+            "--db",
+            &lab.conninfo("qy_rehearse"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ran = finished(child).await;
+    let worst = readers.stop().await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    assert_ne!(ran.code, 0, "{ran}");
+    assert!(ran.stdout.contains("55P03"), "{ran}");
+    assert!(!ran.stdout.contains("yielded"), "{ran}");
+    assert!(yields(&lab).is_empty());
+    assert_eq!(has_column(&client).await, "0");
+    assert!(
+        worst >= Duration::from_secs(1),
+        "worst wait {worst:?}\n{ran}"
+    );
+}
