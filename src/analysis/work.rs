@@ -44,4 +44,10 @@ impl WorkKind {
 pub struct TableWork {
     pub table: RelationName,
     pub kind: WorkKind,
+    /// An index build's key columns, as PostgreSQL names them, when every
+    /// key is a plain column of the table with its own collation: the
+    /// forecast times a sort of a sample of them. Empty otherwise
+    /// (expressions, an explicit COLLATE, REINDEX, every other work).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
