@@ -12,6 +12,8 @@ use crate::analysis::quote_ident;
 
 /// Rows a sort sample holds at most.
 const SAMPLE_ROWS: i64 = 30_000;
+/// Pages it reads at most, as the read-rate sample (measure.rs).
+const SAMPLE_PAGES: i64 = 2048;
 /// Timings of each query while they stay under this in all.
 const REPEATS: usize = 3;
 const REPEAT_BUDGET_S: f64 = 0.3;
@@ -63,10 +65,10 @@ pub async fn sort_sample(
     client: &Client,
     (schema, name): (&str, &str),
     keys: &[String],
-    rows: i64,
+    (rows, pages): (i64, i64),
 ) -> Result<Option<KeySort>, tokio_postgres::Error> {
     let out = match client.batch_execute("SAVEPOINT pgpilot_key_sort").await {
-        Ok(()) => timed(client, (schema, name), keys, rows).await,
+        Ok(()) => timed(client, (schema, name), keys, (rows, pages)).await,
         Err(e) => Err(e),
     };
     let end = match out {
@@ -86,7 +88,7 @@ async fn timed(
     client: &Client,
     (schema, name): (&str, &str),
     keys: &[String],
-    rows: i64,
+    (rows, pages): (i64, i64),
 ) -> Result<Option<KeySort>, tokio_postgres::Error> {
     let ident = format!("{}.{}", quote_ident(schema), quote_ident(name));
     let cols = keys
@@ -94,7 +96,7 @@ async fn timed(
         .map(|k| quote_ident(k))
         .collect::<Vec<_>>()
         .join(", ");
-    let sample = sample_sql(&ident, &cols, rows);
+    let sample = sample_sql(&ident, &cols, rows, pages);
     let plain = format!("SELECT count(*) AS n FROM ({sample}) s");
     let sorted =
         format!("SELECT cardinality(array_agg(0 ORDER BY {cols}))::int8 AS n FROM ({sample}) s");
@@ -125,14 +127,17 @@ async fn timed(
     }))
 }
 
-/// At most [`SAMPLE_ROWS`] rows of the key columns: whole pages by
-/// SYSTEM sampling when the table holds more than that.
-fn sample_sql(ident: &str, cols: &str, rows: i64) -> String {
-    if rows <= SAMPLE_ROWS {
+/// At most [`SAMPLE_ROWS`] rows of the key columns, and at most
+/// [`SAMPLE_PAGES`] pages read: whole pages by SYSTEM sampling when the
+/// table holds more than either.
+fn sample_sql(ident: &str, cols: &str, rows: i64, pages: i64) -> String {
+    // Half as many rows again: SYSTEM picks pages, not rows.
+    let by_rows = 150.0 * SAMPLE_ROWS as f64 / rows.max(1) as f64;
+    let by_pages = 100.0 * SAMPLE_PAGES as f64 / pages.max(1) as f64;
+    let percent = by_rows.min(by_pages);
+    if percent >= 100.0 {
         return format!("SELECT {cols} FROM {ident} LIMIT {SAMPLE_ROWS}");
     }
-    // Half as many rows again: SYSTEM picks pages, not rows.
-    let percent = (150.0 * SAMPLE_ROWS as f64 / rows as f64).min(100.0);
     format!("SELECT {cols} FROM {ident} TABLESAMPLE SYSTEM ({percent:.6}) LIMIT {SAMPLE_ROWS}")
 }
 
@@ -193,14 +198,19 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_reads_at_most_its_rows() {
+    fn the_sample_reads_at_most_its_rows_and_pages() {
         assert_eq!(
-            sample_sql("t", "\"k\"", 100),
+            sample_sql("t", "\"k\"", 100, 2),
             "SELECT \"k\" FROM t LIMIT 30000"
         );
         assert_eq!(
-            sample_sql("t", "\"k\"", 1_000_000),
+            sample_sql("t", "\"k\"", 1_000_000, 9_346),
             "SELECT \"k\" FROM t TABLESAMPLE SYSTEM (4.500000) LIMIT 30000"
+        );
+        // Wide rows, 2 a page: 2,048 pages of 20,000, not 45,000 rows.
+        assert_eq!(
+            sample_sql("t", "\"k\"", 40_000, 20_000),
+            "SELECT \"k\" FROM t TABLESAMPLE SYSTEM (10.240000) LIMIT 30000"
         );
     }
 }

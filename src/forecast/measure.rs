@@ -146,7 +146,14 @@ async fn measure_one(
             size.rows = rows;
         }
         for k in keys {
-            if let Some(sort) = sort_sample(client, (&schema, &name), k, size.rows).await? {
+            if let Some(sort) = sort_sample(
+                client,
+                (&schema, &name),
+                k,
+                (size.rows, table_bytes / block_size.max(1)),
+            )
+            .await?
+            {
                 size.key_sorts.push(sort);
             }
         }
