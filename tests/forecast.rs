@@ -151,6 +151,69 @@ fn without_db_every_forecast_is_null() {
     }
 }
 
+const KEYS_RUNBOOK: &str = r#"
+[runbook]
+id = "forecast-keys"
+title = "Index builds on an integer and on a text key"
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "int-key"
+  kind = "change"
+  sql = "CREATE INDEX readings_v ON readings (v)"
+  rollback = "DROP INDEX readings_v"
+
+  [[phase.step]]
+  id = "text-key"
+  kind = "change"
+  sql = "CREATE INDEX readings_label ON readings (label)"
+  rollback = "DROP INDEX readings_label"
+"#;
+
+/// Same table, same heap: an index on a text key under the cluster's
+/// (non-C) collation sorts several times slower than one on an integer.
+/// The forecast times a sort of a sample of each key on the target, so the
+/// text-key build is forecast longer, and says which key it sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_key_index_is_forecast_longer_than_an_integer_key_on_the_same_table() {
+    let lab = Lab::new();
+    let client = lab.database("forecast_keys", &[]).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE readings (id bigserial PRIMARY KEY, v int, label text);
+             INSERT INTO readings (v, label)
+               SELECT i % 97, 'sensor reading ' || md5(i::text) FROM generate_series(1, {ROWS}) i;
+             ANALYZE readings;"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(&dir, KEYS_RUNBOOK);
+    let plan = plan_json(&lab, &runbook, Some(&lab.conninfo("forecast_keys")));
+    let int = &step(&plan, "int-key")["forecast"];
+    let text = &step(&plan, "text-key")["forecast"];
+    let (int_s, text_s) = (
+        int["seconds"].as_f64().unwrap_or_else(|| panic!("{int}")),
+        text["seconds"].as_f64().unwrap_or_else(|| panic!("{text}")),
+    );
+    assert!(
+        text_s > 1.5 * int_s,
+        "text key {text_s} s against int key {int_s} s\n{text}\n{int}"
+    );
+    // The sample behind it: the key, its rows, its width from pg_stats.
+    let sorts = text["tables"][0]["key_sorts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}"));
+    let label = sorts
+        .iter()
+        .find(|k| k["keys"] == serde_json::json!(["label"]))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(label["sample_rows"].as_i64().unwrap() > 1000, "{label}");
+    assert!(label["key_width"].as_f64().unwrap() > 40.0, "{label}");
+}
+
 const READER_PASSWORD: &str = "forecast-reader-pw";
 
 /// A role that may only read the table measures it while a writer holds

@@ -72,6 +72,7 @@ fn the_detail_shows_measuring_then_how_long_the_rewrite_holds_which_lock() {
             rows: 30_000_000,
             indexes: 0,
             read_bytes_per_s: Some(400.0 * 1024.0 * 1024.0),
+            key_sorts: Vec::new(),
         }),
     );
     app.forecast = ForecastState::Ready(

@@ -44,4 +44,42 @@ impl WorkKind {
 pub struct TableWork {
     pub table: RelationName,
     pub kind: WorkKind,
+    /// An index build's key columns, as PostgreSQL names them, when every
+    /// key is a plain column of the table with its own collation: the
+    /// forecast times a sort of a sample of them. Empty otherwise
+    /// (expressions, an explicit COLLATE, REINDEX, every other work).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::{Context, analyze_sql};
+
+    /// The key columns of each statement's one index build.
+    fn keys(sql: &str) -> Vec<Vec<String>> {
+        analyze_sql(sql, &mut Context::default())
+            .unwrap()
+            .iter()
+            .map(|a| a.work.first().map(|w| w.keys.clone()).unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn an_index_build_names_its_plain_key_columns_only() {
+        let k = keys(
+            r#"CREATE INDEX i ON t (a, "Label") INCLUDE (z);
+               CREATE INDEX CONCURRENTLY i2 ON t (lower(a));
+               CREATE INDEX i3 ON t (a COLLATE "C");
+               ALTER TABLE t ADD PRIMARY KEY (id, b);
+               REINDEX TABLE t"#,
+        );
+        let none: Vec<String> = Vec::new();
+        assert_eq!(k[0], ["a", "Label"]);
+        // An expression or its own collation: not what the column sorts like.
+        assert_eq!(k[1], none);
+        assert_eq!(k[2], none);
+        assert_eq!(k[3], ["id", "b"]);
+        assert_eq!(k[4], none);
+    }
 }

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
+use super::keys::sort_sample;
 use super::{Sizes, TableSize};
-use crate::analysis::{RelationName, StepAnalysis, quote_ident};
+use crate::analysis::{RelationName, StepAnalysis, WorkKind, quote_ident};
 
 /// The most a throughput sample reads: 2,048 pages (16 MB at 8 kB).
 const SAMPLE_PAGES: i64 = 2048;
@@ -46,13 +47,15 @@ pub async fn measure_tables<'a>(
     client: &Client,
     steps: impl IntoIterator<Item = &'a StepAnalysis>,
 ) -> Result<Sizes, tokio_postgres::Error> {
+    let steps: Vec<&StepAnalysis> = steps.into_iter().collect();
     let mut sizes = Sizes::new();
-    for a in steps {
+    for a in &steps {
         for relation in relations_of(a) {
             if sizes.contains_key(&relation) {
                 continue;
             }
-            let size = measure_one(client, &relation).await;
+            let keys = index_keys(&steps, &relation);
+            let size = measure_one(client, &relation, &keys).await;
             // Whatever happened inside, leave no transaction open.
             client.batch_execute("ROLLBACK").await?;
             sizes.insert(relation, size?);
@@ -61,9 +64,29 @@ pub async fn measure_tables<'a>(
     Ok(sizes)
 }
 
+/// Each distinct key an index build of the steps sorts `relation` by.
+fn index_keys(steps: &[&StepAnalysis], relation: &RelationName) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let works = steps
+        .iter()
+        .flat_map(|a| &a.statements)
+        .flat_map(|s| &s.work);
+    for w in works {
+        let builds = matches!(
+            w.kind,
+            WorkKind::BuildIndex | WorkKind::BuildIndexConcurrently
+        );
+        if builds && &w.table == relation && !w.keys.is_empty() && !out.contains(&w.keys) {
+            out.push(w.keys.clone());
+        }
+    }
+    out
+}
+
 async fn measure_one(
     client: &Client,
     relation: &RelationName,
+    keys: &[Vec<String>],
 ) -> Result<Option<TableSize>, tokio_postgres::Error> {
     client
         .batch_execute(&format!(
@@ -112,6 +135,7 @@ async fn measure_one(
         rows: reltuples.max(0.0).round() as i64,
         indexes: row.try_get("indexes")?,
         read_bytes_per_s: None,
+        key_sorts: Vec::new(),
     };
     if matches!(relkind.as_str(), "r" | "m" | "t")
         && let Some((rate, rows)) = read_rate(client, &ident, table_bytes, block_size).await?
@@ -120,6 +144,18 @@ async fn measure_one(
         if reltuples < 0.0 {
             // Never analysed (reltuples -1 since PostgreSQL 14): the sample's count.
             size.rows = rows;
+        }
+        for k in keys {
+            if let Some(sort) = sort_sample(
+                client,
+                (&schema, &name),
+                k,
+                (size.rows, table_bytes / block_size.max(1)),
+            )
+            .await?
+            {
+                size.key_sorts.push(sort);
+            }
         }
     }
     Ok(Some(size))

@@ -4,6 +4,7 @@
 //! docs/forecast.md: a read throughput measured on the target, scaled by a
 //! per-operation factor calibrated on the sandbox.
 
+mod keys;
 mod measure;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use crate::analysis::{LockMode, RelationName, StepAnalysis, WorkKind};
 
+pub use keys::KeySort;
 pub use measure::{measure_tables, relations_of};
 
 /// What the catalog and one bounded read say about one relation.
@@ -30,6 +32,9 @@ pub struct TableSize {
     /// Bytes per second a bounded sequential read of it took on the target;
     /// `None` when it could not be read (an index, a locked table).
     pub read_bytes_per_s: Option<f64>,
+    /// Each index key the runbook builds on it, its sort timed on a sample.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_sorts: Vec<KeySort>,
 }
 
 /// Each relation the runbook touches, by its analysed name: found or missing.
@@ -77,15 +82,31 @@ fn factor(kind: WorkKind) -> f64 {
     }
 }
 
-/// One index build: read the heap, sort, write the index.
+/// One index build whose key could not be sampled (an expression, REINDEX,
+/// the index a rewrite rebuilds): read the heap, sort, write the index, as
+/// an integer key takes.
 const FACTOR_INDEX: f64 = 6.0;
 /// Writing the new heap, without its indexes (each is rebuilt on top).
 const FACTOR_REWRITE: f64 = 8.0;
 
-/// The seconds `kind` takes on a relation of this size.
-pub fn work_seconds(kind: WorkKind, size: &TableSize) -> Option<f64> {
+/// The seconds `kind` takes on a relation of this size; an index build on
+/// `keys` whose sort was sampled is the heap's read plus that sort scaled
+/// to the table's rows and the entries written (docs/forecast.md).
+pub fn work_seconds(kind: WorkKind, size: &TableSize, keys: &[String]) -> Option<f64> {
     let rate = size.read_bytes_per_s.filter(|r| *r > 0.0)?;
     let read = size.table_bytes as f64 / rate;
+    let sorted = size
+        .key_sorts
+        .iter()
+        .find(|k| !keys.is_empty() && k.keys == keys);
+    if let Some(sort) = sorted {
+        let build = read + sort.build_seconds(size.rows, rate);
+        match kind {
+            WorkKind::BuildIndex => return Some(build),
+            WorkKind::BuildIndexConcurrently => return Some(2.0 * build),
+            _ => {}
+        }
+    }
     let rebuilds = match kind {
         WorkKind::Rewrite => size.indexes as f64 * FACTOR_INDEX * read,
         _ => 0.0,
@@ -128,7 +149,7 @@ pub fn forecast_step(a: &StepAnalysis, sizes: &Sizes) -> Forecast {
             let Some(Some(size)) = sizes.get(&w.table) else {
                 continue;
             };
-            let seconds = work_seconds(w.kind, size);
+            let seconds = work_seconds(w.kind, size, &w.keys);
             if let Some(secs) = seconds {
                 f.seconds = Some(f.seconds.unwrap_or(0.0) + secs);
             }
@@ -233,17 +254,18 @@ mod tests {
             rows: 0,
             indexes,
             read_bytes_per_s: Some(100.0 * 1024.0 * 1024.0),
+            key_sorts: Vec::new(),
         }
     }
 
     #[test]
     fn heavier_work_takes_longer_and_a_rewrite_rebuilds_each_index() {
         let s = size(1024 * 1024 * 1024, 0);
-        let scan = work_seconds(WorkKind::Scan, &s).unwrap();
-        let index = work_seconds(WorkKind::BuildIndex, &s).unwrap();
-        let rewrite = work_seconds(WorkKind::Rewrite, &s).unwrap();
+        let scan = work_seconds(WorkKind::Scan, &s, &[]).unwrap();
+        let index = work_seconds(WorkKind::BuildIndex, &s, &[]).unwrap();
+        let rewrite = work_seconds(WorkKind::Rewrite, &s, &[]).unwrap();
         assert!(scan < index && index < rewrite);
-        let with_two = work_seconds(WorkKind::Rewrite, &size(1024 * 1024 * 1024, 2)).unwrap();
+        let with_two = work_seconds(WorkKind::Rewrite, &size(1024 * 1024 * 1024, 2), &[]).unwrap();
         assert!((with_two - rewrite - 2.0 * index).abs() < 1e-6);
     }
 
@@ -251,7 +273,7 @@ mod tests {
     fn no_measured_rate_no_seconds() {
         let mut s = size(1024, 0);
         s.read_bytes_per_s = None;
-        assert_eq!(work_seconds(WorkKind::Scan, &s), None);
+        assert_eq!(work_seconds(WorkKind::Scan, &s, &[]), None);
     }
 
     #[test]

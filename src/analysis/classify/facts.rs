@@ -55,11 +55,22 @@ impl Facts {
     /// Records that the statement works through every row of `table`; the
     /// heaviest work per table is kept.
     pub(super) fn work(&mut self, table: &RelationName, kind: WorkKind) {
+        self.work_on_keys(table, kind, Vec::new());
+    }
+
+    /// [`Facts::work`] for an index build on the plain columns `keys`.
+    pub(super) fn work_on_keys(&mut self, table: &RelationName, kind: WorkKind, keys: Vec<String>) {
         match self.work.iter_mut().find(|w| &w.table == table) {
-            Some(w) => w.kind = w.kind.max(kind),
+            Some(w) => {
+                if kind > w.kind {
+                    w.kind = kind;
+                    w.keys = keys;
+                }
+            }
             None => self.work.push(TableWork {
                 table: table.clone(),
                 kind,
+                keys,
             }),
         }
     }

@@ -497,7 +497,16 @@ pub(super) fn add_constraint(
         | pb::ConstrType::ConstrPrimary
         | pb::ConstrType::ConstrExclusion => {
             if con.indexname.is_empty() && existing {
-                f.work(table, WorkKind::BuildIndex);
+                let keys = match pb::ConstrType::try_from(con.contype) {
+                    Ok(pb::ConstrType::ConstrExclusion) => Vec::new(),
+                    _ => con
+                        .keys
+                        .iter()
+                        .filter_map(str_of)
+                        .map(str::to_string)
+                        .collect(),
+                };
+                f.work_on_keys(table, WorkKind::BuildIndex, keys);
                 f.find(
                     RuleId::UniqueConstraint,
                     format!("constraint {name} on {table} builds its index under ACCESS EXCLUSIVE"),
