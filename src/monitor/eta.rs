@@ -81,6 +81,14 @@ const ANALYZE: &[Phase] = &[
     ("finalizing analyze", 0.0, 0),
 ];
 
+/// Phases that count nothing of their own: the view still shows the
+/// blocks of the table scan before them (100 %), which is not their
+/// progress. They count as just begun; the ETA counts down through them.
+const NO_COUNTER: &[&str] = &[
+    "building index: sorting live tuples",
+    "index validation: sorting tuples",
+];
+
 fn phases(command: &str) -> Option<&'static [Phase]> {
     match command {
         "CREATE INDEX CONCURRENTLY" | "REINDEX CONCURRENTLY" => Some(CONCURRENT_INDEX),
@@ -229,7 +237,11 @@ impl Tracker {
             .retain(|k, _| progress.iter().any(|p| p.pid == k.0 && p.command == k.1));
         for p in progress.iter_mut() {
             let (before, w, after) = position(&p.command, &p.phase);
-            let f = p.percent.map_or(0.0, |x| (x / 100.0).clamp(0.0, 1.0));
+            let f = if NO_COUNTER.contains(&p.phase.as_str()) {
+                0.0
+            } else {
+                p.percent.map_or(0.0, |x| (x / 100.0).clamp(0.0, 1.0))
+            };
             let now = before + w * f;
             let left = w * (1.0 - f) + after;
             let working = w > 0.0 && !p.phase.starts_with("waiting");
@@ -411,6 +423,23 @@ mod tests {
         for (i, truth) in [(1, 9.0), (2, 5.0), (3, 3.0)] {
             assert!(within(e[i], truth, 0.3), "poll {i}: {e:?}");
         }
+    }
+
+    /// The sort of a build shows the table scan's blocks, 100 %: that is
+    /// not the sort done. 10 s of work, the scan the first half: at the
+    /// sort's first poll 5 s remain, not 3.5 s.
+    #[test]
+    fn the_sort_does_not_count_the_scan_blocks_as_its_own() {
+        let sort = "building index: sorting live tuples";
+        let e = etas(
+            CIC,
+            &[
+                (0.0, SCAN, Some(0.0)),
+                (1.0, SCAN, Some(20.0)),
+                (5.0, sort, Some(100.0)),
+            ],
+        );
+        assert!(within(e[2], 5.0, 0.1), "{e:?}");
     }
 
     /// A wait in the middle of a build (for writers, for old snapshots)
