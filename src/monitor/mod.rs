@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use tokio_postgres::{Client, Statement};
 
-pub use eta::{Tracker as EtaTracker, eta, weights};
+pub use eta::{Tracker as EtaTracker, position, weights};
 pub use holders::{Holder, holders};
 pub use progress::{CommandProgress, Locker, progress_sql, worth_reading};
 pub use replicas::{Replica, replica_lag_over, replicas};

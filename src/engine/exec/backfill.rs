@@ -11,7 +11,7 @@ use tokio_postgres::Statement;
 use super::attempt::RetryCause;
 use super::recover::StepEnd;
 use super::sql::{LOCK_NOT_AVAILABLE, SqlFailure, cancellable, failure};
-use super::walk::{BatchBounds, Pace, Progress, Walk};
+use super::walk::{Pace, Progress, Walk};
 use super::{Exec, Part, step_event};
 use crate::analysis::StepAnalysis;
 use crate::audit::record::Action;
@@ -124,6 +124,15 @@ impl Exec<'_> {
         let mut cursor = cursor;
         let mut batches = 0u64;
         let mut touched_total = 0u64;
+        // Prepared once for the whole walk, not once per batch: a round trip
+        // less for each batch.
+        let cursor_st = self.client().prepare(CURSOR_SQL).await.map_err(|e| {
+            Outcome::Failed(format!(
+                "cannot prepare the cursor of {}: {}",
+                step.id,
+                SqlFailure::from_pg(&e).message
+            ))
+        })?;
         self.forget_orders();
         loop {
             let batch = self
@@ -131,6 +140,7 @@ impl Exec<'_> {
                     phase,
                     step,
                     walk,
+                    &cursor_st,
                     &mut cursor,
                     &mut progress,
                     pace.size,
@@ -267,6 +277,7 @@ impl Exec<'_> {
         phase: &Phase,
         step: &Step,
         walk: &Walk,
+        cursor_st: &Statement,
         cursor: &mut Option<String>,
         progress: &mut Progress,
         size: u64,
@@ -277,7 +288,10 @@ impl Exec<'_> {
         let mut attempt = 1;
         loop {
             let attempt_started = Instant::now();
-            match self.batch(step, walk, cursor, progress, size).await {
+            match self
+                .batch(step, walk, cursor_st, cursor, progress, size)
+                .await
+            {
                 Ok(b) => return Ok(b),
                 Err(f) if f.sqlstate.as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < of => {
                     let waited = attempt_started.elapsed();
@@ -303,33 +317,65 @@ impl Exec<'_> {
         }
     }
 
-    /// One batch in its own transaction: its bounds, the step's SQL with
-    /// them bound, the cursor, COMMIT.
+    /// One batch in its own transaction, in three round trips: BEGIN with
+    /// the step's timeouts and the batch's bounds; the step's SQL with them
+    /// bound and the cursor (`cursor_st`, prepared once per walk); COMMIT.
+    /// tokio-postgres sends each request when its future is first polled
+    /// and `join!(biased; …)` polls them in order, so each group goes out
+    /// without waiting between its requests. If one fails, the transaction
+    /// is aborted, the requests after it fail too, and the first failure is
+    /// the one reported. COMMIT waits for the cursor's row count: a cursor
+    /// that was not written must not let the batch commit.
     async fn batch(
         &mut self,
         step: &Step,
         walk: &Walk,
+        cursor_st: &Statement,
         cursor: &mut Option<String>,
         progress: &mut Progress,
         size: u64,
     ) -> Result<Batch, SqlFailure> {
         let setup = super::attempt::local_timeouts("BEGIN", &step.settings);
         let client = &self.s.conn.client;
+        let (runbook_id, step_id) = (&self.s.runbook.id, &step.id);
+        let (done_before, batches_before) = (progress.done, progress.batches);
+        let progress_ref = &*progress;
         let ran = async {
-            client.simple_query(&setup).await?;
-            let Some(bounds) = walk.next_batch(client, cursor.as_deref(), size).await? else {
+            let (began, bounds) = tokio::join!(
+                biased;
+                client.simple_query(&setup),
+                walk.next_batch(client, cursor.as_deref(), size),
+            );
+            began?;
+            let Some(bounds) = bounds? else {
                 client.batch_execute("COMMIT").await?;
                 return Ok(None);
             };
+            let done = done_before + bounds.walked;
+            let total = progress_ref.total_after(done, walk, &bounds.last_text);
+            let last = Some(bounds.last_text.clone());
+            let (done_i, batches_i, total_i) =
+                (done as i64, (batches_before + 1) as i64, Some(total as i64));
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                [runbook_id, step_id, &last, &done_i, &batches_i, &total_i];
             let started = Instant::now();
-            let touched = client
-                .execute(&walk.statement, &[&bounds.first, &bounds.last])
-                .await?;
-            Ok::<_, tokio_postgres::Error>(Some((bounds, touched, started.elapsed())))
+            let (touched, saved) = tokio::join!(
+                biased;
+                async {
+                    let t = client
+                        .execute(&walk.statement, &[&bounds.first, &bounds.last])
+                        .await;
+                    (t, started.elapsed())
+                },
+                client.execute(cursor_st, &params),
+            );
+            let (touched, took) = (touched.0?, touched.1);
+            let saved = saved?;
+            Ok::<_, tokio_postgres::Error>(Some((bounds, touched, took, total, saved)))
         };
         let (ran, cancelled) =
             cancellable(self.io, &self.s.spec, &self.s.conn.cancel, None, ran).await;
-        let (bounds, touched, took): (BatchBounds, u64, Duration) = match ran {
+        let (bounds, touched, took, total, saved) = match ran {
             Ok(None) => return Ok(Batch::Finished),
             Ok(Some(r)) => r,
             Err(e) => {
@@ -337,14 +383,12 @@ impl Exec<'_> {
                 return Err(failure(&e, cancelled));
             }
         };
-        let done = progress.done + bounds.walked;
-        let total = progress.total_after(done, walk, &bounds.last_text);
-        let saved = self
-            .save_cursor(step, &bounds.last_text, done, progress.batches + 1, total)
-            .await;
-        if let Err(f) = saved {
+        if saved != 1 {
             let _ = self.client().batch_execute("ROLLBACK").await;
-            return Err(f);
+            return Err(SqlFailure::plain(format!(
+                "the state row of {} is gone; the batch is rolled back",
+                step.id
+            )));
         }
         failpoint::point("backfill-batch-before-commit");
         if let Err(e) = self.client().batch_execute("COMMIT").await {
@@ -359,43 +403,6 @@ impl Exec<'_> {
             touched,
             took,
         })
-    }
-
-    async fn save_cursor(
-        &mut self,
-        step: &Step,
-        cursor: &str,
-        done: u64,
-        batches: u64,
-        total: u64,
-    ) -> Result<(), SqlFailure> {
-        let st: Statement = self
-            .client()
-            .prepare(CURSOR_SQL)
-            .await
-            .map_err(|e| SqlFailure::from_pg(&e))?;
-        let n = self
-            .client()
-            .execute(
-                &st,
-                &[
-                    &self.s.runbook.id,
-                    &step.id,
-                    &Some(cursor.to_string()),
-                    &(done as i64),
-                    &(batches as i64),
-                    &Some(total as i64),
-                ],
-            )
-            .await
-            .map_err(|e| SqlFailure::from_pg(&e))?;
-        if n != 1 {
-            return Err(SqlFailure::plain(format!(
-                "the state row of {} is gone; the batch is rolled back",
-                step.id
-            )));
-        }
-        Ok(())
     }
 
     /// A backfill that failed stays `in_progress` with its cursor: the
