@@ -401,15 +401,16 @@ fn find_bin_dir() -> Result<PathBuf, SandboxError> {
         })
 }
 
-/// "15" -> [15], "9.6" -> [9, 6]; None for non-version names.
-fn parse_version(name: &OsStr) -> Option<Vec<u32>> {
+/// "15" -> [15], "9.6" -> [9, 6]; None for non-version names. Also how
+/// `crate::backup` orders the server folders it searches for pg_dump.
+pub(crate) fn parse_version(name: &OsStr) -> Option<Vec<u32>> {
     name.to_str()?
         .split('.')
         .map(|part| part.parse().ok())
         .collect()
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 

@@ -3,13 +3,12 @@
 //! pg_restore may not read a newer dump's format), so pgpilot picks one it
 //! knows will work, or says which version to install.
 
-use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::BackupError;
+use crate::sandbox::{is_executable, parse_version};
 
 /// A directory searched instead of PATH and /usr/lib/postgresql/*/bin
 /// (like pg_upgrade's `-B`): the client tools of a chosen version.
@@ -57,7 +56,7 @@ fn candidates() -> Vec<PathBuf> {
             entries
                 .filter_map(Result::ok)
                 .filter_map(|e| {
-                    let v = version_dir(&e.file_name())?;
+                    let v = parse_version(&e.file_name())?;
                     Some((v, e.path().join("bin")))
                 })
                 .collect()
@@ -66,17 +65,6 @@ fn candidates() -> Vec<PathBuf> {
     versioned.sort_by(|a, b| b.0.cmp(&a.0));
     dirs.extend(versioned.into_iter().map(|(_, p)| p));
     dirs
-}
-
-fn version_dir(name: &OsStr) -> Option<Vec<u32>> {
-    name.to_str()?
-        .split('.')
-        .map(|part| part.parse().ok())
-        .collect()
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn version_of(path: &Path) -> Option<u32> {
