@@ -48,50 +48,6 @@ fn runbook(dir: &tempfile::TempDir, lock_timeout: &str, retries: u32, stall: &st
     path.to_str().unwrap().to_string()
 }
 
-fn records(lab: &Lab) -> Vec<AuditRecord> {
-    if !lab.audit_file().exists() {
-        return Vec::new();
-    }
-    pgpilot::audit::query::read_records(&lab.audit_file()).unwrap_or_default()
-}
-
-fn yields(lab: &Lab) -> Vec<AuditRecord> {
-    records(lab)
-        .into_iter()
-        .filter(|r| {
-            r.action == Action::Retry
-                && r.message
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with("yielded"))
-        })
-        .collect()
-}
-
-async fn table(lab: &Lab, db: &str) -> tokio_postgres::Client {
-    let client = lab.database(db, &[]).await;
-    client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 1000) g",
-        )
-        .await
-        .unwrap();
-    client
-}
-
-/// A transaction of `nightly-report` holding ACCESS SHARE on t.
-async fn holder(lab: &Lab, db: &str) -> tokio_postgres::Client {
-    let h = connect(&format!(
-        "{} application_name=nightly-report",
-        lab.conninfo(db)
-    ))
-    .await;
-    h.batch_execute("BEGIN; SELECT count(*) FROM t")
-        .await
-        .unwrap();
-    h
-}
-
 /// Sessions that each run `sql` on t again and again, a short pause
 /// between; each keeps its longest wait.
 struct Load {
@@ -133,15 +89,105 @@ impl Load {
     }
 }
 
-fn start_run(lab: &Lab, rb: &str, db: &str, yield_at: Option<&str>) -> Child {
-    let mut c = lab.command(&["run", rb, "--headless", "--db", &lab.conninfo(db)]);
-    if let Some(at) = yield_at {
-        c.env("PGPILOT_TEST_YIELD_AT", at);
+/// The setting of every scenario: database `db` on a lab of its own with
+/// t (1,000 rows), and the runbook that adds a column to t with these
+/// settings.
+struct Scenario {
+    lab: Lab,
+    db: &'static str,
+    client: tokio_postgres::Client,
+    rb: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn new(db: &'static str, lock_timeout: &str, retries: u32, stall: &str) -> Scenario {
+        let lab = Lab::new();
+        let client = lab.database(db, &[]).await;
+        client
+            .batch_execute(
+                "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+                 INSERT INTO t (id) SELECT g FROM generate_series(1, 1000) g",
+            )
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rb = runbook(&dir, lock_timeout, retries, stall);
+        Scenario {
+            lab,
+            db,
+            client,
+            rb,
+            _dir: dir,
+        }
     }
-    c.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+
+    /// A transaction of `nightly-report` holding ACCESS SHARE on t, then
+    /// `sessions` sessions running `sql` on t (they queue behind any ALTER
+    /// that waits for the report).
+    async fn contended(
+        &self,
+        sessions: usize,
+        sql: &'static str,
+    ) -> (tokio_postgres::Client, Load) {
+        let holder = connect(&format!(
+            "{} application_name=nightly-report",
+            self.lab.conninfo(self.db)
+        ))
+        .await;
+        holder
+            .batch_execute("BEGIN; SELECT count(*) FROM t")
+            .await
+            .unwrap();
+        let load = Load::start(&self.lab, self.db, sessions, sql).await;
+        (holder, load)
+    }
+
+    /// `pgpilot run RUNBOOK [ARGS] --headless` against the scenario's
+    /// database, started; `yield_at` names a failpoint.
+    fn start(&self, args: &[&str], yield_at: Option<&str>) -> Child {
+        let db = self.lab.conninfo(self.db);
+        let mut all = vec!["run", self.rb.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--headless", "--db", &db]);
+        let mut c = self.lab.command(&all);
+        if let Some(at) = yield_at {
+            c.env("PGPILOT_TEST_YIELD_AT", at);
+        }
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn records(&self) -> Vec<AuditRecord> {
+        if !self.lab.audit_file().exists() {
+            return Vec::new();
+        }
+        pgpilot::audit::query::read_records(&self.lab.audit_file()).unwrap_or_default()
+    }
+
+    /// The audit's `retry` records of yields.
+    fn yields(&self) -> Vec<AuditRecord> {
+        self.records()
+            .into_iter()
+            .filter(|r| {
+                r.action == Action::Retry
+                    && r.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("yielded"))
+            })
+            .collect()
+    }
+
+    /// "1" once the step's column is there, "0" before.
+    async fn has_column(&self) -> String {
+        scalar(
+            &self.client,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'c' AND NOT attisdropped",
+        )
+        .await
+    }
 }
 
 async fn finished(child: Child) -> Ran {
@@ -152,31 +198,19 @@ async fn finished(child: Child) -> Ran {
     Ran::from(out)
 }
 
-async fn has_column(client: &tokio_postgres::Client) -> String {
-    scalar(
-        client,
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'c' AND NOT attisdropped",
-    )
-    .await
-}
-
 const READ: &str = "SELECT count(*) FROM t";
 const WRITE: &str = "UPDATE t SET v = v + 1 WHERE id = $ID";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_behind_a_waiting_alter_never_wait_much_past_max_queue_stall() {
-    let lab = Lab::new();
-    let client = table(&lab, "qy_readers").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(&dir, "1min", 50, "200ms");
-    let holder = holder(&lab, "qy_readers").await;
-    let readers = Load::start(&lab, "qy_readers", 4, READ).await;
+    let s = Scenario::new("qy_readers", "1min", 50, "200ms").await;
+    let (holder, readers) = s.contended(4, READ).await;
 
-    let run = start_run(&lab, &rb, "qy_readers", None);
+    let run = s.start(&[], None);
     eventually(
         "two yields in the audit",
         Duration::from_secs(60),
-        || async { yields(&lab).len() >= 2 },
+        || async { s.yields().len() >= 2 },
     )
     .await;
     holder.batch_execute("COMMIT").await.unwrap();
@@ -184,10 +218,10 @@ async fn readers_behind_a_waiting_alter_never_wait_much_past_max_queue_stall() {
     let worst = readers.stop().await;
 
     assert_eq!(ran.code, 0, "{ran}");
-    assert_eq!(has_column(&client).await, "1");
+    assert_eq!(s.has_column().await, "1");
     assert!(ran.stdout.contains("yielded: "), "{ran}");
     assert!(ran.stdout.contains("got its locks after"), "{ran}");
-    let y = yields(&lab);
+    let y = s.yields();
     let m = y[0].message.as_deref().unwrap_or_default();
     assert!(m.contains("behind us (pid "), "{m}");
     assert!(
@@ -205,21 +239,17 @@ async fn readers_behind_a_waiting_alter_never_wait_much_past_max_queue_stall() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_queue_stall_zero_leaves_lock_timeout_alone_in_charge() {
-    let lab = Lab::new();
-    let client = table(&lab, "qy_off").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(&dir, "1500ms", 0, "0");
-    let holder = holder(&lab, "qy_off").await;
-    let readers = Load::start(&lab, "qy_off", 2, READ).await;
+    let s = Scenario::new("qy_off", "1500ms", 0, "0").await;
+    let (holder, readers) = s.contended(2, READ).await;
 
-    let ran = finished(start_run(&lab, &rb, "qy_off", None)).await;
+    let ran = finished(s.start(&[], None)).await;
     let worst = readers.stop().await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     assert_eq!(ran.code, 1, "{ran}");
     assert!(ran.stdout.contains("55P03"), "{ran}");
-    assert!(yields(&lab).is_empty());
-    assert_eq!(has_column(&client).await, "0");
+    assert!(s.yields().is_empty());
+    assert_eq!(s.has_column().await, "0");
     // Today's behaviour: the readers queued for the ALTER's whole wait.
     assert!(
         worst >= Duration::from_secs(1),
@@ -229,18 +259,14 @@ async fn max_queue_stall_zero_leaves_lock_timeout_alone_in_charge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_busy_table_gets_its_alter_in_a_gap_and_yields_are_counted() {
-    let lab = Lab::new();
-    let client = table(&lab, "qy_busy").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(&dir, "1min", 50, "200ms");
+    let s = Scenario::new("qy_busy", "1min", 50, "200ms").await;
     // Short write transactions all the time; a report holding the table
     // at first, so that the ALTER has to yield before it finds a gap.
-    let holder = holder(&lab, "qy_busy").await;
-    let writers = Load::start(&lab, "qy_busy", 8, WRITE).await;
+    let (holder, writers) = s.contended(8, WRITE).await;
 
-    let run = start_run(&lab, &rb, "qy_busy", None);
+    let run = s.start(&[], None);
     eventually("a yield in the audit", Duration::from_secs(60), || async {
-        !yields(&lab).is_empty()
+        !s.yields().is_empty()
     })
     .await;
     holder.batch_execute("COMMIT").await.unwrap();
@@ -248,8 +274,8 @@ async fn a_busy_table_gets_its_alter_in_a_gap_and_yields_are_counted() {
     let worst = writers.stop().await;
 
     assert_eq!(ran.code, 0, "{ran}");
-    assert_eq!(has_column(&client).await, "1");
-    let n = yields(&lab).len();
+    assert_eq!(s.has_column().await, "1");
+    let n = s.yields().len();
     assert!(
         ran.stdout
             .contains(&format!("got its locks after {n} yield")),
@@ -260,83 +286,75 @@ async fn a_busy_table_gets_its_alter_in_a_gap_and_yields_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_its_retries_spent_the_step_fails_naming_what_held_the_table() {
-    let lab = Lab::new();
-    let client = table(&lab, "qy_spent").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(&dir, "1min", 2, "200ms");
-    let holder = holder(&lab, "qy_spent").await;
-    let readers = Load::start(&lab, "qy_spent", 2, READ).await;
+    let s = Scenario::new("qy_spent", "1min", 2, "200ms").await;
+    let (holder, readers) = s.contended(2, READ).await;
 
-    let ran = finished(start_run(&lab, &rb, "qy_spent", None)).await;
+    let ran = finished(s.start(&[], None)).await;
     readers.stop().await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     assert_eq!(ran.code, 1, "{ran}");
-    assert_eq!(yields(&lab).len(), 3, "{ran}");
+    assert_eq!(s.yields().len(), 3, "{ran}");
     assert!(
         ran.stdout
             .contains("did not get its locks in 3 attempts: yielded 3 times"),
         "{ran}"
     );
     assert!(ran.stdout.contains("nightly-report"), "{ran}");
-    assert_eq!(has_column(&client).await, "0");
+    assert_eq!(s.has_column().await, "0");
 }
 
 #[cfg(feature = "failpoints")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_racing_the_grant_leaves_nothing_half_applied_and_the_retry_applies_once() {
-    let lab = Lab::new();
-    let client = table(&lab, "qy_race").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(&dir, "2s", 3, "200ms");
+    let s = Scenario::new("qy_race", "2s", 3, "200ms").await;
 
-    let ran = finished(start_run(&lab, &rb, "qy_race", Some("after-statements"))).await;
+    let ran = finished(s.start(&[], Some("after-statements"))).await;
 
     assert_eq!(ran.code, 0, "{ran}");
-    assert_eq!(yields(&lab).len(), 1, "{ran}");
+    assert_eq!(s.yields().len(), 1, "{ran}");
     assert!(ran.stdout.contains("attempt 1/4: yielded"), "{ran}");
-    assert_eq!(has_column(&client).await, "1");
+    assert_eq!(s.has_column().await, "1");
     let state = common::column(
-        &client,
+        &s.client,
         "SELECT status FROM pgpilot.step_state WHERE step_id = 'add-c'",
     )
     .await;
     assert_eq!(state, ["applied"]);
-    let starts = records(&lab)
+    let starts = s
+        .records()
         .into_iter()
         .filter(|r| r.action == Action::StepSuccess)
         .count();
     assert_eq!(starts, 1);
 }
 
+/// `pgpilot plan RUNBOOK [ARGS]`'s standard output.
+fn plan(rb: &str, args: &[&str]) -> Vec<u8> {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .arg("plan")
+        .arg(rb)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+        .stdout
+}
+
 #[test]
 fn plan_explains_max_queue_stall_for_trainees() {
     let lab_free = tempfile::tempdir().unwrap();
     let on = runbook(&lab_free, "1min", 5, "200ms");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
-        .args(["plan", &on])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&plan(&on, &[])).into_owned();
     assert!(
         text.contains("once one has waited 200ms (max_queue_stall), pgpilot cancels its own statement, lets them through and retries"),
         "{text}"
     );
-    let json = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
-        .args(["plan", &on, "--format", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&plan(&on, &["--format", "json"])).unwrap();
     assert_eq!(v["steps"][0]["max_queue_stall"], "200ms");
 
     let off = runbook(&lab_free, "1min", 5, "0");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"))
-        .args(["plan", &off])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&plan(&off, &[])).into_owned();
     assert!(
         text.contains("queue behind it for up to 1min (max_queue_stall is off)"),
         "{text}"
@@ -352,6 +370,20 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
     use pgpilot::tui::app::{App, SessionKind};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+
+    /// The whole screen, drawn anew, a line each row.
+    fn drawn(t: &mut Terminal<TestBackend>, app: &App) -> String {
+        t.draw(|f| pgpilot::tui::views::draw(f, app)).unwrap();
+        let buf = t.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    + "\n"
+            })
+            .collect()
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let rb = runbook(&dir, "1min", 5, "200ms");
@@ -414,16 +446,7 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
         yields: 1,
     });
     let mut t = Terminal::new(TestBackend::new(160, 45)).unwrap();
-    t.draw(|f| pgpilot::tui::views::draw(f, &app)).unwrap();
-    let buf = t.backend().buffer().clone();
-    let screen: String = (0..45)
-        .map(|y| {
-            (0..160)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-                + "\n"
-        })
-        .collect();
+    let screen = drawn(&mut t, &app);
     assert!(
         screen
             .contains("3 session(s) queued behind pgpilot, oldest 150ms of max_queue_stall 200ms"),
@@ -441,16 +464,7 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
         limit: Duration::from_millis(200),
         yields: 1,
     });
-    t.draw(|f| pgpilot::tui::views::draw(f, &app)).unwrap();
-    let buf = t.backend().buffer().clone();
-    let screen: String = (0..45)
-        .map(|y| {
-            (0..160)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-                + "\n"
-        })
-        .collect();
+    let screen = drawn(&mut t, &app);
     assert!(
         !screen.contains("queued behind pgpilot, oldest"),
         "{screen}"
@@ -463,35 +477,18 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
 /// never yields, and lock_timeout (with `rehearsal_max_queue`) bounds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rehearsal_never_yields() {
-    let lab = Lab::new();
-    let client = table(&lab, "qy_rehearse").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(&dir, "1500ms", 0, "200ms");
-    let holder = holder(&lab, "qy_rehearse").await;
-    let readers = Load::start(&lab, "qy_rehearse", 2, READ).await;
+    let s = Scenario::new("qy_rehearse", "1500ms", 0, "200ms").await;
+    let (holder, readers) = s.contended(2, READ).await;
 
-    let child = lab
-        .command(&[
-            "run",
-            &rb,
-            "--rehearse",
-            "--headless",
-            "--db",
-            &lab.conninfo("qy_rehearse"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ran = finished(child).await;
+    let ran = finished(s.start(&["--rehearse"], None)).await;
     let worst = readers.stop().await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     assert_ne!(ran.code, 0, "{ran}");
     assert!(ran.stdout.contains("55P03"), "{ran}");
     assert!(!ran.stdout.contains("yielded"), "{ran}");
-    assert!(yields(&lab).is_empty());
-    assert_eq!(has_column(&client).await, "0");
+    assert!(s.yields().is_empty());
+    assert_eq!(s.has_column().await, "0");
     assert!(
         worst >= Duration::from_secs(1),
         "worst wait {worst:?}\n{ran}"
