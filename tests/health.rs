@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Lab, scalar};
+use common::{Lab, runbooks, scalar};
 use pgpilot::audit::AuditRecord;
 use pgpilot::audit::record::Action;
 
@@ -38,10 +38,19 @@ id = "p"
     )
 }
 
-fn write(dir: &tempfile::TempDir, text: &str) -> String {
-    let path = dir.path().join("gated.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
+/// The gated runbook with `gate_sql` as its gate, written to `dir`.
+fn write(dir: &tempfile::TempDir, gate_sql: &str) -> String {
+    runbooks::write(dir, "gated.toml", &runbook(gate_sql))
+}
+
+/// A database the test calls `db` with an empty table t.
+async fn with_t(lab: &Lab, db: &str) -> tokio_postgres::Client {
+    let client = lab.database(db, &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (a int)")
+        .await
+        .unwrap();
+    client
 }
 
 fn records(lab: &Lab) -> Vec<AuditRecord> {
@@ -51,20 +60,10 @@ fn records(lab: &Lab) -> Vec<AuditRecord> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_stops_before_the_next_step_with_the_value_in_output_and_audit() {
     let lab = Lab::new();
-    let client = lab.database("health_breach", &[]).await;
-    client
-        .batch_execute("CREATE TABLE t (a int)")
-        .await
-        .unwrap();
+    let client = with_t(&lab, "health_breach").await;
     let dir = tempfile::tempdir().unwrap();
-    let rb = write(&dir, &runbook("SELECT count(*) FROM t"));
-    let ran = lab.run(&[
-        "run",
-        &rb,
-        "--headless",
-        "--db",
-        &lab.conninfo("health_breach"),
-    ]);
+    let rb = write(&dir, "SELECT count(*) FROM t");
+    let ran = lab.run_headless(&rb, "health_breach");
     assert_eq!(ran.code, 3, "{ran}");
     let all = format!("{}{}", ran.stdout, ran.stderr);
     assert!(
@@ -93,20 +92,10 @@ async fn a_breach_stops_before_the_next_step_with_the_value_in_output_and_audit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_whose_query_fails_blocks_the_first_step() {
     let lab = Lab::new();
-    let client = lab.database("health_fails", &[]).await;
-    client
-        .batch_execute("CREATE TABLE t (a int)")
-        .await
-        .unwrap();
+    let client = with_t(&lab, "health_fails").await;
     let dir = tempfile::tempdir().unwrap();
-    let rb = write(&dir, &runbook("SELECT count(*) FROM no_such_table"));
-    let ran = lab.run(&[
-        "run",
-        &rb,
-        "--headless",
-        "--db",
-        &lab.conninfo("health_fails"),
-    ]);
+    let rb = write(&dir, "SELECT count(*) FROM no_such_table");
+    let ran = lab.run_headless(&rb, "health_fails");
     assert_eq!(ran.code, 3, "{ran}");
     assert!(ran.stdout.contains("its query failed"), "{ran}");
     assert!(ran.stdout.contains("no_such_table"), "{ran}");
@@ -122,7 +111,7 @@ fn check_refuses_a_gate_that_changes_data() {
         "WITH d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d",
         "SELECT 1; SELECT 2",
     ] {
-        let rb = write(&dir, &runbook(sql));
+        let rb = write(&dir, sql);
         let ran = lab.run(&["check", &rb]);
         assert_eq!(ran.code, 1, "{sql}: {ran}");
         let all = format!("{}{}", ran.stdout, ran.stderr);
@@ -131,7 +120,7 @@ fn check_refuses_a_gate_that_changes_data() {
             "{sql}: {ran}"
         );
     }
-    let rb = write(&dir, &runbook("SELECT count(*) FROM t"));
+    let rb = write(&dir, "SELECT count(*) FROM t");
     let ran = lab.run(&["check", &rb]);
     assert_eq!(ran.code, 0, "{ran}");
 }
@@ -139,13 +128,9 @@ fn check_refuses_a_gate_that_changes_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_the_tui_a_breach_offers_continue_roll_back_stop_and_x_stops() {
     let lab = Lab::new();
-    let client = lab.database("health_tui", &[]).await;
-    client
-        .batch_execute("CREATE TABLE t (a int)")
-        .await
-        .unwrap();
+    let client = with_t(&lab, "health_tui").await;
     let dir = tempfile::tempdir().unwrap();
-    let rb = write(&dir, &runbook("SELECT count(*) FROM t"));
+    let rb = write(&dir, "SELECT count(*) FROM t");
     let exit_file = lab.data_dir.path().join("exit");
     let cmd = format!(
         "cd {root} && PGPILOT_DATA_DIR={data} NO_COLOR=1 {bin} run {rb} --db '{db}'; echo $? > {exit}; sleep 30",
@@ -192,7 +177,7 @@ async fn in_the_tui_a_breach_offers_continue_roll_back_stop_and_x_stops() {
 fn plan_shows_the_gates_checked_before_each_step() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let rb = write(&dir, &runbook("SELECT count(*) FROM t"));
+    let rb = write(&dir, "SELECT count(*) FROM t");
     let ran = lab.run(&["plan", &rb]);
     assert_eq!(ran.code, 0, "{ran}");
     assert!(

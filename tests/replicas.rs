@@ -9,7 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Lab, eventually};
+use common::standby::{self, replicas};
+use common::{Lab, eventually, runbooks};
 use pgpilot::audit::record::Action;
 
 const RUNBOOK: &str = r#"
@@ -29,76 +30,24 @@ id = "p"
   sql = "CREATE TABLE watched (a int)"
 "#;
 
-fn replicas(lab: &Lab) -> Vec<serde_json::Value> {
-    let ran = lab.run(&[
-        "monitor",
-        "--db",
-        &lab.conninfo("postgres"),
-        "--once",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(ran.code, 0, "{ran}");
-    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
-    v["replicas"].as_array().cloned().expect("a replicas list")
-}
-
-fn lag_of(list: &[serde_json::Value], name: &str) -> Option<f64> {
-    list.iter()
-        .find(|r| r["name"] == name)
-        .and_then(|r| r["replay_lag_s"].as_f64())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_standby_shows_growing_lag_and_a_step_warns_before_it_starts() {
     let lab = Lab::new();
-    let Some(primary) = lab.server.sandbox() else {
-        eprintln!("skipped: DATABASE_URL's server has no sandbox standby");
+    let Some(standby) = standby::start(&lab, "standby1") else {
         return;
     };
-    let standby = primary.start_standby("standby1").expect("a standby");
     let client = lab.database("lagged", &[]).await;
     client
         .batch_execute("CREATE TABLE w (a int)")
         .await
         .unwrap();
-    eventually("standby1 streams", Duration::from_secs(30), || async {
-        replicas(&lab)
-            .iter()
-            .any(|r| r["name"] == "standby1" && r["state"] == "streaming")
-    })
-    .await;
+    standby::streams(&lab, "standby1").await;
     standby.pause_replay().expect("pause replay");
-    // WAL keeps arriving while replay is paused: replay_lag grows.
-    let first = std::cell::Cell::new(None::<f64>);
-    let (first, writer, seen) = (&first, &client, &lab);
-    eventually(
-        "standby1's lag grows past 1 s",
-        Duration::from_secs(60),
-        || async move {
-            writer
-                .batch_execute("INSERT INTO w VALUES (1)")
-                .await
-                .unwrap();
-            let lag = lag_of(&replicas(seen), "standby1");
-            if first.get().is_none() {
-                first.set(lag);
-            }
-            lag.is_some_and(|l| l > 1.0 && first.get().is_some_and(|f| l > f))
-        },
-    )
-    .await;
+    standby::lags_past_a_second(&lab, &client, "standby1").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("watched.toml");
-    std::fs::write(&rb, RUNBOOK).unwrap();
-    let ran = lab.run(&[
-        "run",
-        rb.to_str().unwrap(),
-        "--headless",
-        "--db",
-        &lab.conninfo("lagged"),
-    ]);
+    let rb = runbooks::write(&dir, "watched.toml", RUNBOOK);
+    let ran = lab.run_headless(&rb, "lagged");
     assert_eq!(ran.code, 0, "{ran}");
     assert!(
         ran.stdout.contains("[add] WARNING: standby1 replays"),
@@ -121,18 +70,11 @@ async fn a_paused_standby_shows_growing_lag_and_a_step_warns_before_it_starts() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_standby_leaves_its_slot_over_the_limit() {
     let lab = Lab::new();
-    let Some(primary) = lab.server.sandbox() else {
-        eprintln!("skipped: DATABASE_URL's server has no sandbox standby");
+    let Some(mut standby) = standby::start(&lab, "standby2") else {
         return;
     };
-    let mut standby = primary.start_standby("standby2").expect("a standby");
     let client = lab.database("gone", &[]).await;
-    eventually("standby2 streams", Duration::from_secs(30), || async {
-        replicas(&lab)
-            .iter()
-            .any(|r| r["name"] == "standby2" && r["state"] == "streaming")
-    })
-    .await;
+    standby::streams(&lab, "standby2").await;
     standby.stop();
     eventually(
         "standby2's slot shows it disconnected",
@@ -150,15 +92,8 @@ async fn a_stopped_standby_leaves_its_slot_over_the_limit() {
     .await;
     client.batch_execute("SELECT 1").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("watched.toml");
-    std::fs::write(&rb, RUNBOOK).unwrap();
-    let ran = lab.run(&[
-        "run",
-        rb.to_str().unwrap(),
-        "--headless",
-        "--db",
-        &lab.conninfo("gone"),
-    ]);
+    let rb = runbooks::write(&dir, "watched.toml", RUNBOOK);
+    let ran = lab.run_headless(&rb, "gone");
     assert_eq!(ran.code, 0, "{ran}");
     assert!(
         ran.stdout
@@ -196,11 +131,9 @@ async fn a_backfill_waits_while_its_standby_lags_and_finishes_once_it_catches_up
     use std::time::Instant;
 
     let lab = Lab::new();
-    let Some(primary) = lab.server.sandbox() else {
-        eprintln!("skipped: DATABASE_URL's server has no sandbox standby");
+    let Some(standby) = standby::start(&lab, "standby3") else {
         return;
     };
-    let standby = primary.start_standby("standby3").expect("a standby");
     let client = lab.database("lagfill", &[]).await;
     client
         .batch_execute(
@@ -210,31 +143,12 @@ async fn a_backfill_waits_while_its_standby_lags_and_finishes_once_it_catches_up
         )
         .await
         .unwrap();
-    eventually("standby3 streams", Duration::from_secs(30), || async {
-        replicas(&lab)
-            .iter()
-            .any(|r| r["name"] == "standby3" && r["state"] == "streaming")
-    })
-    .await;
+    standby::streams(&lab, "standby3").await;
     standby.pause_replay().expect("pause replay");
-    let (writer, seen) = (&client, &lab);
-    eventually(
-        "standby3's lag grows past 1 s",
-        Duration::from_secs(60),
-        || async move {
-            writer
-                .batch_execute("INSERT INTO w VALUES (1)")
-                .await
-                .unwrap();
-            lag_of(&replicas(seen), "standby3").is_some_and(|l| l > 1.0)
-        },
-    )
-    .await;
+    standby::lags_past_a_second(&lab, &client, "standby3").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("fill.toml");
-    std::fs::write(&rb, BACKFILL).unwrap();
-    let rb = rb.to_str().unwrap().to_string();
+    let rb = runbooks::write(&dir, "fill.toml", BACKFILL);
     let db = lab.conninfo("lagfill");
     let mut args = vec!["run", rb.as_str(), "--headless", "--db", db.as_str()];
     let confirms = common::confirms_for(&rb, false);
@@ -322,9 +236,8 @@ fn the_tui_shows_each_standby_in_one_header_line_at_80_by_24() {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("watched.toml");
-    std::fs::write(&rb, RUNBOOK.replace("\"1s\"", "\"10s\"")).unwrap();
-    let c = pgpilot::check::check_file(&rb).expect("a valid runbook");
+    let rb = runbooks::write(&dir, "watched.toml", &RUNBOOK.replace("\"1s\"", "\"10s\""));
+    let c = pgpilot::check::check_file(std::path::Path::new(&rb)).expect("a valid runbook");
     let mut app = App::new(
         &c.runbook,
         &c.analysis,

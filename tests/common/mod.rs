@@ -1,6 +1,8 @@
 //! Shared by the integration tests that run pgpilot against a real server.
 #![allow(dead_code)]
 
+pub mod runbooks;
+pub mod standby;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
