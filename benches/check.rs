@@ -2,11 +2,14 @@
 //! Run with `cargo bench --bench check`; figures go to docs/benchmarks.md.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgpilot::check::check_file;
+
+#[path = "support/timing.rs"]
+mod timing;
+
+use timing::CheckTimes;
 
 /// A runbook of `steps` steps in phases of 100, mixing the statement kinds a
 /// real runbook has: checks with captures, DDL, CONCURRENTLY, batched updates.
@@ -62,24 +65,6 @@ fn generate(steps: usize) -> String {
     s
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn time<F: FnMut()>(runs: usize, mut f: F) -> (Duration, Duration) {
-    f(); // warm up
-    let samples: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    let min = samples.iter().copied().min().unwrap_or_default();
-    (median(samples), min)
-}
-
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench-1000.toml");
@@ -92,47 +77,10 @@ fn main() {
     });
     assert_eq!(checked.runbook.steps().count(), 1000);
 
-    let (lib_median, lib_min) = time(20, || {
-        check_file(&path).expect("check");
-    });
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/pgpilot");
-    let binary = bin.exists().then(|| {
-        time(10, || {
-            let out = Command::new(&bin)
-                .arg("check")
-                .arg(&path)
-                .output()
-                .expect("run pgpilot");
-            assert!(out.status.success());
-        })
-    });
+    let times = CheckTimes::measure(&path, 20, 10);
     println!(
         "check of a generated 1,000-step runbook ({} bytes):",
         std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
     );
-    println!(
-        "  library check_file: median {:.1} ms, min {:.1} ms (20 runs)",
-        ms(lib_median),
-        ms(lib_min)
-    );
-    match binary {
-        Some((m, min)) => println!(
-            "  `pgpilot check` process: median {:.1} ms, min {:.1} ms (10 runs)",
-            ms(m),
-            ms(min)
-        ),
-        None => println!("  (build target/release/pgpilot to time the whole command)"),
-    }
-    println!(
-        "  target: under 200 ms -> {}",
-        if binary.map_or(lib_median, |b| b.0) < Duration::from_millis(200) {
-            "met"
-        } else {
-            "NOT met"
-        }
-    );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    times.print("pgpilot check", "under 200 ms", Duration::from_millis(200));
 }

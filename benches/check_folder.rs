@@ -3,10 +3,14 @@
 //! check_folder`; figures go to docs/benchmarks.md.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgpilot::check::check_file;
+
+#[path = "support/timing.rs"]
+mod timing;
+
+use timing::CheckTimes;
 
 /// 1,000 migrations as a team writes them: tables created, columns added,
 /// indexes (some CONCURRENTLY, with their `.conf`), checks added NOT VALID
@@ -67,24 +71,6 @@ fn generate(dir: &Path, migrations: usize) {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn time<F: FnMut()>(runs: usize, mut f: F) -> (Duration, Duration) {
-    f(); // warm up
-    let samples: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    let min = samples.iter().copied().min().unwrap_or_default();
-    (median(samples), min)
-}
-
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let folder = dir.path().join("migrations");
@@ -101,44 +87,11 @@ fn main() {
         1000,
         "one step per migration"
     );
-    let (lib_median, lib_min) = time(10, || {
-        check_file(&folder).expect("check");
-    });
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/pgpilot");
-    let binary = bin.exists().then(|| {
-        time(5, || {
-            let out = Command::new(&bin)
-                .arg("check")
-                .arg(&folder)
-                .output()
-                .expect("run pgpilot");
-            assert!(out.status.success());
-        })
-    });
+    let times = CheckTimes::measure(&folder, 10, 5);
     println!("check of a generated Flyway folder of 1,000 migrations:");
-    println!(
-        "  library check_file: median {:.1} ms, min {:.1} ms (10 runs)",
-        ms(lib_median),
-        ms(lib_min)
+    times.print(
+        "pgpilot check DIR",
+        "well under 1 s (500 ms)",
+        Duration::from_millis(500),
     );
-    match binary {
-        Some((m, min)) => println!(
-            "  `pgpilot check DIR` process: median {:.1} ms, min {:.1} ms (5 runs)",
-            ms(m),
-            ms(min)
-        ),
-        None => println!("  (build target/release/pgpilot to time the whole command)"),
-    }
-    println!(
-        "  target: well under 1 s (500 ms) -> {}",
-        if binary.map_or(lib_median, |b| b.0) < Duration::from_millis(500) {
-            "met"
-        } else {
-            "NOT met"
-        }
-    );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
