@@ -29,11 +29,14 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
+
+#[path = "support/server.rs"]
+mod server;
+
+use server::{Stall, Stalled, connect, drop_db, fresh_db, pgpilot_run, psql_alter, scalar};
 
 struct Env {
     conninfo: String,
@@ -88,52 +91,8 @@ impl Env {
     }
 
     fn db(&self, name: &str) -> String {
-        format!("{} dbname={name}", self.conninfo)
+        server::db(&self.conninfo, name)
     }
-}
-
-async fn connect(conninfo: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-async fn scalar(client: &Client, sql: &str) -> String {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-/// Drops and creates `name`, then runs `setup` in it.
-async fn fresh_db(env: &Env, name: &str, setup: &str) -> Client {
-    let admin = connect(&env.db("postgres")).await;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("drop database");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    let client = connect(&env.db(name)).await;
-    client.batch_execute(setup).await.expect("setup");
-    client
-}
-
-async fn drop_db(env: &Env, name: &str) {
-    let admin = connect(&env.db("postgres")).await;
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -257,15 +216,7 @@ fn psql_file_cmd(env: &Env, db: &str, sql: &Path) -> Command {
 }
 
 fn pgpilot_cmd(env: &Env, runbook: &Path, db: &str, data_dir: &Path) -> Command {
-    let mut c = Command::new(&env.pgpilot);
-    c.arg("run")
-        .arg(runbook)
-        .args(["--headless", "--db", &env.db(db)])
-        .env("PGPILOT_DATA_DIR", data_dir)
-        .env("NO_COLOR", "1")
-        .env_remove("PGPILOT_TEST_KILL_AT")
-        .stdin(Stdio::null());
-    c
+    pgpilot_run(&env.pgpilot, runbook, &env.db(db), data_dir)
 }
 
 /// One timed run of one tool on a fresh database; returns seconds.
@@ -277,7 +228,7 @@ async fn one_throughput_run(
     keep_audit: Option<&Path>,
 ) -> f64 {
     let db = format!("bench_{}", tool.name());
-    let client = fresh_db(env, &db, TABLE).await;
+    let client = fresh_db(&env.conninfo, &db, TABLE).await;
     let data_dir = tempfile::tempdir_in(data_parent).expect("audit data dir");
     let cmd = match tool {
         Tool::Psql => psql_file_cmd(env, &db, &files.sql),
@@ -321,7 +272,7 @@ async fn one_throughput_run(
         }
     }
     drop(client);
-    drop_db(env, &db).await;
+    drop_db(&env.conninfo, &db).await;
     secs
 }
 
@@ -387,7 +338,7 @@ fn audit_times(path: &Path) -> AuditTimes {
 async fn strace_counts(env: &Env, files: &Files, tool: Tool) -> Option<Vec<(String, u64)>> {
     let strace = which("strace")?;
     let db = format!("bench_strace_{}", tool.name());
-    let client = fresh_db(env, &db, TABLE).await;
+    let client = fresh_db(&env.conninfo, &db, TABLE).await;
     let data_dir = tempfile::tempdir_in(&env.tmp).unwrap();
     let report = data_dir.path().join("strace.txt");
     let inner = match tool {
@@ -422,7 +373,7 @@ async fn strace_counts(env: &Env, files: &Files, tool: Tool) -> Option<Vec<(Stri
                 .unwrap_or("")
         );
         drop(client);
-        drop_db(env, &db).await;
+        drop_db(&env.conninfo, &db).await;
         return None;
     }
     let text = std::fs::read_to_string(&report).ok()?;
@@ -439,7 +390,7 @@ async fn strace_counts(env: &Env, files: &Files, tool: Tool) -> Option<Vec<(Stri
         }
     }
     drop(client);
-    drop_db(env, &db).await;
+    drop_db(&env.conninfo, &db).await;
     Some(counts)
 }
 
@@ -456,7 +407,7 @@ fn which(bin: &str) -> Option<PathBuf> {
 /// do not count).
 async fn commits_per_run(env: &Env, files: &Files, tool: Tool) -> u64 {
     let db = format!("bench_commits_{}", tool.name());
-    drop(fresh_db(env, &db, TABLE).await);
+    drop(fresh_db(&env.conninfo, &db, TABLE).await);
     let admin = connect(&env.db("postgres")).await;
     let q = format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'");
     let idle = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'");
@@ -486,7 +437,7 @@ async fn commits_per_run(env: &Env, files: &Files, tool: Tool) -> u64 {
     check_ok(tool.name(), &out);
     let after = settled(&admin, &q, &idle).await;
     drop(admin);
-    drop_db(env, &db).await;
+    drop_db(&env.conninfo, &db).await;
     after.saturating_sub(before)
 }
 
@@ -779,7 +730,7 @@ async fn upsert_row(c: &Client, stmt: &tokio_postgres::Statement, step: &str) {
 /// Runs `steps` steps of `model` over one connection; returns ms.
 async fn run_model(env: &Env, model: Model) -> f64 {
     let db = "bench_model";
-    let client = fresh_db(env, db, &format!("{TABLE}; {MODEL_TABLES}")).await;
+    let client = fresh_db(&env.conninfo, db, &format!("{TABLE}; {MODEL_TABLES}")).await;
     let started = Instant::now();
     let mut seq = 0i64;
     for n in 1..=env.steps {
@@ -813,13 +764,13 @@ async fn run_model(env: &Env, model: Model) -> f64 {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     check_model(&client, env.steps).await;
     drop(client);
-    drop_db(env, db).await;
+    drop_db(&env.conninfo, db).await;
     ms
 }
 
 async fn run_model_one_trip(env: &Env) -> f64 {
     let db = "bench_model";
-    let client = fresh_db(env, db, &format!("{TABLE}; {MODEL_TABLES}")).await;
+    let client = fresh_db(&env.conninfo, db, &format!("{TABLE}; {MODEL_TABLES}")).await;
     let started = Instant::now();
     let ins = client.prepare(MODEL_AUDIT_INSERT).await.unwrap();
     let up = client.prepare(MODEL_UPSERT).await.unwrap();
@@ -853,7 +804,7 @@ async fn run_model_one_trip(env: &Env) -> f64 {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     check_model(&client, env.steps).await;
     drop(client);
-    drop_db(env, db).await;
+    drop_db(&env.conninfo, db).await;
     ms
 }
 
@@ -959,78 +910,30 @@ struct StallRun {
 
 async fn one_stall(env: &Env, tool: Tool, dir: &Path) -> StallRun {
     let db = format!("stall_{}", tool.name());
-    let client = fresh_db(env, &db, STALL_SETUP).await;
+    let client = fresh_db(&env.conninfo, &db, STALL_SETUP).await;
     let conninfo = env.db(&db);
-    let holder = connect(&conninfo).await;
-    let mut readers = Vec::new();
-    for _ in 0..READERS {
-        readers.push(connect(&conninfo).await);
-    }
-    // Warm the readers' connections.
-    for r in &readers {
-        r.simple_query("SELECT count(*) FROM t").await.unwrap();
-    }
-
-    holder
-        .batch_execute("BEGIN; SELECT count(*) FROM t")
-        .await
-        .unwrap();
-    let held_at = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for (i, r) in readers.into_iter().enumerate() {
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(READ_EVERY * i as u32 / READERS as u32).await;
-            let mut lat = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                r.simple_query("SELECT count(*) FROM t").await.unwrap();
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
-                tokio::time::sleep(READ_EVERY).await;
-            }
-            lat
-        }));
-    }
-
-    tokio::time::sleep_until((held_at + ALTER_AFTER).into()).await;
     let data_dir = tempfile::tempdir_in(dir).unwrap();
     let runbook = dir.join("bench-engine-stall.toml");
     std::fs::write(&runbook, STALL_RUNBOOK).unwrap();
-    let mut cmd = match tool {
-        Tool::Psql => {
-            let mut c = Command::new(&env.psql);
-            c.args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &conninfo,
-                "-c",
-                "ALTER TABLE t ADD COLUMN x int",
-            ])
-            .stdin(Stdio::null());
-            c
-        }
+    let cmd = match tool {
+        Tool::Psql => psql_alter(&env.psql, &conninfo),
         Tool::Pgpilot => pgpilot_cmd(env, &runbook, &db, data_dir.path()),
     };
-    let child = tokio::task::spawn_blocking(move || {
-        let out = cmd.output().expect("spawn");
-        (out, Instant::now())
-    });
-
-    tokio::time::sleep_until((held_at + env.hold).into()).await;
-    holder.batch_execute("COMMIT").await.unwrap();
-    let (out, done_at) = child.await.unwrap();
+    let stall = Stall {
+        readers: READERS,
+        read_every: READ_EVERY,
+        alter_after: ALTER_AFTER,
+        hold: env.hold,
+        tail: Duration::from_secs(1),
+    };
+    let Stalled {
+        out,
+        held_at,
+        done,
+        reads_ms: lat,
+        ..
+    } = stall.run(&conninfo, cmd).await;
     check_ok(tool.name(), &out);
-    // Keep reading a little after the ALTER, then stop.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
     assert_eq!(
         scalar(
             &client,
@@ -1047,14 +950,13 @@ async fn one_stall(env: &Env, tool: Tool, dir: &Path) -> StallRun {
         Tool::Pgpilot => 1 + stdout.lines().filter(|l| l.contains("] attempt ")).count(),
     };
     drop(client);
-    drop(holder);
-    drop_db(env, &db).await;
+    drop_db(&env.conninfo, &db).await;
     StallRun {
         worst_ms: max(&lat),
         reads: lat.len(),
         slow_reads: lat.iter().filter(|l| **l > 200.0).count(),
         median_read_ms: median(&lat),
-        alter_done_s: (done_at - held_at).as_secs_f64(),
+        alter_done_s: (done - held_at).as_secs_f64(),
         attempts,
     }
 }

@@ -20,11 +20,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
+
+#[path = "support/server.rs"]
+mod server;
+
+use server::{Stall, connect, pgpilot_run, psql_alter, scalar};
 
 const RUNBOOK: &str = r#"[runbook]
 id = "bench-queue-stall"
@@ -84,75 +87,33 @@ struct Env {
 
 impl Env {
     fn db(&self, name: &str) -> String {
-        format!("{} dbname={name}", self.conninfo)
+        server::db(&self.conninfo, name)
     }
 }
 
-async fn connect(conninfo: &str) -> Client {
-    let (c, conn) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    c
-}
-
-async fn scalar(c: &Client, sql: &str) -> String {
-    c.simple_query(sql)
-        .await
-        .expect(sql)
-        .into_iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
+/// t with 10,000 rows, in a fresh database `name`.
 async fn fresh_db(env: &Env, name: &str) -> Client {
-    let admin = connect(&env.db("postgres")).await;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("drop");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create");
-    let c = connect(&env.db(name)).await;
-    c.batch_execute(
+    server::fresh_db(
+        &env.conninfo,
+        name,
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
          INSERT INTO t (id) SELECT generate_series(1, 10000)",
     )
     .await
-    .expect("setup");
-    c
 }
 
 fn alter_cmd(env: &Env, tool: Tool, db: &str, dir: &Path) -> Command {
     match tool {
-        Tool::Psql => {
-            let mut c = Command::new(&env.psql);
-            c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &env.db(db)])
-                .args(["-c", "ALTER TABLE t ADD COLUMN x int"])
-                .stdin(Stdio::null());
-            c
-        }
+        Tool::Psql => psql_alter(&env.psql, &env.db(db)),
         _ => {
             let rb = dir.join("queue-stall.toml");
             std::fs::write(&rb, tool.runbook()).expect("runbook");
-            let mut c = Command::new(&env.pgpilot);
-            c.arg("run")
-                .arg(&rb)
-                .args(["--headless", "--db", &env.db(db)])
-                .env("PGPILOT_DATA_DIR", dir)
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null());
-            c
+            pgpilot_run(&env.pgpilot, &rb, &env.db(db), dir)
         }
     }
 }
 
-struct Stall {
+struct StallRun {
     worst_ms: f64,
     reads: usize,
     done_after_holder_s: f64,
@@ -163,68 +124,26 @@ fn yields_in(stdout: &str) -> usize {
     stdout.lines().filter(|l| l.contains(": yielded: ")).count()
 }
 
-async fn one_stall(env: &Env, tool: Tool) -> Stall {
+async fn one_stall(env: &Env, tool: Tool) -> StallRun {
     let db = "queue_stall";
     let _client = fresh_db(env, db).await;
-    let holder = connect(&env.db(db)).await;
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let r = connect(&env.db(db)).await;
-        r.batch_execute("SELECT count(*) FROM t")
-            .await
-            .expect("warm");
-        readers.push(r);
-    }
-    holder
-        .batch_execute("BEGIN; SELECT count(*) FROM t")
-        .await
-        .expect("hold");
-    let held_at = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for (i, r) in readers.into_iter().enumerate() {
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
-            let mut worst = 0f64;
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                r.batch_execute("SELECT count(*) FROM t")
-                    .await
-                    .expect("read");
-                worst = worst.max(t.elapsed().as_secs_f64() * 1e3);
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (worst, n)
-        }));
-    }
-    tokio::time::sleep_until((held_at + Duration::from_millis(500)).into()).await;
     let dir = tempfile::tempdir_in(env.tmp.path()).expect("tmp");
-    let mut cmd = alter_cmd(env, tool, db, dir.path());
-    let child = tokio::task::spawn_blocking(move || {
-        let out = cmd.output().expect("spawn");
-        (out, Instant::now())
-    });
-    tokio::time::sleep_until((held_at + env.hold).into()).await;
-    holder.batch_execute("COMMIT").await.expect("commit");
-    let released = Instant::now();
-    let (out, done) = child.await.expect("join");
-    assert!(out.status.success(), "{}: {:?}", tool.name(), out);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut worst, mut reads) = (0f64, 0);
-    for t in tasks {
-        let (w, n) = t.await.expect("reader");
-        worst = worst.max(w);
-        reads += n;
-    }
-    Stall {
-        worst_ms: worst,
-        reads,
-        done_after_holder_s: done.saturating_duration_since(released).as_secs_f64(),
-        yields: yields_in(&String::from_utf8_lossy(&out.stdout)),
+    let stall = Stall {
+        readers: 2,
+        read_every: Duration::from_millis(100),
+        alter_after: Duration::from_millis(500),
+        hold: env.hold,
+        tail: Duration::from_millis(500),
+    };
+    let s = stall
+        .run(&env.db(db), alter_cmd(env, tool, db, dir.path()))
+        .await;
+    assert!(s.out.status.success(), "{}: {:?}", tool.name(), s.out);
+    StallRun {
+        worst_ms: s.reads_ms.iter().copied().fold(0f64, f64::max),
+        reads: s.reads_ms.len(),
+        done_after_holder_s: s.done.saturating_duration_since(s.released).as_secs_f64(),
+        yields: yields_in(&String::from_utf8_lossy(&s.out.stdout)),
     }
 }
 
