@@ -36,7 +36,9 @@ use tokio_postgres::Client;
 #[path = "support/server.rs"]
 mod server;
 
-use server::{Stall, Stalled, connect, drop_db, fresh_db, pgpilot_run, psql_alter, scalar};
+use server::{
+    Stall, Stalled, alter_runbook, connect, drop_db, fresh_db, pgpilot_run, psql_alter, scalar,
+};
 
 struct Env {
     conninfo: String,
@@ -871,26 +873,6 @@ fn fs_type(p: &Path) -> String {
 
 // ---------------------------------------------------------------- lock stall
 
-const STALL_RUNBOOK: &str = r#"[runbook]
-id = "bench-engine-stall"
-title = "Add a column to a busy table"
-
-[settings]
-lock_timeout = "1s"
-lock_retries = 30
-retry_backoff = "500ms"
-on_blockers = "proceed"
-
-[[phase]]
-id = "p"
-
-  [[phase.step]]
-  id = "add-x"
-  kind = "change"
-  sql = "ALTER TABLE t ADD COLUMN x int"
-  rollback = "ALTER TABLE t DROP COLUMN x"
-"#;
-
 const STALL_SETUP: &str = "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)";
 
 /// When the ALTER starts, after the holder took its lock.
@@ -914,7 +896,7 @@ async fn one_stall(env: &Env, tool: Tool, dir: &Path) -> StallRun {
     let conninfo = env.db(&db);
     let data_dir = tempfile::tempdir_in(dir).unwrap();
     let runbook = dir.join("bench-engine-stall.toml");
-    std::fs::write(&runbook, STALL_RUNBOOK).unwrap();
+    std::fs::write(&runbook, alter_runbook("bench-engine-stall", "")).unwrap();
     let cmd = match tool {
         Tool::Psql => psql_alter(&env.psql, &conninfo),
         Tool::Pgpilot => pgpilot_cmd(env, &runbook, &db, data_dir.path()),

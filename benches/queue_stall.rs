@@ -27,28 +27,7 @@ use tokio_postgres::Client;
 #[path = "support/server.rs"]
 mod server;
 
-use server::{Stall, connect, pgpilot_run, psql_alter, scalar};
-
-const RUNBOOK: &str = r#"[runbook]
-id = "bench-queue-stall"
-title = "Add a column to a busy table"
-
-[settings]
-lock_timeout = "LOCK_TIMEOUT"
-lock_retries = 30
-retry_backoff = "500ms"
-on_blockers = "proceed"
-STALL
-
-[[phase]]
-id = "p"
-
-  [[phase.step]]
-  id = "add-x"
-  kind = "change"
-  sql = "ALTER TABLE t ADD COLUMN x int"
-  rollback = "ALTER TABLE t DROP COLUMN x"
-"#;
+use server::{Stall, alter_runbook, connect, pgpilot_run, psql_alter, scalar};
 
 #[derive(Clone, Copy)]
 enum Tool {
@@ -67,11 +46,11 @@ impl Tool {
     }
 
     fn runbook(self) -> String {
-        let (lt, stall) = match self {
-            Tool::Psql | Tool::Defaults => ("1s", ""),
-            Tool::LockTimeoutAlone => ("1s", "max_queue_stall = \"0\""),
+        let stall = match self {
+            Tool::Psql | Tool::Defaults => "",
+            Tool::LockTimeoutAlone => "max_queue_stall = \"0\"",
         };
-        RUNBOOK.replace("LOCK_TIMEOUT", lt).replace("STALL", stall)
+        alter_runbook("bench-queue-stall", stall)
     }
 }
 

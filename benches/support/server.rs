@@ -65,6 +65,34 @@ pub async fn drop_db(server: &str, name: &str) {
 /// The statement both benches time: it waits for ACCESS EXCLUSIVE on t.
 pub const ALTER: &str = "ALTER TABLE t ADD COLUMN x int";
 
+/// The pgpilot step both benches time: the ALTER with lock_timeout 1s and
+/// 30 retries 500 ms apart, going ahead past blockers (the headless default
+/// without a terminal); `settings` adds lines to `[settings]`.
+pub fn alter_runbook(id: &str, settings: &str) -> String {
+    format!(
+        r#"[runbook]
+id = "{id}"
+title = "Add a column to a busy table"
+
+[settings]
+lock_timeout = "1s"
+lock_retries = 30
+retry_backoff = "500ms"
+on_blockers = "proceed"
+{settings}
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "add-x"
+  kind = "change"
+  sql = "{ALTER}"
+  rollback = "ALTER TABLE t DROP COLUMN x"
+"#
+    )
+}
+
 /// `psql -X -q -v ON_ERROR_STOP=1 -d CONNINFO -c ALTER`: psql with no
 /// lock_timeout, the baseline.
 pub fn psql_alter(psql: &str, conninfo: &str) -> Command {
