@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::screen::drawn;
 use common::{Lab, Ran, connect, eventually, scalar};
 use pgpilot::audit::AuditRecord;
 use pgpilot::audit::record::Action;
@@ -371,20 +372,6 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
-    /// The whole screen, drawn anew, a line each row.
-    fn drawn(t: &mut Terminal<TestBackend>, app: &App) -> String {
-        t.draw(|f| pgpilot::tui::views::draw(f, app)).unwrap();
-        let buf = t.backend().buffer();
-        (0..buf.area.height)
-            .map(|y| {
-                (0..buf.area.width)
-                    .map(|x| buf[(x, y)].symbol().to_string())
-                    .collect::<String>()
-                    + "\n"
-            })
-            .collect()
-    }
-
     let dir = tempfile::tempdir().unwrap();
     let rb = runbook(&dir, "1min", 5, "200ms");
     let c = pgpilot::check::check_file(std::path::Path::new(&rb)).expect("runbook");
@@ -446,7 +433,7 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
         yields: 1,
     });
     let mut t = Terminal::new(TestBackend::new(160, 45)).unwrap();
-    let screen = drawn(&mut t, &app);
+    let screen = drawn(&mut t, &app).join("\n");
     assert!(
         screen
             .contains("3 session(s) queued behind pgpilot, oldest 150ms of max_queue_stall 200ms"),
@@ -464,7 +451,7 @@ fn the_lock_panel_shows_the_queue_against_max_queue_stall_and_the_yields() {
         limit: Duration::from_millis(200),
         yields: 1,
     });
-    let screen = drawn(&mut t, &app);
+    let screen = drawn(&mut t, &app).join("\n");
     assert!(
         !screen.contains("queued behind pgpilot, oldest"),
         "{screen}"

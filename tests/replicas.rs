@@ -258,11 +258,7 @@ fn the_tui_shows_each_standby_in_one_header_line_at_80_by_24() {
     snap.replicas = vec![standby("standby1", 0.2), standby("standby2", 12.0)];
     app.on_feed(Feed::Snapshot(Box::new(snap)));
     let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
-    t.draw(|f| pgpilot::tui::views::draw(f, &app)).unwrap();
-    let buf = t.backend().buffer().clone();
-    let screen: Vec<String> = (0..24)
-        .map(|y| (0..80).map(|x| buf[(x, y)].symbol().to_string()).collect())
-        .collect();
+    let screen = common::screen::drawn(&mut t, &app);
     assert!(
         screen[2].starts_with("replicas: standby1 0.2 s · standby2 12.0 s ⚠"),
         "{}",

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod runbooks;
+pub mod screen;
 pub mod standby;
 pub mod tmux;
 
