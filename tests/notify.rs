@@ -356,3 +356,95 @@ fn check_warns_about_a_literal_webhook_and_plan_shows_no_token() {
         "{checked}"
     );
 }
+
+#[tokio::test]
+async fn a_pause_and_a_rollback_are_posted_with_hostile_text_kept_on_one_line() {
+    let lab = Lab::new();
+    lab.database("notify", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rb = write(
+        &dir,
+        "pr.toml",
+        &format!(
+            r#"[runbook]
+id = "notify-pause"
+title = "Pause and roll back"
+
+[notify]
+webhook_env = "{HOOK_ENV}"
+events = ["start", "paused", "rollback", "end"]
+
+[[phase]]
+id = "p"
+
+  [[phase.step]]
+  id = "add"
+  kind = "change"
+  sql = "CREATE TABLE notify_t (id int)"
+  rollback = "DROP TABLE notify_t"
+
+  [[phase.step]]
+  id = "deploy"
+  kind = "pause"
+  instructions = "Deploy the writer\n\u001b[2J now \u202e"
+"#
+        ),
+    );
+    let (db, _) = db_with_password(&lab);
+    let receiver = Receiver::start();
+    let mut args = vec![
+        "run".to_string(),
+        rb.clone(),
+        "--db".into(),
+        db.clone(),
+        "--headless".into(),
+    ];
+    args.extend(common::confirms_for(&rb, false));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = run_headless(&lab, &args, Some(&receiver.url()));
+    assert_eq!(ran.code, 0, "{ran}");
+    let mut args = vec![
+        "rollback".to_string(),
+        rb.clone(),
+        "--db".into(),
+        db,
+        "--headless".into(),
+    ];
+    args.extend(common::confirms_for(&rb, true));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = run_headless(&lab, &args, Some(&receiver.url()));
+    assert_eq!(ran.code, 0, "{ran}");
+
+    let events = receiver.events();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("start", "run"),
+            ("paused", "waiting"),
+            ("end", "done"),
+            ("start", "rollback"),
+            ("rollback", ""),
+            ("end", "done"),
+        ],
+        "{events:#?}"
+    );
+    let paused = &events[1];
+    assert_eq!(paused["step"], "deploy");
+    let text = paused["text"].as_str().unwrap();
+    assert!(text.contains("Deploy the writer"), "{text}");
+    assert!(
+        !text.contains('\n') && !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    assert_eq!(events[4]["step"], "add");
+    assert!(events[4]["text"].as_str().unwrap().contains("rolled back"));
+}
