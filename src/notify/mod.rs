@@ -232,3 +232,48 @@ pub fn plan_line(section: &NotifySection) -> String {
     };
     format!("notify: {} posted to {to}", events.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emergency_start_is_posted_as_emergency_when_wanted() {
+        let start = Event::new(Action::SessionStart);
+        let plain = Context::default();
+        assert_eq!(candidates(&plain, &start), [NotifyEvent::Start]);
+        let emergency = Context {
+            emergency: Some("orders down".into()),
+            ..Context::default()
+        };
+        assert_eq!(
+            candidates(&emergency, &start),
+            [NotifyEvent::Emergency, NotifyEvent::Start]
+        );
+        let mut paused = Event::new(Action::Progress);
+        assert!(candidates(&plain, &paused).is_empty());
+        paused.outcome = Some("paused".into());
+        assert_eq!(candidates(&plain, &paused), [NotifyEvent::Paused]);
+        for failed in [Action::StepFailure, Action::RollbackFailure] {
+            assert_eq!(
+                candidates(&plain, &Event::new(failed)),
+                [NotifyEvent::Failure]
+            );
+        }
+    }
+
+    #[test]
+    fn plan_line_names_where_but_never_the_url() {
+        let section = NotifySection {
+            webhook: WebhookSource::Literal("https://hooks.example.com/services/SECRET".into()),
+            events: vec![NotifyEvent::Start, NotifyEvent::End],
+            literal_at: None,
+        };
+        let line = plan_line(&section);
+        assert!(
+            line.starts_with("notify: start, end posted to https://hooks.example.com (warning"),
+            "{line}"
+        );
+        assert!(!line.contains("SECRET"), "{line}");
+    }
+}
