@@ -68,6 +68,15 @@ fn check_loaded(
                 .with_help(crate::analysis::backup_rule::BACKUP_RULE_ADVICE),
         );
     }
+    if let Some(at) = runbook.notify.as_ref().and_then(|n| n.literal_at.as_ref()) {
+        diags.push(
+            Diagnostic::warning(
+                at.clone(),
+                "the webhook's URL is written in the runbook: the token it carries lives in the reviewed file",
+            )
+            .with_help("keep a literal webhook for a local receiver; for Slack or Teams say webhook_env = \"PGPILOT_WEBHOOK_URL\" (the URL from the environment) or webhook_file = \"…\" (a file kept out of review)"),
+        );
+    }
     if let (Some(declared), Some(at)) = (runbook.declared_risk, &runbook.declared_risk_at)
         && declared < analysis.risk
     {

@@ -24,6 +24,7 @@ pub mod headless;
 pub mod headless_progress;
 pub mod migrations;
 pub mod monitor;
+pub mod notify;
 pub mod os_user;
 pub mod pg;
 pub mod plan;

@@ -254,6 +254,9 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
         out.push_str(&wrap(&safe(d), "  ", 88));
     }
     target_line(&mut out, r);
+    if let Some(n) = &r.notify {
+        let _ = writeln!(out, "  {}", crate::notify::plan_line(n));
+    }
     let _ = writeln!(
         out,
         "  {}",

@@ -108,6 +108,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "target",
             "settings",
             "approvals",
+            "notify",
             "health",
             "phase",
         ],
@@ -140,6 +141,10 @@ const KEYS: &[(&str, &[&str])] = &[
     (
         "[approvals] (RawApprovals)",
         &["required", "distinct_approvers", "notice"],
+    ),
+    (
+        "[notify] (RawNotify)",
+        &["webhook_env", "webhook_file", "webhook", "events"],
     ),
     (
         "[settings] (RawSettings)",

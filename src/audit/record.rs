@@ -56,11 +56,15 @@ pub enum Action {
     /// `pgpilot restore` of a backup into a scratch database: `outcome`
     /// "started", "done" or "failed"; `message` the backup id and database.
     Restore,
+    /// A `[notify]` notification not delivered (or notifications that
+    /// could not start): `outcome` the event, `message` the receiver's
+    /// scheme and host (never the URL, which carries a token) and why.
+    NotifyFailure,
 }
 
 impl Action {
     /// Every action, in the order a session usually meets them.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::SessionStart,
         Action::SessionEnd,
         Action::Guard,
@@ -84,6 +88,7 @@ impl Action {
         Action::Approve,
         Action::Revoke,
         Action::Restore,
+        Action::NotifyFailure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +116,7 @@ impl Action {
             Action::Approve => "approve",
             Action::Revoke => "revoke",
             Action::Restore => "restore",
+            Action::NotifyFailure => "notify_failure",
         }
     }
 }

@@ -98,7 +98,7 @@ pub(crate) fn summarize<'a>(records: &[&'a AuditRecord]) -> SessionSummary<'a> {
             Action::SessionStart => s.start = s.start.or(Some(rec)),
             Action::SessionEnd => s.end = Some(rec),
             // A backfill's course: its start and end rows say what it did.
-            Action::Progress | Action::Restore => {}
+            Action::Progress | Action::Restore | Action::NotifyFailure => {}
             Action::Guard => s.guards.push(rec),
             Action::Confirmation => match &rec.step {
                 None => s.session_confirmations.push(rec),

@@ -35,8 +35,10 @@ use super::copier::Copier;
 use crate::audit::AuditError;
 use crate::audit::db::{DbAudit, DbWrite, Flush};
 use crate::audit::local::{AuditLog, Syncer};
-use crate::audit::record::{AuditRecord, Context, Event};
+use crate::audit::record::{Action, AuditRecord, Context, Event};
+use crate::notify::{Failure, Notifier};
 use crate::pg::{ConnSpec, Target};
+use crate::runbook::NotifySection;
 
 pub struct Recorder {
     ctx: Context,
@@ -52,6 +54,10 @@ pub struct Recorder {
     syncing: Option<(JoinHandle<Result<(), AuditError>>, u64)>,
     /// Step records' database copies on a connection of their own.
     copier: Option<Copier>,
+    /// `[notify]`: the events recorded are also posted to a webhook.
+    notifier: Option<Notifier>,
+    /// Why notifications could not start, to audit after the next record.
+    notify_failures: Vec<Failure>,
 }
 
 impl Recorder {
@@ -66,6 +72,8 @@ impl Recorder {
             synced: 0,
             syncing: None,
             copier: None,
+            notifier: None,
+            notify_failures: Vec::new(),
         }
     }
 
@@ -121,14 +129,86 @@ impl Recorder {
     }
 
     /// Writes an event; it is synced with the next record, or by
-    /// [`Recorder::durable`] / [`Recorder::settle`].
+    /// [`Recorder::durable`] / [`Recorder::settle`]. The notification it
+    /// makes, if any, is queued (never waited for); the session's end is
+    /// notified by [`Recorder::finish_notifier`].
     pub fn write_behind(&mut self, ev: Event) {
+        if let Some(n) = &self.notifier
+            && ev.action != Action::SessionEnd
+        {
+            n.audit_event(&self.ctx, &ev);
+        }
+        self.write_local(ev);
+        self.audit_notify_failures();
+    }
+
+    fn write_local(&mut self, ev: Event) {
         match self.local.write(&self.ctx, ev) {
             Ok(rec) => {
                 self.written = rec.seq;
                 self.pending.push(rec);
             }
             Err(e) => self.local_error = Some(e.to_string()),
+        }
+    }
+
+    /// Starts posting `[notify]`'s events; `show` tells the operator of the
+    /// first failed delivery. Returns why no notification can be sent (the
+    /// webhook's URL cannot be had), which is also audited.
+    pub fn start_notifier(
+        &mut self,
+        section: &NotifySection,
+        show: Box<dyn Fn(String) + Send + Sync>,
+    ) -> Option<String> {
+        match Notifier::start(section, show) {
+            Ok(n) => {
+                self.notifier = Some(n);
+                None
+            }
+            Err(reason) => {
+                self.notify_failures.push(Failure {
+                    event: None,
+                    reason: reason.clone(),
+                });
+                Some(reason)
+            }
+        }
+    }
+
+    /// A pause step waits for the operator: `paused` is notified.
+    pub fn notify_paused(&self, phase: &str, step: &str, instructions: &str) {
+        if let Some(n) = &self.notifier {
+            n.paused(&self.ctx, phase, step, instructions);
+        }
+    }
+
+    /// Before the session's last record (`end`, given): notifies it, waits
+    /// briefly for the queue to drain (see [`crate::notify::FLUSH`]), and
+    /// audits what was not delivered. Returns the line to show, if no
+    /// failure was shown yet.
+    pub async fn finish_notifier(&mut self, end: &Event) -> Vec<String> {
+        let Some(mut n) = self.notifier.take() else {
+            return Vec::new();
+        };
+        n.audit_event(&self.ctx, end);
+        let (failures, note) = n.finish(crate::notify::FLUSH).await;
+        let shown_url = n.shown_url().to_string();
+        for f in failures {
+            self.write_local(failure_event(f, &shown_url));
+        }
+        note.into_iter().collect()
+    }
+
+    /// Audits each notification not delivered since the last record.
+    fn audit_notify_failures(&mut self) {
+        let mut failures = std::mem::take(&mut self.notify_failures);
+        let mut shown_url = String::new();
+        if let Some(n) = &self.notifier {
+            failures.extend(n.take_failures());
+            shown_url = n.shown_url().to_string();
+        }
+        for f in failures {
+            self.write_local(failure_event(f, &shown_url));
         }
     }
 
@@ -315,6 +395,19 @@ impl Recorder {
         }
         notes
     }
+}
+
+/// The audit record of a notification not delivered: which event, to
+/// which receiver (scheme and host only), and why.
+fn failure_event(f: Failure, shown_url: &str) -> Event {
+    let mut ev = Event::new(Action::NotifyFailure);
+    ev.outcome = Some(f.event.map_or("not delivered", |e| e.as_str()).into());
+    ev.message = Some(if shown_url.is_empty() {
+        f.reason
+    } else {
+        format!("{shown_url}: {}", f.reason)
+    });
+    ev
 }
 
 /// Audit records to insert inside a step's transaction (see

@@ -7,7 +7,8 @@
 //! expectation, capture, transaction mode, confirmation phrase, settings, a
 //! dump's tables and the waivers `no_backup` and `ignore`.
 //! Left out: rollback SQL (a responder may fix it under pressure, as the
-//! step hash of `engine::state` does), titles, explanations and comments.
+//! step hash of `engine::state` does), `[notify]` (a responder rotates the
+//! webhook), titles, explanations and comments.
 //! Editing a covered part voids every approval of the runbook.
 
 use sha2::{Digest, Sha256};
@@ -117,6 +118,19 @@ mod tests {
         for edited in [
             RB.replace("DROP COLUMN c", "DROP COLUMN IF EXISTS c"),
             RB.replace("title = \"T\"", "title = \"Better title\"\n# a comment"),
+        ] {
+            assert_eq!(hash(&edited), base, "{edited}");
+        }
+    }
+
+    #[test]
+    fn an_edit_of_notify_keeps_the_hash() {
+        let base = hash(RB);
+        let notify = |n: &str| RB.replace("[[phase]]", &format!("[notify]\n{n}\n[[phase]]"));
+        for edited in [
+            notify("webhook_env = \"PGPILOT_WEBHOOK_URL\""),
+            notify("webhook_env = \"OTHER_HOOK\"\nevents = [\"start\", \"end\"]"),
+            notify("webhook = \"http://localhost:9000/rotated\""),
         ] {
             assert_eq!(hash(&edited), base, "{edited}");
         }

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod duration;
+pub mod notify;
 mod parse;
 pub mod sql_parts;
 mod toml_string;
@@ -18,6 +19,7 @@ use crate::diag::{Location, SourceFile};
 
 pub use approvals::{ApprovalsSection, Notice, seed_required, valid_kind};
 pub use duration::{format_duration, parse_duration};
+pub use notify::{NotifyEvent, NotifySection, WebhookSource};
 pub use parse::{load, parse_str};
 
 /// A validated runbook.
@@ -53,6 +55,9 @@ pub struct Runbook {
     /// `[[health]]` gates, checked before each step (and between a
     /// backfill's batches).
     pub health: Vec<HealthGate>,
+    /// `[notify]`: where the run's events are posted. Outside the approval
+    /// hash (a responder rotates the webhook).
+    pub notify: Option<NotifySection>,
     pub phases: Vec<Phase>,
 }
 

@@ -125,6 +125,9 @@ impl Exec<'_> {
 
     pub(super) async fn pause(&mut self, phase: &Phase, step: &Step) -> Result<(), Outcome> {
         let instructions = step.instructions().unwrap_or_default().to_string();
+        self.s
+            .recorder
+            .notify_paused(&phase.id, &step.id, &instructions);
         let ask = Ask::Acknowledge {
             step: step.id.clone(),
             instructions,

@@ -14,6 +14,7 @@ mod expect;
 mod gates;
 mod guards;
 mod known;
+mod notify;
 mod orders;
 mod queue;
 mod recover;
@@ -94,6 +95,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         failed_steps: Default::default(),
         queue: Default::default(),
     };
+    exec.start_notifications();
     let mut outcome = exec.run().await;
     if let Some(why) = exec.rehearsal.ended.take() {
         // The rehearsal ended itself while the operator was asked something.
@@ -112,6 +114,9 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
     let mut ev = Event::new(Action::SessionEnd);
     ev.outcome = Some(outcome_word(&outcome).into());
     ev.message = outcome_message(&outcome);
+    // Waits at most `notify::FLUSH`, only with [notify], and only here.
+    let notes = exec.s.recorder.finish_notifier(&ev).await;
+    exec.warn(notes);
     exec.record(ev).await;
     exec.s.recorder.close();
     let _ = exec.io.events.send(EngineEvent::Finished(outcome.clone()));

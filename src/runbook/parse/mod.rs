@@ -6,6 +6,7 @@ mod dump;
 mod files;
 mod health;
 mod messages;
+mod notify;
 mod raw;
 mod step;
 mod tables;
@@ -84,11 +85,12 @@ struct Parser {
     sql_roots: Vec<PathBuf>,
 }
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "runbook",
     "target",
     "settings",
     "approvals",
+    "notify",
     "health",
     "phase",
 ];

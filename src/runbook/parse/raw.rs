@@ -11,6 +11,7 @@ pub(super) struct RawFile {
     pub(super) target: Option<RawTarget>,
     pub(super) settings: Option<Spanned<RawSettings>>,
     pub(super) approvals: Option<Spanned<RawApprovals>>,
+    pub(super) notify: Option<Spanned<RawNotify>>,
     #[serde(default)]
     pub(super) health: Vec<Spanned<RawHealth>>,
     #[serde(default)]
@@ -87,6 +88,16 @@ pub(super) struct RawNotice {
     pub(super) low: Option<Spanned<String>>,
     pub(super) medium: Option<Spanned<String>>,
     pub(super) high: Option<Spanned<String>>,
+}
+
+/// `[notify]`: one of the three webhook keys, and the events.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) webhook_env: Option<Spanned<String>>,
+    pub(super) webhook_file: Option<Spanned<String>>,
+    pub(super) webhook: Option<Spanned<String>>,
+    pub(super) events: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -70,6 +70,7 @@ impl Parser {
         };
         let approvals = raw.approvals.map(|a| self.approvals(a));
         let sql_root = self.sql_roots(header.sql_root.as_ref());
+        let notify = raw.notify.and_then(|n| self.notify(n));
         let history = header
             .history
             .as_ref()
@@ -104,6 +105,7 @@ impl Parser {
             settings,
             approvals,
             health,
+            notify,
             phases,
         })
     }
