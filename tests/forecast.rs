@@ -248,6 +248,13 @@ async fn plan_db_reads_only_and_never_waits_for_or_blocks_a_writer() {
         retype["seconds"].as_f64().is_some_and(|s| s > 0.0),
         "{retype}"
     );
+    // The indexes the rewrite rebuilds were listed and their keys sampled
+    // by the same read-only role.
+    assert_eq!(
+        retype["tables"][0]["rebuilds"][0]["keys"],
+        serde_json::json!(["id"]),
+        "{retype}"
+    );
     // The writer goes on and commits.
     writer
         .batch_execute("UPDATE readings SET v = v + 1 WHERE id = 1; COMMIT")

@@ -2,7 +2,8 @@
 //! for a step that rewrites, indexes, validates or scans a table, about how
 //! long that takes and which lock is held meanwhile. The method is in
 //! docs/forecast.md: a read throughput measured on the target, scaled by a
-//! per-operation factor calibrated on the sandbox.
+//! per-operation factor calibrated on the sandbox, and each index build's
+//! sort (a rewrite's rebuilt indexes included) timed on a sample of its key.
 
 mod keys;
 mod measure;
