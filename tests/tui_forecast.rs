@@ -73,6 +73,7 @@ fn the_detail_shows_measuring_then_how_long_the_rewrite_holds_which_lock() {
             indexes: 0,
             read_bytes_per_s: Some(400.0 * 1024.0 * 1024.0),
             key_sorts: Vec::new(),
+            rebuilds: Vec::new(),
         }),
     );
     app.forecast = ForecastState::Ready(

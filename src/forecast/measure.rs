@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 use super::keys::sort_sample;
+use super::rebuild::rebuilds_of;
 use super::{Sizes, TableSize};
 use crate::analysis::{RelationName, StepAnalysis, WorkKind, quote_ident};
 
@@ -16,6 +17,10 @@ const SAMPLE_PAGES: i64 = 2048;
 /// Sample reads per table, while they stay within the budget.
 const REPEATS: usize = 3;
 const REPEAT_BUDGET_S: f64 = 0.3;
+/// Distinct keys sorted by sample per table at most: past them (a table
+/// with dozens of indexes), an index keeps the per-index factor, so the
+/// probe's cost stays bounded.
+const MAX_KEY_SAMPLES: usize = 8;
 /// What one statement of the measurement may cost at most.
 const STATEMENT_TIMEOUT: &str = "1s";
 /// ACCESS SHARE waits only behind ACCESS EXCLUSIVE; the forecast does not
@@ -55,7 +60,8 @@ pub async fn measure_tables<'a>(
                 continue;
             }
             let keys = index_keys(&steps, &relation);
-            let size = measure_one(client, &relation, &keys).await;
+            let rewritten = rewrites(&steps, &relation);
+            let size = measure_one(client, &relation, &keys, rewritten).await;
             // Whatever happened inside, leave no transaction open.
             client.batch_execute("ROLLBACK").await?;
             sizes.insert(relation, size?);
@@ -83,10 +89,20 @@ fn index_keys(steps: &[&StepAnalysis], relation: &RelationName) -> Vec<Vec<Strin
     out
 }
 
+/// Whether a step rewrites `relation`: then every index on it is rebuilt.
+fn rewrites(steps: &[&StepAnalysis], relation: &RelationName) -> bool {
+    steps
+        .iter()
+        .flat_map(|a| &a.statements)
+        .flat_map(|s| &s.work)
+        .any(|w| w.kind == WorkKind::Rewrite && &w.table == relation)
+}
+
 async fn measure_one(
     client: &Client,
     relation: &RelationName,
     keys: &[Vec<String>],
+    rewritten: bool,
 ) -> Result<Option<TableSize>, tokio_postgres::Error> {
     client
         .batch_execute(&format!(
@@ -136,7 +152,11 @@ async fn measure_one(
         indexes: row.try_get("indexes")?,
         read_bytes_per_s: None,
         key_sorts: Vec::new(),
+        rebuilds: Vec::new(),
     };
+    if rewritten {
+        size.rebuilds = rebuilds_of(client, &relation.to_string()).await?;
+    }
     if matches!(relkind.as_str(), "r" | "m" | "t")
         && let Some((rate, rows)) = read_rate(client, &ident, table_bytes, block_size).await?
     {
@@ -145,7 +165,15 @@ async fn measure_one(
             // Never analysed (reltuples -1 since PostgreSQL 14): the sample's count.
             size.rows = rows;
         }
-        for k in keys {
+        // The runbook's own index builds first, then the keys of the
+        // indexes a rewrite rebuilds; each distinct key sampled once.
+        let mut sampled: Vec<&Vec<String>> = Vec::new();
+        let rebuilt = size.rebuilds.iter().map(|r| &r.keys);
+        for k in keys.iter().chain(rebuilt) {
+            if k.is_empty() || sampled.contains(&k) || sampled.len() >= MAX_KEY_SAMPLES {
+                continue;
+            }
+            sampled.push(k);
             if let Some(sort) = sort_sample(
                 client,
                 (&schema, &name),

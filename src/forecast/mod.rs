@@ -2,10 +2,12 @@
 //! for a step that rewrites, indexes, validates or scans a table, about how
 //! long that takes and which lock is held meanwhile. The method is in
 //! docs/forecast.md: a read throughput measured on the target, scaled by a
-//! per-operation factor calibrated on the sandbox.
+//! per-operation factor calibrated on the sandbox, and each index build's
+//! sort (a rewrite's rebuilt indexes included) timed on a sample of its key.
 
 mod keys;
 mod measure;
+mod rebuild;
 
 use std::collections::HashMap;
 
@@ -15,6 +17,7 @@ use crate::analysis::{LockMode, RelationName, StepAnalysis, WorkKind};
 
 pub use keys::KeySort;
 pub use measure::{measure_tables, relations_of};
+pub use rebuild::Rebuild;
 
 /// What the catalog and one bounded read say about one relation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,6 +38,11 @@ pub struct TableSize {
     /// Each index key the runbook builds on it, its sort timed on a sample.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub key_sorts: Vec<KeySort>,
+    /// Every index a rewrite of it rebuilds, read from pg_index when the
+    /// runbook rewrites it (empty otherwise, or when it could not be read:
+    /// then `indexes` counts them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rebuilds: Vec<Rebuild>,
 }
 
 /// Each relation the runbook touches, by its analysed name: found or missing.
@@ -69,49 +77,59 @@ pub struct WorkForecast {
 }
 
 /// Seconds of row-by-row work per second of a plain sequential read of the
-/// same heap, per operation, calibrated on the sandbox (docs/forecast.md).
-fn factor(kind: WorkKind) -> f64 {
-    match kind {
-        WorkKind::Scan => 1.0,
-        WorkKind::Validate => 1.2,
-        WorkKind::BuildIndex => FACTOR_INDEX,
-        // Two scans of the heap, plus the waits for older transactions,
-        // which no throughput predicts.
-        WorkKind::BuildIndexConcurrently => 2.0 * FACTOR_INDEX,
-        WorkKind::Rewrite => FACTOR_REWRITE,
-    }
-}
-
+/// same heap, per operation, calibrated on the sandbox (docs/forecast.md):
+/// a validation reads every row and checks it.
+const FACTOR_VALIDATE: f64 = 1.2;
 /// One index build whose key could not be sampled (an expression, REINDEX,
-/// the index a rewrite rebuilds): read the heap, sort, write the index, as
-/// an integer key takes.
+/// a GIN index a rewrite rebuilds): read the heap, sort, write the index,
+/// as an integer key takes.
 const FACTOR_INDEX: f64 = 6.0;
-/// Writing the new heap, without its indexes (each is rebuilt on top).
-const FACTOR_REWRITE: f64 = 8.0;
+/// Writing the new heap, without its indexes (each is rebuilt on top):
+/// every row read, its new version formed (the cast of a type change
+/// evaluated) and inserted, with its WAL record unless wal_level is
+/// minimal. A per-row insert costs many times a per-row read; calibrated
+/// on the sandbox (docs/benchmarks.md, "Issue 14").
+const FACTOR_REWRITE: f64 = 12.0;
 
 /// The seconds `kind` takes on a relation of this size; an index build on
 /// `keys` whose sort was sampled is the heap's read plus that sort scaled
-/// to the table's rows and the entries written (docs/forecast.md).
+/// to the table's rows and the entries written (docs/forecast.md). A
+/// rewrite is the new heap plus the rebuild of every index on the table,
+/// each forecast as that index's own build.
 pub fn work_seconds(kind: WorkKind, size: &TableSize, keys: &[String]) -> Option<f64> {
     let rate = size.read_bytes_per_s.filter(|r| *r > 0.0)?;
     let read = size.table_bytes as f64 / rate;
-    let sorted = size
-        .key_sorts
-        .iter()
-        .find(|k| !keys.is_empty() && k.keys == keys);
-    if let Some(sort) = sorted {
-        let build = read + sort.build_seconds(size.rows, rate);
-        match kind {
-            WorkKind::BuildIndex => return Some(build),
-            WorkKind::BuildIndexConcurrently => return Some(2.0 * build),
-            _ => {}
+    let build = |keys: &[String]| sampled_build(size, keys, read, rate);
+    Some(match kind {
+        WorkKind::BuildIndex => build(keys).unwrap_or(FACTOR_INDEX * read),
+        // Two scans of the heap, plus the waits for older transactions,
+        // which no throughput predicts.
+        WorkKind::BuildIndexConcurrently => 2.0 * build(keys).unwrap_or(FACTOR_INDEX * read),
+        WorkKind::Rewrite => {
+            let rebuilds: f64 = if size.rebuilds.is_empty() {
+                size.indexes as f64 * FACTOR_INDEX * read
+            } else {
+                size.rebuilds
+                    .iter()
+                    .map(|r| build(&r.keys).unwrap_or(FACTOR_INDEX * read))
+                    .sum()
+            };
+            FACTOR_REWRITE * read + rebuilds
         }
+        WorkKind::Scan => read,
+        WorkKind::Validate => FACTOR_VALIDATE * read,
+    })
+}
+
+/// An index build on `keys` from its sampled sort: the heap read, the sort
+/// scaled to the table's rows, the entries written. `None` when no sample
+/// of that key was taken.
+fn sampled_build(size: &TableSize, keys: &[String], read: f64, rate: f64) -> Option<f64> {
+    if keys.is_empty() {
+        return None;
     }
-    let rebuilds = match kind {
-        WorkKind::Rewrite => size.indexes as f64 * FACTOR_INDEX * read,
-        _ => 0.0,
-    };
-    Some(read * factor(kind) + rebuilds)
+    let sort = size.key_sorts.iter().find(|k| k.keys == keys)?;
+    Some(read + sort.build_seconds(size.rows, rate))
 }
 
 /// The forecast of one step from the measured sizes.
@@ -255,6 +273,7 @@ mod tests {
             indexes,
             read_bytes_per_s: Some(100.0 * 1024.0 * 1024.0),
             key_sorts: Vec::new(),
+            rebuilds: Vec::new(),
         }
     }
 
@@ -267,6 +286,37 @@ mod tests {
         assert!(scan < index && index < rewrite);
         let with_two = work_seconds(WorkKind::Rewrite, &size(1024 * 1024 * 1024, 2), &[]).unwrap();
         assert!((with_two - rewrite - 2.0 * index).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_rewrite_counts_each_rebuilt_index_as_its_own_build() {
+        let mut s = size(1024 * 1024 * 1024, 2);
+        s.rows = 1_000_000;
+        s.key_sorts.push(KeySort {
+            keys: vec!["label".into()],
+            sample_rows: 30_000,
+            sample_seconds: 2.0,
+            key_width: 40.0,
+        });
+        s.rebuilds = vec![
+            Rebuild {
+                index: "t_label".into(),
+                keys: vec!["label".into()],
+            },
+            // An expression: no sample, an integer key's factor.
+            Rebuild {
+                index: "t_lower".into(),
+                keys: Vec::new(),
+            },
+        ];
+        let keys = vec!["label".to_string()];
+        let label = work_seconds(WorkKind::BuildIndex, &s, &keys).unwrap();
+        let other = work_seconds(WorkKind::BuildIndex, &s, &[]).unwrap();
+        let heap = work_seconds(WorkKind::Rewrite, &size(1024 * 1024 * 1024, 0), &[]).unwrap();
+        let rewrite = work_seconds(WorkKind::Rewrite, &s, &[]).unwrap();
+        assert!((rewrite - heap - label - other).abs() < 1e-6, "{rewrite}");
+        // The sampled key, slower to sort, is not the integer factor.
+        assert!(label > 2.0 * other, "{label} {other}");
     }
 
     #[test]
