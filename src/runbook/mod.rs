@@ -53,6 +53,10 @@ pub struct Runbook {
     /// `[[health]]` gates, checked before each step (and between a
     /// backfill's batches).
     pub health: Vec<HealthGate>,
+    /// `[lint] enable`: opt-in finding rules turned on for this runbook
+    /// (like `check --enable`). Not in the approval hash: they change what
+    /// is reported, not what runs.
+    pub lint_enable: std::collections::BTreeSet<crate::analysis::RuleId>,
     pub phases: Vec<Phase>,
 }
 
@@ -181,6 +185,9 @@ pub struct Target {
     pub windows: Vec<crate::governance::window::Window>,
     /// The IANA timezone the windows are written in (required with them).
     pub timezone: Option<chrono_tz::Tz>,
+    /// `server_version`: the PostgreSQL major version the target runs, for
+    /// the analysis offline (`check --pg-version` and `--db` override it).
+    pub server_version: Option<(u32, crate::diag::Location)>,
 }
 
 /// What to do when sessions already hold locks on a table a step is about to lock.

@@ -84,11 +84,12 @@ struct Parser {
     sql_roots: Vec<PathBuf>,
 }
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "runbook",
     "target",
     "settings",
     "approvals",
+    "lint",
     "health",
     "phase",
 ];
