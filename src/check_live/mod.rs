@@ -17,7 +17,7 @@ use crate::analysis::{FindingSeverity, RuleId, RunbookAnalysis, StatementAnalysi
 use crate::check::CheckOptions;
 use crate::check_report::{CheckRequest, run_with};
 use crate::exit;
-use crate::forecast::{Sizes, WorkForecast, measure_tables, seconds_text, work_seconds};
+use crate::forecast::{Sizes, WorkForecast, measure_tables, work_seconds};
 use crate::runbook::Runbook;
 use crate::session::{resolve, runtime};
 
@@ -159,7 +159,10 @@ pub fn by_size(s: &mut StatementAnalysis, sizes: &Sizes, max_blocking: Duration)
             lock,
         }
         .sentence();
-        said.push(format!("{sentence} ({} rows)", size.rows));
+        said.push(format!(
+            "{sentence} ({} has about {} rows)",
+            size.relation, size.rows
+        ));
     }
     let max = max_blocking.as_secs_f64();
     let (severity, verdict) = if seconds >= max {
@@ -193,11 +196,12 @@ pub fn by_size(s: &mut StatementAnalysis, sizes: &Sizes, max_blocking: Duration)
     }
 }
 
-/// `--max-blocking` as the user wrote it, roughly: 20ms, 10 s.
+/// `--max-blocking` as a user writes it: 20ms, 10s.
 fn duration_text(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
     } else {
-        seconds_text(d.as_secs_f64())
+        format!("{ms}ms")
     }
 }
