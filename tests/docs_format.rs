@@ -108,6 +108,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "target",
             "settings",
             "approvals",
+            "lint",
             "health",
             "phase",
         ],
@@ -135,8 +136,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "require_primary",
             "windows",
             "timezone",
+            "server_version",
         ],
     ),
+    ("[lint] (RawLint)", &["enable"]),
     (
         "[approvals] (RawApprovals)",
         &["required", "distinct_approvers", "notice"],
