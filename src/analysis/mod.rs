@@ -28,6 +28,7 @@ pub use name::{NameError, RelationName, quote_ident};
 pub use params::{bound_params, uses_batch_bounds};
 pub use parse::{SyntaxError, parse_statements};
 pub use rules::{RULES, Rule, RuleId, finding};
+pub use version::target_version;
 pub use work::{TableWork, WorkKind};
 
 /// A lock a statement takes on a relation that exists before it runs.
@@ -227,27 +228,6 @@ pub fn analyze_runbook_with(
     enabled: &BTreeSet<RuleId>,
 ) -> Result<RunbookAnalysis, Vec<Diagnostic>> {
     analyze_runbook_for(runbook, enabled, None)
-}
-
-/// The PostgreSQL version a runbook is analysed for: `known` (the server's,
-/// or `--pg-version`) over the runbook's `[target] server_version` over the
-/// default, the newest supported.
-pub fn target_version(
-    runbook: &Runbook,
-    known: Option<version::TargetVersion>,
-) -> version::TargetVersion {
-    known
-        .or_else(|| {
-            runbook
-                .target
-                .server_version
-                .as_ref()
-                .map(|(major, _)| version::TargetVersion {
-                    major: *major,
-                    source: version::VersionSource::Runbook,
-                })
-        })
-        .unwrap_or_default()
 }
 
 /// Like [`analyze_runbook_with`], for the target version `known` when it is

@@ -80,6 +80,27 @@ impl TargetVersion {
     }
 }
 
+/// The PostgreSQL version a runbook is analysed for: `known` (the server's,
+/// or `--pg-version`) over the runbook's `[target] server_version` over the
+/// default, the newest supported.
+pub fn target_version(
+    runbook: &crate::runbook::Runbook,
+    known: Option<TargetVersion>,
+) -> TargetVersion {
+    known
+        .or_else(|| {
+            runbook
+                .target
+                .server_version
+                .as_ref()
+                .map(|(major, _)| TargetVersion {
+                    major: *major,
+                    source: VersionSource::Runbook,
+                })
+        })
+        .unwrap_or_default()
+}
+
 /// A major version as written by a user: `13`, or `9.6`-style rejected.
 pub fn parse_major(text: &str) -> Result<u32, String> {
     let major: u32 = text
