@@ -5,8 +5,9 @@ use std::path::Path;
 
 use std::collections::BTreeSet;
 
+use crate::analysis::version::{TargetVersion, VersionSource};
 use crate::analysis::{
-    FindingSeverity, RuleId, RunbookAnalysis, StepAnalysis, analyze_runbook_with,
+    FindingSeverity, RuleId, RunbookAnalysis, StepAnalysis, analyze_runbook_for,
 };
 use crate::diag::Diagnostic;
 use crate::runbook::{Runbook, Step, StepKind};
@@ -28,6 +29,22 @@ impl Checked {
     }
 }
 
+/// What `check` is told beyond the runbook itself.
+#[derive(Default)]
+pub struct CheckOptions<'a> {
+    /// Opt-in rules turned on (`--enable`), besides the runbook's `[lint] enable`.
+    pub enabled: BTreeSet<RuleId>,
+    /// The target's version when known (the server's, or `--pg-version`):
+    /// over the runbook's `[target] server_version`.
+    pub version: Option<TargetVersion>,
+    /// What the target itself says (`check --db`): table sizes, column
+    /// types, dependents. Called on the analysis before it is judged.
+    pub refine: Option<&'a Refine<'a>>,
+}
+
+/// What `check --db` does to an analysis with what the target says.
+pub type Refine<'a> = dyn Fn(&Runbook, &mut RunbookAnalysis) + 'a;
+
 /// Loads, analyzes and validates a runbook (or a `.sql` file or migration
 /// folder, see `crate::migrations`); all errors at once where possible.
 pub fn check_file(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
@@ -39,8 +56,32 @@ pub fn check_file_with(
     path: &Path,
     enabled: &BTreeSet<RuleId>,
 ) -> Result<Checked, Vec<Diagnostic>> {
-    let (runbook, diags) = crate::migrations::load_source(path)?;
-    check_loaded(runbook, diags, enabled)
+    check_file_opts(
+        path,
+        &CheckOptions {
+            enabled: enabled.clone(),
+            ..CheckOptions::default()
+        },
+    )
+}
+
+/// [`check_file`] with everything `check`'s flags can say.
+pub fn check_file_opts(path: &Path, opts: &CheckOptions) -> Result<Checked, Vec<Diagnostic>> {
+    check_file_versioned(path, opts).0
+}
+
+/// [`check_file_opts`], and the PostgreSQL version the findings assumed
+/// (also when the check failed), when the runbook could be read.
+pub fn check_file_versioned(
+    path: &Path,
+    opts: &CheckOptions,
+) -> (Result<Checked, Vec<Diagnostic>>, Option<TargetVersion>) {
+    let (runbook, diags) = match crate::migrations::load_source(path) {
+        Ok(r) => r,
+        Err(d) => return (Err(d), opts.version),
+    };
+    let version = crate::analysis::target_version(&runbook, opts.version);
+    (check_loaded(runbook, diags, opts), Some(version))
 }
 
 /// Analyzes and validates a runbook already read.
@@ -48,7 +89,11 @@ pub fn check_runbook(
     runbook: Runbook,
     enabled: &BTreeSet<RuleId>,
 ) -> Result<Checked, Vec<Diagnostic>> {
-    check_loaded(runbook, Vec::new(), enabled)
+    let opts = CheckOptions {
+        enabled: enabled.clone(),
+        ..CheckOptions::default()
+    };
+    check_loaded(runbook, Vec::new(), &opts)
 }
 
 /// The checks of a runbook read with `diags` already found while reading it
@@ -56,9 +101,28 @@ pub fn check_runbook(
 fn check_loaded(
     runbook: Runbook,
     mut diags: Vec<Diagnostic>,
-    enabled: &BTreeSet<RuleId>,
+    opts: &CheckOptions,
 ) -> Result<Checked, Vec<Diagnostic>> {
-    let analysis = analyze_runbook_with(&runbook, enabled)?;
+    let mut analysis = analyze_runbook_for(&runbook, &opts.enabled, opts.version)?;
+    if let Some(refine) = opts.refine {
+        refine(&runbook, &mut analysis);
+    }
+    if let Some((declared, at)) = &runbook.target.server_version
+        && analysis.version.source != VersionSource::Runbook
+        && analysis.version.major != *declared
+    {
+        diags.push(
+            Diagnostic::warning(
+                at.clone(),
+                format!(
+                    "[target] server_version = {declared}, but the findings assume PostgreSQL {} from {}",
+                    analysis.version.major,
+                    analysis.version.source.described()
+                ),
+            )
+            .with_help("correct server_version to the version the target runs"),
+        );
+    }
     for ((_, step), a) in runbook.steps().zip(&analysis.steps) {
         check_step(step, a, &mut diags);
     }

@@ -10,7 +10,8 @@ use clap::ValueEnum;
 use serde_json::{Value, json};
 
 use crate::analysis::RuleId;
-use crate::check::check_file_with;
+use crate::analysis::version::{TargetVersion, VersionSource};
+use crate::check::{CheckOptions, check_file_versioned};
 use crate::diag::{Diagnostic, Severity};
 use crate::exit;
 use crate::style::Style;
@@ -36,6 +37,23 @@ pub struct FileResult {
     pub path: PathBuf,
     pub summary: Option<Summary>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The PostgreSQL version its findings assume (when it was analysed,
+    /// or known from the server or the flag).
+    pub version: Option<TargetVersion>,
+}
+
+/// What `pgpilot check` was asked.
+pub struct CheckRequest {
+    pub enabled: BTreeSet<RuleId>,
+    /// `--pg-version`: the target's major version, checked for support.
+    pub pg_version: Option<u32>,
+    /// `--db`: a target to read the version, table sizes and dependents from.
+    pub db: Option<String>,
+    /// With `--db`: a forecast lock this long makes a finding an error;
+    /// under a tenth of it, a note.
+    pub max_blocking: std::time::Duration,
+    pub format: CheckFormat,
+    pub fail_on: FailOn,
 }
 
 pub struct Summary {
@@ -154,12 +172,17 @@ pub fn json(results: &[FileResult]) -> String {
                 "phases": r.summary.as_ref().map(|s| s.phases),
                 "steps": r.summary.as_ref().map(|s| s.steps),
                 "risk": r.summary.as_ref().map(|s| s.risk.as_str()),
+                "pg_version": r.version.map(|v| v.major),
+                "pg_version_source": r.version.map(|v| v.source.as_str()),
             })
         })
         .collect();
     let all: Vec<&Diagnostic> = results.iter().flat_map(|r| &r.diagnostics).collect();
     let count = |s: Severity| all.iter().filter(|d| d.severity == s).count();
+    let version = common_version(results);
     let doc = json!({
+        "pg_version": version.map(|v| v.major),
+        "pg_version_source": version.map_or("per-file", |v| v.source.as_str()),
         "files": files,
         "diagnostics": all.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),
         "summary": {
@@ -169,6 +192,23 @@ pub fn json(results: &[FileResult]) -> String {
         },
     });
     format!("{doc:#}\n")
+}
+
+/// The version every file was checked for; `None` when they differ (each
+/// file's own is in `files`). With no file analysed, the default.
+fn common_version(results: &[FileResult]) -> Option<TargetVersion> {
+    let mut known = results.iter().filter_map(|r| r.version);
+    let first = known.next().unwrap_or_default();
+    known.all(|v| v == first).then_some(first)
+}
+
+/// "assuming PostgreSQL 13 (from --pg-version)", for the text output.
+pub fn assumed(v: TargetVersion) -> String {
+    format!(
+        "assuming PostgreSQL {} (from {})",
+        v.major,
+        v.source.described()
+    )
 }
 
 /// A file path as a SARIF artifact URI (a relative reference, '/'-separated,
@@ -191,6 +231,7 @@ const CHECK_RULE: &str = "check";
 
 /// SARIF 2.1.0, for GitHub code scanning, GitLab and other viewers.
 pub fn sarif(results: &[FileResult]) -> String {
+    let version = common_version(results);
     let all: Vec<&Diagnostic> = results.iter().flat_map(|r| &r.diagnostics).collect();
     let mut used: Vec<&str> = all.iter().map(|d| d.rule.unwrap_or(CHECK_RULE)).collect();
     used.sort_unstable();
@@ -254,6 +295,10 @@ pub fn sarif(results: &[FileResult]) -> String {
                 },
             },
             "results": results,
+            "properties": {
+                "pgVersion": version.map(|v| v.major),
+                "pgVersionSource": version.map_or("per-file", |v| v.source.as_str()),
+            },
         }],
     });
     format!("{doc:#}\n")
@@ -286,18 +331,34 @@ pub fn opt_in_rules(names: &[String]) -> Result<BTreeSet<RuleId>, u8> {
 }
 
 /// `pgpilot check`: every file checked, printed in `format`; the exit code.
-pub fn run(
-    paths: &[PathBuf],
-    enabled: &BTreeSet<RuleId>,
-    format: CheckFormat,
-    fail_on: FailOn,
-) -> u8 {
+pub fn run(paths: &[PathBuf], req: &CheckRequest) -> u8 {
+    let flag = req.pg_version.map(|major| TargetVersion {
+        major,
+        source: VersionSource::Flag,
+    });
+    match &req.db {
+        None => {
+            let opts = CheckOptions {
+                enabled: req.enabled.clone(),
+                version: flag,
+                refine: None,
+            };
+            run_with(paths, req, &opts)
+        }
+        Some(db) => crate::check_live::run(paths, req, db, flag),
+    }
+}
+
+/// [`run`] once the options are known (with `--db`, after connecting).
+pub fn run_with(paths: &[PathBuf], req: &CheckRequest, opts: &CheckOptions) -> u8 {
     let st = Style::for_stdout();
+    let format = req.format;
     let mut results = Vec::new();
     for path in paths {
         let display = path.display().to_string();
         let shown = crate::text::for_terminal(&display);
-        let result = match check_file_with(path, enabled) {
+        let (checked, version) = check_file_versioned(path, opts);
+        let result = match checked {
             Ok(c) => FileResult {
                 path: path.clone(),
                 summary: Some(Summary {
@@ -306,17 +367,20 @@ pub fn run(
                     risk: c.effective_risk(),
                 }),
                 diagnostics: c.warnings,
+                version: Some(c.analysis.version),
             },
             Err(diags) => FileResult {
                 path: path.clone(),
                 summary: None,
                 diagnostics: diags,
+                version,
             },
         };
         if format == CheckFormat::Text {
             for d in &result.diagnostics {
                 eprintln!("{d}");
             }
+            let version = result.version.map(assumed).unwrap_or_default();
             match &result.summary {
                 Some(s) => {
                     let shown_count = |sev: Severity, word: &str| {
@@ -332,7 +396,7 @@ pub fn run(
                         }
                     };
                     println!(
-                        "{shown}: ok: {} phases, {} steps, risk {}{}{}",
+                        "{shown}: ok: {} phases, {} steps, risk {}{}{}; {version}",
                         s.phases,
                         s.steps,
                         st.risk(s.risk),
@@ -340,7 +404,10 @@ pub fn run(
                         shown_count(Severity::Note, "notes"),
                     );
                 }
-                None => eprintln!("{shown}: {} error(s)", result.diagnostics.len()),
+                None if version.is_empty() => {
+                    eprintln!("{shown}: {} error(s)", result.diagnostics.len())
+                }
+                None => eprintln!("{shown}: {} error(s); {version}", result.diagnostics.len()),
             }
         }
         results.push(result);
@@ -353,7 +420,7 @@ pub fn run(
         CheckFormat::Github => github(&results),
     };
     print!("{out}");
-    exit_code(&results, fail_on)
+    exit_code(&results, req.fail_on)
 }
 
 #[cfg(test)]

@@ -39,6 +39,15 @@ pub enum Command {
         /// The lowest level that fails the check (exit code 1); errors always do.
         #[arg(long, value_enum, default_value_t = FailOn::Error)]
         fail_on: FailOn,
+        /// The target's PostgreSQL major version (10-18), over [target] server_version; --db reads the server's.
+        #[arg(long, value_name = "N", value_parser = crate::analysis::version::parse_major)]
+        pg_version: Option<u32>,
+        /// Findings whose forecast holds a lock this long are errors, under a tenth of it notes (with --db).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::runbook::parse_duration)]
+        max_blocking: std::time::Duration,
+        /// Also read the target: its version, table sizes, column types, dependents (read-only).
+        #[command(flatten)]
+        conn: Conn,
     },
     /// Write a runbook for a migration folder (Flyway, golang-migrate, dbmate, numbered files) that runs its files.
     Import {
@@ -269,8 +278,21 @@ pub fn main() -> ExitCode {
             enable,
             format,
             fail_on,
+            pg_version,
+            max_blocking,
+            conn,
         } => match check_report::opt_in_rules(&enable) {
-            Ok(enabled) => check_report::run(&runbooks, &enabled, format, fail_on),
+            Ok(enabled) => check_report::run(
+                &runbooks,
+                &check_report::CheckRequest {
+                    enabled,
+                    pg_version,
+                    db: conn.db,
+                    max_blocking,
+                    format,
+                    fail_on,
+                },
+            ),
             Err(code) => code,
         },
         Command::Import {

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backoff;
 pub mod backup;
 pub mod check;
+pub mod check_live;
 pub mod check_report;
 pub mod cli;
 pub mod demo;

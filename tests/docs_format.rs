@@ -109,6 +109,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "settings",
             "approvals",
             "notify",
+            "lint",
             "health",
             "phase",
         ],
@@ -136,8 +137,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "require_primary",
             "windows",
             "timezone",
+            "server_version",
         ],
     ),
+    ("[lint] (RawLint)", &["enable"]),
     (
         "[approvals] (RawApprovals)",
         &["required", "distinct_approvers", "notice"],

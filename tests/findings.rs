@@ -369,11 +369,66 @@ fn the_safer_form_raises_none_of_them() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Rules raised only for an older target (`[target] server_version`,
+/// `check --pg-version`): the version each case is analysed for.
+/// tests/pg_version.rs shows each on both sides of its boundary.
+const VERSIONED: &[(u32, Case)] = &[
+    (
+        13,
+        Case {
+            risky: "ALTER TABLE public.m DETACH PARTITION public.m_2020 CONCURRENTLY",
+            raises: &[NeedsNewerPostgres],
+            safer: "ALTER TABLE public.m DETACH PARTITION public.m_2020",
+        },
+    ),
+    (
+        10,
+        Case {
+            risky: "ALTER TABLE public.users ADD COLUMN score int DEFAULT 0",
+            raises: &[AddColumnDefaultRewrite],
+            safer: "ALTER TABLE public.users ADD COLUMN score int;
+                    ALTER TABLE public.users ALTER COLUMN score SET DEFAULT 0",
+        },
+    ),
+];
+
+/// Rules raised only from what the target's catalog says (`check --db`):
+/// tests/check_db.rs shows them on a real server.
+const FROM_THE_TARGET: &[RuleId] = &[DropWithDependents];
+
+#[test]
+fn versioned_rules_raise_exactly_their_rules_on_their_version() {
+    for (major, case) in VERSIONED {
+        let analyse = |sql: &str| -> BTreeSet<&'static str> {
+            let mut ctx = Context {
+                version: pgpilot::analysis::version::TargetVersion {
+                    major: *major,
+                    source: pgpilot::analysis::version::VersionSource::Flag,
+                },
+                ..Context::default()
+            };
+            analyze_sql(sql, &mut ctx)
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+                .iter()
+                .flat_map(|s| s.findings.iter().map(|f| f.rule))
+                .collect()
+        };
+        assert_eq!(analyse(case.risky), ids(case.raises), "{}", case.risky);
+        assert!(
+            ids(case.raises).is_disjoint(&analyse(case.safer)),
+            "{}",
+            case.safer
+        );
+    }
+}
+
 #[test]
 fn every_rule_has_a_case() {
     let covered: BTreeSet<RuleId> = CASES
         .iter()
+        .chain(VERSIONED.iter().map(|(_, c)| c))
         .flat_map(|c| c.raises.iter().copied())
+        .chain(FROM_THE_TARGET.iter().copied())
         .collect();
     let missing: Vec<_> = RuleId::ALL
         .iter()

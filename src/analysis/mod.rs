@@ -3,6 +3,7 @@
 //! with the safer alternative.
 
 pub mod backup_rule;
+pub mod catalog;
 mod classify;
 mod health;
 mod kind;
@@ -11,6 +12,7 @@ mod name;
 mod params;
 mod parse;
 mod rules;
+pub mod version;
 mod work;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -25,7 +27,8 @@ pub use lock::LockMode;
 pub use name::{NameError, RelationName, quote_ident};
 pub use params::{bound_params, uses_batch_bounds};
 pub use parse::{SyntaxError, parse_statements};
-pub use rules::{RULES, Rule, RuleId};
+pub use rules::{RULES, Rule, RuleId, finding};
+pub use version::target_version;
 pub use work::{TableWork, WorkKind};
 
 /// A lock a statement takes on a relation that exists before it runs.
@@ -90,6 +93,12 @@ pub struct StatementAnalysis {
     #[serde(skip)]
     pub work: Vec<TableWork>,
     pub findings: Vec<Finding>,
+    /// Column types it changes, for `check --db` to compare with the catalog.
+    #[serde(skip)]
+    pub retypes: Vec<catalog::Retype>,
+    /// Objects it drops, for `check --db` to find their dependents.
+    #[serde(skip)]
+    pub drops: Vec<catalog::Dropped>,
     #[serde(skip)]
     pub start: usize,
     #[serde(skip)]
@@ -119,6 +128,8 @@ pub struct Context {
     pub not_valid_in_step: HashSet<(RelationName, String)>,
     /// Opt-in rules turned on (`check --enable RULE`).
     pub enabled: BTreeSet<RuleId>,
+    /// The PostgreSQL version the target runs, as far as pgpilot knows.
+    pub version: version::TargetVersion,
 }
 
 /// Analyzes SQL text: statements with their facts, or the syntax error.
@@ -193,6 +204,8 @@ impl StepAnalysis {
 pub struct RunbookAnalysis {
     pub steps: Vec<StepAnalysis>,
     pub risk: crate::runbook::Risk,
+    /// The PostgreSQL version the findings assume.
+    pub version: version::TargetVersion,
 }
 
 impl RunbookAnalysis {
@@ -214,8 +227,20 @@ pub fn analyze_runbook_with(
     runbook: &Runbook,
     enabled: &BTreeSet<RuleId>,
 ) -> Result<RunbookAnalysis, Vec<Diagnostic>> {
+    analyze_runbook_for(runbook, enabled, None)
+}
+
+/// Like [`analyze_runbook_with`], for the target version `known` when it is
+/// known (see [`target_version`]). The runbook's `[lint] enable` rules are
+/// on as well as `enabled`.
+pub fn analyze_runbook_for(
+    runbook: &Runbook,
+    enabled: &BTreeSet<RuleId>,
+    known: Option<version::TargetVersion>,
+) -> Result<RunbookAnalysis, Vec<Diagnostic>> {
     let mut ctx = Context {
-        enabled: enabled.clone(),
+        enabled: enabled.union(&runbook.lint_enable).copied().collect(),
+        version: target_version(runbook, known),
         ..Context::default()
     };
     let mut steps = Vec::new();
@@ -245,7 +270,11 @@ pub fn analyze_runbook_with(
         .map(|s| s.risk)
         .max()
         .unwrap_or(crate::runbook::Risk::Low);
-    Ok(RunbookAnalysis { steps, risk })
+    Ok(RunbookAnalysis {
+        steps,
+        risk,
+        version: ctx.version,
+    })
 }
 
 fn syntax_diagnostic(sql: &SqlText, e: &SyntaxError, what: &str) -> Diagnostic {

@@ -51,11 +51,14 @@ pub enum RuleId {
     SetSchema,
     ValidateSameTransaction,
     CoercibleTypeChange,
+    NeedsNewerPostgres,
+    AddColumnDefaultRewrite,
+    DropWithDependents,
 }
 
 impl RuleId {
     /// Every rule, in the order of [`RULES`].
-    pub const ALL: [RuleId; 44] = [
+    pub const ALL: [RuleId; 47] = [
         RuleId::IndexNotConcurrent,
         RuleId::DropIndexNotConcurrent,
         RuleId::ReindexNotConcurrent,
@@ -100,6 +103,9 @@ impl RuleId {
         RuleId::SetSchema,
         RuleId::ValidateSameTransaction,
         RuleId::CoercibleTypeChange,
+        RuleId::NeedsNewerPostgres,
+        RuleId::AddColumnDefaultRewrite,
+        RuleId::DropWithDependents,
     ];
 
     /// The id shown to users, in `plan --format json` and in the docs.
@@ -149,6 +155,9 @@ impl RuleId {
             RuleId::SetSchema => "set-schema",
             RuleId::ValidateSameTransaction => "validate-same-transaction",
             RuleId::CoercibleTypeChange => "coercible-type-change",
+            RuleId::NeedsNewerPostgres => "needs-newer-postgres",
+            RuleId::AddColumnDefaultRewrite => "add-column-default-rewrite",
+            RuleId::DropWithDependents => "drop-with-dependents",
         }
     }
 
@@ -424,6 +433,23 @@ pub const RULES: &[Rule] = &[
         RuleId::CoercibleTypeChange,
         "a change to text, unbounded varchar or a longer varchar rewrites nothing when the column already is varchar or text (binary-coercible), but does rewrite from other types",
         "check the column's current type: from varchar or text no rewrite happens; a shorter varchar scans the table",
+    ),
+    Rule {
+        id: RuleId::NeedsNewerPostgres,
+        catches: "syntax the target's PostgreSQL version does not have fails when it runs there (pgpilot parses PostgreSQL 18's grammar)",
+        advice: "write it the way the target's version allows, or declare the version the runbook is for: [target] server_version, check --pg-version, or check --db",
+        severity: FindingSeverity::Error,
+        opt_in: false,
+    },
+    warn(
+        RuleId::AddColumnDefaultRewrite,
+        "before PostgreSQL 11, ADD COLUMN with any non-NULL DEFAULT rewrites the whole table under ACCESS EXCLUSIVE (11+ stores a constant default in the catalog)",
+        "add the column without a default, SET DEFAULT afterwards (new rows only), and backfill existing rows in batches",
+    ),
+    warn(
+        RuleId::DropWithDependents,
+        "views, functions or other objects on the target depend on the dropped object: without CASCADE the DROP fails, with CASCADE they are dropped too",
+        "drop or rewrite the dependents by name first (each in the runbook, with its rollback), then drop the object without CASCADE",
     ),
 ];
 

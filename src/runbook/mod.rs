@@ -58,6 +58,10 @@ pub struct Runbook {
     /// `[notify]`: where the run's events are posted. Outside the approval
     /// hash (a responder rotates the webhook).
     pub notify: Option<NotifySection>,
+    /// `[lint] enable`: opt-in finding rules turned on for this runbook
+    /// (like `check --enable`). Not in the approval hash: they change what
+    /// is reported, not what runs.
+    pub lint_enable: std::collections::BTreeSet<crate::analysis::RuleId>,
     pub phases: Vec<Phase>,
 }
 
@@ -186,6 +190,9 @@ pub struct Target {
     pub windows: Vec<crate::governance::window::Window>,
     /// The IANA timezone the windows are written in (required with them).
     pub timezone: Option<chrono_tz::Tz>,
+    /// `server_version`: the PostgreSQL major version the target runs, for
+    /// the analysis offline (`check --pg-version` and `--db` override it).
+    pub server_version: Option<(u32, crate::diag::Location)>,
 }
 
 /// What to do when sessions already hold locks on a table a step is about to lock.

@@ -1,6 +1,7 @@
 //! `Facts`: what one statement does, gathered by the family classifiers and
 //! turned into a `StatementAnalysis`.
 
+use crate::analysis::catalog::{Dropped, Retype};
 use crate::analysis::lock::LockMode;
 use crate::analysis::name::RelationName;
 use crate::analysis::rules::{RuleId, finding};
@@ -24,6 +25,8 @@ pub struct Facts {
     pub(super) breaking: bool,
     pub(super) opaque: bool,
     pub(super) findings: Vec<Finding>,
+    pub(super) retypes: Vec<Retype>,
+    pub(super) drops: Vec<Dropped>,
 }
 
 impl Facts {
@@ -41,6 +44,8 @@ impl Facts {
             breaking: false,
             opaque: false,
             findings: Vec::new(),
+            retypes: Vec::new(),
+            drops: Vec::new(),
         }
     }
 
@@ -137,6 +142,8 @@ impl Facts {
                         .is_none_or(|r| !r.rule().opt_in || ctx.enabled.contains(&r))
                 })
                 .collect(),
+            retypes: self.retypes,
+            drops: self.drops,
             start: 0,
             end: 0,
         }

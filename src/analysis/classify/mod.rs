@@ -8,6 +8,7 @@ mod facts;
 mod index;
 mod lint;
 mod objects;
+mod since;
 mod table;
 mod tree;
 
@@ -25,6 +26,7 @@ pub use lint::too_long;
 pub fn classify(node: &N, ctx: &mut Context) -> Facts {
     let mut f = family(node, ctx);
     lint::lint(node, ctx, &mut f);
+    since::apply(node, ctx, &mut f);
     f
 }
 

@@ -5,9 +5,10 @@ use pg_query::NodeEnum as N;
 use pg_query::protobuf as pb;
 
 use super::facts::Facts;
-use super::tree::{object_name, object_parts, read_all, rv_name};
+use super::tree::{dotted, object_name, object_parts, read_all, rv_name};
 use crate::analysis::Context;
 use crate::analysis::StatementKind;
+use crate::analysis::catalog::{DropKind, Dropped};
 use crate::analysis::lock::LockMode::*;
 use crate::analysis::name::{RelationName, quote_ident};
 use crate::analysis::rules::RuleId;
@@ -75,6 +76,53 @@ pub(super) fn alter_object_schema(s: &pb::AlterObjectSchemaStmt) -> Facts {
     f
 }
 
+/// What a DROP names, for `check --db` to find what depends on it.
+fn dropped(s: &pb::DropStmt, kind: Ot, relations: &[RelationName], cascade: bool) -> Vec<Dropped> {
+    match kind {
+        Ot::ObjectTable | Ot::ObjectMatview | Ot::ObjectView | Ot::ObjectSequence => relations
+            .iter()
+            .map(|r| Dropped {
+                kind: DropKind::Relation,
+                lookup: r.to_string(),
+                cascade,
+            })
+            .collect(),
+        Ot::ObjectFunction | Ot::ObjectProcedure | Ot::ObjectRoutine => s
+            .objects
+            .iter()
+            .filter_map(|o| match o.node.as_ref() {
+                Some(N::ObjectWithArgs(o)) => Some(o),
+                _ => None,
+            })
+            .map(|o| {
+                let name = dotted(&o.objname);
+                if o.args_unspecified {
+                    Dropped {
+                        kind: DropKind::RoutineByName,
+                        lookup: name,
+                        cascade,
+                    }
+                } else {
+                    let args: Vec<String> = o
+                        .objargs
+                        .iter()
+                        .filter_map(|a| match a.node.as_ref() {
+                            Some(N::TypeName(t)) => Some(dotted(&t.names)),
+                            _ => None,
+                        })
+                        .collect();
+                    Dropped {
+                        kind: DropKind::Routine,
+                        lookup: format!("{name}({})", args.join(",")),
+                        cascade,
+                    }
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
     let mut f = Facts::new(StatementKind::DROP_STMT);
     let cascade = s.behavior == pb::DropBehavior::DropCascade as i32;
@@ -86,6 +134,7 @@ pub(super) fn drop(s: &pb::DropStmt, ctx: &Context) -> Facts {
         .filter_map(|o| RelationName::from_parts(&object_parts(o)))
         .collect();
     let kind = Ot::try_from(s.remove_type).unwrap_or(Ot::Undefined);
+    f.drops = dropped(s, kind, &relations, cascade);
     let (verb, data_holding) = match kind {
         Ot::ObjectTable => ("drop table", true),
         Ot::ObjectMatview => ("drop materialized view", true),

@@ -9,6 +9,7 @@ use super::tree::{SERIAL_TYPES, rv_name, str_of, type_last_name, volatile_call};
 use crate::analysis::Context;
 use crate::analysis::StatementKind;
 use crate::analysis::WorkKind;
+use crate::analysis::catalog::Retype;
 use crate::analysis::lock::LockMode::{self, *};
 use crate::analysis::name::{RelationName, quote_ident};
 use crate::analysis::rules::RuleId;
@@ -91,6 +92,20 @@ fn table_primary_key(elts: &[pb::Node]) -> Vec<String> {
             _ => None,
         })
         .flatten()
+        .collect()
+}
+
+/// A type's integer modifiers as written: numeric(12,2) → [12, 2].
+fn type_mods(t: &pb::TypeName) -> Vec<i64> {
+    t.typmods
+        .iter()
+        .filter_map(|m| match m.node.as_ref() {
+            Some(N::AConst(c)) => match &c.val {
+                Some(pb::a_const::Val::Ival(i)) => Some(i64::from(i.ival)),
+                _ => None,
+            },
+            _ => None,
+        })
         .collect()
 }
 
@@ -207,16 +222,26 @@ pub(super) fn alter_table(s: &pb::AlterTableStmt, ctx: &mut Context) -> Facts {
                     && let Some(t) = &cd.type_name
                 {
                     column_type_findings(&mut f, &table, col, t);
+                    if existing {
+                        f.retypes.push(Retype {
+                            table: table.clone(),
+                            column: col.clone(),
+                            to: type_last_name(t).to_string(),
+                            to_mods: type_mods(t),
+                            using,
+                        });
+                    }
                 }
                 AccessExclusive
             }
             At::AtSetNotNull => {
                 f.breaking = true;
-                if existing
-                    && !ctx
+                // A validated CHECK (col IS NOT NULL) spares the scan from PostgreSQL 12.
+                let proven = ctx.version.has(12)
+                    && ctx
                         .validated_not_null
-                        .contains(&(table.clone(), col.clone()))
-                {
+                        .contains(&(table.clone(), col.clone()));
+                if existing && !proven {
                     f.work(&table, WorkKind::Scan);
                     f.find(
                         RuleId::SetNotNull,

@@ -85,12 +85,13 @@ struct Parser {
     sql_roots: Vec<PathBuf>,
 }
 
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 8] = [
     "runbook",
     "target",
     "settings",
     "approvals",
     "notify",
+    "lint",
     "health",
     "phase",
 ];

@@ -12,6 +12,7 @@ pub(super) struct RawFile {
     pub(super) settings: Option<Spanned<RawSettings>>,
     pub(super) approvals: Option<Spanned<RawApprovals>>,
     pub(super) notify: Option<Spanned<RawNotify>>,
+    pub(super) lint: Option<RawLint>,
     #[serde(default)]
     pub(super) health: Vec<Spanned<RawHealth>>,
     #[serde(default)]
@@ -69,6 +70,15 @@ pub(super) struct RawTarget {
     #[serde(default)]
     pub(super) windows: Vec<Spanned<String>>,
     pub(super) timezone: Option<Spanned<String>>,
+    /// The PostgreSQL major version the target runs, for `check` offline.
+    pub(super) server_version: Option<Spanned<i64>>,
+}
+
+/// `[lint]`: opt-in finding rules this runbook is held to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLint {
+    pub(super) enable: Option<Vec<Spanned<String>>>,
 }
 
 /// `[approvals]`: who must approve this exact runbook, and how early.

@@ -78,6 +78,7 @@ impl Parser {
         let version = self.semver(header.version.as_ref(), "version");
         let requires_version = self.semver(header.requires_version.as_ref(), "requires_version");
         let health = self.health(raw.health);
+        let lint_enable = raw.lint.map(|l| self.lint(l)).unwrap_or_default();
         let phases = self.phases(raw.phase, &settings);
         if phases.is_empty() && self.diags.iter().all(|d| !d.is_error()) {
             self.error(
@@ -106,6 +107,7 @@ impl Parser {
             approvals,
             health,
             notify,
+            lint_enable,
             phases,
         })
     }
@@ -143,13 +145,68 @@ impl Parser {
                 None
             }
         };
+        let server_version = t.server_version.as_ref().and_then(|v| {
+            let at = v.span().start;
+            let checked = u32::try_from(*v.get_ref())
+                .map_err(|_| format!("{} is not a PostgreSQL major version", v.get_ref()))
+                .and_then(crate::analysis::version::supported);
+            match checked {
+                Ok(major) => Some((major, self.at(at))),
+                Err(message) => {
+                    self.error(
+                        at,
+                        format!("server_version: {message}"),
+                        Some("write the target's major version, e.g. server_version = 16".into()),
+                    );
+                    None
+                }
+            }
+        });
         Target {
             environments: t.environments,
             database: t.database,
             require_primary: t.require_primary.unwrap_or(false),
             windows,
             timezone,
+            server_version,
         }
+    }
+
+    /// `[lint] enable`: each name must be an opt-in rule.
+    fn lint(
+        &mut self,
+        l: super::raw::RawLint,
+    ) -> std::collections::BTreeSet<crate::analysis::RuleId> {
+        let opt_in: Vec<&str> = crate::analysis::RULES
+            .iter()
+            .filter(|r| r.opt_in)
+            .map(|r| r.id.as_str())
+            .collect();
+        let mut out = std::collections::BTreeSet::new();
+        for name in l.enable.unwrap_or_default() {
+            match crate::analysis::RuleId::parse(name.get_ref()).filter(|r| r.rule().opt_in) {
+                Some(r) => {
+                    out.insert(r);
+                }
+                None => {
+                    let help = match crate::diag::nearest(name.get_ref(), opt_in.iter().copied()) {
+                        Some(n) => {
+                            format!("did you mean \"{n}\"? opt-in rules: {}", opt_in.join(", "))
+                        }
+                        None => format!(
+                            "opt-in rules: {} (the others are always on)",
+                            opt_in.join(", ")
+                        ),
+                    };
+                    self.error(
+                        name.span().start,
+                        format!("[lint] enable: {:?} is not an opt-in rule", name.get_ref()),
+                        Some(help),
+                    );
+                }
+            }
+        }
+        out
     }
 
     pub(super) fn settings(&mut self, base: &Settings, raw: RawSettings) -> Settings {
