@@ -73,6 +73,7 @@ fn sign(key: &Path, message: &str) -> String {
         .arg(key)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     child
@@ -304,12 +305,14 @@ async fn only_signatures_by_listed_keys_count_forged_rows_do_not() {
     );
     assert!(out.contains("does not verify"), "{out}");
     assert!(out.contains("unsigned"), "{out}");
+    assert!(out.contains("--sign-with KEY"), "{out}");
     assert!(!s.applied().await);
 
     let listed = s.lab.run(&["approvals", &rb, "--db", &s.operator()]);
     assert_eq!(listed.code, 0, "{listed}");
     assert!(listed.stdout.contains("does not verify"), "{listed}");
     assert!(listed.stdout.contains("unsigned, not counted"), "{listed}");
+    assert!(!listed.stdout.contains("  valid"), "{listed}");
 
     // Real signatures by the listed keys count.
     let a = s.approve_signed(&rb, &s.alice, "technical", "alice");

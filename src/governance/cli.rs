@@ -364,9 +364,12 @@ fn to_text(id: &str, hash: &str, all: &[Approval], signed: bool) -> String {
         };
         let state = match &a.signature_check {
             SignatureCheck::Unsigned if signed => {
-                format!("{state}; unsigned, not counted (the runbook names allowed_signers)")
+                "unsigned, not counted (the runbook names allowed_signers)".to_string()
             }
             SignatureCheck::Unsigned => state,
+            check @ SignatureCheck::Invalid(_) => {
+                format!("not counted: {}", check.describe(a.principal.as_deref()))
+            }
             check => format!("{state}; {}", check.describe(a.principal.as_deref())),
         };
         out.push_str(&format!(

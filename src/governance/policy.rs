@@ -155,6 +155,8 @@ pub struct Verdict {
     /// Every approval of this runbook id, described, with why it does not
     /// count where it does not ("technical by alice 2 h ago").
     pub has: Vec<String>,
+    /// Only signed approvals count (the runbook names allowed_signers).
+    pub signed: bool,
 }
 
 impl Verdict {
@@ -179,9 +181,10 @@ impl Verdict {
             self.has.join("; ")
         };
         format!(
-            "needs {} of this runbook (sha256 {}…); has: {has}; approve with `pgpilot approve RUNBOOK --as KIND` by another role",
+            "needs {} of this runbook (sha256 {}…); has: {has}; approve with `pgpilot approve RUNBOOK --as KIND{}` by another role",
             join_and(&kinds),
-            short(hash)
+            short(hash),
+            if self.signed { " --sign-with KEY" } else { "" }
         )
     }
 }
@@ -308,6 +311,7 @@ pub fn evaluate_as(
         counted,
         missing,
         has,
+        signed: req.signed,
     }
 }
 

@@ -153,8 +153,14 @@ async fn ssh_keygen(
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        let said = String::from_utf8_lossy(&out.stderr);
-        let line = crate::text::one_line(said.trim());
+        // ssh-keygen says why on stderr, or only "Could not verify
+        // signature." on stdout.
+        let said = [&out.stderr, &out.stdout]
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(b).trim().to_string())
+            .find(|s| !s.is_empty())
+            .unwrap_or_default();
+        let line = crate::text::one_line(&said);
         Err(SignError::Refused(if line.is_empty() {
             format!("exited with {}", out.status)
         } else {
@@ -223,6 +229,9 @@ pub async fn verify(
     .await;
     match result {
         Ok(_) => SignatureCheck::Verified,
+        Err(SignError::Refused(why)) => SignatureCheck::Invalid(format!(
+            "no key allowed_signers lists for {principal} signed this runbook version, kind and time (ssh-keygen: {why})"
+        )),
         Err(e) => SignatureCheck::Invalid(e.to_string()),
     }
 }
