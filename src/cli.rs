@@ -93,6 +93,10 @@ pub enum Command {
         /// required kinds, no notice; the reason goes into every audit record.
         #[arg(long, value_name = "REASON")]
         emergency: Option<String>,
+        /// Your identity in the runbook's allowed_signers: approvals signed
+        /// by it do not count (four eyes).
+        #[arg(long, value_name = "PRINCIPAL")]
+        principal: Option<String>,
     },
     /// Roll back applied steps in reverse order.
     Rollback {
@@ -131,6 +135,13 @@ pub enum Command {
         /// Withdraw your approval of this kind instead.
         #[arg(long, conflicts_with = "comment")]
         revoke: bool,
+        /// Sign the approval with this SSH key (ssh-keygen -Y sign); needed
+        /// when the runbook names [approvals] allowed_signers.
+        #[arg(long, value_name = "KEY", conflicts_with = "revoke")]
+        sign_with: Option<PathBuf>,
+        /// Your identity in allowed_signers (default: the comment of KEY.pub).
+        #[arg(long, value_name = "PRINCIPAL", requires = "sign_with")]
+        principal: Option<String>,
     },
     /// The approvals of a runbook on a target, and whether they are of its current content.
     Approvals {
@@ -313,9 +324,19 @@ pub fn main() -> ExitCode {
             drive,
             from,
             emergency,
+            principal,
         } => {
             if emergency.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 eprintln!("pgpilot: --emergency needs a reason: what is down or what the fix is");
+                return ExitCode::from(exit::USAGE);
+            }
+            if let Some(p) = principal.as_deref()
+                && !crate::governance::signature::valid_principal(p)
+            {
+                eprintln!(
+                    "pgpilot: --principal {}: a principal is one word such as alice@example.com",
+                    crate::text::for_terminal(p)
+                );
                 return ExitCode::from(exit::USAGE);
             }
             let options = RunOptions {
@@ -324,6 +345,7 @@ pub fn main() -> ExitCode {
                 rehearse,
                 interactive: false,
                 emergency,
+                principal,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -340,6 +362,7 @@ pub fn main() -> ExitCode {
                 rehearse: false,
                 interactive: false,
                 emergency: None,
+                principal: None,
             };
             drive_engine(&runbook, conn, options, drive)
         }
@@ -355,12 +378,20 @@ pub fn main() -> ExitCode {
             kind,
             comment,
             revoke,
+            sign_with,
+            principal,
         } => crate::governance::cli::approve(
             &runbook,
             conn.db.as_deref(),
             &kind,
             comment.as_deref(),
             revoke,
+            sign_with
+                .as_deref()
+                .map(|key| crate::governance::cli::SignWith {
+                    key,
+                    principal: principal.as_deref(),
+                }),
         ),
         Command::Approvals {
             runbook,

@@ -40,6 +40,7 @@ pub fn run(rehearse: bool, headless: bool, confirm: &[String]) -> u8 {
         rehearse,
         interactive: false,
         emergency: None,
+        principal: None,
     };
     let driving = match prepare_drive(headless, confirm, &mut options) {
         Ok(d) => d,

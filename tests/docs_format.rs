@@ -31,6 +31,13 @@ fn toml_blocks(doc: &str) -> Vec<String> {
 /// Runs `pgpilot check` on each text as a runbook; the failures, with their output.
 fn check_all(texts: &[(usize, String)]) -> Vec<String> {
     let dir = tempfile::tempdir().expect("temp dir");
+    // The allowed-signers file the doc's signed-approval examples name,
+    // beside them as the doc says it must be.
+    std::fs::write(
+        dir.path().join("allowed_signers"),
+        "alice@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBf5Ldg8mrF5tn1Mm4dfu0Q9SzkZhrqcqUz7Xnsn4I8p\n",
+    )
+    .expect("write allowed_signers");
     let mut failures = Vec::new();
     for (i, text) in texts {
         let path: PathBuf = dir.path().join(format!("example-{i}.toml"));
@@ -143,7 +150,12 @@ const KEYS: &[(&str, &[&str])] = &[
     ("[lint] (RawLint)", &["enable"]),
     (
         "[approvals] (RawApprovals)",
-        &["required", "distinct_approvers", "notice"],
+        &[
+            "required",
+            "distinct_approvers",
+            "notice",
+            "allowed_signers",
+        ],
     ),
     (
         "[notify] (RawNotify)",
@@ -197,7 +209,7 @@ const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("expect (RawExpect)", &["rows", "scalar", "empty"]),
-    ("dump (RawDump)", &["tables"]),
+    ("dump (RawDump)", &["tables", "timeout"]),
 ];
 
 #[test]

@@ -106,6 +106,7 @@ impl Drive {
                 rehearse: false,
                 interactive: true,
                 emergency: None,
+                principal: None,
             },
             spec,
             conn,

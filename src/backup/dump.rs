@@ -7,6 +7,8 @@ use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -59,7 +61,10 @@ fn file_part(id: &str) -> String {
 }
 
 /// Runs pg_dump of `tables` into `DATA_DIR/backups/RUNBOOK/STEP-TIMESTAMP.dump`
-/// and verifies it with pg_restore; returns its id.
+/// and verifies it with pg_restore; returns its id. Past `limit`, or when
+/// `cancel` completes first, pg_dump's process group is killed; on any
+/// failure no file is left behind.
+#[allow(clippy::too_many_arguments)]
 pub async fn take_dump(
     pg_dump: &Tool,
     pg_restore: &Tool,
@@ -67,13 +72,29 @@ pub async fn take_dump(
     tables: &[TableName],
     runbook_id: &str,
     step_id: &str,
+    limit: Duration,
+    cancel: impl Future<Output = ()>,
 ) -> Result<BackupId, BackupError> {
     let dir = backup_dir(runbook_id)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let path = dir.join(format!("{}-{stamp}.dump", file_part(step_id)));
     let partial = path.with_extension("dump.partial");
-    let result = dump_into(pg_dump, pg_restore, conn, tables, &partial, &path).await;
+    let group = AtomicI32::new(0);
+    let result = tokio::select! {
+        r = dump_into(pg_dump, pg_restore, conn, tables, &partial, &path, &group) => r,
+        () = tokio::time::sleep(limit) => Err(BackupError::TimedOut(limit)),
+        () = cancel => Err(BackupError::Cancelled),
+    };
     if result.is_err() {
+        // The dump's future is dropped (its child killed on drop); the
+        // group goes too, in case pg_dump started helpers.
+        let pgid = group.load(Ordering::SeqCst);
+        if pgid > 0 {
+            // SAFETY: killpg only sends a signal; a group already gone is ESRCH.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
         let _ = fs::remove_file(&partial);
         let _ = fs::remove_file(&path);
     }
@@ -87,6 +108,7 @@ async fn dump_into(
     tables: &[TableName],
     partial: &Path,
     path: &Path,
+    group: &AtomicI32,
 ) -> Result<BackupId, BackupError> {
     let io = |action: &'static str, p: &Path| {
         let p = p.to_path_buf();
@@ -107,15 +129,21 @@ async fn dump_into(
         .stdin(Stdio::null())
         .stdout(Stdio::from(file.try_clone().map_err(io("open", partial))?))
         .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C at the terminal reaches pgpilot
+        // (which cancels the step) and not pg_dump behind its back.
+        .process_group(0)
         .kill_on_drop(true);
     conn.apply(&mut cmd);
+    let child = cmd.spawn().map_err(io("run", &pg_dump.path))?;
+    if let Some(pid) = child.id() {
+        group.store(pid as i32, Ordering::SeqCst);
+    }
     // Not `output()`: tokio's would pipe stdout, away from the file.
-    let out = cmd
-        .spawn()
-        .map_err(io("run", &pg_dump.path))?
+    let out = child
         .wait_with_output()
         .await
         .map_err(io("run", &pg_dump.path))?;
+    group.store(0, Ordering::SeqCst);
     if !out.status.success() {
         return Err(BackupError::ToolFailed {
             tool: "pg_dump".into(),

@@ -59,6 +59,13 @@ pub enum BackupError {
     },
     #[error("{tool} failed: {message}")]
     ToolFailed { tool: String, message: String },
+    #[error(
+        "pg_dump did not finish within {}: it was killed and its partial file removed (is a table locked? see who holds it, or raise dump.timeout)",
+        crate::runbook::format_duration(*.0)
+    )]
+    TimedOut(std::time::Duration),
+    #[error("cancelled by the operator: pg_dump was killed and its partial file removed")]
+    Cancelled,
     #[error("the dump is incomplete: pg_restore --list shows no data of table {0}")]
     Missing(String),
     #[error("cannot {action} {}: {source}", path.display())]
@@ -81,6 +88,13 @@ pub struct ToolConn {
     pub user: String,
     pub dbname: String,
     pub sslmode: String,
+    /// PGSSLROOTCERT, PGSSLCERT, PGSSLKEY as `--db` or the environment
+    /// gave them (see [`ConnSpec::tls_env`]).
+    pub tls: Vec<(&'static str, OsString)>,
+    /// `pgpilot-backup-` and a random tag: finds this tool's own session
+    /// on the server (a killed pg_dump's backend waiting on a lock does not
+    /// notice its client is gone until the lock is granted).
+    pub application_name: String,
     password: Option<Vec<u8>>,
 }
 
@@ -99,6 +113,8 @@ impl ToolConn {
             user: target.user,
             dbname: target.database,
             sslmode: spec.ssl_mode().as_str().to_string(),
+            tls: spec.tls_env(),
+            application_name: format!("pgpilot-backup-{:08x}", fastrand::u32(..)),
             password,
         }
     }
@@ -112,7 +128,8 @@ impl ToolConn {
     }
 
     /// The child's environment: PGHOST, PGPORT, PGUSER, PGDATABASE,
-    /// PGSSLMODE, and PGPASSWORD when there is one. The database name goes
+    /// PGSSLMODE, the TLS files (PGSSLROOTCERT, PGSSLCERT, PGSSLKEY) and
+    /// PGPASSWORD when there is one. The database name goes
     /// in PGDATABASE rather than `--dbname`, which would read a name with
     /// `=` in it as a connection string.
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
@@ -123,8 +140,9 @@ impl ToolConn {
             ("PGUSER", OsString::from(&self.user)),
             ("PGDATABASE", OsString::from(&self.dbname)),
             ("PGSSLMODE", OsString::from(&self.sslmode)),
-            ("PGAPPNAME", OsString::from("pgpilot-backup")),
+            ("PGAPPNAME", OsString::from(&self.application_name)),
         ];
+        env.extend(self.tls.iter().cloned());
         if let Some(p) = &self.password {
             env.push(("PGPASSWORD", OsString::from_vec(p.clone())));
         }
@@ -134,7 +152,15 @@ impl ToolConn {
     /// Applies [`env`](Self::env) to a command, dropping settings of the
     /// caller's environment that would point it elsewhere.
     pub fn apply(&self, cmd: &mut tokio::process::Command) {
-        for var in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR", "PGPASSWORD"] {
+        for var in [
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGHOSTADDR",
+            "PGPASSWORD",
+            "PGSSLROOTCERT",
+            "PGSSLCERT",
+            "PGSSLKEY",
+        ] {
             cmd.env_remove(var);
         }
         for (k, v) in self.env() {
@@ -213,8 +239,57 @@ mod tests {
             user: "alice".into(),
             dbname: "app".into(),
             sslmode: "prefer".into(),
+            tls: Vec::new(),
+            application_name: "pgpilot-backup-1".into(),
             password: Some(b"s3cret-pw".to_vec()),
         }
+    }
+
+    #[test]
+    fn tls_files_of_the_connection_reach_the_tools_environment_not_their_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+        std::fs::write(&cert, "cert").unwrap();
+        std::fs::write(&key, "key").unwrap();
+        let db = format!(
+            "host=db.example user=alice dbname=app password=s3cret-pw sslmode=verify-ca sslrootcert=/etc/ca.pem sslcert={} sslkey={}",
+            cert.display(),
+            key.display()
+        );
+        let spec = ConnSpec::resolve(Some(&db)).unwrap();
+        let conn = ToolConn::from_spec(&spec);
+        let env = conn.env();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(get("PGSSLMODE").as_deref(), Some("verify-ca"));
+        assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(get("PGSSLCERT"), Some(cert.display().to_string()));
+        assert_eq!(get("PGSSLKEY"), Some(key.display().to_string()));
+        assert_eq!(get("PGPASSWORD").as_deref(), Some("s3cret-pw"));
+        let args = dump_args(&[TableName {
+            schema: None,
+            name: "users".into(),
+        }]);
+        assert!(
+            args.iter()
+                .all(|a| !a.contains("s3cret") && !a.contains("ssl")),
+            "{args:?}"
+        );
+        // The URL form gives the same settings.
+        let url =
+            "postgresql://alice:s3cret-pw@db.example/app?sslmode=verify-full&sslrootcert=system";
+        let env = ToolConn::from_spec(&ConnSpec::resolve(Some(url)).unwrap()).env();
+        assert!(
+            env.iter()
+                .any(|(k, v)| *k == "PGSSLROOTCERT" && v == "system")
+        );
+        assert!(
+            env.iter()
+                .any(|(k, v)| *k == "PGSSLMODE" && v == "verify-full")
+        );
     }
 
     #[test]

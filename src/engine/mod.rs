@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// `--emergency "REASON"`: one `owner` approval instead of the required
     /// kinds, no notice; the reason goes into every audit record.
     pub emergency: Option<String>,
+    /// `--principal`: the operator's identity in the runbook's
+    /// allowed_signers; approvals signed by it do not count (four eyes).
+    pub principal: Option<String>,
 }
 
 /// Everything one engine run works with.

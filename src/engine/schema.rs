@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 /// The newest schema version this pgpilot knows.
-pub const CURRENT: i32 = 6;
+pub const CURRENT: i32 = 7;
 
 /// One step of the schema's history. Never edit a migration that has been
 /// released: add the next one (and raise [`CURRENT`]).
@@ -43,6 +43,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 6,
         sql: &[V6_BACKUPS_AND_VERSIONS],
+    },
+    Migration {
+        version: 7,
+        sql: &[V7_SIGNED_APPROVALS],
     },
 ];
 
@@ -154,6 +158,18 @@ CREATE TABLE IF NOT EXISTS pgpilot.schema_versions (
     rolled_back_by   text
 );
 GRANT SELECT ON pgpilot.schema_versions TO PUBLIC";
+
+/// Version 7: signed approvals (`governance::signature`): the approver's
+/// principal, the time they signed (the text signed, UTC) and the SSH
+/// signature (`ssh-keygen -Y sign`, armored). The trigger of version 5
+/// leaves them as inserted and an update keeps them: a row proves
+/// nothing by itself, the signature is checked against the runbook's
+/// allowed-signers file each time it is counted.
+const V7_SIGNED_APPROVALS: &str = "
+ALTER TABLE pgpilot.approvals
+    ADD COLUMN IF NOT EXISTS principal text,
+    ADD COLUMN IF NOT EXISTS signed_at text,
+    ADD COLUMN IF NOT EXISTS signature text";
 
 /// The version row: one row (`one` is its key), readable by everyone (a
 /// version number is no secret, and an older pgpilot run by a role with

@@ -1,5 +1,6 @@
 //! `pgpilot approve` and `pgpilot approvals`: record, revoke and list the
-//! approvals of a runbook's current content on its target.
+//! approvals of a runbook's current content on its target, signed with
+//! the approver's SSH key where the runbook asks for it.
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use crate::check::{Checked, check_file};
 use crate::exit;
 use crate::governance::hash::approval_hash;
 use crate::governance::policy::{Approval, ago, short};
+use crate::governance::signature::{self, SignatureCheck};
 use crate::governance::store;
 use crate::runbook::valid_kind;
 use crate::text::for_terminal;
@@ -48,13 +50,88 @@ async fn connect(db: Option<&str>) -> Result<(crate::pg::ConnSpec, crate::pg::Co
     Ok((spec, connection))
 }
 
-/// `pgpilot approve RUNBOOK [CONN] --as KIND [--comment TEXT] [--revoke]`.
+/// `--sign-with KEY [--principal P]` of `pgpilot approve`.
+#[derive(Clone, Copy)]
+pub struct SignWith<'a> {
+    pub key: &'a Path,
+    pub principal: Option<&'a str>,
+}
+
+/// The signed parts of an approval about to be recorded.
+struct Signature {
+    principal: String,
+    signed_at: String,
+    text: String,
+    check: SignatureCheck,
+}
+
+/// Signs the approval of `kind` of this runbook version, and checks the
+/// signature against the runbook's allowed_signers at once, so an approver
+/// whose key is not listed learns it now rather than the operator later.
+async fn sign_approval(
+    rb: &crate::runbook::Runbook,
+    hash: &str,
+    kind: &str,
+    with: SignWith<'_>,
+) -> Result<Signature, u8> {
+    let principal = match with.principal {
+        Some(p) => p.to_string(),
+        None => signature::principal_of_key(with.key).map_err(|e| {
+            eprintln!("pgpilot: --sign-with: {}", for_terminal(&e.to_string()));
+            exit::USAGE
+        })?,
+    };
+    if !signature::valid_principal(&principal) {
+        eprintln!(
+            "pgpilot: --principal {}: a principal is one word such as alice@example.com",
+            for_terminal(&principal)
+        );
+        return Err(exit::USAGE);
+    }
+    let signed_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let message = signature::message(&rb.id, hash, kind, &principal, &signed_at);
+    let text = signature::sign(with.key, &message).await.map_err(|e| {
+        eprintln!(
+            "pgpilot: cannot sign with {}: {}",
+            for_terminal(&with.key.display().to_string()),
+            for_terminal(&e.to_string())
+        );
+        exit::FAILED
+    })?;
+    let signers = rb
+        .approvals
+        .as_ref()
+        .and_then(|a| a.allowed_signers.as_ref());
+    let check = match signers {
+        None => SignatureCheck::Unchecked,
+        Some(s) => signature::verify(s, &principal, &text, &message).await,
+    };
+    if let (SignatureCheck::Invalid(why), Some(s)) = (&check, signers) {
+        eprintln!(
+            "pgpilot: refused: the signature of {} does not verify against the runbook's allowed_signers ({}): {}; ask the runbook's author to list your public key for that principal",
+            for_terminal(&principal),
+            for_terminal(&s.written),
+            for_terminal(why)
+        );
+        return Err(exit::REFUSED);
+    }
+    Ok(Signature {
+        principal,
+        signed_at,
+        text,
+        check,
+    })
+}
+
+/// `pgpilot approve RUNBOOK [CONN] --as KIND [--comment TEXT] [--revoke]
+/// [--sign-with KEY [--principal P]]`.
 pub fn approve(
     path: &Path,
     db: Option<&str>,
     kind: &str,
     comment: Option<&str>,
     revoke: bool,
+    sign_with: Option<SignWith<'_>>,
 ) -> u8 {
     if !valid_kind(kind) {
         eprintln!(
@@ -67,10 +144,33 @@ pub fn approve(
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(s) = checked
+        .runbook
+        .approvals
+        .as_ref()
+        .and_then(|a| a.allowed_signers.as_ref())
+        && sign_with.is_none()
+        && !revoke
+    {
+        eprintln!(
+            "pgpilot: this runbook counts only approvals signed with a key its allowed_signers ({}) lists: add --sign-with ~/.ssh/id_ed25519 (your private key, or its .pub with the key in ssh-agent)",
+            for_terminal(&s.written)
+        );
+        return exit::USAGE;
+    }
     let Some(rt) = crate::session::runtime() else {
         return exit::FAILED;
     };
     rt.block_on(async move {
+        let rb = &checked.runbook;
+        let hash = approval_hash(rb);
+        let signed = match sign_with {
+            Some(with) => match sign_approval(rb, &hash, kind, with).await {
+                Ok(s) => Some(s),
+                Err(code) => return code,
+            },
+            None => None,
+        };
         let (spec, conn) = match connect(db).await {
             Ok(c) => c,
             Err(code) => return code,
@@ -81,16 +181,34 @@ pub fn approve(
         if let Err(e) = crate::engine::schema::ensure(client, false).await {
             return fail("schema pgpilot", e);
         }
-        let rb = &checked.runbook;
-        let hash = approval_hash(rb);
         let operator = crate::os_user::operator_name();
         let host = crate::os_user::host_name();
         let result = if revoke {
             store::revoke(client, &rb.id, &hash, kind).await
         } else {
-            store::insert(client, &rb.id, &hash, kind, &operator, &host, comment)
-                .await
-                .map(|a| vec![a])
+            let parts = signed.as_ref().map(|s| store::Signed {
+                principal: &s.principal,
+                signed_at: &s.signed_at,
+                signature: &s.text,
+            });
+            store::insert_signed(
+                client,
+                &rb.id,
+                &hash,
+                kind,
+                &operator,
+                &host,
+                comment,
+                parts.as_ref(),
+            )
+            .await
+            .map(|mut a| {
+                a.signature_check = signed
+                    .as_ref()
+                    .map(|s| s.check.clone())
+                    .unwrap_or_default();
+                vec![a]
+            })
         };
         let done = match result {
             Ok(d) => d,
@@ -134,8 +252,12 @@ pub fn approve(
         for a in &done {
             let mut ev = Event::new(if revoke { Action::Revoke } else { Action::Approve });
             ev.outcome = Some(a.kind.clone());
+            let sig = match a.signature_check {
+                SignatureCheck::Unsigned => String::new(),
+                ref check => format!(", {}", check.describe(a.principal.as_deref())),
+            };
             ev.message = Some(format!(
-                "{} approval {} of sha256 {} by role {}{}",
+                "{} approval {} of sha256 {} by role {}{sig}{}",
                 a.kind,
                 a.id,
                 hash,
@@ -146,12 +268,13 @@ pub fn approve(
                 eprintln!("pgpilot: warning: the audit record was not written: {}", for_terminal(&e));
             }
             println!(
-                "{} {} approval of {} (sha256 {}…) by role {}",
+                "{} {} approval of {} (sha256 {}…) by role {}{}",
                 if revoke { "revoked" } else { "recorded" },
                 for_terminal(&a.kind),
                 for_terminal(&rb.id),
                 short(&hash),
                 for_terminal(&a.approver),
+                for_terminal(&sig),
             );
         }
         exit::OK
@@ -191,10 +314,15 @@ pub fn list(path: &Path, db: Option<&str>, json: bool) -> u8 {
         }
         let rb = &checked.runbook;
         let hash = approval_hash(rb);
-        let all = match store::list(&conn.client, &rb.id).await {
+        let mut all = match store::list(&conn.client, &rb.id).await {
             Ok(a) => a,
             Err(e) => return fail("cannot read pgpilot.approvals", pg_text(&e)),
         };
+        let signers = rb
+            .approvals
+            .as_ref()
+            .and_then(|a| a.allowed_signers.as_ref());
+        signature::check_all(signers, &rb.id, &mut all).await;
         if json {
             let rows: Vec<serde_json::Value> = all
                 .iter()
@@ -213,13 +341,17 @@ pub fn list(path: &Path, db: Option<&str>, json: bool) -> u8 {
                 crate::text::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default())
             );
         } else {
-            print!("{}", for_terminal(&to_text(&rb.id, &hash, &all)));
+            print!(
+                "{}",
+                for_terminal(&to_text(&rb.id, &hash, &all, signers.is_some()))
+            );
         }
         exit::OK
     })
 }
 
-fn to_text(id: &str, hash: &str, all: &[Approval]) -> String {
+/// `signed`: the runbook counts only approvals whose signature verifies.
+fn to_text(id: &str, hash: &str, all: &[Approval], signed: bool) -> String {
     let mut out = format!("approvals of {id} (sha256 {}…)\n", short(hash));
     if all.is_empty() {
         out.push_str("  none\n");
@@ -229,6 +361,16 @@ fn to_text(id: &str, hash: &str, all: &[Approval]) -> String {
             (Some(at), _) => format!("revoked {at} by {}", a.revoked_by.as_deref().unwrap_or("?")),
             (None, false) => format!("void: of sha256 {}…", short(&a.runbook_sha256)),
             (None, true) => "valid".into(),
+        };
+        let state = match &a.signature_check {
+            SignatureCheck::Unsigned if signed => {
+                "unsigned, not counted (the runbook names allowed_signers)".to_string()
+            }
+            SignatureCheck::Unsigned => state,
+            check @ SignatureCheck::Invalid(_) => {
+                format!("not counted: {}", check.describe(a.principal.as_deref()))
+            }
+            check => format!("{state}; {}", check.describe(a.principal.as_deref())),
         };
         out.push_str(&format!(
             "  {:<10} {:<12} {} ({}) {}@{}  {state}{}\n",

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod hash;
 pub mod plan;
 pub mod policy;
+pub mod signature;
 pub mod store;
 pub mod window;

@@ -35,6 +35,9 @@ impl PlanApprovals {
                 s.push_str(" by distinct roles");
             }
             s.push_str(", none by the operator's own role");
+            if r.signed {
+                s.push_str(", each signed with a key in allowed_signers");
+            }
             if r.source == Source::ChangeType {
                 s.push_str(" (the seed's defaults by change type)");
             }

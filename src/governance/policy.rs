@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::signature::SignatureCheck;
 use crate::runbook::{Notice, Risk, Runbook, seed_required};
 
 /// What a run of this runbook needs before its first change.
@@ -17,6 +18,10 @@ pub struct Requirement {
     pub notice: Option<Duration>,
     /// Where the kinds come from.
     pub source: Source,
+    /// Only approvals whose SSH signature verifies against the runbook's
+    /// `allowed_signers` count; four eyes and distinct approvers then
+    /// also hold for the signers' principals.
+    pub signed: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -51,12 +56,18 @@ pub fn requirement(
     env: Option<&str>,
     emergency: bool,
 ) -> Option<Requirement> {
+    // An emergency changes what is needed, never whose word counts.
+    let signed = rb
+        .approvals
+        .as_ref()
+        .is_some_and(|a| a.allowed_signers.is_some());
     if emergency {
         return Some(Requirement {
             kinds: vec![EMERGENCY_KIND.to_string()],
             distinct_approvers: true,
             notice: None,
             source: Source::Emergency,
+            signed,
         });
     }
     let production = env.is_some_and(is_production);
@@ -86,6 +97,7 @@ pub fn requirement(
         distinct_approvers: distinct,
         notice: notice.map(|n| n.for_risk(risk)).filter(|d| !d.is_zero()),
         source,
+        signed,
     })
 }
 
@@ -105,6 +117,32 @@ pub struct Approval {
     pub comment: Option<String>,
     pub revoked_at: Option<String>,
     pub revoked_by: Option<String>,
+    /// The signer's identity in the allowed-signers file (signed approvals).
+    pub principal: Option<String>,
+    /// The time the approver signed, as signed (UTC, RFC 3339).
+    pub signed_at: Option<String>,
+    /// The armored SSH signature.
+    #[serde(skip)]
+    pub signature: Option<String>,
+    /// Whether the signature was checked and held (`signature::check_all`).
+    pub signature_check: SignatureCheck,
+}
+
+impl Approval {
+    /// Who approved, for four eyes and distinct approvers: the role, and
+    /// with signed approvals also the principal.
+    fn same_approver(&self, other: &Approval, signed: bool) -> bool {
+        self.approver == other.approver
+            || (signed && self.principal.is_some() && self.principal == other.principal)
+    }
+}
+
+/// Who runs the change: the role it connects as, and the principal it
+/// says it is in the allowed-signers file (`run --principal`).
+#[derive(Debug, Clone, Copy)]
+pub struct Operator<'a> {
+    pub role: &'a str,
+    pub principal: Option<&'a str>,
 }
 
 /// The outcome for one run.
@@ -117,6 +155,8 @@ pub struct Verdict {
     /// Every approval of this runbook id, described, with why it does not
     /// count where it does not ("technical by alice 2 h ago").
     pub has: Vec<String>,
+    /// Only signed approvals count (the runbook names allowed_signers).
+    pub signed: bool,
 }
 
 impl Verdict {
@@ -141,9 +181,10 @@ impl Verdict {
             self.has.join("; ")
         };
         format!(
-            "needs {} of this runbook (sha256 {}…); has: {has}; approve with `pgpilot approve RUNBOOK --as KIND` by another role",
+            "needs {} of this runbook (sha256 {}…); has: {has}; approve with `pgpilot approve RUNBOOK --as KIND{}` by another role",
             join_and(&kinds),
-            short(hash)
+            short(hash),
+            if self.signed { " --sign-with KEY" } else { "" }
         )
     }
 }
@@ -180,6 +221,26 @@ pub fn ago(age: Duration) -> String {
 /// Matches approvals to the required kinds: of `hash`, not revoked, not by
 /// the operator's own role, old enough, and (when distinct) one role per kind.
 pub fn evaluate(req: &Requirement, hash: &str, operator: &str, approvals: &[Approval]) -> Verdict {
+    evaluate_as(
+        req,
+        hash,
+        Operator {
+            role: operator,
+            principal: None,
+        },
+        approvals,
+    )
+}
+
+/// [`evaluate`], where the operator may also have a principal: with signed
+/// approvals, only verified signatures count, none by the operator's
+/// principal, and distinct approvers differ in role and principal.
+pub fn evaluate_as(
+    req: &Requirement,
+    hash: &str,
+    operator: Operator<'_>,
+    approvals: &[Approval],
+) -> Verdict {
     let why_not = |a: &Approval| -> Option<String> {
         if a.revoked_at.is_some() {
             Some("revoked".into())
@@ -188,8 +249,20 @@ pub fn evaluate(req: &Requirement, hash: &str, operator: &str, approvals: &[Appr
                 "of another version, sha256 {}…",
                 short(&a.runbook_sha256)
             ))
-        } else if a.approver == operator {
+        } else if a.approver == operator.role {
             Some("by the operator's own role: four eyes".into())
+        } else if req.signed && a.signature_check != SignatureCheck::Verified {
+            Some(match &a.signature_check {
+                SignatureCheck::Unsigned => {
+                    "unsigned: this runbook counts only approvals signed with a key in its allowed_signers".into()
+                }
+                other => other.describe(a.principal.as_deref()),
+            })
+        } else if req.signed
+            && a.principal.is_some()
+            && a.principal.as_deref() == operator.principal
+        {
+            Some("signed by the operator's own principal: four eyes".into())
         } else if let Some(n) = req.notice
             && a.age < n
         {
@@ -217,12 +290,16 @@ pub fn evaluate(req: &Requirement, hash: &str, operator: &str, approvals: &[Appr
     let has = approvals
         .iter()
         .map(|a| {
-            let said = format!("{} by {} {}", a.kind, a.approver, ago(a.age));
+            let by = match (&a.principal, req.signed) {
+                (Some(p), true) => format!("{} ({p})", a.approver),
+                _ => a.approver.clone(),
+            };
+            let said = format!("{} by {by} {}", a.kind, ago(a.age));
             match why_not(a) {
                 Some(why) => format!("{said} ({why})"),
                 None if req.distinct_approvers
                     && !counted.iter().any(|(_, c)| c.id == a.id)
-                    && counted.iter().any(|(_, c)| c.approver == a.approver) =>
+                    && counted.iter().any(|(_, c)| c.same_approver(a, req.signed)) =>
                 {
                     format!("{said} (the same role approved another kind: distinct approvers)")
                 }
@@ -234,6 +311,7 @@ pub fn evaluate(req: &Requirement, hash: &str, operator: &str, approvals: &[Appr
         counted,
         missing,
         has,
+        signed: req.signed,
     }
 }
 
@@ -257,7 +335,7 @@ fn assign<'a>(
                     && chosen[..i]
                         .iter()
                         .flatten()
-                        .any(|c| c.approver == a.approver))
+                        .any(|c| c.same_approver(a, req.signed)))
         })
         .map(Some)
         .chain([None])
@@ -284,6 +362,7 @@ mod tests {
             distinct_approvers: true,
             notice: notice.map(Duration::from_secs),
             source: Source::Runbook,
+            signed: false,
         }
     }
 
@@ -300,6 +379,10 @@ mod tests {
             comment: None,
             revoked_at: None,
             revoked_by: None,
+            principal: None,
+            signed_at: None,
+            signature: None,
+            signature_check: SignatureCheck::Unsigned,
         }
     }
 
@@ -371,5 +454,95 @@ mod tests {
         );
         assert_eq!(v.missing, ["technical"]);
         assert!(v.has[0].contains("another version"), "{:?}", v.has);
+    }
+
+    #[test]
+    fn signed_requirements_count_only_verified_signatures_by_other_principals() {
+        let h = "h".repeat(64);
+        let mut r = req(&["technical", "business"], None);
+        r.signed = true;
+        let signed = |id, kind: &str, role: &str, who: &str, check: SignatureCheck| {
+            let mut a = ap(id, kind, role, 2);
+            a.principal = Some(who.into());
+            a.signature_check = check;
+            a
+        };
+        let op = Operator {
+            role: "op",
+            principal: Some("olga@example.com"),
+        };
+        // A row with no signature, or one that does not verify, is not counted.
+        let v = evaluate_as(
+            &r,
+            &h,
+            op,
+            &[
+                ap(1, "technical", "alice", 2),
+                signed(
+                    2,
+                    "business",
+                    "bob",
+                    "bob@example.com",
+                    SignatureCheck::Invalid("no matching key".into()),
+                ),
+            ],
+        );
+        assert_eq!(v.missing, ["technical", "business"]);
+        assert!(v.has[0].contains("unsigned"), "{:?}", v.has);
+        assert!(v.has[1].contains("does not verify"), "{:?}", v.has);
+        // The operator's own principal, even under another role, is not counted;
+        // one principal under two roles approves one kind only.
+        let v = evaluate_as(
+            &r,
+            &h,
+            op,
+            &[
+                signed(
+                    1,
+                    "technical",
+                    "alice",
+                    "olga@example.com",
+                    SignatureCheck::Verified,
+                ),
+                signed(
+                    2,
+                    "technical",
+                    "carl",
+                    "bob@example.com",
+                    SignatureCheck::Verified,
+                ),
+                signed(
+                    3,
+                    "business",
+                    "bob",
+                    "bob@example.com",
+                    SignatureCheck::Verified,
+                ),
+            ],
+        );
+        assert_eq!(v.missing.len(), 1, "{v:?}");
+        assert!(v.has[0].contains("operator's own principal"), "{:?}", v.has);
+        let v = evaluate_as(
+            &r,
+            &h,
+            op,
+            &[
+                signed(
+                    1,
+                    "technical",
+                    "alice",
+                    "alice@example.com",
+                    SignatureCheck::Verified,
+                ),
+                signed(
+                    2,
+                    "business",
+                    "bob",
+                    "bob@example.com",
+                    SignatureCheck::Verified,
+                ),
+            ],
+        );
+        assert!(v.satisfied(), "{v:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! `pgpilot.approvals` (schema version 5, `engine::schema`): record, revoke
-//! and read approvals. The server sets the approver and the time.
+//! `pgpilot.approvals` (schema versions 5 and 7, `engine::schema`): record,
+//! revoke and read approvals. The server sets the approver and the time;
+//! a signed approval also carries its principal, time and SSH signature.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use super::policy::Approval;
 
 const COLUMNS: &str =
     "id, runbook_sha256, kind, approver, os_user, client_host, comment, revoked_by,
+    principal, signed_at, signature,
     to_char(approved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS approved_at,
     to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS revoked_at";
 
@@ -27,7 +29,18 @@ pub fn clock_override() -> Option<String> {
 }
 
 fn approval(r: &Row) -> Result<Approval, tokio_postgres::Error> {
-    let age_ms: i64 = r.try_get("age_ms")?;
+    let mut age_ms: i64 = r.try_get("age_ms")?;
+    let approved_at: String = r.try_get("approved_at")?;
+    let signed_at: Option<String> = r.try_get("signed_at")?;
+    // A signed approval is as old as its signature, whose time the
+    // signature covers: a row's approved_at can be backdated by a
+    // superuser, the signed time cannot.
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    if let (Some(signed), Some(approved)) =
+        (signed_at.as_deref().and_then(parse), parse(&approved_at))
+    {
+        age_ms -= (signed - approved).num_milliseconds().max(0);
+    }
     Ok(Approval {
         id: r.try_get("id")?,
         runbook_sha256: r.try_get("runbook_sha256")?,
@@ -40,6 +53,10 @@ fn approval(r: &Row) -> Result<Approval, tokio_postgres::Error> {
         comment: r.try_get("comment")?,
         revoked_at: r.try_get("revoked_at")?,
         revoked_by: r.try_get("revoked_by")?,
+        principal: r.try_get("principal")?,
+        signed_at: r.try_get("signed_at")?,
+        signature: r.try_get("signature")?,
+        signature_check: Default::default(),
     })
 }
 
@@ -82,13 +99,61 @@ pub async fn insert(
     client_host: &str,
     comment: Option<&str>,
 ) -> Result<Approval, tokio_postgres::Error> {
+    insert_signed(
+        client,
+        runbook_id,
+        hash,
+        kind,
+        os_user,
+        client_host,
+        comment,
+        None,
+    )
+    .await
+}
+
+/// A signed approval's own parts (`governance::signature`).
+pub struct Signed<'a> {
+    pub principal: &'a str,
+    pub signed_at: &'a str,
+    pub signature: &'a str,
+}
+
+/// [`insert`], with the approver's signature when there is one.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_signed(
+    client: &Client,
+    runbook_id: &str,
+    hash: &str,
+    kind: &str,
+    os_user: &str,
+    client_host: &str,
+    comment: Option<&str>,
+    signed: Option<&Signed<'_>>,
+) -> Result<Approval, tokio_postgres::Error> {
+    let (principal, signed_at, signature) = match signed {
+        Some(s) => (Some(s.principal), Some(s.signed_at), Some(s.signature)),
+        None => (None, None, None),
+    };
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO pgpilot.approvals (runbook_id, runbook_sha256, kind, os_user, client_host, comment)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}, 0::bigint AS age_ms"
+                "INSERT INTO pgpilot.approvals
+                        (runbook_id, runbook_sha256, kind, os_user, client_host, comment,
+                         principal, signed_at, signature)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}, 0::bigint AS age_ms"
             ),
-            &[&runbook_id, &hash, &kind, &os_user, &client_host, &comment],
+            &[
+                &runbook_id,
+                &hash,
+                &kind,
+                &os_user,
+                &client_host,
+                &comment,
+                &principal,
+                &signed_at,
+                &signature,
+            ],
         )
         .await?;
     approval(&row)

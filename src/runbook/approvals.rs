@@ -17,6 +17,20 @@ pub struct ApprovalsSection {
     /// How old each approval must be when the run starts; `None` keeps the
     /// seed's defaults in production and no notice elsewhere.
     pub notice: Option<Notice>,
+    /// `allowed_signers = "FILE"`: only approvals signed with a key this
+    /// file lists (ssh-keygen's format, git's model) count.
+    pub allowed_signers: Option<AllowedSigners>,
+}
+
+/// The allowed-signers file as read when the runbook was loaded: its
+/// name as written (relative to the runbook's folder) and its text. Both
+/// feed the approval hash (`governance::hash`), so changing who may
+/// approve voids the approvals; the place on this disk does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowedSigners {
+    pub written: String,
+    #[serde(skip)]
+    pub text: String,
 }
 
 /// How old an approval must be when the run starts, by the runbook's risk.

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::diag::{Location, SourceFile};
 
-pub use approvals::{ApprovalsSection, Notice, seed_required, valid_kind};
+pub use approvals::{AllowedSigners, ApprovalsSection, Notice, seed_required, valid_kind};
 pub use duration::{format_duration, parse_duration};
 pub use notify::{NotifyEvent, NotifySection, WebhookSource};
 pub use parse::{load, parse_str};
@@ -412,6 +412,14 @@ pub enum StepBody {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dump {
     pub tables: Vec<TableName>,
+    /// `timeout`: pg_dump is killed (and its partial file removed) when it
+    /// has not finished by then, e.g. while it waits on a table's lock.
+    pub timeout: Duration,
+}
+
+impl Dump {
+    /// A dump's `timeout` when the runbook gives none.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 }
 
 /// A table named by a runbook key (not SQL): an optional schema and a name,

@@ -6,7 +6,7 @@ use super::Exec;
 use super::sql::SqlFailure;
 use crate::engine::{Mode, Outcome};
 use crate::governance::hash::approval_hash;
-use crate::governance::{policy, store};
+use crate::governance::{policy, signature, store};
 
 impl Exec<'_> {
     pub(super) async fn approvals_guard(&mut self) -> Result<(), Outcome> {
@@ -36,8 +36,17 @@ impl Exec<'_> {
             ))
         };
         let operator = store::session_user(self.client()).await.map_err(failed)?;
-        let approvals = store::list(self.client(), &id).await.map_err(failed)?;
-        let verdict = policy::evaluate(&req, &hash, &operator, &approvals);
+        let mut approvals = store::list(self.client(), &id).await.map_err(failed)?;
+        let signers = rb
+            .approvals
+            .as_ref()
+            .and_then(|a| a.allowed_signers.as_ref());
+        signature::check_all(signers, &id, &mut approvals).await;
+        let who = policy::Operator {
+            role: &operator,
+            principal: self.s.options.principal.as_deref(),
+        };
+        let verdict = policy::evaluate_as(&req, &hash, who, &approvals);
         // Approvers' names and comments are the database's text: made safe
         // where shown, like every other guard detail.
         let detail = crate::text::one_line(&verdict.explain(&hash));

@@ -15,6 +15,10 @@ use crate::runbook::{Dump, Phase, Step};
 /// Why a rehearsal does not dump (docs/safety-model.md says the same).
 pub(crate) const REHEARSAL_NOTE: &str = "a dump runs pg_dump in a session of its own, which could neither see the rehearsal's changes nor wait on its locks; skipped in rehearsal";
 
+/// Ends the session of a pg_dump pgpilot killed (found by its own
+/// application_name; a role may end its own sessions).
+const END_DUMP_SESSION_SQL: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()";
+
 /// Records the backup id of a step (schema version 6's column).
 const BACKUP_STATE_SQL: &str =
     "UPDATE pgpilot.step_state SET backup = $3 WHERE runbook_id = $1 AND step_id = $2";
@@ -48,6 +52,21 @@ impl Exec<'_> {
         self.record(ev).await;
         let started = Instant::now();
         match self.take_dump(step, dump).await {
+            Err(BackupError::Cancelled) => {
+                let message = BackupError::Cancelled.to_string();
+                self.last_failed = Some(step.id.clone());
+                let mut ev = step_event(Action::StepFailure, phase, step);
+                ev.duration_ms = Some(started.elapsed().as_millis() as u64);
+                ev.outcome = Some("cancelled".into());
+                ev.message = Some(message.clone());
+                self.record(ev).await;
+                self.emit(EngineEvent::StepFailed {
+                    step: step.id.clone(),
+                    sqlstate: None,
+                    message,
+                });
+                Err(Outcome::Interrupted)
+            }
             Ok(id) => {
                 self.write_state_autocommit(step, Status::Applied, None, Some(started.elapsed()))
                     .await?;
@@ -102,7 +121,7 @@ impl Exec<'_> {
         }
     }
 
-    async fn take_dump(&self, step: &Step, dump: &Dump) -> Result<BackupId, BackupError> {
+    async fn take_dump(&mut self, step: &Step, dump: &Dump) -> Result<BackupId, BackupError> {
         let num: String = self
             .client()
             .query_one("SHOW server_version_num", &[])
@@ -119,14 +138,26 @@ impl Exec<'_> {
         .await
         .map_err(|e| BackupError::Other(e.to_string()))??;
         let conn = ToolConn::from_spec(&self.s.spec);
-        backup::take_dump(
+        let result = backup::take_dump(
             &pg_dump,
             &pg_restore,
             &conn,
             &dump.tables,
             &self.s.runbook.id,
             &step.id,
+            dump.timeout,
+            self.io.cancelled(),
         )
-        .await
+        .await;
+        if let Err(BackupError::TimedOut(_) | BackupError::Cancelled) = &result {
+            // A killed pg_dump's backend waiting on a lock stays in the
+            // lock queue until the lock is granted (only then does it find
+            // its client gone): end it, so it queues nobody behind it.
+            let _ = self
+                .client()
+                .execute(END_DUMP_SESSION_SQL, &[&conn.application_name])
+                .await;
+        }
+        result
     }
 }

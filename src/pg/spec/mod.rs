@@ -218,6 +218,25 @@ impl ConnSpec {
         self.ssl_mode
     }
 
+    /// The TLS files this spec uses, as libpq's environment variables for
+    /// a client tool (pg_dump, pg_restore) that must reach the server the
+    /// same way: PGSSLROOTCERT (a file, or `system`), PGSSLCERT and
+    /// PGSSLKEY. Paths only, never a secret.
+    pub fn tls_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        use crate::pg::tls::Roots;
+        let mut env = Vec::new();
+        match &self.tls.roots {
+            Roots::None => {}
+            Roots::File(path) => env.push(("PGSSLROOTCERT", path.clone().into_os_string())),
+            Roots::System => env.push(("PGSSLROOTCERT", "system".into())),
+        }
+        if let Some((cert, key)) = &self.tls.client_cert {
+            env.push(("PGSSLCERT", cert.clone().into_os_string()));
+            env.push(("PGSSLKEY", key.clone().into_os_string()));
+        }
+        env
+    }
+
     /// Whether a password will be sent (from any source).
     pub fn has_password(&self) -> bool {
         self.password.is_some() || self.hosts.iter().any(|h| h.pgpass.is_some())

@@ -1,10 +1,12 @@
-//! `[approvals]`: required kinds, distinct approvers, notice by risk.
+//! `[approvals]`: required kinds, distinct approvers, notice by risk, and
+//! the allowed-signers file of signed approvals.
 
 use toml::Spanned;
 
 use super::Parser;
 use super::raw::RawApprovals;
-use crate::runbook::{ApprovalsSection, Notice, valid_kind};
+use crate::regular_file::{SOURCE_LIMIT, read_regular};
+use crate::runbook::{AllowedSigners, ApprovalsSection, Notice, valid_kind};
 
 impl Parser {
     pub(super) fn approvals(&mut self, raw: Spanned<RawApprovals>) -> ApprovalsSection {
@@ -53,11 +55,81 @@ impl Parser {
             }
             notice
         });
+        let allowed_signers = raw
+            .allowed_signers
+            .as_ref()
+            .and_then(|f| self.allowed_signers(f));
         ApprovalsSection {
             required,
             distinct_approvers: raw.distinct_approvers.unwrap_or(true),
             notice,
+            allowed_signers,
         }
+    }
+
+    /// The allowed-signers file, which must lie in the runbook's folder
+    /// (links resolved): who may approve is reviewed with the runbook.
+    fn allowed_signers(&mut self, f: &Spanned<String>) -> Option<AllowedSigners> {
+        let at = f.span().start;
+        let help = "name a file in the runbook's folder in ssh-keygen's allowed_signers format (one line per approver: PRINCIPAL KEYTYPE KEY), e.g. allowed_signers = \"allowed_signers\"";
+        let written = std::path::Path::new(f.get_ref());
+        let folder = self.folder();
+        let shown = folder.join(written);
+        let inside = match (
+            std::fs::canonicalize(&folder),
+            std::fs::canonicalize(&shown),
+        ) {
+            (Ok(root), Ok(real)) => real.starts_with(&root).then_some(real),
+            (_, Err(e)) => {
+                self.error(
+                    at,
+                    format!("allowed_signers: cannot read {}: {e}", shown.display()),
+                    Some(help.into()),
+                );
+                return None;
+            }
+            (Err(_), Ok(_)) => None,
+        };
+        let Some(real) = inside.filter(|_| !written.is_absolute()) else {
+            self.error(
+                at,
+                format!(
+                    "allowed_signers {} is outside the runbook's folder",
+                    shown.display()
+                ),
+                Some(help.into()),
+            );
+            return None;
+        };
+        let text = match read_regular(&real, SOURCE_LIMIT)
+            .map_err(|e| e.to_string())
+            .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(
+                    at,
+                    format!("allowed_signers: cannot read {}: {e}", shown.display()),
+                    Some(help.into()),
+                );
+                return None;
+            }
+        };
+        if !text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        {
+            self.error(
+                at,
+                format!("allowed_signers {} names no signer", shown.display()),
+                Some(help.into()),
+            );
+            return None;
+        }
+        Some(AllowedSigners {
+            written: f.get_ref().clone(),
+            text,
+        })
     }
 }
 

@@ -78,7 +78,25 @@ impl Parser {
                 ),
             }
         }
-        (out.len() == tables.len()).then_some(StepBody::Dump(Dump { tables: out }))
+        let timeout = match &dump.get_ref().timeout {
+            None => Some(Dump::DEFAULT_TIMEOUT),
+            Some(t) => match self.duration(t, "dump.timeout") {
+                Some(d) if d.is_zero() => {
+                    self.error(
+                        t.span().start,
+                        "dump.timeout must be more than 0",
+                        Some("e.g. timeout = \"30min\"; leave it out for one hour".into()),
+                    );
+                    None
+                }
+                other => other,
+            },
+        };
+        let timeout = timeout?;
+        (out.len() == tables.len()).then_some(StepBody::Dump(Dump {
+            tables: out,
+            timeout,
+        }))
     }
 
     /// `no_backup = "REASON"`: a reason, on a step that can remove data.
@@ -133,6 +151,46 @@ mod tests {
 
     fn table_name(s: &str) -> Option<TableName> {
         TableName::parse(s)
+    }
+
+    #[test]
+    fn a_dump_timeout_defaults_to_an_hour_and_must_be_more_than_zero() {
+        use std::path::Path;
+        use std::time::Duration;
+
+        use crate::runbook::{Dump, StepBody, parse_str};
+        let rb = |dump: &str| {
+            format!(
+                "[runbook]\nid = \"r\"\ntitle = \"T\"\n[[phase]]\nid = \"p\"\n[[phase.step]]\nid = \"b\"\nkind = \"backup\"\ndump = {dump}\n"
+            )
+        };
+        let timeout = |text: String| {
+            let r = parse_str(Path::new("t.toml"), text).unwrap();
+            match &r.phases[0].steps[0].body {
+                StepBody::Dump(d) => d.timeout,
+                _ => Duration::ZERO,
+            }
+        };
+        assert_eq!(
+            timeout(rb("{ tables = [\"users\"] }")),
+            Dump::DEFAULT_TIMEOUT
+        );
+        assert_eq!(
+            timeout(rb("{ tables = [\"users\"], timeout = \"30min\" }")),
+            Duration::from_secs(1800)
+        );
+        let errs = parse_str(
+            Path::new("t.toml"),
+            rb("{ tables = [\"users\"], timeout = \"0\" }"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (errs[0].location.line, errs[0].location.col),
+            (9, 40),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].message.contains("dump.timeout"), "{}", errs[0]);
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub(super) struct RawApprovals {
     pub(super) required: Option<Vec<Spanned<String>>>,
     pub(super) distinct_approvers: Option<bool>,
     pub(super) notice: Option<Spanned<RawNotice>>,
+    /// A file in the runbook's folder naming whose SSH keys may approve.
+    pub(super) allowed_signers: Option<Spanned<String>>,
 }
 
 /// `notice = { low = "24h", medium = "48h", high = "7d" }`: a missing risk
@@ -185,6 +187,8 @@ pub(super) struct RawStep {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDump {
     pub(super) tables: Option<Vec<Spanned<String>>>,
+    /// How long pg_dump may take before it is killed.
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
