@@ -292,23 +292,6 @@ impl Recorder {
         self.copy_with(client, recs, Flush::Later).await
     }
 
-    /// The records already on disk to the copier; nothing on the
-    /// executor's connection. Without a copier (or with a stopped one) they
-    /// stay pending for the next [`Recorder::settle`] or
-    /// [`Recorder::copy_after_commit`].
-    pub async fn copy_aside(&mut self) {
-        self.reap_sync().await;
-        let Some(copier) = &self.copier else { return };
-        let on_disk = self.pending.partition_point(|r| r.seq <= self.synced);
-        if on_disk == 0 {
-            return;
-        }
-        let recs: Vec<AuditRecord> = self.pending.drain(..on_disk).collect();
-        if let Err(back) = copier.send(recs) {
-            self.pending.splice(0..0, back);
-        }
-    }
-
     async fn copy_with(
         &mut self,
         client: &Client,

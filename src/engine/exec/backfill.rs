@@ -4,12 +4,11 @@
 //! `pgpilot.step_state`, so a run after a crash resumes after the last
 //! committed batch and every row is touched exactly once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Statement;
 
 use super::attempt::RetryCause;
-use super::backfill_batch::{Ahead, Batch};
 use super::recover::StepEnd;
 use super::sql::{LOCK_NOT_AVAILABLE, SqlFailure, cancellable, failure};
 use super::walk::{Pace, Progress, Walk};
@@ -17,15 +16,27 @@ use super::{Exec, Part, step_event};
 use crate::analysis::StepAnalysis;
 use crate::audit::record::Action;
 use crate::engine::state::Status;
-use crate::engine::{EngineEvent, Outcome, StepOutcome};
+use crate::engine::{EngineEvent, Outcome, StepOutcome, failpoint};
 use crate::runbook::{Backfill, Phase, Step};
 
-/// The cursor reset at a walk's fresh start (a batch writes its own in
-/// its transaction: see backfill_batch.rs).
+/// The cursor a batch writes in its own transaction.
 const CURSOR_SQL: &str = "
 UPDATE pgpilot.step_state
    SET cursor = $3, rows_done = $4, batches_done = $5, rows_total = $6, updated_at = now()
  WHERE runbook_id = $1 AND step_id = $2";
+
+/// How one batch ended.
+enum Batch {
+    /// It committed `walked` keys; `touched` rows were changed; its
+    /// statement took `took`.
+    Committed {
+        walked: u64,
+        touched: u64,
+        took: Duration,
+    },
+    /// No key is left past the cursor.
+    Finished,
+}
 
 impl Exec<'_> {
     pub(super) async fn backfill_step(
@@ -115,17 +126,13 @@ impl Exec<'_> {
         let mut touched_total = 0u64;
         // Prepared once for the whole walk, not once per batch: a round trip
         // less for each batch.
-        let cursor_st = self
-            .prepare_cursor(step)
-            .await
-            .map_err(|f| Outcome::Failed(f.message))?;
-        // The next batch's transaction is opened with this one's COMMIT
-        // only when nothing is to run between the two: no pause, no
-        // standby or health gate to read (they use this connection).
-        let prefetch = b.batch_pause.is_zero()
-            && step.settings.max_replica_lag.is_none()
-            && self.s.runbook.health.is_empty();
-        let mut ahead: Option<Ahead> = None;
+        let cursor_st = self.client().prepare(CURSOR_SQL).await.map_err(|e| {
+            Outcome::Failed(format!(
+                "cannot prepare the cursor of {}: {}",
+                step.id,
+                SqlFailure::from_pg(&e).message
+            ))
+        })?;
         self.forget_orders();
         loop {
             let batch = self
@@ -136,8 +143,8 @@ impl Exec<'_> {
                     &cursor_st,
                     &mut cursor,
                     &mut progress,
-                    (pace.size, part),
-                    (&mut ahead, prefetch),
+                    pace.size,
+                    part,
                 )
                 .await?;
             let (walked, touched) = match batch {
@@ -157,18 +164,14 @@ impl Exec<'_> {
                 let mut ev = step_event(Action::Progress, phase, step);
                 ev.rows = Some(progress.done);
                 ev.message = Some(note);
-                self.record_aside(ev).await;
+                self.record(ev).await;
             }
             if let Some(resized) = pace.after_batch(walked) {
                 let mut ev = step_event(Action::Progress, phase, step);
                 ev.message = Some(resized);
-                self.record_aside(ev).await;
+                self.record(ev).await;
             }
             self.emit(progress.event(&step.id, pace.size, false));
-            // An order may pause the walk: not with a transaction open.
-            if !self.io.held.is_empty() {
-                self.drop_ahead(&mut ahead).await;
-            }
             if !b.batch_pause.is_zero() && self.sleep_or_cancel(b.batch_pause).await {
                 return Err(self.backfill_stopped(phase, step, &progress).await);
             }
@@ -267,8 +270,7 @@ impl Exec<'_> {
             })
     }
 
-    /// One batch, retried on lock_timeout (55P03) as any step is; see
-    /// [`Exec::batch`] for `ahead` and `prefetch`.
+    /// One batch, retried on lock_timeout (55P03) as any step is.
     #[allow(clippy::too_many_arguments)]
     async fn batch_with_retries(
         &mut self,
@@ -278,8 +280,8 @@ impl Exec<'_> {
         cursor_st: &Statement,
         cursor: &mut Option<String>,
         progress: &mut Progress,
-        (size, part): (u64, Part),
-        (ahead, prefetch): (&mut Option<Ahead>, bool),
+        size: u64,
+        part: Part,
     ) -> Result<Batch, Outcome> {
         let settings = step.settings.clone();
         let of = settings.lock_retries + 1;
@@ -287,9 +289,7 @@ impl Exec<'_> {
         loop {
             let attempt_started = Instant::now();
             match self
-                .batch(
-                    step, walk, cursor_st, cursor, progress, size, ahead, prefetch,
-                )
+                .batch(step, walk, cursor_st, cursor, progress, size)
                 .await
             {
                 Ok(b) => return Ok(b),
@@ -315,6 +315,94 @@ impl Exec<'_> {
                 Err(f) => return Err(self.backfill_failed(phase, step, progress, f, part).await),
             }
         }
+    }
+
+    /// One batch in its own transaction, in three round trips: BEGIN with
+    /// the step's timeouts and the batch's bounds; the step's SQL with them
+    /// bound and the cursor (`cursor_st`, prepared once per walk); COMMIT.
+    /// tokio-postgres sends each request when its future is first polled
+    /// and `join!(biased; …)` polls them in order, so each group goes out
+    /// without waiting between its requests. If one fails, the transaction
+    /// is aborted, the requests after it fail too, and the first failure is
+    /// the one reported. COMMIT waits for the cursor's row count: a cursor
+    /// that was not written must not let the batch commit.
+    async fn batch(
+        &mut self,
+        step: &Step,
+        walk: &Walk,
+        cursor_st: &Statement,
+        cursor: &mut Option<String>,
+        progress: &mut Progress,
+        size: u64,
+    ) -> Result<Batch, SqlFailure> {
+        let setup = super::attempt::local_timeouts("BEGIN", &step.settings);
+        let client = &self.s.conn.client;
+        let (runbook_id, step_id) = (&self.s.runbook.id, &step.id);
+        let (done_before, batches_before) = (progress.done, progress.batches);
+        let progress_ref = &*progress;
+        let ran = async {
+            let (began, bounds) = tokio::join!(
+                biased;
+                client.simple_query(&setup),
+                walk.next_batch(client, cursor.as_deref(), size),
+            );
+            began?;
+            let Some(bounds) = bounds? else {
+                client.batch_execute("COMMIT").await?;
+                return Ok(None);
+            };
+            let done = done_before + bounds.walked;
+            let total = progress_ref.total_after(done, walk, &bounds.last_text);
+            let last = Some(bounds.last_text.clone());
+            let (done_i, batches_i, total_i) =
+                (done as i64, (batches_before + 1) as i64, Some(total as i64));
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                [runbook_id, step_id, &last, &done_i, &batches_i, &total_i];
+            let started = Instant::now();
+            let (touched, saved) = tokio::join!(
+                biased;
+                async {
+                    let t = client
+                        .execute(&walk.statement, &[&bounds.first, &bounds.last])
+                        .await;
+                    (t, started.elapsed())
+                },
+                client.execute(cursor_st, &params),
+            );
+            let (touched, took) = (touched.0?, touched.1);
+            let saved = saved?;
+            Ok::<_, tokio_postgres::Error>(Some((bounds, touched, took, total, saved)))
+        };
+        let (ran, cancelled) =
+            cancellable(self.io, &self.s.spec, &self.s.conn.cancel, None, ran).await;
+        let (bounds, touched, took, total, saved) = match ran {
+            Ok(None) => return Ok(Batch::Finished),
+            Ok(Some(r)) => r,
+            Err(e) => {
+                let _ = self.client().batch_execute("ROLLBACK").await;
+                return Err(failure(&e, cancelled));
+            }
+        };
+        if saved != 1 {
+            let _ = self.client().batch_execute("ROLLBACK").await;
+            return Err(SqlFailure::plain(format!(
+                "the state row of {} is gone; the batch is rolled back",
+                step.id
+            )));
+        }
+        failpoint::point("backfill-batch-before-commit");
+        if let Err(e) = self.client().batch_execute("COMMIT").await {
+            let _ = self.client().batch_execute("ROLLBACK").await;
+            return Err(SqlFailure::from_pg(&e));
+        }
+        failpoint::point("backfill-batch-committed");
+        *cursor = Some(bounds.last_text.clone());
+        progress.committed(bounds.walked, total, took);
+        Ok(Batch::Committed {
+            walked: bounds.walked,
+            touched,
+            took,
+        })
     }
 
     /// A backfill that failed stays `in_progress` with its cursor: the

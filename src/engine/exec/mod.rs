@@ -6,7 +6,6 @@ mod approvals;
 mod attempt;
 mod autocommit;
 mod backfill;
-mod backfill_batch;
 mod backfill_rollback;
 mod blockers;
 mod confirm;
@@ -158,20 +157,6 @@ impl Exec<'_> {
         let defer = self.rehearsal_open || !self.target_confirmed;
         let notes = self.s.recorder.record(&self.s.conn.client, ev, defer).await;
         self.warn(notes);
-    }
-
-    /// A record that must not use the executor's connection, where a
-    /// backfill's next batch may have its transaction open: written, synced
-    /// on a blocking thread, and copied by the copier once on disk (the
-    /// next [`Exec::record`] copies what is left). As [`Exec::record`]
-    /// before the target is confirmed or inside a rehearsal, where no
-    /// batch runs ahead.
-    pub(super) async fn record_aside(&mut self, ev: Event) {
-        if self.rehearsal_open || !self.target_confirmed {
-            return self.record(ev).await;
-        }
-        self.s.recorder.write_ahead(ev).await;
-        self.s.recorder.copy_aside().await;
     }
 
     /// What the audit's database copy wants the operator to know.
