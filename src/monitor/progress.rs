@@ -36,6 +36,12 @@ pub struct CommandProgress {
     /// The session a build waits for in its waiting phases
     /// (`current_locker_pid`), named.
     pub locker: Option<Locker>,
+    /// A concurrent build whose key columns are all passed by value
+    /// (integers, timestamps, …): its table scan is a smaller share of the
+    /// work than a text key's, which the ETA's weights follow. Not in the
+    /// JSON.
+    #[serde(skip)]
+    pub byval_key: bool,
 }
 
 /// The session a CREATE INDEX CONCURRENTLY waits on ("waiting for old
@@ -108,24 +114,29 @@ pub fn progress_sql(server_version_num: i32) -> String {
         CASE WHEN p.phase::text LIKE 'waiting%' THEN nullif(p.lockers_total, 0)
              WHEN p.blocks_total > 0 THEN p.blocks_total
              WHEN p.tuples_total > 0 THEN p.tuples_total END AS total,
-        nullif(p.current_locker_pid, 0)::int4 AS locker_pid
+        nullif(p.current_locker_pid, 0)::int4 AS locker_pid,
+        (SELECT bool_and(t.typbyval)
+           FROM pg_index i
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+           JOIN pg_type t ON t.oid = a.atttypid
+          WHERE i.indexrelid = p.index_relid AND 0 <> ALL (i.indkey::int2[])) AS byval_key
    FROM pg_stat_progress_create_index p WHERE p.datid = (SELECT oid FROM db)"
             .to_string(),
         "SELECT p.pid, 'VACUUM', p.relid, p.phase::text,
         CASE WHEN p.phase = 'vacuuming heap' THEN p.heap_blks_vacuumed ELSE p.heap_blks_scanned END,
-        nullif(p.heap_blks_total, 0), NULL::int
+        nullif(p.heap_blks_total, 0), NULL::int, NULL::bool
    FROM pg_stat_progress_vacuum p WHERE p.datid = (SELECT oid FROM db)"
             .to_string(),
         "SELECT p.pid, p.command::text, p.relid, p.phase::text,
         CASE WHEN p.heap_blks_total > 0 THEN p.heap_blks_scanned ELSE p.heap_tuples_written END,
-        nullif(p.heap_blks_total, 0), NULL::int
+        nullif(p.heap_blks_total, 0), NULL::int, NULL::bool
    FROM pg_stat_progress_cluster p WHERE p.datid = (SELECT oid FROM db)"
             .to_string(),
     ];
     if server_version_num >= 130000 {
         parts.push(
             "SELECT p.pid, 'ANALYZE', p.relid, p.phase::text,
-        p.sample_blks_scanned, nullif(p.sample_blks_total, 0), NULL::int
+        p.sample_blks_scanned, nullif(p.sample_blks_total, 0), NULL::int, NULL::bool
    FROM pg_stat_progress_analyze p WHERE p.datid = (SELECT oid FROM db)"
                 .to_string(),
         );
@@ -134,7 +145,7 @@ pub fn progress_sql(server_version_num: i32) -> String {
         parts.push(
             "SELECT p.pid, p.command::text, p.relid, 'copying',
         CASE WHEN p.bytes_total > 0 THEN p.bytes_processed ELSE p.tuples_processed END,
-        nullif(p.bytes_total, 0), NULL::int
+        nullif(p.bytes_total, 0), NULL::int, NULL::bool
    FROM pg_stat_progress_copy p WHERE p.datid = (SELECT oid FROM db)"
                 .to_string(),
         );
@@ -145,7 +156,7 @@ pub fn progress_sql(server_version_num: i32) -> String {
 SELECT p.pid AS pid, p.command AS command,
        CASE WHEN p.relid <> 0 THEN p.relid::regclass::text END AS relation,
        p.phase AS phase, p.done::int8 AS done, p.total::int8 AS total,
-       p.locker_pid AS locker_pid,
+       p.locker_pid AS locker_pid, coalesce(p.byval_key, false) AS byval_key,
        nullif(a.application_name, '') AS locker_application,
        a.usename::text AS locker_user,
        a.state AS locker_state,
@@ -215,6 +226,7 @@ fn row(r: &tokio_postgres::Row) -> Result<CommandProgress, tokio_postgres::Error
         percent,
         eta_s: None,
         locker,
+        byval_key: r.try_get("byval_key")?,
     })
 }
 

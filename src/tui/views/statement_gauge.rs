@@ -100,6 +100,7 @@ mod tests {
             percent: Some(percent),
             eta_s,
             locker: None,
+            byval_key: false,
         }
     }
 
