@@ -131,6 +131,42 @@ fn plan_errors_name_their_place_in_sqitch_plan() {
     }
 }
 
+/// sqitch runs a script with `psql -f`: a CONCURRENTLY statement inside
+/// the script's own BEGIN … COMMIT fails under sqitch; the lint says so at
+/// its place, and pgpilot runs it in a step of its own.
+#[test]
+fn concurrently_inside_a_scripts_own_transaction_is_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("deploy")).unwrap();
+    std::fs::write(
+        dir.path().join("sqitch.plan"),
+        "%project=p\n\nidx 2024-01-01T00:00:00Z A <a@x>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("deploy/idx.sql"),
+        "BEGIN;\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\nCOMMIT;\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = pgpilot(&["check", d]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("deploy/idx.sql:3:1: warning: concurrently-in-transaction")
+            && err.contains("the file's own BEGIN")
+            && err.contains("take it out of the script's BEGIN"),
+        "{err}"
+    );
+    let (code, out, _) = pgpilot(&["import", d]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("id = \"idx.1\"")
+            && out.contains("id = \"idx.2\"\n")
+            && out.contains("statement = 2"),
+        "{out}"
+    );
+}
+
 #[test]
 fn import_writes_a_runbook_that_passes_check_with_revert_and_verify_scripts() {
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/import-test/sqitch/x/y");
