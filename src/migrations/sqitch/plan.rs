@@ -205,14 +205,13 @@ struct Line {
     planner_email: String,
 }
 
-struct Parser<'a> {
+struct Parser {
     source: std::sync::Arc<SourceFile>,
     /// Byte offset of each line's start.
     starts: Vec<usize>,
-    _text: &'a str,
 }
 
-impl Parser<'_> {
+impl Parser {
     fn error(&self, line: usize, col_offset: usize, message: impl Into<String>) -> Diagnostic {
         let at = self.starts.get(line - 1).copied().unwrap_or(0) + col_offset;
         Diagnostic::error(self.source.location(at), message)
@@ -230,11 +229,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, Vec<Diagnostic>> {
             starts.push(i + 1);
         }
     }
-    let p = Parser {
-        source,
-        starts,
-        _text: text,
-    };
+    let p = Parser { source, starts };
     let lines: Vec<&str> = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -475,7 +470,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, Vec<Diagnostic>> {
 }
 
 /// `name [deps] TIMESTAMP Planner <email>` (after a tag's `@`).
-fn parse_line(p: &Parser<'_>, n: usize, col: usize, body: &str) -> Result<Line, Vec<Diagnostic>> {
+fn parse_line(p: &Parser, n: usize, col: usize, body: &str) -> Result<Line, Vec<Diagnostic>> {
     let name_end = body
         .find(|c: char| is_blank(c) || c == '[')
         .unwrap_or(body.len());
