@@ -71,6 +71,45 @@ fn generate(dir: &Path, migrations: usize) {
     }
 }
 
+/// The same 1,000 migrations as a sqitch project: `sqitch.plan` with one
+/// change per migration (each requiring the one before), `deploy/`,
+/// `revert/` and `verify/` scripts, the deploy scripts in their own
+/// `BEGIN … COMMIT` as sqitch's templates write them (the CONCURRENTLY ones
+/// without).
+fn generate_sqitch(dir: &Path, flyway: &Path, migrations: usize) {
+    for sub in ["deploy", "revert", "verify"] {
+        std::fs::create_dir(dir.join(sub)).expect("sqitch folder");
+    }
+    let mut plan = String::from("%syntax-version=1.0.0\n%project=bench\n\n");
+    for v in 1..=migrations {
+        let name = if v % 10 == 2 { "index" } else { "change" };
+        let up = std::fs::read_to_string(flyway.join(format!("V{v}__{name}.sql"))).expect("read");
+        let change = format!("c{v}");
+        let deps = if v > 1 {
+            format!(" [c{}]", v - 1)
+        } else {
+            String::new()
+        };
+        plan.push_str(&format!(
+            "{change}{deps} 2024-01-01T00:00:00Z Bench <bench@example.com> # migration {v}\n"
+        ));
+        let deploy = if up.contains("CONCURRENTLY") || up.starts_with("BEGIN") {
+            up
+        } else {
+            format!("BEGIN;\n{up}COMMIT;\n")
+        };
+        let write = |sub: &str, text: String| {
+            std::fs::write(dir.join(sub).join(format!("{change}.sql")), text).expect("write")
+        };
+        write("deploy", deploy);
+        if let Ok(undo) = std::fs::read_to_string(flyway.join(format!("U{v}__{name}.sql"))) {
+            write("revert", undo);
+        }
+        write("verify", "BEGIN;\nSELECT 1;\nROLLBACK;\n".into());
+    }
+    std::fs::write(dir.join("sqitch.plan"), plan).expect("plan");
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let folder = dir.path().join("migrations");
@@ -89,6 +128,27 @@ fn main() {
     );
     let times = CheckTimes::measure(&folder, 10, 5);
     println!("check of a generated Flyway folder of 1,000 migrations:");
+    times.print(
+        "pgpilot check DIR",
+        "well under 1 s (500 ms)",
+        Duration::from_millis(500),
+    );
+    let sqitch = dir.path().join("sqitch");
+    std::fs::create_dir(&sqitch).expect("folder");
+    generate_sqitch(&sqitch, &folder, 1000);
+    let checked = check_file(&sqitch).unwrap_or_else(|e| {
+        panic!(
+            "generated sqitch project must pass: {:?}",
+            e.first().map(ToString::to_string)
+        )
+    });
+    assert_eq!(
+        checked.runbook.steps().count(),
+        2000,
+        "a change and a verify step per change"
+    );
+    let times = CheckTimes::measure(&sqitch, 10, 5);
+    println!("the same as a sqitch project (1,000 changes + 1,000 verify scripts):");
     times.print(
         "pgpilot check DIR",
         "well under 1 s (500 ms)",

@@ -9,12 +9,15 @@
 //!   one row, the latest version applied; `dirty` means a migration failed
 //!   half-way and needs a person.
 //! - dbmate: `schema_migrations(version varchar)`, one row per migration.
+//! - sqitch: its registry (`sqitch.changes`, `events`, … see
+//!   `migrations::sqitch::registry`), keyed by sqitch's change ids.
 
 use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Client;
 
 use crate::engine::state::{self, Status, StepState};
+use crate::migrations::sqitch::{Project, registry};
 use crate::runbook::vars::quote_literal;
 use crate::runbook::{HistoryTool, Runbook, Step};
 
@@ -28,6 +31,9 @@ pub enum Applied {
     UpTo { version: i64, dirty: bool },
     /// No history table: nothing applied by the tool.
     Nothing,
+    /// The history cannot be trusted or written as it is: why, with what
+    /// to do.
+    Refused(String),
 }
 
 impl Applied {
@@ -35,7 +41,7 @@ impl Applied {
         match self {
             Applied::Versions(v) => v.contains(version),
             Applied::UpTo { version: upto, .. } => version.parse::<i64>().is_ok_and(|v| v <= *upto),
-            Applied::Nothing => false,
+            Applied::Nothing | Applied::Refused(_) => false,
         }
     }
 }
@@ -44,13 +50,68 @@ fn table(tool: HistoryTool) -> &'static str {
     match tool {
         HistoryTool::Flyway => "flyway_schema_history",
         HistoryTool::GolangMigrate | HistoryTool::Dbmate => "schema_migrations",
+        HistoryTool::Sqitch => "sqitch.changes",
     }
+}
+
+/// The sqitch project a runbook's steps come from: its `sql_root`, or the
+/// runbook's own folder (a folder run on the fly, or imported into it).
+fn sqitch_project(runbook: &Runbook) -> Result<Project, String> {
+    let dir = match &runbook.sql_root {
+        Some(root) => root.clone(),
+        None => runbook
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    Project::load(&dir).map_err(|d| {
+        d.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Makes the tool's history ready before the first step: creates the
+/// table as the tool would on first use (sqitch: its registry, when
+/// absent, and the project's row), so a folder pgpilot applies first
+/// leaves the history the tool expects. Inside a rehearsal's transaction.
+pub async fn prepare(client: &Client, runbook: &Runbook, tool: HistoryTool) -> Result<(), String> {
+    let pg = |e: tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => crate::pg::redact(&e.to_string()),
+    };
+    if tool != HistoryTool::Sqitch {
+        return client.batch_execute(create_sql(tool)).await.map_err(pg);
+    }
+    let p = sqitch_project(runbook)?;
+    let present: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL AS present",
+            &[&registry::changes_table(&p)],
+        )
+        .await
+        .map_err(pg)?
+        .try_get("present")
+        .map_err(pg)?;
+    if !present {
+        client
+            .batch_execute(&registry::create_sql(&p))
+            .await
+            .map_err(pg)?;
+    }
+    client
+        .batch_execute(&registry::register_sql(&p))
+        .await
+        .map_err(pg)
 }
 
 /// Creates the tool's history table as the tool would on first use, so a
 /// folder pgpilot applies first leaves the history the tool expects. Run
-/// at the session's start (inside a rehearsal's transaction).
-pub fn create_sql(tool: HistoryTool) -> &'static str {
+/// at the session's start (inside a rehearsal's transaction); sqitch's
+/// registry is made by `prepare`.
+fn create_sql(tool: HistoryTool) -> &'static str {
     match tool {
         HistoryTool::Flyway => {
             "SET client_min_messages = warning;
@@ -71,12 +132,20 @@ RESET client_min_messages"
 CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY);
 RESET client_min_messages"
         }
+        HistoryTool::Sqitch => "",
     }
 }
 
 /// Reads the tool's history on the target (the table as the tool names
 /// it, found through the search_path as the tool finds it).
-pub async fn read(client: &Client, tool: HistoryTool) -> Result<Applied, tokio_postgres::Error> {
+pub async fn read(
+    client: &Client,
+    runbook: &Runbook,
+    tool: HistoryTool,
+) -> Result<Applied, tokio_postgres::Error> {
+    if tool == HistoryTool::Sqitch {
+        return read_sqitch(client, runbook).await;
+    }
     let present: bool = client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL AS present",
@@ -101,6 +170,7 @@ pub async fn read(client: &Client, tool: HistoryTool) -> Result<Applied, tokio_p
             }
             Ok(Applied::Versions(versions))
         }
+        HistoryTool::Sqitch => Ok(Applied::Nothing),
         HistoryTool::GolangMigrate => {
             let row = client
                 .query_opt(
@@ -117,6 +187,67 @@ pub async fn read(client: &Client, tool: HistoryTool) -> Result<Applied, tokio_p
             }
         }
     }
+}
+
+/// sqitch's registry: the plan's changes whose change id it holds. A
+/// deployed change the plan does not have (the plan was edited after it
+/// was deployed, or another version of the project deployed it) is
+/// refused: pgpilot would record rows sqitch cannot match.
+async fn read_sqitch(client: &Client, runbook: &Runbook) -> Result<Applied, tokio_postgres::Error> {
+    let p = match sqitch_project(runbook) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(Applied::Refused(format!(
+                "cannot read the sqitch project: {e}"
+            )));
+        }
+    };
+    let present: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL AS present",
+            &[&registry::changes_table(&p)],
+        )
+        .await?
+        .try_get("present")?;
+    if !present {
+        return Ok(Applied::Nothing);
+    }
+    let (changes, projects) = registry::deployed_sql(&p);
+    let mut applied = HashSet::new();
+    let mut strangers = Vec::new();
+    for row in client.query(&changes, &[]).await? {
+        let id: String = row.try_get("change_id")?;
+        let name: String = row.try_get("change")?;
+        match p.scripts.iter().find(|s| s.id == id) {
+            Some(s) => {
+                applied.insert(s.key.clone());
+            }
+            None => strangers.push(format!("{name} ({})", &id[..id.len().min(12)])),
+        }
+    }
+    if !strangers.is_empty() {
+        return Ok(Applied::Refused(format!(
+            "sqitch's registry has deployed change(s) of project {} that sqitch.plan does not have: {}; the plan was changed after they were deployed (a note, planner or date edited changes the change id): run `sqitch status` and `sqitch plan` to reconcile, then run pgpilot again",
+            p.plan.project,
+            strangers.join(", ")
+        )));
+    }
+    if let Some(row) = client.query_opt(&projects, &[]).await? {
+        let registered: Option<String> = row.try_get("uri")?;
+        if registered != p.plan.uri {
+            return Ok(Applied::Refused(format!(
+                "sqitch's registry has project {} with URI {}, sqitch.plan says {}: sqitch itself refuses to deploy it; fix %uri in sqitch.plan",
+                p.plan.project,
+                registered.as_deref().unwrap_or("(none)"),
+                p.plan.uri.as_deref().unwrap_or("(none)")
+            )));
+        }
+    }
+    Ok(if applied.is_empty() {
+        Applied::Nothing
+    } else {
+        Applied::Versions(applied)
+    })
 }
 
 /// Marks the steps of migrations the tool applied as applied in `states`
@@ -172,6 +303,7 @@ pub fn refusal(tool: HistoryTool, applied: &Applied) -> Option<String> {
         ) => Some(format!(
             "golang-migrate left version {version} dirty (a migration failed half-way): fix the database by hand and run `migrate force {version}`, then run pgpilot again"
         )),
+        (_, Applied::Refused(why)) => Some(why.clone()),
         _ => None,
     }
 }
@@ -221,17 +353,28 @@ fn previous_version<'a>(runbook: &'a Runbook, step: &Step) -> Option<&'a str> {
 /// SQL recording that `step`'s migration is applied (`applied`) or rolled
 /// back, in the tool's history; run in the step's own transaction. `None`
 /// when the runbook keeps no tool's history or this step does not finish
-/// (or, rolled back, undo) its migration.
-pub fn record_sql(runbook: &Runbook, step: &Step, applied: bool) -> Option<String> {
-    let tool = runbook.history?;
-    let version = step.migration.as_deref()?;
+/// (or, rolled back, undo) its migration. An error when the history's
+/// rows cannot be made (a sqitch project no longer readable).
+pub fn record_sql(runbook: &Runbook, step: &Step, applied: bool) -> Result<Option<String>, String> {
+    let (Some(tool), Some(version)) = (runbook.history, step.migration.as_deref()) else {
+        return Ok(None);
+    };
     if applied && !last_of_migration(runbook, step) {
-        return None;
+        return Ok(None);
     }
     // Rolled back in reverse order, a migration is undone when its first
     // step is (which carries the migration's down script).
     if !applied && !first_of_migration(runbook, step) {
-        return None;
+        return Ok(None);
+    }
+    if tool == HistoryTool::Sqitch {
+        let p = sqitch_project(runbook)?;
+        let Some((_, _, scripts)) = p.change(version) else {
+            return Err(format!("sqitch.plan has no change {version:?} any more"));
+        };
+        let script = std::fs::read(p.dir.join(&scripts.deploy))
+            .map_err(|e| format!("cannot read {}: {e}", scripts.deploy))?;
+        return Ok(registry::record_sql(&p, version, applied, &script));
     }
     let v = quote_literal(version);
     let sql = match (tool, applied) {
@@ -276,8 +419,9 @@ INSERT INTO schema_migrations (version, dirty) VALUES ({}, false)",
         (HistoryTool::Dbmate, false) => {
             format!("DELETE FROM schema_migrations WHERE version = {v}")
         }
+        (HistoryTool::Sqitch, _) => return Ok(None),
     };
-    Some(sql)
+    Ok(Some(sql))
 }
 
 /// Flyway's checksum of a script: CRC-32 of its lines without their line

@@ -53,7 +53,7 @@ pub async fn step_statuses(
     let mut states = state::load(client, &runbook.id).await?;
     // A migration folder's tool history counts, as in a run (read only).
     if let Some(tool) = runbook.history {
-        let applied = super::history::read(client, tool).await?;
+        let applied = super::history::read(client, runbook, tool).await?;
         super::history::mark_applied(runbook, tool, &applied, &mut states);
     }
     let stale = super::truth::stale_checks(runbook, &states);

@@ -16,6 +16,8 @@ pub enum Layout {
     GolangMigrate,
     /// `<version>_<name>.sql` with `-- migrate:up` / `-- migrate:down`.
     Dbmate,
+    /// `sqitch.plan` with `deploy/`, `revert/`, `verify/` scripts.
+    Sqitch,
     /// Numbered files `001_x.sql`, each applied once, in order.
     Plain,
 }
@@ -28,6 +30,7 @@ impl Layout {
             Layout::Flyway => Some(H::Flyway),
             Layout::GolangMigrate => Some(H::GolangMigrate),
             Layout::Dbmate => Some(H::Dbmate),
+            Layout::Sqitch => Some(H::Sqitch),
             Layout::Plain => None,
         }
     }
@@ -37,6 +40,7 @@ impl Layout {
             Layout::Flyway => "flyway",
             Layout::GolangMigrate => "golang-migrate",
             Layout::Dbmate => "dbmate",
+            Layout::Sqitch => "sqitch",
             Layout::Plain => "plain",
         }
     }
@@ -121,6 +125,8 @@ pub fn entries(layout: Layout, names: &[String]) -> Vec<Entry> {
                 }
             }
         }
+        // sqitch's order is its plan's (see `migrations::sqitch`).
+        Layout::Sqitch => {}
         Layout::Dbmate | Layout::Plain => {
             for n in names {
                 if let Some((version, description)) = numbered(n) {

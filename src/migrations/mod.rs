@@ -7,6 +7,7 @@
 
 pub mod import;
 mod layout;
+pub mod sqitch;
 mod toml_text;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub struct Migration {
     pub up_section: Option<&'static str>,
     pub down: Option<String>,
     pub down_section: Option<&'static str>,
+    /// A script that checks the migration took (sqitch's verify script),
+    /// run as a verify step after it.
+    pub verify: Option<String>,
     /// Statement count when the file must run one statement per step
     /// (it holds a statement that cannot run in a transaction block).
     pub split: Option<usize>,
@@ -80,6 +84,16 @@ pub fn load_source(path: &Path) -> Result<(Runbook, Vec<Diagnostic>), Vec<Diagno
 /// detection.
 pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnostic>> {
     let fail = |m: String, h: &str| vec![Diagnostic::error(Location::file(path), m).with_help(h)];
+    let sqitch_dir = path.is_dir() && sqitch::is_project(path);
+    if sqitch_dir && matches!(layout, None | Some(Layout::Sqitch)) {
+        return read_sqitch(path);
+    }
+    if layout == Some(Layout::Sqitch) {
+        return Err(fail(
+            "not a sqitch project: no sqitch.plan in this folder".into(),
+            "point pgpilot at the folder holding sqitch.plan",
+        ));
+    }
     let (dir, names, single) = if path.is_dir() {
         let names = layout::sql_names(path)
             .map_err(|e| fail(format!("cannot read the folder: {e}"), "check the path"))?;
@@ -162,6 +176,52 @@ pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnosti
     })
 }
 
+/// A sqitch project: its plan's changes in order, each deploy script a
+/// migration with its revert and verify scripts. The runbook id is
+/// `.pgpilot-id`, else the plan's `%project`.
+fn read_sqitch(dir: &Path) -> Result<Folder, Vec<Diagnostic>> {
+    let project = sqitch::Project::load(dir)?;
+    let names: Vec<String> = project.scripts.iter().map(|s| s.deploy.clone()).collect();
+    let texts = read_texts(dir, &names)?;
+    let mut notes = Vec::new();
+    let mut migrations = Vec::new();
+    for ((scripts, change), (_, text)) in project
+        .scripts
+        .iter()
+        .zip(&project.plan.changes)
+        .zip(&texts)
+    {
+        let entry = layout::Entry {
+            version: scripts.key.clone(),
+            description: if change.note.is_empty() {
+                change.name.clone()
+            } else {
+                crate::text::one_line(&change.note)
+            },
+            up: scripts.deploy.clone(),
+            down: scripts.revert.clone(),
+        };
+        let mut m = migration(dir, Layout::Sqitch, entry, text, "", &mut notes);
+        m.id = id_of(&scripts.key);
+        m.verify = scripts.verify.clone();
+        migrations.push(m);
+    }
+    let declared = std::fs::read_to_string(dir.join(ID_FILE)).ok();
+    let id = match declared {
+        Some(d) => id_of(d.trim()),
+        None => id_of(&project.plan.project),
+    };
+    Ok(Folder {
+        dir: dir.to_path_buf(),
+        layout: Layout::Sqitch,
+        id,
+        name: project.plan.project.clone(),
+        migrations,
+        single: false,
+        notes,
+    })
+}
+
 fn read_texts(dir: &Path, names: &[String]) -> Result<Vec<(String, String)>, Vec<Diagnostic>> {
     use crate::regular_file::{SOURCE_LIMIT, read_regular};
     names
@@ -218,6 +278,9 @@ fn migration(
         // golang-migrate sends the file as one query string: several
         // statements run as one implicit transaction.
         Layout::GolangMigrate => (None, None, 0..text.len(), false),
+        // sqitch runs a script with `psql -f`: in autocommit, unless the
+        // script opens its own transaction (its templates do).
+        Layout::Sqitch => (None, None, 0..text.len(), false),
         Layout::Plain => (None, None, 0..text.len(), true),
     };
     let inner = sql_parts::without_own_transaction(text, up_range.clone());
@@ -242,6 +305,10 @@ fn migration(
                 ),
                 Layout::Dbmate => {
                     "write `-- migrate:up transaction:false` and keep it alone in its migration"
+                        .into()
+                }
+                Layout::Sqitch => {
+                    "take it out of the script's BEGIN … COMMIT (psql then runs it in autocommit), alone in its change"
                         .into()
                 }
                 _ => "keep it alone in a migration of its own".into(),
@@ -270,6 +337,7 @@ fn migration(
         up_section,
         down: e.down,
         down_section,
+        verify: None,
         split,
         destructive: !has_down && stmts.iter().any(|s| s.destructive),
     }

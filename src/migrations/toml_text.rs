@@ -88,4 +88,15 @@ fn step(t: &mut String, m: &Migration, path: &dyn Fn(&str) -> String) {
             );
         }
     }
+    // sqitch's verify script: passes when it runs without an error (it
+    // raises one when the change is missing).
+    if let Some(verify) = &m.verify {
+        let _ = writeln!(
+            t,
+            "\n  [[phase.step]]\n  id = {}\n  title = {}\n  kind = \"verify\"\n  file = {}",
+            quoted(&format!("{}.verify", m.id)),
+            quoted(&format!("verify {}", m.version)),
+            quoted(&path(verify))
+        );
+    }
 }

@@ -161,16 +161,19 @@ pub enum HistoryTool {
     GolangMigrate,
     /// `schema_migrations(version varchar)`: one row per applied migration.
     Dbmate,
+    /// sqitch's registry (`sqitch.changes`, `events`, …), by change id.
+    Sqitch,
 }
 
 impl HistoryTool {
-    pub const NAMES: [&'static str; 3] = ["flyway", "golang-migrate", "dbmate"];
+    pub const NAMES: [&'static str; 4] = ["flyway", "golang-migrate", "dbmate", "sqitch"];
 
     pub fn parse(s: &str) -> Option<HistoryTool> {
         match s {
             "flyway" => Some(HistoryTool::Flyway),
             "golang-migrate" => Some(HistoryTool::GolangMigrate),
             "dbmate" => Some(HistoryTool::Dbmate),
+            "sqitch" => Some(HistoryTool::Sqitch),
             _ => None,
         }
     }

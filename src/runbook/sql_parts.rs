@@ -58,6 +58,18 @@ pub fn section<'a>(text: &'a str, name: &str) -> Option<(SectionMarker<'a>, Rang
 /// pgpilot runs the step in its own transaction, which is the one the file
 /// asks for. Unchanged when the text does not parse or is not wrapped.
 pub fn without_own_transaction(text: &str, range: Range<usize>) -> Range<usize> {
+    unwrapped(text, range, false)
+}
+
+/// For a check or verify step, which must change nothing: also unwraps
+/// `BEGIN … ROLLBACK` (sqitch's verify scripts end so). A change step's
+/// `BEGIN … ROLLBACK` is left as it is: unwrapped, it would commit what
+/// the file meant to discard.
+pub fn without_own_read_only_block(text: &str, range: Range<usize>) -> Range<usize> {
+    unwrapped(text, range, true)
+}
+
+fn unwrapped(text: &str, range: Range<usize>, rollback_closes: bool) -> Range<usize> {
     let part = &text[range.clone()];
     let Ok(stmts) = parse_statements(part) else {
         return range;
@@ -68,7 +80,12 @@ pub fn without_own_transaction(text: &str, range: Range<usize>) -> Range<usize> 
     };
     let n = stmts.len();
     let opens = matches!(kind(0), Some(T::TransStmtBegin | T::TransStmtStart));
-    let closes = n >= 2 && matches!(kind(n - 1), Some(T::TransStmtCommit));
+    let closes = n >= 2
+        && match kind(n - 1) {
+            Some(T::TransStmtCommit) => true,
+            Some(T::TransStmtRollback) => rollback_closes,
+            _ => false,
+        };
     let inner_control = (1..n.saturating_sub(1)).any(|i| kind(i).is_some());
     if !(opens && closes) || inner_control {
         return range;
@@ -127,6 +144,17 @@ mod tests {
         assert_eq!(
             without_own_transaction(unwrapped, 0..unwrapped.len()),
             0..unwrapped.len()
+        );
+    }
+
+    #[test]
+    fn a_read_only_block_ending_in_rollback_is_unwrapped_only_when_asked() {
+        let t = "BEGIN;\nSELECT 1/count(*) FROM pg_class WHERE relname = 'x';\nROLLBACK;\n";
+        assert_eq!(without_own_transaction(t, 0..t.len()), 0..t.len());
+        let r = without_own_read_only_block(t, 0..t.len());
+        assert_eq!(
+            t[r].trim(),
+            "SELECT 1/count(*) FROM pg_class WHERE relname = 'x';"
         );
     }
 

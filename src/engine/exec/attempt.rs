@@ -304,7 +304,7 @@ impl Exec<'_> {
                 autocommit: false,
                 ..
             } => {
-                let with = self.with_history(step, sql, true);
+                let with = self.with_history(step, sql, true)?;
                 self.transaction_once(step, with.as_deref().unwrap_or(sql), settings)
                     .await
             }
@@ -320,7 +320,7 @@ impl Exec<'_> {
                 sql,
                 autocommit: false,
             } => {
-                let with = self.with_history(step, sql, false);
+                let with = self.with_history(step, sql, false)?;
                 self.rollback_transaction_once(step, with.as_deref().unwrap_or(sql), settings)
                     .await
             }

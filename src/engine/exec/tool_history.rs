@@ -23,14 +23,18 @@ impl Exec<'_> {
                 SqlFailure::from_pg(&e).message
             ))
         };
-        self.client()
-            .batch_execute(history::create_sql(tool))
+        let applied = history::read(self.client(), &self.s.runbook, tool)
             .await
             .map_err(failed)?;
-        let applied = history::read(self.client(), tool).await.map_err(failed)?;
         if let Some(why) = history::refusal(tool, &applied) {
             return self.guard("migration history", false, why).await;
         }
+        // Only a history that is not refused is created or registered in.
+        history::prepare(self.client(), &self.s.runbook, tool)
+            .await
+            .map_err(|e| {
+                Outcome::Failed(format!("cannot prepare {}'s history: {e}", tool.as_str()))
+            })?;
         let by_tool = history::mark_applied(&self.s.runbook, tool, &applied, &mut self.states);
         let detail = match (&applied, by_tool.is_empty()) {
             (Applied::Nothing, _) => format!("{} has recorded no migration", tool.as_str()),
@@ -46,8 +50,20 @@ impl Exec<'_> {
 
     /// The step's SQL with the tool's history row written before it, in the
     /// same transaction (`applied`: the forward step; else its rollback).
-    pub(super) fn with_history(&self, step: &Step, sql: &str, applied: bool) -> Option<String> {
-        history::record_sql(&self.s.runbook, step, applied).map(|h| format!("{h};\n{sql}"))
+    pub(super) fn with_history(
+        &self,
+        step: &Step,
+        sql: &str,
+        applied: bool,
+    ) -> Result<Option<String>, SqlFailure> {
+        history::record_sql(&self.s.runbook, step, applied)
+            .map(|h| h.map(|h| format!("{h};\n{sql}")))
+            .map_err(|e| {
+                SqlFailure::plain(format!(
+                    "cannot record {} in the migration tool's history: {e}",
+                    step.id
+                ))
+            })
     }
 
     /// For a step in autocommit (a CONCURRENTLY statement cannot share a
@@ -59,7 +75,13 @@ impl Exec<'_> {
         step: &Step,
         applied: bool,
     ) -> Result<(), SqlFailure> {
-        let Some(sql) = history::record_sql(&self.s.runbook, step, applied) else {
+        let sql = history::record_sql(&self.s.runbook, step, applied).map_err(|e| {
+            SqlFailure::plain(format!(
+                "{} ran, but recording it in the migration tool's history failed: {e}; record it by hand so the tool does not run it again",
+                step.id
+            ))
+        })?;
+        let Some(sql) = sql else {
             return Ok(());
         };
         self.query(&sql).await.map(|_| ()).map_err(|mut f| {

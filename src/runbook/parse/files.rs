@@ -175,7 +175,11 @@ impl Parser {
                 }
             }
         }
-        range = sql_parts::without_own_transaction(&text, range);
+        range = if part.read_only {
+            sql_parts::without_own_read_only_block(&text, range)
+        } else {
+            sql_parts::without_own_transaction(&text, range)
+        };
         if text[range.clone()].trim().is_empty() {
             let what = match part.section {
                 Some(s) => format!("section {:?} of the SQL file is empty", s.get_ref()),
@@ -270,4 +274,7 @@ impl Parser {
 pub(super) struct FilePart<'a> {
     pub(super) section: Option<&'a Spanned<String>>,
     pub(super) statement: Option<&'a Spanned<i64>>,
+    /// A check or verify step's file: its own `BEGIN … ROLLBACK` is
+    /// unwrapped too (see `sql_parts::without_own_read_only_block`).
+    pub(super) read_only: bool,
 }

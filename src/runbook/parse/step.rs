@@ -301,6 +301,7 @@ impl Parser {
                 let part = FilePart {
                     section: raw.section.as_ref(),
                     statement: raw.statement.as_ref(),
+                    read_only: matches!(kind, StepKind::Check | StepKind::Verify),
                 };
                 self.sql_file(f, part).map(StepBody::Sql)
             }
@@ -346,6 +347,7 @@ impl Parser {
                 let part = FilePart {
                     section: section.as_ref(),
                     statement: None,
+                    read_only: false,
                 };
                 self.sql_file(file, part)
             }
