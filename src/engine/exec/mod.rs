@@ -11,6 +11,7 @@ mod blockers;
 mod confirm;
 mod dump;
 mod expect;
+mod facts;
 mod gates;
 mod guards;
 mod known;
@@ -212,7 +213,11 @@ impl Exec<'_> {
                 "EMERGENCY run: {reason} — one owner approval instead of the required kinds, notice waived; the reason is in every audit record"
             )]);
         }
-        ev.message = (!said.is_empty()).then(|| said.join(" "));
+        // The first line is the session's own summary; the runbook facts
+        // for the change record follow (see audit::change).
+        let mut lines = vec![said.join(" ")];
+        lines.extend(self.change_facts().to_lines());
+        ev.message = Some(lines.join("\n"));
         self.record(ev).await;
         if let Err(o) = self.guards().await {
             return o;
