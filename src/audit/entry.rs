@@ -249,7 +249,7 @@ fn issues_count(s: &SessionSummary) -> String {
             "cancel(s) or termination(s)",
             count(Action::Cancel) + count(Action::Terminate),
         ),
-        ("failed guard(s)", count(Action::Guard)),
+        ("guard(s) failed or asked", count(Action::Guard)),
     ];
     let parts: Vec<String> = named
         .iter()

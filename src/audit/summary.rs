@@ -100,7 +100,10 @@ pub(crate) fn summarize<'a>(records: &[&'a AuditRecord]) -> SessionSummary<'a> {
     for &rec in records {
         let step = rec.step.as_deref().unwrap_or("-");
         let existing = current.get(step).copied();
-        let failed_guard = rec.action == Action::Guard && rec.outcome.as_deref() == Some("fail");
+        // A failed guard, or a question before a step (a step that may
+        // outlast the change window: continued or stopped).
+        let failed_guard = rec.action == Action::Guard
+            && (rec.outcome.as_deref() == Some("fail") || rec.step.is_some());
         if failed_guard
             || matches!(
                 rec.action,

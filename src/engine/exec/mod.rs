@@ -16,6 +16,7 @@ mod gates;
 mod guards;
 mod known;
 mod orders;
+mod outlast;
 mod queue;
 mod recover;
 mod rehearsal;
@@ -68,6 +69,8 @@ struct Exec<'a> {
     failed_steps: std::collections::BTreeSet<String>,
     /// The queue behind a step's lock wait (`max_queue_stall`).
     queue: queue::QueueWatch,
+    /// When the change window this run started in closes (server clock).
+    window_end: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Which of a step's SQL texts runs.
@@ -94,6 +97,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         last_failed: None,
         failed_steps: Default::default(),
         queue: Default::default(),
+        window_end: None,
     };
     let mut outcome = exec.run().await;
     if let Some(why) = exec.rehearsal.ended.take() {
