@@ -359,6 +359,25 @@ impl Driver {
                 None => Reply::Quit,
             };
         }
+        if let Ask::PastWindow {
+            step,
+            expected,
+            source,
+            left,
+        } = ask
+        {
+            say!("[{step}] may take {expected} ({source}); the change window closes in {left}");
+            if !self.interactive {
+                say!("[{step}] no terminal to ask: stopping before the step");
+                return Reply::Quit;
+            }
+            say_part!("[{step}] [c]ontinue past the window, or stop ([x])? ");
+            let _ = std::io::stdout().flush();
+            return match read_line().await {
+                Some(s) if s.trim() == "c" => Reply::Run,
+                _ => Reply::Quit,
+            };
+        }
         if let Ask::Blockers { step, .. } = ask {
             if !self.interactive {
                 say!("[{step}] no terminal to ask: proceeding; lock_timeout bounds the wait");
@@ -389,7 +408,8 @@ impl Driver {
             | Ask::Blockers { .. }
             | Ask::Failed { .. }
             | Ask::RollbackList { .. }
-            | Ask::HealthBreach { .. } => String::new(),
+            | Ask::HealthBreach { .. }
+            | Ask::PastWindow { .. } => String::new(),
         };
         if let Some(given) = self.confirms.get(ask.confirm_key()) {
             say!(

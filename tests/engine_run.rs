@@ -46,10 +46,35 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
         let conninfo = lab.conninfo(db);
         let local_before = local_records(&lab).len();
         let runbooks: Vec<String> = runbooks.iter().map(|rb| lab.runbook(rb)).collect();
+        let mut approvers = Vec::new();
         for rb in &runbooks {
             let rb = rb.as_str();
             let confirms = confirms_for(rb, false);
-            let ran = lab.run(&run_args(rb, &conninfo, &confirms));
+            let mut cmd = lab.command(&run_args(rb, &conninfo, &confirms));
+            if rb.ends_with("users-high-risk-change.toml") {
+                // The sample is governed: its four approvals, by four other
+                // roles, and a run inside its window (Sat 02:30 CET).
+                let at = |now: &str| {
+                    let mut c = lab.command(&run_args(rb, &conninfo, &confirms));
+                    c.env("PGPILOT_TEST_NOW", now);
+                    common::Ran::from(c.output().expect("run pgpilot"))
+                };
+                let unapproved = at("2026-12-05T01:30:00Z");
+                assert_eq!(unapproved.code, 3, "{unapproved}");
+                assert!(
+                    unapproved.stdout.contains("guard approvals: FAIL"),
+                    "{unapproved}"
+                );
+                approvers = approve_every_kind(&lab, &client, db, rb).await;
+                let friday = at("2026-12-04T12:00:00Z");
+                assert_eq!(friday.code, 3, "{friday}");
+                assert!(
+                    friday.stdout.contains("outside every change window"),
+                    "{friday}"
+                );
+                cmd.env("PGPILOT_TEST_NOW", "2026-12-05T01:30:00Z");
+            }
+            let ran = common::Ran::from(cmd.output().expect("run pgpilot"));
             assert_eq!(ran.code, 0, "{rb}\n{ran}");
             assert!(ran.stdout.contains("pgpilot: done"), "{rb}\n{ran}");
             // pgpilot's own schema DDL is no step's notice.
@@ -96,12 +121,27 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
             applied.is_empty(),
             "{db}: still applied after rollback: {applied:?}"
         );
+        for role in approvers {
+            let _ = client
+                .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+                .await;
+        }
         // The database copy holds every record these sessions wrote locally
         // (step records through the audit's own connection, the rest on the
         // executor's).
         let local = local_records(&lab);
+        // A session a guard refused writes nothing to a database it refused.
+        let refused: std::collections::HashSet<&str> = local[local_before..]
+            .iter()
+            .filter(|r| {
+                r.action == pgpilot::audit::Action::SessionEnd
+                    && r.outcome.as_deref() == Some("refused")
+            })
+            .map(|r| r.session.as_str())
+            .collect();
         let ours: Vec<_> = local[local_before..]
             .iter()
+            .filter(|r| !refused.contains(r.session.as_str()))
             .filter(|r| {
                 r.target
                     .as_ref()
@@ -113,6 +153,37 @@ async fn sample_runbooks_apply_and_roll_back_end_to_end() {
     }
     let verify = lab.run(&["audit", "verify", lab.audit_file().to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{verify}");
+}
+
+/// One approver role per kind the runbook requires (`[approvals]`), each
+/// granted what docs/safety-model.md tells a DBA to grant, each approving
+/// its kind; returns the roles.
+async fn approve_every_kind(
+    lab: &Lab,
+    client: &tokio_postgres::Client,
+    db: &str,
+    rb: &str,
+) -> Vec<String> {
+    let conninfo = lab.conninfo(db);
+    let listed = lab.run(&["approvals", rb, "--db", &conninfo]);
+    assert_eq!(listed.code, 0, "{listed}");
+    let mut roles = Vec::new();
+    for kind in ["technical", "business", "security", "cab"] {
+        let role = format!("{kind}_{}", std::process::id());
+        client
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'pw';
+                 GRANT USAGE ON SCHEMA pgpilot TO {role};
+                 GRANT SELECT, INSERT, UPDATE ON pgpilot.approvals TO {role};"
+            ))
+            .await
+            .expect("approver role");
+        let uri = lab.uri(db, Some(&role), "pw");
+        let ran = lab.run(&["approve", rb, "--db", &uri, "--as", kind]);
+        assert_eq!(ran.code, 0, "{ran}");
+        roles.push(role);
+    }
+    roles
 }
 
 /// Every one of `records` is in the database's `pgpilot.audit_log`, hash and all.

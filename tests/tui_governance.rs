@@ -65,3 +65,55 @@ fn the_header_shows_the_approvals_the_window_left_and_an_emergency() {
         "{s}"
     );
 }
+
+#[test]
+fn a_step_that_may_outlast_the_window_asks_continue_or_stop() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use pgpilot::engine::{Ask, Reply};
+    use pgpilot::tui::update::{Command, handle_key};
+
+    let c = check_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runbooks/users-high-risk-change.toml"
+    )))
+    .expect("sample runbook");
+    let mut app = App::new(
+        &c.runbook,
+        &c.analysis,
+        SessionKind::Run,
+        Some("production".into()),
+        "postgres@db1:5432/diagnosticpro".into(),
+        defaults(),
+    );
+    let ask = Ask::PastWindow {
+        step: "drop-legacy-id".into(),
+        expected: "5min".into(),
+        source: "forecast".into(),
+        left: "2min".into(),
+    };
+    let key = |c: char| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+    app.on_engine(EngineEvent::Asks(ask.clone()));
+    let s = screen(&app, 160, 40);
+    // The dialog wraps its first line.
+    assert!(
+        s.contains("drop-legacy-id may take 5min (forecast): the change window closes in"),
+        "{s}"
+    );
+    assert!(s.contains("│2min."), "{s}");
+    assert!(
+        s.contains("c continue anyway · x stop before the step"),
+        "{s}"
+    );
+    // Typing is not answering: only the prompt's keys do.
+    assert_eq!(handle_key(&mut app, key('q')), None);
+    assert_eq!(
+        handle_key(&mut app, key('c')),
+        Some(Command::Reply(Reply::Run))
+    );
+    assert!(app.dialog.is_none());
+    app.on_engine(EngineEvent::Asks(ask));
+    assert_eq!(
+        handle_key(&mut app, key('x')),
+        Some(Command::Reply(Reply::Quit))
+    );
+}

@@ -149,3 +149,85 @@ async fn an_emergency_waives_the_window_with_an_owner_approval_and_says_so() {
         .batch_execute(&format!("DROP OWNED BY {owner}; DROP ROLE {owner}"))
         .await;
 }
+
+/// A step whose earlier run (here a rehearsal's) took about 2 s.
+const SLOW: &str = r#"
+[runbook]
+id = "weekend-slow"
+title = "Add t.c, then a slow data change"
+
+[target]
+windows = ["Sat 02:00-04:00"]
+timezone = "Europe/Berlin"
+
+[[phase]]
+id = "change"
+
+  [[phase.step]]
+  id = "add-c"
+  kind = "change"
+  sql = "ALTER TABLE t ADD COLUMN c int"
+  rollback = "ALTER TABLE t DROP COLUMN c"
+
+  [[phase.step]]
+  id = "slow-fill"
+  kind = "change"
+  sql = "SELECT pg_sleep(2)"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_known_to_outlast_the_window_is_asked_about_and_headless_stops() {
+    let lab = Lab::new();
+    let client = lab.database("winlate", &[]).await;
+    client
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("slow.toml");
+    std::fs::write(&rb, SLOW).unwrap();
+    let rb = rb.to_str().unwrap();
+    let db = lab.conninfo("winlate");
+    // The rehearsal measures the step: about 2 s (a rehearsal is never held
+    // by a window).
+    let rehearsed = lab.run(&["run", rb, "--headless", "--db", &db, "--rehearse"]);
+    assert_eq!(rehearsed.code, 0, "{rehearsed}");
+
+    // Saturday 03:59:59 CET: one second left, the slow step is not started.
+    let run = ["run", rb, "--headless", "--db", &db];
+    let late = at(&lab, &run, "2026-12-05T02:59:59Z");
+    assert_eq!(late.code, 3, "{late}");
+    assert!(
+        said(&late).contains(
+            "[slow-fill] may take 2s (its last run on this target); the change window closes in 1s"
+        ),
+        "{late}"
+    );
+    assert!(
+        said(&late).contains("no terminal to ask: stopping before the step"),
+        "{late}"
+    );
+    // The step before it ran; the slow one did not.
+    let state = scalar(
+        &client,
+        "SELECT string_agg(step_id || '=' || status, ',' ORDER BY step_id) FROM pgpilot.step_state WHERE runbook_id = 'weekend-slow'",
+    )
+    .await;
+    assert_eq!(state, "add-c=applied", "{late}");
+    // Audited with the decision.
+    let records = pgpilot::audit::query::read_records(&lab.audit_file()).unwrap();
+    let asked = records
+        .iter()
+        .find(|r| {
+            r.action == pgpilot::audit::Action::Guard && r.step.as_deref() == Some("slow-fill")
+        })
+        .unwrap_or_else(|| panic!("no window record for slow-fill: {late}"));
+    assert_eq!(asked.outcome.as_deref(), Some("stop"));
+
+    // Early in the window the same step runs.
+    let early = at(&lab, &run, "2026-12-05T01:30:00Z");
+    assert_eq!(early.code, 0, "{early}");
+    assert!(!said(&early).contains("may take"), "{early}");
+    // Measuring the forecast between steps leaves no trace on the screen.
+    assert!(!said(&early).contains("no transaction"), "{early}");
+}

@@ -7,8 +7,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::export::{format_ms, one_line};
-use super::record::AuditRecord;
+use super::change::summary_line;
+use super::entry::{LaterRollback, entry, issues_section};
+use super::export::format_ms;
+use super::record::{Action, AuditRecord};
 use super::summary::{RowKind, SessionSummary, StepRow, failure_text, sessions, summarize};
 use super::verify::VerifyReport;
 
@@ -42,14 +44,56 @@ pub fn change_record(
         out.push_str("\nNo audit records match.\n");
         return out;
     }
-    for session in sessions(records) {
+    let all = sessions(records);
+    for (i, session) in all.iter().enumerate() {
         out.push('\n');
-        session_section(&mut out, &session);
+        let later = later_rollbacks(session, &all[i + 1..]);
+        session_section(&mut out, session, &later);
     }
     out
 }
 
-fn session_section(out: &mut String, records: &[&AuditRecord]) {
+/// The steps of a run's runbook that later sessions of this export rolled
+/// back (on the same target): its "rollback required" answer.
+fn later_rollbacks<'a>(
+    session: &[&'a AuditRecord],
+    later: &'a [Vec<&'a AuditRecord>],
+) -> Vec<LaterRollback<'a>> {
+    let Some(first) = session.first() else {
+        return Vec::new();
+    };
+    if first.rehearsal {
+        return Vec::new();
+    }
+    let applied: Vec<&str> = session
+        .iter()
+        .filter(|r| r.action == Action::StepSuccess)
+        .filter_map(|r| r.step.as_deref())
+        .collect();
+    later
+        .iter()
+        .filter_map(|other| {
+            let o = other.first()?;
+            if o.rehearsal || o.runbook != first.runbook || o.target != first.target {
+                return None;
+            }
+            // Only what this session applied: an earlier step rolled back
+            // later is that earlier session's answer.
+            let steps: Vec<&str> = other
+                .iter()
+                .filter(|r| r.action == Action::RollbackSuccess)
+                .filter_map(|r| r.step.as_deref())
+                .filter(|step| applied.contains(step))
+                .collect();
+            (!steps.is_empty()).then_some(LaterRollback {
+                session: o.session.as_str(),
+                steps,
+            })
+        })
+        .collect()
+}
+
+fn session_section(out: &mut String, records: &[&AuditRecord], later: &[LaterRollback]) {
     let (Some(first), Some(last)) = (records.first().copied(), records.last().copied()) else {
         return;
     };
@@ -58,7 +102,11 @@ fn session_section(out: &mut String, records: &[&AuditRecord]) {
     let kind = s
         .start
         .and_then(|r| r.outcome.as_deref())
-        .unwrap_or(if first.rehearsal { "rehearsal" } else { "run" });
+        .unwrap_or(if first.rehearsal {
+            "rehearsal"
+        } else {
+            first.action.as_str()
+        });
     let _ = writeln!(
         out,
         "## {}{} — {} — session {}\n",
@@ -68,11 +116,15 @@ fn session_section(out: &mut String, records: &[&AuditRecord]) {
         cell(&first.session)
     );
     out.push_str("| | |\n|---|---|\n");
-    for (k, v) in facts(records, &s, first, last) {
+    for (k, v) in entry(records, &s, later)
+        .into_iter()
+        .chain(facts(records, &s, first, last))
+    {
         let _ = writeln!(out, "| {k} | {v} |");
     }
     guards(out, &s);
     steps(out, &s);
+    issues_section(out, &s);
     outcome_lists(out, &s);
     statements(out, &s);
 }
@@ -86,8 +138,6 @@ fn facts(
 ) -> Vec<(&'static str, String)> {
     let runbook = first.runbook.as_deref().unwrap_or("(no runbook)");
     let mut facts: Vec<(&str, String)> = Vec::new();
-    let ticket = records.iter().find_map(|r| r.ticket.as_deref());
-    facts.push(("Ticket", ticket.map_or("none recorded".into(), cell)));
     facts.push((
         "Runbook",
         match &first.runbook_sha256 {
@@ -98,7 +148,8 @@ fn facts(
     if let Some(env) = s
         .start
         .and_then(|r| r.message.as_deref())
-        .and_then(|m| m.strip_prefix("env="))
+        .and_then(|m| summary_line(m).strip_prefix("env="))
+        .and_then(|m| m.split(' ').next())
     {
         facts.push(("Environment", cell(env)));
     }
@@ -164,10 +215,6 @@ fn facts(
             "{} step(s) succeeded, {} skipped, {} failed, {} rolled back",
             t.succeeded, t.skipped, t.failed, t.rolled_back
         ),
-    ));
-    facts.push((
-        "Rollback required",
-        if s.has_rollback() { "yes" } else { "no" }.into(),
     ));
     facts.push((
         "Audit records",
@@ -253,7 +300,7 @@ fn outcome_lists(out: &mut String, s: &SessionSummary) {
             let reason = r.notes.first().map_or("no reason recorded", |n| {
                 n.strip_prefix("reason: ").unwrap_or(n)
             });
-            let _ = writeln!(out, "- `{}`: {}", r.step, one_line(reason));
+            let _ = writeln!(out, "- `{}`: {}", r.step, cell(reason));
         }
     }
     if s.has_rollback() {
@@ -275,7 +322,7 @@ fn outcome_lists(out: &mut String, s: &SessionSummary) {
                 f.ts.format("%H:%M:%SZ"),
                 f.step.as_deref().unwrap_or("-"),
                 kind.word(),
-                failure_text(f)
+                cell(&failure_text(f))
             );
         }
     }
@@ -285,7 +332,7 @@ fn outcome_lists(out: &mut String, s: &SessionSummary) {
             let detail = [r.outcome.as_deref(), r.message.as_deref()]
                 .into_iter()
                 .flatten()
-                .map(one_line)
+                .map(cell)
                 .collect::<Vec<_>>()
                 .join(": ");
             let _ = writeln!(out, "- {} {}: {detail}", r.ts.format("%H:%M:%SZ"), r.action);
@@ -323,7 +370,7 @@ fn time(rec: &AuditRecord) -> String {
     rec.ts.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// Text safe inside a table cell: one line, pipes escaped.
+/// Text safe inside a table cell: one line, inert (pipes included).
 fn cell(s: &str) -> String {
-    one_line(s).replace('|', "\\|")
+    crate::text::markdown_text(s)
 }

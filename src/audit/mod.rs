@@ -13,8 +13,10 @@
 //! through `file.rs`, which depends on neither the log nor the chain.
 
 pub mod chain;
+pub mod change;
 pub mod cli;
 pub mod db;
+mod entry;
 pub mod error;
 pub mod export;
 mod file;

@@ -84,6 +84,12 @@ pub(crate) struct SessionSummary<'a> {
     pub(crate) session_confirmations: Vec<&'a AuditRecord>,
     pub(crate) failures: Vec<(&'a AuditRecord, RowKind)>,
     pub(crate) interventions: Vec<&'a AuditRecord>,
+    /// What went wrong or needed a decision, in order: failures, retries
+    /// (yields included), skips, health breaches, blockers, replica lag,
+    /// cancels, terminations, failed guards.
+    pub(crate) issues: Vec<&'a AuditRecord>,
+    /// The success records of dump backups (their message holds the id).
+    pub(crate) backups: Vec<&'a AuditRecord>,
 }
 
 pub(crate) fn summarize<'a>(records: &[&'a AuditRecord]) -> SessionSummary<'a> {
@@ -94,6 +100,35 @@ pub(crate) fn summarize<'a>(records: &[&'a AuditRecord]) -> SessionSummary<'a> {
     for &rec in records {
         let step = rec.step.as_deref().unwrap_or("-");
         let existing = current.get(step).copied();
+        // A failed guard, or a question before a step (a step that may
+        // outlast the change window: continued or stopped).
+        let failed_guard = rec.action == Action::Guard
+            && (rec.outcome.as_deref() == Some("fail") || rec.step.is_some());
+        if failed_guard
+            || matches!(
+                rec.action,
+                Action::StepFailure
+                    | Action::RollbackFailure
+                    | Action::Retry
+                    | Action::Skip
+                    | Action::Health
+                    | Action::Blockers
+                    | Action::ReplicaLag
+                    | Action::Cancel
+                    | Action::Terminate
+            )
+        {
+            s.issues.push(rec);
+        }
+        if rec.action == Action::StepSuccess
+            && rec.outcome.as_deref() == Some("verified")
+            && rec
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("backup "))
+        {
+            s.backups.push(rec);
+        }
         match rec.action {
             Action::SessionStart => s.start = s.start.or(Some(rec)),
             Action::SessionEnd => s.end = Some(rec),
@@ -299,7 +334,8 @@ impl SessionSummary<'_> {
                 RowKind::Apply
                     if r.outcome.starts_with("succeeded")
                         || r.outcome == "applied"
-                        || r.outcome == "passed" =>
+                        || r.outcome == "passed"
+                        || r.outcome == "verified" =>
                 {
                     t.succeeded += 1
                 }

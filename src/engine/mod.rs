@@ -248,6 +248,15 @@ pub enum Ask {
         value: String,
         limit: String,
     },
+    /// Inside a change window, `step` may take longer (`expected`, from
+    /// `source`) than the window has left: `Run` continues, `Quit` stops
+    /// before the step (refused).
+    PastWindow {
+        step: String,
+        expected: String,
+        source: String,
+        left: String,
+    },
 }
 
 impl Ask {
@@ -259,7 +268,8 @@ impl Ask {
             | Ask::Blockers { .. }
             | Ask::Failed { .. }
             | Ask::RollbackList { .. }
-            | Ask::HealthBreach { .. } => None,
+            | Ask::HealthBreach { .. }
+            | Ask::PastWindow { .. } => None,
             Ask::Confirm { phrase, .. } => Some(phrase),
             Ask::Acknowledge { .. } => Some(PAUSE_PHRASE),
             Ask::DatabaseName { database } => Some(database),
@@ -274,7 +284,8 @@ impl Ask {
             | Ask::Acknowledge { step, .. }
             | Ask::Blockers { step, .. }
             | Ask::Failed { step, .. }
-            | Ask::HealthBreach { step, .. } => step,
+            | Ask::HealthBreach { step, .. }
+            | Ask::PastWindow { step, .. } => step,
             Ask::DatabaseName { .. } => PRODUCTION_KEY,
             Ask::End | Ask::RollbackList { .. } => "",
         }

@@ -164,6 +164,31 @@ impl Verdict {
         self.missing.is_empty()
     }
 
+    /// The approvals that count, one line each, for the audit and the
+    /// change record: kind, role, when (the server's clock), from where.
+    /// Each line is one line: a comment cannot forge another approval.
+    pub fn in_force(&self) -> Vec<String> {
+        self.counted
+            .iter()
+            .map(|(k, a)| {
+                let comment = a
+                    .comment
+                    .as_deref()
+                    .map(|c| format!("; comment: {c}"))
+                    .unwrap_or_default();
+                crate::text::one_line(&format!(
+                    "{k} by {} at {} ({}; OS user {} on {}; approval {}{comment})",
+                    a.approver,
+                    a.approved_at,
+                    ago(a.age),
+                    a.os_user,
+                    a.client_host,
+                    a.id
+                ))
+            })
+            .collect()
+    }
+
     /// "needs a business approval of this runbook (sha256 3f2a9c12…); has: …"
     pub fn explain(&self, hash: &str) -> String {
         if self.satisfied() {

@@ -6,4 +6,6 @@ pub mod redact;
 pub mod terminal;
 
 pub use redact::redact;
-pub use terminal::{csv_cell, for_terminal, json_safe, markdown_fence, one_line};
+pub use terminal::{
+    csv_cell, for_terminal, json_safe, markdown_code, markdown_fence, markdown_text, one_line,
+};

@@ -123,6 +123,51 @@ pub fn markdown_fence(content: &str) -> String {
     "`".repeat((longest + 1).max(3))
 }
 
+/// `s` as inert markdown text on one line (a table cell, a list item):
+/// controls escaped as for a terminal, and every character that could start
+/// markup here escaped with a backslash (CommonMark §2.4): code spans,
+/// emphasis, raw HTML and autolinks, entities, inline links (`](`), table
+/// pipes. An `_` inside a word cannot emphasise and stays as it is, so
+/// `current_database()` still reads as itself.
+pub fn markdown_text(s: &str) -> String {
+    let line = one_line(s);
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::with_capacity(line.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1).and_then(|j| chars.get(j)).copied();
+        let after = chars.get(i + 1).copied();
+        let escape = match c {
+            '\\' | '`' | '*' | '<' | '>' | '|' | '~' | '&' => true,
+            '_' => {
+                !(before.is_some_and(char::is_alphanumeric)
+                    && after.is_some_and(char::is_alphanumeric))
+            }
+            ']' => matches!(after, Some('(' | '[')),
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `s` as an inline code span on one line: shown exactly as it is, with a
+/// backtick run longer than any inside it. In a table cell the caller still
+/// escapes `|` (GFM splits cells before it reads code spans).
+pub fn markdown_code(s: &str) -> String {
+    let line = one_line(s);
+    let longest = line.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let ticks = "`".repeat(longest + 1);
+    let pad = if line.starts_with('`') || line.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{ticks}{pad}{line}{pad}{ticks}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +213,21 @@ mod tests {
         assert_eq!(markdown_fence("a\n```\nb"), "````");
         assert_eq!(markdown_fence("~~~~~\n"), "``````");
         assert_eq!(markdown_fence("x ````` y"), "``````");
+    }
+
+    #[test]
+    fn markdown_text_is_inert() {
+        assert_eq!(
+            markdown_text("**bold** <img src=x> [a](http://e) `c` a|b &amp;"),
+            "\\*\\*bold\\*\\* \\<img src=x\\> [a\\](http://e) \\`c\\` a\\|b \\&amp;"
+        );
+        assert_eq!(
+            markdown_text("current_database() _x_"),
+            "current_database() \\_x\\_"
+        );
+        // The escape `one_line` makes is kept visible: its backslash escaped.
+        assert_eq!(markdown_text("two\nlines\x1b[2J"), "two lines\\\\x1b[2J");
+        assert_eq!(markdown_code("a`b"), "``a`b``");
+        assert_eq!(markdown_code("`x"), "`` `x ``");
     }
 }

@@ -46,6 +46,13 @@ pub enum DialogKind {
         value: String,
         limit: String,
     },
+    /// `step` may outlast the change window: c / x.
+    PastWindow {
+        step: String,
+        expected: String,
+        source: String,
+        left: String,
+    },
     /// A statement runs: quit anyway?
     Quit,
 }
@@ -520,6 +527,24 @@ impl App {
                         gate,
                         value,
                         limit,
+                    },
+                    input: String::new(),
+                    error: None,
+                });
+            }
+            Ask::PastWindow {
+                step,
+                expected,
+                source,
+                left,
+            } => {
+                self.select(&step);
+                self.dialog = Some(Dialog {
+                    kind: DialogKind::PastWindow {
+                        step,
+                        expected,
+                        source,
+                        left,
                     },
                     input: String::new(),
                     error: None,

@@ -22,15 +22,18 @@ pub enum Prompt {
     /// A backfill step runs: its orders (`Control::TogglePause`, `Resize`,
     /// `StopAfterBatch`), applied between two batches.
     Backfill,
+    /// A step may outlast the change window (`Ask::PastWindow`).
+    PastWindow,
 }
 
 impl Prompt {
-    pub const ALL: [Prompt; 5] = [
+    pub const ALL: [Prompt; 6] = [
         Prompt::Failure,
         Prompt::Blockers,
         Prompt::RollbackList,
         Prompt::HealthBreach,
         Prompt::Backfill,
+        Prompt::PastWindow,
     ];
 
     /// Its table in keys.toml.
@@ -41,6 +44,7 @@ impl Prompt {
             Prompt::RollbackList => "rollback_list",
             Prompt::HealthBreach => "health_breach",
             Prompt::Backfill => "backfill",
+            Prompt::PastWindow => "past_window",
         }
     }
 
@@ -52,6 +56,7 @@ impl Prompt {
             Prompt::RollbackList => "Before several steps are rolled back",
             Prompt::HealthBreach => "When a health gate is breached before a step",
             Prompt::Backfill => "While a backfill runs",
+            Prompt::PastWindow => "When a step may outlast the change window",
         }
     }
 }
@@ -255,6 +260,30 @@ pub fn prompt_defaults() -> Vec<PromptBinding> {
             "x",
             "stop",
             "stop before the step (exit code 3)",
+        ),
+        p(
+            PastWindow,
+            Char('c'),
+            Answer::ContinueBreached,
+            "c",
+            "continue",
+            "run the step anyway, past the window's end (audited)",
+        ),
+        p(
+            PastWindow,
+            Char('x'),
+            Answer::StopBreached,
+            "x",
+            "stop",
+            "stop before the step, to run it in the next window (exit code 3)",
+        ),
+        p(
+            PastWindow,
+            Esc,
+            Answer::StopBreached,
+            "Esc",
+            "stop",
+            "stop before the step, to run it in the next window (exit code 3)",
         ),
         // Not the step list's contract keys (r s b c j k C K ? q), which
         // keep their meaning while a backfill runs (`c` cancels its batch).

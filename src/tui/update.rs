@@ -308,6 +308,15 @@ fn dialog_key(app: &mut App, key: KeyEvent) -> Option<Command> {
             app.dialog = None;
             Some(Command::Reply(reply))
         }
+        (DialogKind::PastWindow { .. }, _) => {
+            let reply = match answer_for(&app.prompts, Prompt::PastWindow, &key)? {
+                Answer::ContinueBreached => Reply::Run,
+                Answer::StopBreached => Reply::Quit,
+                _ => return None,
+            };
+            app.dialog = None;
+            Some(Command::Reply(reply))
+        }
         (DialogKind::Quit, code) => {
             app.dialog = None;
             if matches!(code, KeyCode::Char('y')) {
@@ -382,6 +391,7 @@ fn submit(app: &mut App) -> Option<Command> {
         DialogKind::Blockers { .. }
         | DialogKind::RollbackList { .. }
         | DialogKind::HealthBreach { .. }
+        | DialogKind::PastWindow { .. }
         | DialogKind::Quit => None,
     }
 }

@@ -50,6 +50,13 @@ impl Exec<'_> {
         // Approvers' names and comments are the database's text: made safe
         // where shown, like every other guard detail.
         let detail = crate::text::one_line(&verdict.explain(&hash));
-        self.guard("approvals", verdict.satisfied(), detail).await
+        if !verdict.satisfied() {
+            return self.guard("approvals", false, detail).await;
+        }
+        // The audit keeps the approvals in force in full (the change
+        // record's "approved by"); the screen keeps its short line.
+        let recorded = format!("approved:\n{}", verdict.in_force().join("\n"));
+        self.guard_recorded("approvals", true, detail, recorded)
+            .await
     }
 }

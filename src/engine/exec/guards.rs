@@ -17,6 +17,18 @@ impl Exec<'_> {
         passed: bool,
         detail: String,
     ) -> Result<(), Outcome> {
+        let recorded = detail.clone();
+        self.guard_recorded(name, passed, detail, recorded).await
+    }
+
+    /// A guard whose audit record says more than the screen's line.
+    pub(super) async fn guard_recorded(
+        &mut self,
+        name: &str,
+        passed: bool,
+        detail: String,
+        recorded: String,
+    ) -> Result<(), Outcome> {
         self.emit(EngineEvent::Guard {
             name: name.into(),
             passed,
@@ -24,7 +36,7 @@ impl Exec<'_> {
         });
         let mut ev = Event::new(Action::Guard);
         ev.outcome = Some(if passed { "pass" } else { "fail" }.into());
-        ev.message = Some(format!("{name}: {detail}"));
+        ev.message = Some(format!("{name}: {recorded}"));
         self.record(ev).await;
         if passed {
             Ok(())

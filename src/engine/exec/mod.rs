@@ -11,11 +11,13 @@ mod blockers;
 mod confirm;
 mod dump;
 mod expect;
+mod facts;
 mod gates;
 mod guards;
 mod known;
 mod notify;
 mod orders;
+mod outlast;
 mod queue;
 mod recover;
 mod rehearsal;
@@ -68,6 +70,8 @@ struct Exec<'a> {
     failed_steps: std::collections::BTreeSet<String>,
     /// The queue behind a step's lock wait (`max_queue_stall`).
     queue: queue::QueueWatch,
+    /// When the change window this run started in closes (server clock).
+    window_end: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Which of a step's SQL texts runs.
@@ -94,6 +98,7 @@ pub async fn execute(mut session: Session, mut io: EngineIo) -> Outcome {
         last_failed: None,
         failed_steps: Default::default(),
         queue: Default::default(),
+        window_end: None,
     };
     exec.start_notifications();
     let mut outcome = exec.run().await;
@@ -217,7 +222,11 @@ impl Exec<'_> {
                 "EMERGENCY run: {reason} — one owner approval instead of the required kinds, notice waived; the reason is in every audit record"
             )]);
         }
-        ev.message = (!said.is_empty()).then(|| said.join(" "));
+        // The first line is the session's own summary; the runbook facts
+        // for the change record follow (see audit::change).
+        let mut lines = vec![said.join(" ")];
+        lines.extend(self.change_facts().to_lines());
+        ev.message = Some(lines.join("\n"));
         self.record(ev).await;
         if let Err(o) = self.guards().await {
             return o;

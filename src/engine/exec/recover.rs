@@ -110,6 +110,7 @@ impl Exec<'_> {
             }
             ask = true;
             self.before_step(phase, step).await?;
+            self.window_left_check(phase, step, analysis).await?;
             // Read afresh: a failed autocommit attempt leaves the step in doubt.
             let previous = self.states.get(&step.id).map(|s| s.status);
             let result = if step.kind == StepKind::Pause {

@@ -28,6 +28,7 @@ impl Exec<'_> {
         match status(&windows, tz, now) {
             WindowStatus::Inside(o) => {
                 let closes_in = (o.end - now).to_std().unwrap_or_default();
+                self.window_end = Some(o.end);
                 self.emit(EngineEvent::WindowOpen {
                     window: format!("{} {}", o.window, tz.name()),
                     closes_in,

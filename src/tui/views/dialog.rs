@@ -186,6 +186,33 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             ];
             ("Health gate".to_string(), l, true)
         }
+        DialogKind::PastWindow {
+            step,
+            expected,
+            source,
+            left,
+        } => {
+            let l = vec![
+                Line::from(Span::styled(
+                    format!(
+                        "{} may take {} ({}): the change window closes in {}.",
+                        shown(step),
+                        shown(expected),
+                        shown(source),
+                        shown(left)
+                    ),
+                    theme::danger(),
+                )),
+                Line::raw("Continuing runs it past the window's end."),
+                Line::raw(""),
+                Line::raw(format!(
+                    "{} continue anyway · {} stop before the step",
+                    key_of(&app.prompts, Prompt::PastWindow, Answer::ContinueBreached),
+                    key_of(&app.prompts, Prompt::PastWindow, Answer::StopBreached),
+                )),
+            ];
+            ("Change window".to_string(), l, true)
+        }
         DialogKind::Quit => (
             "Quit".to_string(),
             vec![Line::raw(
@@ -199,6 +226,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
         DialogKind::Blockers { .. }
             | DialogKind::RollbackList { .. }
             | DialogKind::HealthBreach { .. }
+            | DialogKind::PastWindow { .. }
             | DialogKind::Quit
     );
     if typed {

@@ -116,6 +116,9 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
             super::app::DialogKind::HealthBreach { .. } => {
                 keys.extend(prompt_hints(&app.prompts, Prompt::HealthBreach));
             }
+            super::app::DialogKind::PastWindow { .. } => {
+                keys.extend(prompt_hints(&app.prompts, Prompt::PastWindow));
+            }
             super::app::DialogKind::Quit => {
                 keys.push(("y".into(), "cancel and quit"));
                 keys.push(("n".into(), "go back"));
