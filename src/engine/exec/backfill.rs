@@ -164,7 +164,11 @@ impl Exec<'_> {
                 let mut ev = step_event(Action::Progress, phase, step);
                 ev.rows = Some(progress.done);
                 ev.message = Some(note);
-                self.record(ev).await;
+                // Synced on a blocking thread while the next batch runs and
+                // copied with the next record: a progress record is never
+                // worth a batch's wait (the cursor is saved in the batch's
+                // own transaction either way).
+                self.s.recorder.write_ahead(ev).await;
             }
             if let Some(resized) = pace.after_batch(walked) {
                 let mut ev = step_event(Action::Progress, phase, step);
