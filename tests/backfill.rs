@@ -92,6 +92,22 @@ async fn a_backfill_touches_every_row_once_and_says_its_progress() {
     let audit = std::fs::read_to_string(lab.audit_file()).expect("audit");
     let progress = audit.matches("\"action\":\"progress\"").count();
     assert!(progress <= 101, "{progress} progress records");
+    // Synced while the next batch runs, each progress record still reaches
+    // the database's copy of the log (with the next ordinary record).
+    assert!(progress >= 1, "no progress record in {audit}");
+    let copied: i64 = client
+        .query_one(
+            "SELECT count(*) AS n FROM pgpilot.audit_log WHERE action = 'progress'",
+            &[],
+        )
+        .await
+        .expect("audit_log")
+        .try_get("n")
+        .expect("n");
+    assert_eq!(
+        copied, progress as i64,
+        "progress records copied to the database"
+    );
 }
 
 /// kill -9 before and after a batch's COMMIT, at several batches: the run
