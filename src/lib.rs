@@ -25,6 +25,7 @@ pub mod headless;
 pub mod headless_progress;
 pub mod migrations;
 pub mod monitor;
+pub mod monitor_cmd;
 pub mod notify;
 pub mod os_user;
 pub mod pg;
