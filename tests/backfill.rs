@@ -342,3 +342,81 @@ async fn a_backfill_on_a_growing_table_ends_at_the_key_it_started_with() {
     // 20 batches walked the 20,000 rows there at the start; each added one.
     assert_eq!(touched(&client).await, vec!["0x20", "1x20000"], "{ran}");
 }
+
+/// The batch's bounds count keys, not the key range: a table with gaps, a
+/// last batch shorter than the others, a key count that is an exact
+/// multiple of the batch, batches of one key, and an empty table each end
+/// with every row touched once and the keys and batches counted right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_count_keys_through_gaps_short_last_batches_and_empty_tables() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (database, rows, batch_size, keys, batches)
+    let cases = [
+        (
+            "bf_gaps",
+            "SELECT g * 7 FROM generate_series(1, 2503) g",
+            1000,
+            2503,
+            3,
+        ),
+        (
+            "bf_multiple",
+            "SELECT g FROM generate_series(1, 2000) g",
+            1000,
+            2000,
+            2,
+        ),
+        (
+            "bf_one",
+            "SELECT g * 1000 FROM generate_series(1, 3) g",
+            1,
+            3,
+            3,
+        ),
+        ("bf_empty", "SELECT 1 WHERE false", 1000, 0, 0),
+    ];
+    for (name, keys_sql, size, keys, batches) in cases {
+        let client = lab.database(name, &[]).await;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE t (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0);
+                 INSERT INTO t (id) {keys_sql}; ANALYZE t"
+            ))
+            .await
+            .expect("rows");
+        let rb = runbook(dir.path(), "id", "");
+        let text = std::fs::read_to_string(&rb)
+            .expect("runbook")
+            .replace("batch_size = 1000", &format!("batch_size = {size}"));
+        std::fs::write(&rb, text).expect("runbook");
+        let ran = run(&lab, &rb, &lab.conninfo(name), &[]);
+        assert_eq!(ran.code, 0, "{name}\n{ran}");
+        let want: Vec<String> = if keys == 0 {
+            vec![]
+        } else {
+            vec![format!("1x{keys}")]
+        };
+        assert_eq!(touched(&client).await, want, "{name}\n{ran}");
+        let audit = std::fs::read_to_string(lab.audit_file()).expect("audit");
+        assert!(
+            audit.contains(&format!("walked {keys} key(s) in {batches} batch(es)")),
+            "{name}\n{ran}"
+        );
+        let row = client
+            .query_one(
+                "SELECT status, rows_done, batches_done FROM pgpilot.step_state WHERE step_id = 'fill'",
+                &[],
+            )
+            .await
+            .expect("state");
+        let status: String = row.try_get("status").expect("status");
+        let done: Option<i64> = row.try_get("rows_done").expect("rows_done");
+        let counted: Option<i64> = row.try_get("batches_done").expect("batches_done");
+        assert_eq!(status, "applied", "{name}");
+        assert_eq!(done, Some(keys), "{name}: rows_done");
+        if batches > 0 {
+            assert_eq!(counted, Some(batches), "{name}: batches_done");
+        }
+    }
+}

@@ -117,14 +117,26 @@ impl Walk {
         );
         // The names and types come from the server (regclass, quote_ident,
         // format_type): quoted as it quotes them.
+        // Three index probes in one statement, each cheap: the first key,
+        // the key `$1 - 1` places after it (a full batch's last key) and,
+        // only when there is none (the last, short batch), the largest key
+        // left and a count of the keys up to it. A CTE of the batch's keys
+        // read four times cost 2–3 ms a batch, more than the probes (about
+        // 1 ms, as a psql loop's min()/max()), and unlike min()/max() the
+        // probes work for any orderable key (uuid has no max()). No row: no
+        // key is left.
         let bounds = |filter: &str| {
             format!(
-                "WITH b AS (SELECT {col} AS k FROM {table} {filter} ORDER BY {col} LIMIT $1)
-                 SELECT count(*) AS n,
-                        (SELECT k FROM b ORDER BY k LIMIT 1)::{t1} AS first,
-                        (SELECT k FROM b ORDER BY k DESC LIMIT 1)::{t2} AS last,
-                        (SELECT k FROM b ORDER BY k DESC LIMIT 1)::text AS last_text
-                   FROM b"
+                "SELECT f.k::{t1} AS first, l.k::{t2} AS last, l.k::text AS last_text,
+                        CASE WHEN o.k IS NULL
+                             THEN (SELECT count(*) FROM (SELECT 1 FROM {table} {filter}
+                                                          ORDER BY {col} LIMIT $1::int8) c)
+                             ELSE $1::int8 END AS n
+                   FROM (SELECT {col} AS k FROM {table} {filter} ORDER BY {col} LIMIT 1) f
+                   LEFT JOIN LATERAL (SELECT {col} AS k FROM {table} {filter}
+                                       ORDER BY {col} OFFSET $1::int8 - 1 LIMIT 1) o ON true
+                  CROSS JOIN LATERAL (SELECT coalesce(o.k, (SELECT {col} FROM {table} {filter}
+                                                             ORDER BY {col} DESC LIMIT 1)) AS k) l"
             )
         };
         // The walk ends at the largest key when it starts: rows inserted
@@ -194,17 +206,18 @@ impl Walk {
         let row = match cursor {
             None => {
                 client
-                    .query_one(&self.first_batch, &[&limit, &self.end])
+                    .query_opt(&self.first_batch, &[&limit, &self.end])
                     .await?
             }
             Some(c) => {
                 client
-                    .query_one(&self.next_batch, &[&limit, &c, &self.end])
+                    .query_opt(&self.next_batch, &[&limit, &c, &self.end])
                     .await?
             }
         };
+        let Some(row) = row else { return Ok(None) };
         let walked: i64 = row.try_get("n")?;
-        if walked == 0 {
+        if walked <= 0 {
             return Ok(None);
         }
         Ok(Some(BatchBounds {
