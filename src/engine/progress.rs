@@ -4,17 +4,27 @@
 
 use std::time::{Duration, Instant};
 
-/// "45% (9000 of about 20000 rows), 12000 rows/s, ETA 1 s".
+/// "45% (9000 of about 20000 rows), 12000 rows/s, ETA 1.6s".
 pub fn describe(done: u64, total: u64, rate_per_s: f64, eta: Option<Duration>) -> String {
     let percent = done
         .saturating_mul(100)
         .checked_div(total)
         .map_or(100, |p| p.min(100));
     let eta = match eta {
-        Some(d) => format!("ETA {}", short(round_secs(d))),
+        Some(d) => format!("ETA {}", eta_text(d)),
         None => "ETA unknown".into(),
     };
     format!("{percent}% ({done} of about {total} rows), {rate_per_s:.0} rows/s, {eta}")
+}
+
+/// Tenths of a second under ten seconds (whole seconds there would be off
+/// by up to half of what is left: "1s" for 1.46 s), whole seconds above.
+fn eta_text(d: Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    if tenths < 100 {
+        return format!("{}.{}s", tenths / 10, tenths % 10);
+    }
+    short(round_secs(d))
 }
 
 fn short(d: Duration) -> String {
@@ -88,6 +98,17 @@ mod tests {
     #[test]
     fn the_line_has_percent_and_eta() {
         let s = describe(9000, 20000, 12000.4, Some(Duration::from_millis(1600)));
-        assert_eq!(s, "45% (9000 of about 20000 rows), 12000 rows/s, ETA 2s");
+        assert_eq!(s, "45% (9000 of about 20000 rows), 12000 rows/s, ETA 1.6s");
+    }
+
+    #[test]
+    fn the_eta_has_tenths_under_ten_seconds_only() {
+        let eta = |ms| eta_text(Duration::from_millis(ms));
+        assert_eq!(eta(1_460), "1.5s");
+        assert_eq!(eta(40), "0.0s");
+        assert_eq!(eta(9_949), "9.9s");
+        assert_eq!(eta(9_950), "10s");
+        assert_eq!(eta(75_400), "1m15s");
+        assert_eq!(eta(7_300_000), "2h01m");
     }
 }
