@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod governance;
+pub mod migrations;
 pub mod runbooks;
 pub mod screen;
 pub mod standby;
