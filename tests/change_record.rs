@@ -93,6 +93,7 @@ async fn approved_at(s: &ApprovalLab, role: &str, kind: &str) -> String {
     .await
 }
 
+/// Every session's change-log entry (`audit export --format markdown`).
 fn markdown(lab: &Lab) -> String {
     let md = lab.run(&["audit", "export", "--format", "markdown"]);
     assert_eq!(md.code, 0, "{md}");
