@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{Lab, Ran, scalar};
+use common::governance::{ApprovalLab, said};
+use common::{Ran, scalar};
 use tokio_postgres::Client;
-
-const PW: &str = "approver-pw";
 
 const RUNBOOK: &str = r#"
 [runbook]
@@ -31,117 +28,17 @@ id = "change"
   rollback = "ALTER TABLE users DROP COLUMN nickname"
 "#;
 
-struct Setup {
-    lab: Lab,
-    client: Client,
-    dir: tempfile::TempDir,
-    alice: String,
-    bob: String,
-}
-
-impl Setup {
-    /// A database with a users table, and two approver roles that are not
-    /// superusers, granted what docs/safety-model.md tells a DBA to grant.
-    async fn new(tag: &str) -> Setup {
-        let lab = Lab::new();
-        let client = lab.database("appr", &[]).await;
-        client
-            .batch_execute("CREATE TABLE users (id int)")
-            .await
-            .unwrap();
-        let pid = std::process::id();
-        let (alice, bob) = (format!("alice_{pid}_{tag}"), format!("bob_{pid}_{tag}"));
-        for role in [&alice, &bob] {
-            client
-                .batch_execute(&format!(
-                    "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{PW}'"
-                ))
-                .await
-                .unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let s = Setup {
-            lab,
-            client,
-            dir,
-            alice,
-            bob,
-        };
-        // The operator's first use creates pgpilot's schema (version 5 holds
-        // pgpilot.approvals); then the DBA grants the approvers.
-        let listed = s
-            .lab
-            .run(&["approvals", &s.write(RUNBOOK), "--db", &s.operator()]);
-        assert_eq!(listed.code, 0, "{listed}");
-        s.client
-            .batch_execute(&format!(
-                "GRANT USAGE ON SCHEMA pgpilot TO {a}, {b};
-                 GRANT SELECT, INSERT, UPDATE ON pgpilot.approvals TO {a}, {b};",
-                a = s.alice,
-                b = s.bob
-            ))
-            .await
-            .unwrap();
-        s
-    }
-
-    fn db(&self) -> &str {
-        // Every Setup names its one database "appr".
-        "appr"
-    }
-
-    fn operator(&self) -> String {
-        self.lab.conninfo(self.db())
-    }
-
-    fn as_role(&self, role: &str) -> String {
-        self.lab.uri(self.db(), Some(role), PW)
-    }
-
-    fn write(&self, text: &str) -> String {
-        let path: PathBuf = self.dir.path().join("users.toml");
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-
-    fn approve(&self, rb: &str, role: &str, kind: &str) -> Ran {
-        self.lab
-            .run(&["approve", rb, "--db", &self.as_role(role), "--as", kind])
-    }
-
-    fn run(&self, rb: &str, extra: &[&str]) -> Ran {
-        let db = self.operator();
-        let mut args = vec!["run", rb, "--headless", "--db", &db];
-        args.extend_from_slice(extra);
-        self.lab.run(&args)
-    }
-
-    async fn applied(&self) -> bool {
-        scalar(
-            &self.client,
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nickname'",
-        )
-        .await
-            == "1"
-    }
-
-    async fn drop_roles(&self) {
-        for role in [&self.alice, &self.bob] {
-            let _ = self
-                .client
-                .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-                .await;
-        }
-    }
-}
-
-fn said(ran: &Ran) -> String {
-    format!("{}{}", ran.stdout, ran.stderr)
+/// A database with a users table, and two approver roles that are not
+/// superusers, granted what docs/safety-model.md tells a DBA to grant.
+async fn setup(tag: &str) -> ApprovalLab {
+    let s = ApprovalLab::new("appr", tag, "CREATE TABLE users (id int)").await;
+    s.admit_approvers(RUNBOOK).await;
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_needs_each_required_kind_from_another_role_and_distinct_roles() {
-    let s = Setup::new("need").await;
+    let s = setup("need").await;
     let rb = s.write(RUNBOOK);
     let none = s.run(&rb, &[]);
     assert_eq!(none.code, 3, "{none}");
@@ -167,7 +64,7 @@ async fn a_run_needs_each_required_kind_from_another_role_and_distinct_roles() {
         "{refused}"
     );
 
-    assert_eq!(s.approve(&rb, &s.alice, "technical").code, 0);
+    assert_eq!(s.approve(&rb, &s.alice, "technical", &[]).code, 0);
     let half = s.run(&rb, &[]);
     assert_eq!(half.code, 3, "{half}");
     assert!(said(&half).contains("needs a business approval"), "{half}");
@@ -177,12 +74,12 @@ async fn a_run_needs_each_required_kind_from_another_role_and_distinct_roles() {
     );
 
     // One role may not approve two kinds (distinct_approvers defaults to true).
-    assert_eq!(s.approve(&rb, &s.alice, "business").code, 0);
+    assert_eq!(s.approve(&rb, &s.alice, "business", &[]).code, 0);
     let same = s.run(&rb, &[]);
     assert_eq!(same.code, 3, "{same}");
     assert!(said(&same).contains("distinct approvers"), "{same}");
 
-    let by_bob = s.approve(&rb, &s.bob, "business");
+    let by_bob = s.approve(&rb, &s.bob, "business", &[]);
     assert_eq!(by_bob.code, 0, "{by_bob}");
     assert!(
         by_bob.stdout.contains(&format!("by role {}", s.bob)),
@@ -199,15 +96,7 @@ async fn a_run_needs_each_required_kind_from_another_role_and_distinct_roles() {
 
     // A rollback needs no approval: the approvals are revoked first.
     for (role, kind) in [(&s.alice, "technical"), (&s.bob, "business")] {
-        let revoked = s.lab.run(&[
-            "approve",
-            &rb,
-            "--db",
-            &s.as_role(role),
-            "--as",
-            kind,
-            "--revoke",
-        ]);
+        let revoked = s.approve(&rb, role, kind, &["--revoke"]);
         assert_eq!(revoked.code, 0, "{revoked}");
     }
     let revoked = s.run(&rb, &[]);
@@ -225,9 +114,9 @@ async fn a_run_needs_each_required_kind_from_another_role_and_distinct_roles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_that_is_not_a_superuser_cannot_approve_or_revoke_in_another_roles_name() {
-    let s = Setup::new("forge").await;
+    let s = setup("forge").await;
     let rb = s.write(RUNBOOK);
-    assert_eq!(s.approve(&rb, &s.bob, "business").code, 0);
+    assert_eq!(s.approve(&rb, &s.bob, "business", &[]).code, 0);
     let alice = common::connect(&s.as_role(&s.alice)).await;
     alice
         .batch_execute(&format!(
@@ -252,15 +141,7 @@ async fn a_role_that_is_not_a_superuser_cannot_approve_or_revoke_in_another_role
         .await
         .unwrap_err();
     assert!(format!("{e:?}").contains("can revoke"), "{e:?}");
-    let mine = s.lab.run(&[
-        "approve",
-        &rb,
-        "--db",
-        &s.as_role(&s.alice),
-        "--as",
-        "business",
-        "--revoke",
-    ]);
+    let mine = s.approve(&rb, &s.alice, "business", &["--revoke"]);
     assert_eq!(mine.code, 3, "{mine}");
     assert!(mine.stderr.contains("by your role"), "{mine}");
     s.drop_roles().await;
@@ -268,10 +149,10 @@ async fn a_role_that_is_not_a_superuser_cannot_approve_or_revoke_in_another_role
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_of_covered_sql_voids_the_approvals_an_edit_of_rollback_sql_does_not() {
-    let s = Setup::new("edit").await;
+    let s = setup("edit").await;
     let rb = s.write(RUNBOOK);
-    assert_eq!(s.approve(&rb, &s.alice, "technical").code, 0);
-    assert_eq!(s.approve(&rb, &s.bob, "business").code, 0);
+    assert_eq!(s.approve(&rb, &s.alice, "technical", &[]).code, 0);
+    assert_eq!(s.approve(&rb, &s.bob, "business", &[]).code, 0);
     let current = |ran: &Ran| -> Vec<bool> {
         let v: serde_json::Value =
             serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {ran}"));
@@ -323,13 +204,13 @@ async fn server_time_in(client: &Client, hours: i32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notice_is_enforced_by_the_database_clock() {
-    let s = Setup::new("notice").await;
+    let s = setup("notice").await;
     let text = RUNBOOK.replace(
         "required = [\"technical\", \"business\"]",
         "required = [\"technical\"]\nnotice = { low = \"24h\", medium = \"24h\", high = \"24h\" }",
     );
     let rb = s.write(&text);
-    assert_eq!(s.approve(&rb, &s.alice, "technical").code, 0);
+    assert_eq!(s.approve(&rb, &s.alice, "technical", &[]).code, 0);
     let early = s.run(&rb, &[]);
     assert_eq!(early.code, 3, "{early}");
     assert!(
@@ -352,7 +233,7 @@ async fn notice_is_enforced_by_the_database_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_takes_the_seed_defaults_and_an_emergency_needs_one_owner_approval() {
-    let s = Setup::new("prod").await;
+    let s = setup("prod").await;
     let text = RUNBOOK
         .replace(
             "[approvals]\nrequired = [\"technical\", \"business\"]\n",
@@ -360,7 +241,7 @@ async fn production_takes_the_seed_defaults_and_an_emergency_needs_one_owner_app
         )
         .replace("change_type = \"minor\"", "change_type = \"patch\"");
     let rb = s.write(&text);
-    let database = s.lab.db_name(s.db());
+    let database = s.lab.db_name(s.db);
     let prod = format!("--confirm=@production={database}");
     let refused = s.run(&rb, &["--env", "production", &prod]);
     assert_eq!(refused.code, 3, "{refused}");
@@ -370,7 +251,7 @@ async fn production_takes_the_seed_defaults_and_an_emergency_needs_one_owner_app
     );
 
     // Approved just now: a patch of low risk needs 24 h notice in production.
-    assert_eq!(s.approve(&rb, &s.alice, "technical").code, 0);
+    assert_eq!(s.approve(&rb, &s.alice, "technical", &[]).code, 0);
     let early = s.run(&rb, &["--env", "production", &prod]);
     assert_eq!(early.code, 3, "{early}");
     assert!(said(&early).contains("too recent"), "{early}");
@@ -388,7 +269,7 @@ async fn production_takes_the_seed_defaults_and_an_emergency_needs_one_owner_app
         said(&no_owner).contains("needs an owner approval"),
         "{no_owner}"
     );
-    assert_eq!(s.approve(&rb, &s.bob, "owner").code, 0);
+    assert_eq!(s.approve(&rb, &s.bob, "owner", &[]).code, 0);
     let ran = s.run(&rb, &emergency);
     assert_eq!(ran.code, 0, "{ran}");
     assert!(

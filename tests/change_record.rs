@@ -8,11 +8,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::governance::ApprovalLab;
 use common::{Lab, confirms_for, scalar};
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
-
-const PW: &str = "approver-pw";
 
 fn runbook(approvals: &str, settings: &str) -> String {
     format!(
@@ -59,118 +57,47 @@ id = "p"
     )
 }
 
-struct Setup {
-    lab: Lab,
-    client: Client,
-    dir: tempfile::TempDir,
-    alice: String,
-    bob: String,
+/// A users table of three rows, the runbook's SQL file, and two approvers.
+async fn setup(tag: &str) -> ApprovalLab {
+    let s = ApprovalLab::new(
+        "rec",
+        tag,
+        "CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users VALUES (1), (2), (3)",
+    )
+    .await;
+    std::fs::create_dir(s.folder.path().join("sql")).expect("sql folder");
+    std::fs::write(
+        s.folder.path().join("sql/add_nickname.sql"),
+        "ALTER TABLE users ADD COLUMN nickname text\n",
+    )
+    .expect("sql file");
+    s.admit_approvers(&runbook("", "")).await;
+    s
 }
 
-impl Setup {
-    async fn new(tag: &str) -> Setup {
-        let lab = Lab::new();
-        let client = lab.database("rec", &[]).await;
-        client
-            .batch_execute(
-                "CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users VALUES (1), (2), (3)",
-            )
-            .await
-            .expect("users");
-        let pid = std::process::id();
-        let (alice, bob) = (format!("alice_{pid}_{tag}"), format!("bob_{pid}_{tag}"));
-        for role in [&alice, &bob] {
-            client
-                .batch_execute(&format!(
-                    "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{PW}'"
-                ))
-                .await
-                .expect("role");
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("sql")).expect("sql folder");
-        std::fs::write(
-            dir.path().join("sql/add_nickname.sql"),
-            "ALTER TABLE users ADD COLUMN nickname text\n",
-        )
-        .expect("sql file");
-        let s = Setup {
-            lab,
-            client,
-            dir,
-            alice,
-            bob,
-        };
-        let listed = s.lab.run(&[
-            "approvals",
-            &s.write(&runbook("", "")),
-            "--db",
-            &s.operator(),
-        ]);
-        assert_eq!(listed.code, 0, "{listed}");
-        s.client
-            .batch_execute(&format!(
-                "GRANT USAGE ON SCHEMA pgpilot TO {a}, {b};
-                 GRANT SELECT, INSERT, UPDATE ON pgpilot.approvals TO {a}, {b};",
-                a = s.alice,
-                b = s.bob
-            ))
-            .await
-            .expect("grants");
-        s
-    }
+/// `role` approves `kind` with `comment`.
+fn approve(s: &ApprovalLab, rb: &str, role: &str, kind: &str, comment: &str) {
+    let ran = s.approve(rb, role, kind, &["--comment", comment]);
+    assert_eq!(ran.code, 0, "{ran}");
+}
 
-    fn operator(&self) -> String {
-        self.lab.conninfo("rec")
-    }
+/// When `role` approved `kind`, as the change record shows it.
+async fn approved_at(s: &ApprovalLab, role: &str, kind: &str) -> String {
+    scalar(
+        &s.client,
+        &format!(
+            "SELECT to_char(approved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+               FROM pgpilot.approvals WHERE approver = '{role}' AND kind = '{kind}'"
+        ),
+    )
+    .await
+}
 
-    fn write(&self, text: &str) -> String {
-        let path: PathBuf = self.dir.path().join("users.toml");
-        std::fs::write(&path, text).expect("runbook");
-        path.to_str().expect("utf-8").to_string()
-    }
-
-    fn approve(&self, rb: &str, role: &str, kind: &str, comment: &str) {
-        let db = self.lab.uri("rec", Some(role), PW);
-        let ran = self.lab.run(&[
-            "approve",
-            rb,
-            "--db",
-            &db,
-            "--as",
-            kind,
-            "--comment",
-            comment,
-        ]);
-        assert_eq!(ran.code, 0, "{ran}");
-    }
-
-    /// When `role` approved `kind`, as the change record shows it.
-    async fn approved_at(&self, role: &str, kind: &str) -> String {
-        scalar(
-            &self.client,
-            &format!(
-                "SELECT to_char(approved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-                   FROM pgpilot.approvals WHERE approver = '{role}' AND kind = '{kind}'"
-            ),
-        )
-        .await
-    }
-
-    fn markdown(&self) -> String {
-        let md = self.lab.run(&["audit", "export", "--format", "markdown"]);
-        assert_eq!(md.code, 0, "{md}");
-        md.stdout
-    }
-
-    async fn drop_roles(&self) {
-        for role in [&self.alice, &self.bob] {
-            let _ = self
-                .client
-                .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-                .await;
-        }
-    }
+/// Every session's change-log entry (`audit export --format markdown`).
+fn markdown(lab: &Lab) -> String {
+    let md = lab.run(&["audit", "export", "--format", "markdown"]);
+    assert_eq!(md.code, 0, "{md}");
+    md.stdout
 }
 
 /// The sessions that made a change-log entry (`approve` makes none).
@@ -221,25 +148,24 @@ fn session_start_date(lab: &Lab) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_approvals_a_backup_and_a_verify_makes_the_seeds_change_log_entry() {
-    let s = Setup::new("entry").await;
+    let s = setup("entry").await;
     let rb = s.write(&runbook(
         "[approvals]\nrequired = [\"technical\", \"business\"]",
         "",
     ));
-    s.approve(&rb, &s.alice, "technical", "**ship it** <img src=x>");
-    s.approve(&rb, &s.bob, "business", "ok");
-    let db = s.operator();
-    let ran = s.lab.run(&["run", &rb, "--headless", "--db", &db]);
+    approve(&s, &rb, &s.alice, "technical", "**ship it** <img src=x>");
+    approve(&s, &rb, &s.bob, "business", "ok");
+    let ran = s.run(&rb, &[]);
     assert_eq!(ran.code, 0, "{ran}");
 
-    let md = s.markdown();
+    let md = markdown(&s.lab);
     let (dump, size, sha) = dump_of(&s.lab);
     assert_eq!(row(&md, 0, "Date"), session_start_date(&s.lab), "{md}");
     assert_eq!(row(&md, 0, "Change ID"), "CHG-4242");
     assert_eq!(row(&md, 0, "Risk level"), "high (declared high)", "{md}");
     let approved = row(&md, 0, "Approved by");
-    let alice_at = s.approved_at(&s.alice, "technical").await;
-    let bob_at = s.approved_at(&s.bob, "business").await;
+    let alice_at = approved_at(&s, &s.alice, "technical").await;
+    let bob_at = approved_at(&s, &s.bob, "business").await;
     for expected in [
         format!("technical by `{}` at {alice_at} (", s.alice),
         format!("business by `{}` at {bob_at} (", s.bob),
@@ -281,14 +207,14 @@ async fn a_run_with_approvals_a_backup_and_a_verify_makes_the_seeds_change_log_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_with_a_failed_attempt_and_a_rollback_says_so() {
-    let s = Setup::new("emerg").await;
+    let s = setup("emerg").await;
     // A short lock_timeout and one retry: a session holding users fails
     // the first attempt (an issue), the second run gets through.
     let rb = s.write(&runbook(
         "[approvals]\nrequired = [\"technical\", \"business\"]",
         "lock_timeout = \"100ms\"\nlock_retries = 1\nretry_backoff = \"10ms\"\non_blockers = \"proceed\"",
     ));
-    s.approve(&rb, &s.alice, "owner", "approved by phone");
+    approve(&s, &rb, &s.alice, "owner", "approved by phone");
     let db = s.operator();
     let reason = "login down: INC-7 *now*";
     let run = ["run", &rb, "--headless", "--db", &db, "--emergency", reason];
@@ -309,7 +235,7 @@ async fn an_emergency_with_a_failed_attempt_and_a_rollback_says_so() {
     let rolled = s.lab.run(&back);
     assert_eq!(rolled.code, 0, "{rolled}");
 
-    let md = s.markdown();
+    let md = markdown(&s.lab);
     // The failed attempt: its issues, and the emergency.
     assert_eq!(
         row(&md, 0, "Verification result"),

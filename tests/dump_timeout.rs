@@ -59,28 +59,78 @@ async fn dump_sessions(client: &tokio_postgres::Client) -> String {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dump_blocked_on_a_lock_times_out_leaves_no_file_and_a_rerun_dumps_afresh() {
+/// A database whose `users` table (of `rows` rows) another session holds
+/// ACCESS EXCLUSIVE, so that pg_dump waits on it, and the runbook `id`
+/// that dumps the table within `timeout`.
+struct BlockedDump {
+    lab: Lab,
+    client: tokio_postgres::Client,
+    /// The session holding the lock, in its open transaction.
+    holder: tokio_postgres::Client,
+    db: String,
+    _dir: tempfile::TempDir,
+    rb: String,
+}
+
+async fn blocked_dump(name: &str, rows: i32, id: &str, timeout: &str) -> BlockedDump {
     let lab = Lab::new();
-    let client = lab.database("dump_to", &[]).await;
+    let client = lab.database(name, &[]).await;
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE users (id int PRIMARY KEY);
-             INSERT INTO users SELECT generate_series(1, 100);",
-        )
+             INSERT INTO users SELECT generate_series(1, {rows});"
+        ))
         .await
         .unwrap();
-    let db = lab.conninfo("dump_to");
+    let db = lab.conninfo(name);
     let holder = connect(&db).await;
     holder
         .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(dir.path(), "dump-to", "2s");
+    let rb = runbook(dir.path(), id, timeout);
+    BlockedDump {
+        lab,
+        client,
+        holder,
+        db,
+        _dir: dir,
+        rb,
+    }
+}
+
+impl BlockedDump {
+    /// `pgpilot run RUNBOOK --headless` against the database.
+    fn run_args(&self) -> [&str; 5] {
+        ["run", &self.rb, "--headless", "--db", &self.db]
+    }
+}
+
+/// What a stopped dump must leave: no file of runbook `id`, a failure
+/// record that says `why`, and no pg_dump session on the server.
+async fn assert_dump_left_nothing(d: &BlockedDump, id: &str, why: &str) {
+    assert!(backups(&d.lab, id).is_empty(), "{:?}", backups(&d.lab, id));
+    assert!(
+        failure_message(&d.lab).contains(why),
+        "{}",
+        failure_message(&d.lab)
+    );
+    // pg_dump is gone, and with it its session waiting on the lock.
+    eventually(
+        "pg_dump's session ends",
+        Duration::from_secs(10),
+        || async { dump_sessions(&d.client).await == "0" },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_blocked_on_a_lock_times_out_leaves_no_file_and_a_rerun_dumps_afresh() {
+    let d = blocked_dump("dump_to", 100, "dump-to", "2s").await;
 
     let started = std::time::Instant::now();
-    let ran = lab.run(&["run", &rb, "--headless", "--db", &db]);
+    let ran = d.lab.run(&d.run_args());
     assert_eq!(ran.code, 1, "{ran}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -89,28 +139,12 @@ async fn a_dump_blocked_on_a_lock_times_out_leaves_no_file_and_a_rerun_dumps_afr
     );
     let all = format!("{}{}", ran.stdout, ran.stderr);
     assert!(all.contains("pg_dump did not finish within 2s"), "{ran}");
-    assert!(
-        backups(&lab, "dump-to").is_empty(),
-        "{:?}",
-        backups(&lab, "dump-to")
-    );
-    assert!(
-        failure_message(&lab).contains("did not finish within 2s"),
-        "{}",
-        failure_message(&lab)
-    );
-    // pg_dump is gone, and with it its session waiting on the lock.
-    eventually(
-        "pg_dump's session ends",
-        Duration::from_secs(10),
-        || async { dump_sessions(&client).await == "0" },
-    )
-    .await;
+    assert_dump_left_nothing(&d, "dump-to", "did not finish within 2s").await;
 
-    holder.batch_execute("COMMIT").await.unwrap();
-    let again = lab.run(&["run", &rb, "--headless", "--db", &db]);
+    d.holder.batch_execute("COMMIT").await.unwrap();
+    let again = d.lab.run(&d.run_args());
     assert_eq!(again.code, 0, "{again}");
-    let files = backups(&lab, "dump-to");
+    let files = backups(&d.lab, "dump-to");
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(
         files[0].extension().is_some_and(|e| e == "dump"),
@@ -120,22 +154,10 @@ async fn a_dump_blocked_on_a_lock_times_out_leaves_no_file_and_a_rerun_dumps_afr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_a_blocked_dump_kills_it_and_leaves_no_file() {
-    let lab = Lab::new();
-    let client = lab.database("dump_int", &[]).await;
-    client
-        .batch_execute("CREATE TABLE users (id int PRIMARY KEY)")
-        .await
-        .unwrap();
-    let db = lab.conninfo("dump_int");
-    let holder = connect(&db).await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rb = runbook(dir.path(), "dump-int", "1h");
-    let child = lab
-        .command(&["run", &rb, "--headless", "--db", &db])
+    let d = blocked_dump("dump_int", 0, "dump-int", "1h").await;
+    let child = d
+        .lab
+        .command(&d.run_args())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -143,7 +165,7 @@ async fn ctrl_c_during_a_blocked_dump_kills_it_and_leaves_no_file() {
     // pg_dump waits on the lock.
     eventually("pg_dump waits on the lock", Duration::from_secs(30), || async {
         scalar(
-            &client,
+            &d.client,
             "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgpilot-backup%' AND wait_event_type = 'Lock'",
         )
         .await
@@ -158,21 +180,6 @@ async fn ctrl_c_during_a_blocked_dump_kills_it_and_leaves_no_file() {
     assert_eq!(ran.code, 130, "{ran}");
     let all = format!("{}{}", ran.stdout, ran.stderr);
     assert!(all.contains("cancelled by the operator"), "{ran}");
-    assert!(
-        backups(&lab, "dump-int").is_empty(),
-        "{:?}",
-        backups(&lab, "dump-int")
-    );
-    assert!(
-        failure_message(&lab).contains("pg_dump was killed"),
-        "{}",
-        failure_message(&lab)
-    );
-    eventually(
-        "pg_dump's session ends",
-        Duration::from_secs(10),
-        || async { dump_sessions(&client).await == "0" },
-    )
-    .await;
-    holder.batch_execute("COMMIT").await.unwrap();
+    assert_dump_left_nothing(&d, "dump-int", "pg_dump was killed").await;
+    d.holder.batch_execute("COMMIT").await.unwrap();
 }

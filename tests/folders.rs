@@ -5,23 +5,7 @@
 
 mod common;
 
-use std::process::Command;
-
-const FIXTURES: &str = "tests/fixtures/migrations";
-
-fn pgpilot(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pgpilot");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::migrations::{FIXTURES, database, headless, pgpilot};
 
 /// SET NOT NULL alone is a finding; after the migrations that add and
 /// validate `CHECK (email IS NOT NULL)` it is safe, in every layout.
@@ -119,23 +103,14 @@ fn a_folder_with_no_migrations_says_what_it_looked_for() {
 
 // ---- run, rollback and the tools' histories, against a real cluster ----
 
-use common::{Lab, column, confirms_for, scalar};
-
-fn headless<'a>(args: &[&'a str], conninfo: &'a str, confirms: &'a [String]) -> Vec<&'a str> {
-    let mut v: Vec<&str> = args.to_vec();
-    v.extend(["--headless", "--db", conninfo]);
-    v.extend(confirms.iter().map(String::as_str));
-    v
-}
+use common::{column, confirms_for, scalar};
 
 /// The team's Flyway applied V1 and V2; `run DIR` starts at V3, writes each
 /// migration's history row in its step's transaction, and `rollback DIR`
 /// walks the undo files back, Flyway's rows with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flyway_run_resumes_from_its_history_and_rolls_back_through_undo_files() {
-    let lab = Lab::new();
-    let client = lab.database("flyway_resume", &[]).await;
-    let db = lab.conninfo("flyway_resume");
+    let (lab, client, db) = database("flyway_resume").await;
     let dir = format!("{FIXTURES}/flyway");
     client
         .batch_execute(&format!(
@@ -219,9 +194,7 @@ async fn flyway_run_resumes_from_its_history_and_rolls_back_through_undo_files()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dirty_golang_migrate_state_is_refused_with_what_to_do() {
-    let lab = Lab::new();
-    let client = lab.database("golang_dirty", &[]).await;
-    let db = lab.conninfo("golang_dirty");
+    let (lab, client, db) = database("golang_dirty").await;
     client
         .batch_execute(
             "CREATE TABLE users (id bigint PRIMARY KEY, email text);
@@ -287,9 +260,7 @@ async fn a_dirty_golang_migrate_state_is_refused_with_what_to_do() {
 /// the down sections roll them back, the CONCURRENTLY one in autocommit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dbmate_runs_up_sections_and_rolls_back_through_down_sections() {
-    let lab = Lab::new();
-    let client = lab.database("dbmate_run", &[]).await;
-    let db = lab.conninfo("dbmate_run");
+    let (lab, client, db) = database("dbmate_run").await;
     let dir = format!("{FIXTURES}/dbmate");
     let ran = lab.run(&headless(&["run", &dir], &db, &[]));
     assert_eq!(ran.code, 0, "{ran}");
@@ -333,9 +304,7 @@ async fn dbmate_runs_up_sections_and_rolls_back_through_down_sections() {
 /// written in the step's own transaction, which is rolled back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_migration_leaves_no_history_row() {
-    let lab = Lab::new();
-    let client = lab.database("flyway_fail", &[]).await;
-    let db = lab.conninfo("flyway_fail");
+    let (lab, client, db) = database("flyway_fail").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (x int);\n").unwrap();
     std::fs::write(

@@ -6,23 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-const FIXTURES: &str = "tests/fixtures/migrations";
-
-fn pgpilot(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pgpilot");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::migrations::{FIXTURES, pgpilot};
 
 #[test]
 fn each_layout_imports_to_a_runbook_that_passes_check_and_names_the_original_files() {

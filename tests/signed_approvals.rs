@@ -10,10 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Lab, Ran, scalar};
-use tokio_postgres::Client;
-
-const PW: &str = "signer-pw";
+use common::Ran;
+use common::governance::{ApprovalLab, said};
 
 const RUNBOOK: &str = r#"
 [runbook]
@@ -35,15 +33,19 @@ id = "change"
   rollback = "ALTER TABLE users DROP COLUMN nickname"
 "#;
 
+/// The approvers' lab, the runbook's folder holding its allowed_signers,
+/// and the approvers' private keys elsewhere.
 struct Setup {
-    lab: Lab,
-    client: Client,
-    /// The runbook's folder: the runbook and its allowed_signers.
-    folder: tempfile::TempDir,
-    /// The approvers' private keys, elsewhere.
+    approvals: ApprovalLab,
     keys: tempfile::TempDir,
-    alice: String,
-    bob: String,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = ApprovalLab;
+
+    fn deref(&self) -> &ApprovalLab {
+        &self.approvals
+    }
 }
 
 fn keygen(dir: &Path, name: &str) -> PathBuf {
@@ -89,29 +91,9 @@ fn sign(key: &Path, message: &str) -> String {
 
 impl Setup {
     async fn new(tag: &str) -> Setup {
-        let lab = Lab::new();
-        let client = lab.database("sign", &[]).await;
-        client
-            .batch_execute("CREATE TABLE users (id int)")
-            .await
-            .unwrap();
-        let pid = std::process::id();
-        let (alice, bob) = (format!("alice_{pid}_{tag}"), format!("bob_{pid}_{tag}"));
-        for role in [&alice, &bob] {
-            client
-                .batch_execute(&format!(
-                    "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{PW}'"
-                ))
-                .await
-                .unwrap();
-        }
         let s = Setup {
-            lab,
-            client,
-            folder: tempfile::tempdir().unwrap(),
+            approvals: ApprovalLab::new("sign", tag, "CREATE TABLE users (id int)").await,
             keys: tempfile::tempdir().unwrap(),
-            alice,
-            bob,
         };
         let (a, b) = (s.key("alice"), s.key("bob"));
         keygen(s.keys.path(), "carol");
@@ -120,19 +102,7 @@ impl Setup {
             public(&a),
             public(&b)
         ));
-        let listed = s
-            .lab
-            .run(&["approvals", &s.write(RUNBOOK), "--db", &s.operator()]);
-        assert_eq!(listed.code, 0, "{listed}");
-        s.client
-            .batch_execute(&format!(
-                "GRANT USAGE ON SCHEMA pgpilot TO {a}, {b};
-                 GRANT SELECT, INSERT, UPDATE ON pgpilot.approvals TO {a}, {b};",
-                a = s.alice,
-                b = s.bob
-            ))
-            .await
-            .unwrap();
+        s.admit_approvers(RUNBOOK).await;
         s
     }
 
@@ -150,33 +120,9 @@ impl Setup {
         std::fs::write(self.folder.path().join("allowed_signers"), text).unwrap();
     }
 
-    fn operator(&self) -> String {
-        self.lab.conninfo("sign")
-    }
-
-    fn write(&self, text: &str) -> String {
-        let path = self.folder.path().join("users.toml");
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-
-    fn approve(&self, rb: &str, role: &str, kind: &str, extra: &[&str]) -> Ran {
-        let db = self.lab.uri("sign", Some(role), PW);
-        let mut args = vec!["approve", rb, "--db", &db, "--as", kind];
-        args.extend_from_slice(extra);
-        self.lab.run(&args)
-    }
-
     fn approve_signed(&self, rb: &str, role: &str, kind: &str, who: &str) -> Ran {
         let key = self.key(who);
         self.approve(rb, role, kind, &["--sign-with", key.to_str().unwrap()])
-    }
-
-    fn run(&self, rb: &str, extra: &[&str]) -> Ran {
-        let db = self.operator();
-        let mut args = vec!["run", rb, "--headless", "--db", &db];
-        args.extend_from_slice(extra);
-        self.lab.run(&args)
     }
 
     fn hash(&self, rb: &str) -> String {
@@ -184,15 +130,6 @@ impl Setup {
         assert_eq!(plan.code, 0, "{plan}");
         let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
         doc["approvals"]["sha256"].as_str().unwrap().to_string()
-    }
-
-    async fn applied(&self) -> bool {
-        scalar(
-            &self.client,
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nickname'",
-        )
-        .await
-            == "1"
     }
 
     /// What a superuser can do: write any row, under any approver's name.
@@ -216,19 +153,6 @@ impl Setup {
             .await
             .unwrap();
     }
-
-    async fn drop_roles(&self) {
-        for role in [&self.alice, &self.bob] {
-            let _ = self
-                .client
-                .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-                .await;
-        }
-    }
-}
-
-fn said(ran: &Ran) -> String {
-    format!("{}{}", ran.stdout, ran.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread")]

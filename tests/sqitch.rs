@@ -8,9 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{Lab, column, confirms_for, scalar};
+use common::migrations::{database, headless, pgpilot};
+use common::{column, confirms_for, scalar};
 
 const DIR: &str = "tests/fixtures/migrations/sqitch";
 
@@ -20,27 +20,6 @@ const APPSCHEMA: &str = "b0abab461cd62cce57efc7f05b73bd1887a13be5";
 const USERS_V1: &str = "3cd05d8e91ab0396bcff05548668b5cf23585940";
 const EMAIL_INDEX: &str = "9fae46beb0cf8d3d0cf9a14e3a069468b0a27759";
 const USERS: &str = "57974d3d4db69b526a418c0ac2ca327d266b225d";
-
-fn pgpilot(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pgpilot");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn headless<'a>(args: &[&'a str], conninfo: &'a str, confirms: &'a [String]) -> Vec<&'a str> {
-    let mut v: Vec<&str> = args.to_vec();
-    v.extend(["--headless", "--db", conninfo]);
-    v.extend(confirms.iter().map(String::as_str));
-    v
-}
 
 /// A copy of the fixture project in a temporary folder, with `plan` as
 /// its sqitch.plan.
@@ -57,6 +36,15 @@ fn project_with_plan(plan: &str) -> tempfile::TempDir {
     }
     std::fs::write(dir.path().join("sqitch.plan"), plan).unwrap();
     dir
+}
+
+/// sqitch's registry (schema `sqitch`) as sqitch creates it, empty.
+async fn create_registry(client: &tokio_postgres::Client) {
+    let ddl = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sqitch-registry.sql"),
+    )
+    .unwrap();
+    client.batch_execute(&ddl).await.unwrap();
 }
 
 #[test]
@@ -210,14 +198,8 @@ fn import_writes_a_runbook_that_passes_check_with_revert_and_verify_scripts() {
 /// scripts, logging revert events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_resumes_from_sqitchs_registry_and_writes_it_as_sqitch_does() {
-    let lab = Lab::new();
-    let client = lab.database("sqitch_resume", &[]).await;
-    let db = lab.conninfo("sqitch_resume");
-    let ddl = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sqitch-registry.sql"),
-    )
-    .unwrap();
-    client.batch_execute(&ddl).await.unwrap();
+    let (lab, client, db) = database("sqitch_resume").await;
+    create_registry(&client).await;
     client
         .batch_execute(&format!(
             "CREATE SCHEMA flipr;
@@ -326,14 +308,8 @@ async fn run_resumes_from_sqitchs_registry_and_writes_it_as_sqitch_does() {
 /// and runs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_disagrees_with_the_plan_is_refused() {
-    let lab = Lab::new();
-    let client = lab.database("sqitch_edited", &[]).await;
-    let db = lab.conninfo("sqitch_edited");
-    let ddl = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sqitch-registry.sql"),
-    )
-    .unwrap();
-    client.batch_execute(&ddl).await.unwrap();
+    let (lab, client, db) = database("sqitch_edited").await;
+    create_registry(&client).await;
     client
         .batch_execute(
             "INSERT INTO sqitch.projects (project, uri, creator_name, creator_email)

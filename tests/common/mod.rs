@@ -1,6 +1,8 @@
 //! Shared by the integration tests that run pgpilot against a real server.
 #![allow(dead_code)]
 
+pub mod governance;
+pub mod migrations;
 pub mod runbooks;
 pub mod screen;
 pub mod standby;
