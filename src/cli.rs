@@ -283,6 +283,17 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if matches!(
+        cli.command,
+        Command::Check { .. }
+            | Command::Import { .. }
+            | Command::Plan { .. }
+            | Command::Status { .. }
+            | Command::Approvals { .. }
+            | Command::Audit { .. }
+    ) {
+        exit::end_quietly_when_stdout_closes();
+    }
     ExitCode::from(match cli.command {
         Command::Check {
             runbooks,
