@@ -28,6 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Validate and analyze runbooks, plain .sql migrations or migration folders, without a database.
     Check {
+        /// Runbooks (.toml), .sql migrations or migration folders; each is checked on its own.
         #[arg(required = true, value_name = "FILE.sql|DIR|RUNBOOK")]
         runbooks: Vec<PathBuf>,
         /// Turn on an opt-in rule (unqualified-name, rerun-unsafe); repeatable.
@@ -49,8 +50,9 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Write a runbook for a migration folder (Flyway, golang-migrate, dbmate, numbered files) that runs its files.
+    /// Write a runbook for a migration folder (Flyway, golang-migrate, dbmate, sqitch, numbered files) that runs its files.
     Import {
+        /// The migration folder; its tool is told by its file names, or by --layout.
         #[arg(value_name = "DIR")]
         dir: PathBuf,
         /// The folder's tool, when its file names do not say it.
@@ -62,6 +64,7 @@ pub enum Command {
     },
     /// Show every step with its locks, risk, findings and confirmation phrase.
     Plan {
+        /// The runbook (.toml), a migration folder or one .sql migration.
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -74,6 +77,7 @@ pub enum Command {
     },
     /// Apply a runbook's pending steps to a database.
     Run {
+        /// The runbook (.toml), a migration folder or one .sql migration.
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[command(flatten)]
@@ -100,6 +104,7 @@ pub enum Command {
     },
     /// Roll back applied steps in reverse order.
     Rollback {
+        /// The runbook (.toml), a migration folder or one .sql migration.
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[command(flatten)]
@@ -107,6 +112,7 @@ pub enum Command {
         /// Stop before this step: it stays applied.
         #[arg(long, value_name = "STEP")]
         to: Option<String>,
+        /// The environment this target is (must be one the runbook names).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
         #[command(flatten)]
@@ -114,6 +120,7 @@ pub enum Command {
     },
     /// What is applied on a target, from the database itself.
     Status {
+        /// The runbook (.toml), a migration folder or one .sql migration.
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[command(flatten)]
@@ -123,6 +130,7 @@ pub enum Command {
     },
     /// Approve this exact runbook (its content hash) on a target, as your database role.
     Approve {
+        /// The runbook (.toml), a migration folder or one .sql migration: approvals bind its content.
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[command(flatten)]
@@ -130,6 +138,7 @@ pub enum Command {
         /// The kind of approval: technical, business, security, cab, owner, …
         #[arg(long = "as", value_name = "KIND")]
         kind: String,
+        /// A note kept with the approval and shown by `pgpilot approvals` (what you reviewed).
         #[arg(long, value_name = "TEXT")]
         comment: Option<String>,
         /// Withdraw your approval of this kind instead.
@@ -145,6 +154,7 @@ pub enum Command {
     },
     /// The approvals of a runbook on a target, and whether they are of its current content.
     Approvals {
+        /// The runbook (.toml), a migration folder or one .sql migration: approvals bind its content.
         #[arg(value_name = "RUNBOOK")]
         runbook: PathBuf,
         #[command(flatten)]
@@ -204,11 +214,13 @@ pub enum Command {
 pub enum AuditCommand {
     /// Check the hash chain: any edit, insertion or deletion fails.
     Verify {
+        /// The audit log to read; by default pgpilot's own (audit.jsonl in its data directory, PGPILOT_DATA_DIR).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
     /// Print records, one line each.
     Show {
+        /// The audit log to read; by default pgpilot's own (audit.jsonl in its data directory, PGPILOT_DATA_DIR).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         #[command(flatten)]
@@ -218,6 +230,7 @@ pub enum AuditCommand {
     Export {
         #[arg(long, value_enum)]
         format: ExportFormat,
+        /// The audit log to read; by default pgpilot's own (audit.jsonl in its data directory, PGPILOT_DATA_DIR).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         #[command(flatten)]
@@ -283,6 +296,17 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if matches!(
+        cli.command,
+        Command::Check { .. }
+            | Command::Import { .. }
+            | Command::Plan { .. }
+            | Command::Status { .. }
+            | Command::Approvals { .. }
+            | Command::Audit { .. }
+    ) {
+        exit::end_quietly_when_stdout_closes();
+    }
     ExitCode::from(match cli.command {
         Command::Check {
             runbooks,

@@ -35,6 +35,19 @@ pub fn of_open(error: &OpenError) -> u8 {
     }
 }
 
+/// Lets a closed stdout end the process as it ends any Unix filter
+/// (`pgpilot status … | head`): Rust ignores SIGPIPE, so a write to a pipe
+/// whose reader is gone fails and `println!` panics with a backtrace. Only
+/// for commands whose work is to print: a `run` keeps ignoring it, so a
+/// closed pipe never kills a session between a statement and its audit.
+pub fn end_quietly_when_stdout_closes() {
+    // SAFETY: sets a signal's disposition to the default, before any thread
+    // that could be writing exists; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,8 @@ fn percent(done: i64, total: i64) -> Option<u8> {
 pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String {
     let mut out = format!("{} ({}) on {target}\n", runbook.title, runbook.id);
     let width = steps.iter().map(|s| s.id.len()).max().unwrap_or(4);
+    // "backfill" is longer than "change": the widest kind sets the column.
+    let kinds = steps.iter().map(|s| s.kind.len()).max().unwrap_or(7);
     for s in steps {
         let who = match (&s.operator, &s.role, &s.client_host, &s.at) {
             (Some(o), Some(r), Some(h), Some(at)) => format!("by {o} (role {r}) from {h} at {at}"),
@@ -122,13 +124,64 @@ pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String 
             ),
             _ => String::new(),
         };
-        out.push_str(&format!(
-            "  {:<width$}  {:<7}  {:<12}  {who}{changed}{stale}{walked}\n",
+        let line = format!(
+            "  {:<width$}  {:<kinds$}  {:<12}  {who}{changed}{stale}{walked}",
             s.id, s.kind, status
-        ));
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
         if let Some(b) = &s.backup {
             out.push_str(&format!("  {:<width$}  backup {b}\n", ""));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, kind: &'static str, status: &str) -> StepStatus {
+        StepStatus {
+            phase: "p".into(),
+            id: id.into(),
+            kind,
+            status: status.into(),
+            operator: None,
+            role: None,
+            client_host: None,
+            at: None,
+            duration_ms: None,
+            changed: false,
+            stale_after: None,
+            cursor: None,
+            rows_done: None,
+            percent: None,
+            backup: None,
+        }
+    }
+
+    #[test]
+    fn the_status_column_lines_up_under_a_backfill_and_no_line_trails_spaces() {
+        let text = "[runbook]\nid = \"t\"\ntitle = \"t\"\n[[phase]]\nid = \"p\"\n\
+            [[phase.step]]\nid = \"a\"\nkind = \"check\"\nsql = \"SELECT 1\"\n";
+        let rb = crate::runbook::parse_str(std::path::Path::new("t.toml"), text.into())
+            .unwrap_or_else(|d| panic!("runbook: {d:?}"));
+        let out = to_text(
+            &rb,
+            "h:5432/db",
+            &[
+                row("add-country", "change", "applied"),
+                row("fill-country", "backfill", "pending"),
+            ],
+        );
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        let column = |l: &str, word: &str| l.find(word).unwrap_or(usize::MAX);
+        assert_eq!(
+            column(lines[0], "applied"),
+            column(lines[1], "pending"),
+            "{out}"
+        );
+        assert!(out.lines().all(|l| l == l.trim_end()), "{out:?}");
+    }
 }

@@ -10,6 +10,10 @@ use crate::engine::state::Status;
 use crate::engine::{Ask, EngineEvent, Outcome, Reply, StepOutcome};
 use crate::runbook::{Phase, Step};
 
+/// What a refused phrase leaves undone: this step (or its rollback) only.
+/// "Nothing was run" would be false after the steps before it were applied.
+const NOT_RUN: &str = "it was not run (earlier steps stay as they are)";
+
 impl Exec<'_> {
     /// Checks a typed answer; a wrong or missing one is audited and refuses the run.
     pub(super) async fn confirmation(
@@ -34,11 +38,11 @@ impl Exec<'_> {
             Confirmation::Accepted => Ok(()),
             Confirmation::Declined => Err(Outcome::Refused("stopped by the operator".into())),
             Confirmation::Wrong(_) => Err(Outcome::Refused(format!(
-                "the phrase typed does not match {expected:?}; nothing was run"
+                "the phrase typed does not match {expected:?}; {NOT_RUN}"
             ))),
             Confirmation::Missing => Err(Outcome::Refused(match step {
                 Some(s) => format!(
-                    "step {s} needs the phrase {expected:?}: type it, or pass --confirm {s}={expected:?}; nothing was run"
+                    "step {s} needs the phrase {expected:?}: type it, or pass --confirm {s}={expected:?}; {NOT_RUN}"
                 ),
                 None => format!(
                     "type the database name, or pass --confirm {}={expected}; nothing was run",
@@ -60,9 +64,7 @@ impl Exec<'_> {
                     self.emit(EngineEvent::Notice {
                         step: step.map(str::to_string),
                         severity: Severity::Warning,
-                        message: format!(
-                            "the phrase typed does not match {expected:?}; nothing was run"
-                        ),
+                        message: format!("the phrase typed does not match {expected:?}; {NOT_RUN}"),
                     });
                 }
                 other => return other,

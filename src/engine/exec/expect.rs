@@ -150,10 +150,13 @@ pub(super) fn check_expectation(
                 Expect::Rows(n) => format!("{n} row(s)"),
                 Expect::Empty(true) => "no rows".into(),
                 Expect::Empty(false) => "at least one row".into(),
-                Expect::Scalar(_) => format!("{:?}", expected_scalar.unwrap_or_default()),
+                Expect::Scalar(_) => {
+                    format!("{:?}", expected_scalar.as_deref().unwrap_or_default())
+                }
             };
+            let hint = boolean_hint(expected_scalar.as_deref(), &last);
             return Err(SqlFailure::plain(format!(
-                "expectation not met: expected {want}, {got}"
+                "expectation not met: expected {want}, {got}{hint}"
             )));
         }
     }
@@ -173,6 +176,19 @@ pub(super) fn check_expectation(
         }
     }
     Ok(last)
+}
+
+/// PostgreSQL prints a boolean as `t`/`f`, so `scalar = "true"` never
+/// matches one; say how to write it rather than leave "true" vs "t" a riddle.
+fn boolean_hint(expected: Option<&str>, last: &StepResult) -> &'static str {
+    let got = last.first_value.as_ref().and_then(|v| v.as_deref());
+    let spelled_out =
+        expected.is_some_and(|e| e.eq_ignore_ascii_case("true") || e.eq_ignore_ascii_case("false"));
+    if spelled_out && matches!(got, Some("t" | "f")) {
+        " (PostgreSQL prints a boolean as t or f: write scalar = true, without quotes, or \"t\")"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +270,21 @@ mod tests {
         assert_eq!(
             message(check_expectation(&s, rows(None, 0), &mut vars, None)),
             "expectation not met: expected \"42\", got no rows"
+        );
+    }
+
+    #[test]
+    fn a_boolean_spelled_out_in_quotes_says_how_postgresql_prints_it() {
+        let mut vars = HashMap::new();
+        let s = step("expect = { scalar = \"true\" }");
+        assert_eq!(
+            message(check_expectation(&s, rows(Some("t"), 1), &mut vars, None)),
+            "expectation not met: expected \"true\", got \"t\" (PostgreSQL prints a boolean as t or f: write scalar = true, without quotes, or \"t\")"
+        );
+        let s = step("expect = { scalar = true }");
+        assert_eq!(
+            message(check_expectation(&s, rows(Some("f"), 1), &mut vars, None)),
+            "expectation not met: expected \"t\", got \"f\""
         );
     }
 
