@@ -188,11 +188,13 @@ pub fn no_phrase_reason(a: &StepAnalysis) -> Option<&'static str> {
     )
 }
 
-/// Why a step has its risk, in a few words.
+/// Why a step has its risk, in a few words, ready for a terminal: the
+/// phrase names objects whose names their creators chose (control
+/// characters included), so it is shown as `plan` shows the SQL.
 pub fn risk_reason(a: &StepAnalysis) -> String {
     if let Some(s) = a.statements.iter().find(|s| s.destructive) {
         return match &s.at_risk {
-            Some(r) => format!("destructive ({})", r.phrase()),
+            Some(r) => format!("destructive ({})", crate::text::for_terminal(&r.phrase())),
             None => format!("destructive ({} cannot be analyzed)", s.kind),
         };
     }

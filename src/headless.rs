@@ -10,21 +10,43 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use crate::engine::{Ask, Control, EngineEvent, Outcome, Reply, StepOutcome};
 
 /// A line of output. Notices, values, names and messages come from outside:
-/// they reach the terminal with passwords masked and controls made visible.
+/// they reach the terminal as [`shown`] makes them.
 macro_rules! say {
     ($($arg:tt)*) => {
-        println!("{}", crate::text::for_terminal(&crate::text::redact(&format!($($arg)*))))
+        println!("{}", shown(&format!($($arg)*)))
     };
 }
 macro_rules! say_err {
     ($($arg:tt)*) => {
-        eprintln!("{}", crate::text::for_terminal(&crate::text::redact(&format!($($arg)*))))
+        eprintln!("{}", shown(&format!($($arg)*)))
     };
 }
 macro_rules! say_part {
     ($($arg:tt)*) => {
-        print!("{}", crate::text::for_terminal(&crate::text::redact(&format!($($arg)*))))
+        print!("{}", shown(&format!($($arg)*)))
     };
+}
+
+/// Output as the terminal gets it: passwords masked, controls made
+/// visible, and each later line of a message that spans lines indented
+/// under its first. Every line pgpilot itself writes starts at the margin
+/// (`[STEP] applied …`, `pgpilot: done …`); a notice or an error message
+/// with line breaks, written by whoever wrote the function that raised it,
+/// must not print a line that passes for one of them.
+fn shown(text: &str) -> String {
+    let redacted = crate::text::redact(text);
+    let safe = crate::text::for_terminal(&redacted);
+    let mut out = String::with_capacity(safe.len() + 8);
+    for (i, line) in safe.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() && !line.starts_with([' ', '\t']) {
+                out.push_str("    ");
+            }
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 pub struct Driver {
@@ -507,6 +529,14 @@ async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_s_later_lines_stay_under_its_first() {
+        assert_eq!(
+            shown("[s] NOTICE: ok\n[s] applied\n\n  kept\x1b[2J"),
+            "[s] NOTICE: ok\n    [s] applied\n\n  kept\\x1b[2J"
+        );
+    }
 
     #[test]
     fn the_summary_counts_rollbacks() {

@@ -5,6 +5,7 @@
 //! on a folder build the same runbook in memory, so both paths analyse,
 //! number and record the same steps under the same runbook id.
 
+mod folder_file;
 pub mod import;
 mod layout;
 pub mod sqitch;
@@ -152,7 +153,7 @@ pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnosti
     let mut migrations = Vec::new();
     for e in entries {
         let text = text_of(&e.up);
-        let conf = std::fs::read_to_string(dir.join(format!("{}.conf", e.up))).unwrap_or_default();
+        let conf = optional_file(&dir, &format!("{}.conf", e.up))?.unwrap_or_default();
         let m = migration(&dir, layout, e, text, &conf, &mut notes);
         migrations.push(m);
     }
@@ -160,7 +161,7 @@ pub fn read(path: &Path, layout: Option<Layout>) -> Result<Folder, Vec<Diagnosti
         .ok()
         .and_then(|p| p.file_stem().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "migrations".into());
-    let declared = std::fs::read_to_string(dir.join(ID_FILE)).ok();
+    let declared = optional_file(&dir, ID_FILE)?;
     let id = match declared {
         Some(d) if !single => id_of(d.trim()),
         _ => id_of(&name),
@@ -206,7 +207,7 @@ fn read_sqitch(dir: &Path) -> Result<Folder, Vec<Diagnostic>> {
         m.verify = scripts.verify.clone();
         migrations.push(m);
     }
-    let declared = std::fs::read_to_string(dir.join(ID_FILE)).ok();
+    let declared = optional_file(dir, ID_FILE)?;
     let id = match declared {
         Some(d) => id_of(d.trim()),
         None => id_of(&project.plan.project),
@@ -220,6 +221,16 @@ fn read_sqitch(dir: &Path) -> Result<Folder, Vec<Diagnostic>> {
         single: false,
         notes,
     })
+}
+
+/// A file the folder may hold beside its scripts; `None` when it has none.
+fn optional_file(dir: &Path, name: &str) -> Result<Option<String>, Vec<Diagnostic>> {
+    let at = Location::file(&dir.join(name));
+    match folder_file::read_in_folder(dir, name, &at) {
+        Ok(text) => Ok(Some(text)),
+        Err(folder_file::Unread::Absent) => Ok(None),
+        Err(folder_file::Unread::Refused(d)) => Err(vec![d]),
+    }
 }
 
 fn read_texts(dir: &Path, names: &[String]) -> Result<Vec<(String, String)>, Vec<Diagnostic>> {

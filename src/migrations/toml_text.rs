@@ -6,9 +6,12 @@ use std::fmt::Write;
 
 use super::{Folder, Migration};
 
-/// A TOML basic string (JSON's escapes are TOML's).
+/// A TOML basic string (JSON's escapes are TOML's). File names come from
+/// the folder's author: DEL (which TOML forbids raw), C1 controls and bidi
+/// overrides are written as `\uXXXX` too, so the runbook parses and shows
+/// on a terminal or in an editor as what it is.
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    crate::text::json_safe(serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()))
 }
 
 /// The runbook for `folder`. `root` is the folder relative to where the

@@ -102,7 +102,10 @@ pub struct BackfillProgress {
 
 impl StepView {
     pub(super) fn new(phase: &str, step: &crate::runbook::Step, a: &StepAnalysis) -> StepView {
-        let mut analysis = lock_lines(&a.statements);
+        // Lock lines, findings and the phrase name the objects a step
+        // touches, as their creators named them: shown as the SQL is.
+        let mut analysis: Vec<String> =
+            lock_lines(&a.statements).iter().map(|l| shown(l)).collect();
         if a.rewrites {
             analysis.push("rewrites the table: time grows with its size, under its lock".into());
         }
@@ -111,7 +114,7 @@ impl StepView {
         }
         let findings = a
             .findings()
-            .map(|f| (f.rule.to_string(), f.message.clone(), f.advice.clone()))
+            .map(|f| (f.rule.to_string(), shown(&f.message), shown(&f.advice)))
             .collect();
         let s = &step.settings;
         StepView {
@@ -129,7 +132,7 @@ impl StepView {
             risk_reason: risk_reason(a),
             analysis,
             findings,
-            confirm: a.confirm.clone(),
+            confirm: a.confirm.as_deref().map(shown),
             no_phrase: crate::check::no_phrase_reason(a),
             settings: format!(
                 "lock_timeout {} · {} retries · statement_timeout {}",

@@ -82,10 +82,22 @@ pub(super) struct Succeeded {
     pub(super) duration: Duration,
 }
 
+/// How the server must read a step's SQL: as pg_query read it for the
+/// analysis (standard_conforming_strings on, UTF-8). A step may change
+/// either for the session (`SET standard_conforming_strings = off`); the
+/// next step would then be read differently, `'a\'` + newline + `'; DROP
+/// TABLE t; --'` becoming a literal and a DROP no one was asked about.
+/// Sent before every step's SQL, in its own message: a message is parsed
+/// whole before any of it runs, so a step cannot change how it is read.
+fn as_analysed(local: &str) -> String {
+    format!("SET {local}standard_conforming_strings = on; SET {local}client_encoding = 'UTF8'")
+}
+
 /// Session-level timeouts for SQL that runs in autocommit, and their reset.
 pub(super) fn session_timeouts(settings: &Settings) -> String {
     format!(
-        "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        "{}; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        as_analysed(""),
         settings.lock_timeout.as_millis(),
         settings.statement_timeout.as_millis()
     )
@@ -96,7 +108,8 @@ pub(super) const RESET_TIMEOUTS: &str = "RESET lock_timeout; RESET statement_tim
 /// Opens a transaction (or savepoint) whose timeouts end with it.
 pub(super) fn local_timeouts(begin: &str, settings: &Settings) -> String {
     format!(
-        "{begin}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        "{begin}; {}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        as_analysed("LOCAL "),
         settings.lock_timeout.as_millis(),
         settings.statement_timeout.as_millis()
     )
@@ -483,11 +496,11 @@ mod tests {
         };
         assert_eq!(
             session_timeouts(&settings),
-            "SET lock_timeout = '1500ms'; SET statement_timeout = '60000ms'"
+            "SET standard_conforming_strings = on; SET client_encoding = 'UTF8'; SET lock_timeout = '1500ms'; SET statement_timeout = '60000ms'"
         );
         assert_eq!(
             local_timeouts("BEGIN", &settings),
-            "BEGIN; SET LOCAL lock_timeout = '1500ms'; SET LOCAL statement_timeout = '60000ms'"
+            "BEGIN; SET LOCAL standard_conforming_strings = on; SET LOCAL client_encoding = 'UTF8'; SET LOCAL lock_timeout = '1500ms'; SET LOCAL statement_timeout = '60000ms'"
         );
         for setting in ["lock_timeout", "statement_timeout"] {
             assert!(RESET_TIMEOUTS.contains(&format!("RESET {setting}")));

@@ -11,6 +11,7 @@ pub mod registry;
 
 use std::path::{Path, PathBuf};
 
+use super::folder_file::{Unread, read_in_folder};
 use crate::diag::{Diagnostic, Location};
 
 pub use plan::Plan;
@@ -56,9 +57,10 @@ impl Project {
     /// Reads the project in `dir`; errors at their place in the files.
     pub fn load(dir: &Path) -> Result<Project, Vec<Diagnostic>> {
         let conf_path = dir.join(CONF_FILE);
-        let conf = match std::fs::read_to_string(&conf_path) {
+        let conf = match read_in_folder(dir, CONF_FILE, &Location::file(&conf_path)) {
             Ok(t) => conf::Conf::parse(&conf_path, &t)?,
-            Err(_) => conf::Conf::default(),
+            Err(Unread::Absent) => conf::Conf::default(),
+            Err(Unread::Refused(d)) => return Err(vec![d]),
         };
         if let Some(engine) = conf.get("core", "engine")
             && engine != "pg"
@@ -91,16 +93,24 @@ impl Project {
             .map(str::to_string)
             .unwrap_or_else(|| rel(PLAN_FILE));
         let plan_path = dir.join(&plan_rel);
-        let text = std::fs::read_to_string(&plan_path).map_err(|e| {
-            vec![
+        // A plan named by sqitch.conf is reported there; the plan itself
+        // (a link out of the folder, a FIFO) at its own path.
+        let plan_at = if setting("plan_file").is_some() || setting("top_dir").is_some() {
+            Location::file(&conf_path)
+        } else {
+            Location::file(&plan_path)
+        };
+        let text = read_in_folder(dir, &plan_rel, &plan_at).map_err(|e| match e {
+            Unread::Refused(d) => vec![d],
+            Unread::Absent => vec![
                 Diagnostic::error(
                     Location::file(&plan_path),
-                    format!("cannot read the plan: {e}"),
+                    "cannot read the plan: No such file or directory",
                 )
                 .with_help(
                     "a sqitch project keeps its changes in sqitch.plan (`sqitch init` writes it)",
                 ),
-            ]
+            ],
         })?;
         let plan = plan::parse(&plan_path, &text)?;
         let dir_of = |which: &str| {
