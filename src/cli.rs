@@ -10,7 +10,7 @@ use crate::check_report::{self, CheckFormat, FailOn};
 use crate::diag::Diagnostic;
 use crate::engine::{Mode, RunOptions};
 use crate::exit;
-use crate::session::{drive_session, prepare_drive, resolve, runtime};
+use crate::session::{connect, drive_session, prepare_drive, runtime};
 use crate::style::Style;
 
 #[derive(Parser)]
@@ -394,7 +394,7 @@ pub fn main() -> ExitCode {
             runbook,
             conn,
             format,
-        } => status(&runbook, conn, format),
+        } => crate::status_cmd::run(&runbook, conn.db.as_deref(), matches!(format, Format::Json)),
         Command::Audit { command } => audit(command),
         Command::Approve {
             runbook,
@@ -492,7 +492,7 @@ fn plan(path: &std::path::Path, format: Format, conn: &Conn) -> u8 {
 fn forecast(c: &crate::check::Checked, conn: &Conn) -> Result<Vec<crate::forecast::Forecast>, u8> {
     let rt = runtime().ok_or(exit::FAILED)?;
     rt.block_on(async {
-        let (_, connection) = connect(conn, "pgpilot-forecast").await?;
+        let (_, connection) = connect(conn.db.as_deref(), "pgpilot-forecast").await?;
         let sizes = crate::forecast::measure_tables(&connection.client, &c.analysis.steps)
             .await
             .map_err(|e| {
@@ -530,90 +530,6 @@ fn drive_engine(path: &std::path::Path, conn: Conn, mut options: RunOptions, dri
     // question was open) must not hold the exit.
     rt.shutdown_background();
     code
-}
-
-/// Resolves --db (see [`resolve`]) and connects; errors are printed.
-async fn connect(
-    conn: &Conn,
-    application: &str,
-) -> Result<(crate::pg::ConnSpec, crate::pg::Connection), u8> {
-    let spec = resolve(conn.db.as_deref())?.with_application_name(application);
-    let connection = spec.connect().await.map_err(|e| {
-        eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
-        exit::FAILED
-    })?;
-    Ok((spec, connection))
-}
-
-fn status(path: &std::path::Path, conn: Conn, format: Format) -> u8 {
-    let checked = match check_file(path) {
-        Ok(c) => c,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return exit::FAILED;
-        }
-    };
-    let Some(rt) = runtime() else {
-        return exit::FAILED;
-    };
-    rt.block_on(async move {
-        let (spec, connection) = match connect(&conn, "pgpilot").await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let steps = match crate::engine::status::step_statuses(&connection.client, &checked.runbook)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
-                return exit::FAILED;
-            }
-        };
-        let t = spec.target();
-        // The database's schema version line (`[runbook] version`); null when none.
-        let version = crate::engine::versions::current(&connection.client)
-            .await
-            .ok()
-            .flatten();
-        match format {
-            Format::Json => {
-                let doc = serde_json::json!({
-                    "runbook": { "id": checked.runbook.id, "title": checked.runbook.title },
-                    "target": { "host": t.host, "port": t.port, "database": t.database },
-                    "schema_version": version,
-                    "steps": steps,
-                });
-                println!(
-                    "{}",
-                    crate::text::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default())
-                );
-            }
-            // Plain text (no colours): the runbook's names and the state
-            // rows' texts are made safe for the terminal in one pass.
-            Format::Text => print!(
-                "{}",
-                crate::text::for_terminal(&crate::engine::status::to_text(
-                    &checked.runbook,
-                    &format!("{}:{}/{}", t.host, t.port, t.database),
-                    &steps
-                ))
-                .into_owned()
-                    + &crate::text::for_terminal(&match &version {
-                        Some(v) => format!(
-                            "schema version {} (runbook {}, {} by {})\n",
-                            v.version, v.runbook, v.deployed_at, v.deployed_by
-                        ),
-                        // Said only to runbooks that keep a version.
-                        None if checked.runbook.version.is_some() => {
-                            "schema version: none recorded\n".to_string()
-                        }
-                        None => String::new(),
-                    })
-            ),
-        }
-        exit::OK
-    })
 }
 
 fn audit(command: AuditCommand) -> u8 {

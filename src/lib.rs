@@ -35,6 +35,7 @@ pub mod restore;
 pub mod runbook;
 pub mod sandbox;
 pub mod session;
+pub mod status_cmd;
 pub mod style;
 pub mod suppress;
 pub mod text;

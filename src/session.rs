@@ -145,3 +145,16 @@ pub fn resolve(db: Option<&str>) -> Result<crate::pg::ConnSpec, u8> {
     }
     Ok(spec)
 }
+
+/// Resolves --db (see [`resolve`]) and connects; errors are printed.
+pub async fn connect(
+    db: Option<&str>,
+    application: &str,
+) -> Result<(crate::pg::ConnSpec, crate::pg::Connection), u8> {
+    let spec = resolve(db)?.with_application_name(application);
+    let connection = spec.connect().await.map_err(|e| {
+        eprintln!("pgpilot: {}", crate::text::for_terminal(&e.to_string()));
+        exit::FAILED
+    })?;
+    Ok((spec, connection))
+}

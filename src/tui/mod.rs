@@ -3,6 +3,7 @@
 //! takes one event, drains the rest, and draws once.
 
 pub mod app;
+mod engine_events;
 pub mod forecast;
 pub mod keys;
 pub mod monitor_screen;
