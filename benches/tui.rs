@@ -469,6 +469,7 @@ fn mid_run(app: &mut App) {
         of: 11,
         wait: Duration::from_secs(2),
         message: "canceling statement due to lock timeout".into(),
+        yielded: false,
     });
     app.on_engine(EngineEvent::StepStarted {
         step: RUNNING_STEP.into(),

@@ -270,3 +270,73 @@ fn the_tui_shows_each_standby_in_one_header_line_at_80_by_24() {
         screen.join("\n")
     );
 }
+
+/// In the TUI the gauge of a walk that waits for a lagging standby says
+/// so ("WAITING: standby lag"), as an operator's pause says PAUSED, and
+/// the word goes once the standby caught up and the walk goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_gauge_says_a_backfill_waits_for_a_lagging_standby() {
+    use common::tmux::Tmux;
+
+    let lab = Lab::new();
+    let Some(standby) = standby::start(&lab, "standby4") else {
+        return;
+    };
+    let client = lab.database("lagtui", &[]).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g; ANALYZE t;
+             CREATE TABLE w (a int)",
+        )
+        .await
+        .unwrap();
+    standby::streams(&lab, "standby4").await;
+    standby.pause_replay().expect("pause replay");
+    standby::lags_past_a_second(&lab, &client, "standby4").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rb = runbooks::write(&dir, "fill.toml", BACKFILL);
+    let db = lab.conninfo("lagtui");
+    let phrase = common::confirms_for(&rb, false)
+        .into_iter()
+        .find_map(|c| c.strip_prefix("--confirm=fill=").map(String::from))
+        .expect("the backfill asks a phrase");
+    let exit_file = lab.data_dir.path().join("exit");
+    let cmd = format!(
+        "cd {root} && PGPILOT_DATA_DIR={data} NO_COLOR=1 {bin} run {rb} --db '{db}'; echo $? > {exit}; sleep 30",
+        root = common::ROOT,
+        data = lab.data_dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_pgpilot"),
+        exit = exit_file.display(),
+    );
+    let tui = Tmux::start(&cmd);
+    tui.wait_for("r  run next");
+    tui.keys(&["r"]);
+    tui.wait_for(&format!("Type {phrase} to run it."));
+    tui.text(&phrase);
+    tui.keys(&["Enter"]);
+    tui.wait_for("WAITING: standby lag");
+    let count = "SELECT count(*) FROM t WHERE touched > 0";
+    let before = common::scalar(&client, count).await;
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(common::scalar(&client, count).await, before, "rows moved");
+
+    standby.resume_replay().expect("resume replay");
+    eventually(
+        "the walk goes on and ends once the standby caught up",
+        Duration::from_secs(60),
+        || {
+            let s = tui.screen();
+            async move { s.contains("[fill] applied") && !s.contains("WAITING") }
+        },
+    )
+    .await;
+    tui.keys(&["q"]);
+    eventually("pgpilot ends", Duration::from_secs(30), || {
+        let done = exit_file.exists();
+        async move { done }
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+}

@@ -141,6 +141,7 @@ fn progress(app: &mut App) {
         wait: Duration::from_secs(1),
         message: "waited 1s for a lock (canceling statement due to lock timeout); retrying in 1.0s"
             .into(),
+        yielded: false,
     });
 }
 
@@ -402,6 +403,54 @@ fn the_summary_after_q_says_what_each_step_did() {
         "{text}"
     );
     assert!(text.contains("\\x1b"), "{text}");
+}
+
+/// Yields of the lock queue are said as yields, never counted as
+/// lock-timeout retries: the operator reads the summary to learn whether
+/// the table was held (lock_timeout) or busy (sessions queued behind).
+#[test]
+fn the_summary_tells_yields_from_lock_timeout_retries() {
+    let mut a = app(SessionKind::Run);
+    a.on_engine(EngineEvent::StepStarted {
+        step: "drop-legacy-id".into(),
+        attempt: 1,
+        of: 11,
+    });
+    for attempt in 1..=2 {
+        a.on_engine(EngineEvent::Retrying {
+            step: "drop-legacy-id".into(),
+            attempt,
+            of: 11,
+            wait: Duration::from_millis(500),
+            message: "yielded: 2 sessions waited 214ms behind us".into(),
+            yielded: true,
+        });
+    }
+    a.on_engine(EngineEvent::StepDone {
+        step: "drop-legacy-id".into(),
+        outcome: StepOutcome::Applied,
+        duration: Duration::from_millis(900),
+        rows: None,
+        captured: None,
+    });
+    let text = pgpilot::tui::summary::summary(
+        &a,
+        Some(&pgpilot::engine::Outcome::Done),
+        0,
+        Path::new("/tmp/audit.jsonl"),
+    );
+    let drop = text
+        .lines()
+        .find(|l| l.starts_with("  drop-legacy-id"))
+        .expect("the step's line");
+    assert!(
+        drop.contains("2 yields") && !drop.contains("retr"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lock-timeout retries: 0\nqueue yields (max_queue_stall): 2\n"),
+        "{text}"
+    );
 }
 
 #[test]

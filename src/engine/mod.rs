@@ -103,13 +103,16 @@ pub enum EngineEvent {
         attempt: u32,
         of: u32,
     },
-    /// The step waited longer than lock_timeout (55P03) and will be retried.
+    /// The step waited longer than lock_timeout (55P03), or yielded its
+    /// place in the lock queue (`yielded`: sessions waited behind it past
+    /// `max_queue_stall`), and will be retried.
     Retrying {
         step: String,
         attempt: u32,
         of: u32,
         wait: Duration,
         message: String,
+        yielded: bool,
     },
     /// While a step's statement waits for a lock: how many sessions queue
     /// behind it and how long the oldest has waited, against
@@ -173,6 +176,9 @@ pub enum EngineEvent {
         batch_size: u64,
         /// The operator paused the walk (`Control::TogglePause`).
         paused: bool,
+        /// The walk waits by itself, and why in a few words ("standby
+        /// lag"); None while it walks.
+        waiting: Option<String>,
     },
     Asks(Ask),
     Finished(Outcome),

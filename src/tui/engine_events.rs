@@ -83,10 +83,15 @@ impl App {
                 attempt,
                 of,
                 message,
+                yielded,
                 ..
             } => {
                 if let Some(s) = self.step_mut(&step) {
-                    s.retries += 1;
+                    if yielded {
+                        s.yields += 1;
+                    } else {
+                        s.retries += 1;
+                    }
                 }
                 self.log(
                     LogLevel::Warn,
@@ -222,6 +227,7 @@ impl App {
                 eta,
                 batch_size,
                 paused,
+                waiting,
             } => {
                 if let Some(s) = self.step_mut(&step) {
                     s.progress = Some(crate::tui::step_view::BackfillProgress {
@@ -231,6 +237,7 @@ impl App {
                         eta,
                         batch_size,
                         paused,
+                        waiting,
                     });
                 }
             }

@@ -74,7 +74,10 @@ pub struct StepView {
     pub no_phrase: Option<&'static str>,
     pub settings: String,
     /// Attempts retried after a lock timeout in this session.
+    /// Lock-timeout (55P03) retries in this session.
     pub retries: u32,
+    /// Yields of the lock queue (`max_queue_stall`) in this session.
+    pub yields: u32,
     /// Something happened to it in this session (it ran, failed, was skipped
     /// or rolled back); a state found on the target alone is not that.
     pub touched: bool,
@@ -98,6 +101,8 @@ pub struct BackfillProgress {
     pub batch_size: u64,
     /// Paused by the operator (`p`).
     pub paused: bool,
+    /// Waiting by itself, and why ("standby lag").
+    pub waiting: Option<String>,
 }
 
 impl StepView {
@@ -141,6 +146,7 @@ impl StepView {
                 format_duration(s.statement_timeout)
             ),
             retries: 0,
+            yields: 0,
             touched: false,
             capture: step.capture.clone(),
             uses: super::truth::uses(step),

@@ -26,7 +26,7 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
     let done: Vec<_> = app
         .steps
         .iter()
-        .filter(|s| s.touched || s.retries > 0)
+        .filter(|s| s.touched || s.retries > 0 || s.yields > 0)
         .collect();
     let id_width = done.iter().map(|s| s.id.chars().count()).max().unwrap_or(0);
     let state_width = done
@@ -48,6 +48,14 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
                 "  {} {}",
                 s.retries,
                 if s.retries == 1 { "retry" } else { "retries" }
+            );
+        }
+        if s.yields > 0 {
+            let _ = write!(
+                line,
+                "  {} {}",
+                s.yields,
+                if s.yields == 1 { "yield" } else { "yields" }
             );
         }
         match &s.state {
@@ -98,6 +106,12 @@ pub fn summary(app: &App, outcome: Option<&Outcome>, code: u8, audit: &Path) -> 
     let retries: u32 = app.steps.iter().map(|s| s.retries).sum();
     let _ = writeln!(out, "steps: {}", totals.join(", "));
     let _ = writeln!(out, "lock-timeout retries: {retries}");
+    // Yields are retries too (they count against lock_retries), but of
+    // another cause: said apart so that neither reads as the other.
+    let yields: u32 = app.steps.iter().map(|s| s.yields).sum();
+    if yields > 0 {
+        let _ = writeln!(out, "queue yields (max_queue_stall): {yields}");
+    }
     let _ = writeln!(out, "audit log: {}", safe(&audit.display().to_string()));
     out
 }

@@ -357,6 +357,7 @@ impl Exec<'_> {
         f: &SqlFailure,
         waited: Duration,
     ) -> bool {
+        let yielded = matches!(cause, RetryCause::Yielded(_));
         let wait = match cause {
             RetryCause::LockTimeout(_) => backoff(settings.retry_backoff, attempt),
             RetryCause::Yielded(_) => crate::backoff::Backoff {
@@ -374,6 +375,7 @@ impl Exec<'_> {
             of,
             wait,
             message,
+            yielded,
         });
         self.sleep_or_cancel(wait).await
     }

@@ -175,12 +175,13 @@ impl Exec<'_> {
                 ev.message = Some(resized);
                 self.record(ev).await;
             }
-            self.emit(progress.event(&step.id, pace.size, false));
+            self.emit(progress.event(&step.id, pace.size, false, None));
             if !b.batch_pause.is_zero() && self.sleep_or_cancel(b.batch_pause).await {
                 return Err(self.backfill_stopped(phase, step, &progress).await);
             }
             self.apply_orders(phase, step, &mut pace, &progress).await?;
-            self.between_batches(phase, step, &progress).await?;
+            self.between_batches(phase, step, &progress, pace.size)
+                .await?;
         }
         Ok((progress, batches, touched_total))
     }

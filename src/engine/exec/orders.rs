@@ -45,12 +45,12 @@ impl Exec<'_> {
                         };
                         let word = if paused { "paused" } else { "resumed" };
                         self.say_order(phase, step, progress, word, said).await;
-                        self.emit(progress.event(&step.id, pace.size, paused));
+                        self.emit(progress.event(&step.id, pace.size, paused, None));
                     }
                     Control::Resize(r) => {
                         let said = pace.order(r);
                         self.say_order(phase, step, progress, "resized", said).await;
-                        self.emit(progress.event(&step.id, pace.size, paused));
+                        self.emit(progress.event(&step.id, pace.size, paused, None));
                     }
                     Control::StopAfterBatch => {
                         self.say_order(

@@ -19,15 +19,17 @@ use crate::runbook::{Phase, Step};
 const LAG_POLL: Duration = Duration::from_secs(1);
 
 impl Exec<'_> {
-    /// Ok to run the next batch, or how the session ends.
+    /// Ok to run the next batch (of `size` keys), or how the session ends.
     pub(super) async fn between_batches(
         &mut self,
         phase: &Phase,
         step: &Step,
         progress: &Progress,
+        size: u64,
     ) -> Result<(), Outcome> {
         if let Some(limit) = step.settings.max_replica_lag {
-            self.wait_for_standbys(phase, step, progress, limit).await?;
+            self.wait_for_standbys(phase, step, progress, limit, size)
+                .await?;
         }
         if self.s.runbook.health.is_empty() {
             return Ok(());
@@ -40,13 +42,15 @@ impl Exec<'_> {
     }
 
     /// Waits while a standby is over `limit`; says once that the walk
-    /// paused and why, and once that it resumed, each in the log and audit.
+    /// paused and why, and once that it resumed, each in the log and audit,
+    /// and on the gauge while it waits.
     async fn wait_for_standbys(
         &mut self,
         phase: &Phase,
         step: &Step,
         progress: &Progress,
         limit: Duration,
+        size: u64,
     ) -> Result<(), Outcome> {
         let mut paused = false;
         loop {
@@ -62,6 +66,7 @@ impl Exec<'_> {
                 paused = true;
                 self.say_throttle(phase, step, progress, format!("paused: {why}"))
                     .await;
+                self.emit(progress.event(&step.id, size, false, Some("standby lag")));
             }
             if self.sleep_or_cancel(LAG_POLL).await {
                 return Err(self.backfill_stopped(phase, step, progress).await);
@@ -75,6 +80,7 @@ impl Exec<'_> {
                 "resumed: every standby replays within max_replica_lag".into(),
             )
             .await;
+            self.emit(progress.event(&step.id, size, false, None));
         }
         Ok(())
     }

@@ -381,8 +381,15 @@ impl Progress {
         self.walked_here as f64 / secs
     }
 
-    /// The progress event; `size`: the next batch's, `paused`: by the operator.
-    pub(super) fn event(&self, step: &str, size: u64, paused: bool) -> EngineEvent {
+    /// The progress event; `size`: the next batch's, `paused`: by the
+    /// operator, `waiting`: why the walk waits by itself.
+    pub(super) fn event(
+        &self,
+        step: &str,
+        size: u64,
+        paused: bool,
+        waiting: Option<&str>,
+    ) -> EngineEvent {
         let rate = self.rate();
         let left = self.total.saturating_sub(self.done) as f64;
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left / rate));
@@ -394,6 +401,7 @@ impl Progress {
             eta,
             batch_size: size,
             paused,
+            waiting: waiting.map(str::to_string),
         }
     }
 

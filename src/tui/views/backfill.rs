@@ -1,6 +1,7 @@
 //! A running backfill's gauge on its step: a bar, then percent, keys walked
 //! of the estimate, rate and ETA (the same words as the headless line), the
-//! next batch's size and whether the operator paused it.
+//! next batch's size, whether the operator paused it and whether it waits
+//! by itself (a standby's lag).
 
 use ratatui::text::{Line, Span};
 
@@ -28,6 +29,13 @@ pub fn backfill_gauge(p: &BackfillProgress) -> Line<'static> {
         } else {
             Span::raw("")
         },
+        match &p.waiting {
+            Some(why) => Span::styled(
+                format!(" WAITING: {}", crate::text::one_line(why)),
+                theme::warn(),
+            ),
+            None => Span::raw(""),
+        },
     ])
 }
 
@@ -45,6 +53,7 @@ mod tests {
             eta: Some(Duration::from_secs(15)),
             batch_size: 1000,
             paused: false,
+            waiting: None,
         });
         let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
         assert_eq!(
@@ -66,8 +75,27 @@ mod tests {
             eta: None,
             batch_size: 2000,
             paused: true,
+            waiting: None,
         });
         let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
         assert!(text.ends_with(", batch 2000 PAUSED"), "{text}");
+    }
+
+    #[test]
+    fn a_walk_waiting_on_a_standby_says_so() {
+        let line = backfill_gauge(&BackfillProgress {
+            done: 5000,
+            total_estimate: 20000,
+            rate_per_s: 900.0,
+            eta: Some(Duration::from_secs(16)),
+            batch_size: 2000,
+            paused: false,
+            waiting: Some("standby lag".into()),
+        });
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert!(
+            text.ends_with(", batch 2000 WAITING: standby lag"),
+            "{text}"
+        );
     }
 }
