@@ -2,9 +2,9 @@
 //! test held to: the typed text is compared with the phrase exactly, case
 //! included, after leading and trailing white space is removed; a wrong
 //! answer is audited with what was expected and what was typed; a pause
-//! takes only `done` (anything else refuses the run, unaudited as a pause
-//! but named in `session_end`); `confirm = "…"` is asked on a step that
-//! destroys nothing too.
+//! takes only `done` (headless, anything else refuses the run, audited as a
+//! wrong or missing answer and named in `session_end`); `confirm = "…"` is
+//! asked on a step that destroys nothing too.
 
 mod common;
 
@@ -140,6 +140,14 @@ async fn a_pause_takes_only_done_and_anything_else_refuses_the_run() {
                 || r.action == Action::StepStart && r.step.as_deref() == Some("make")),
             "{answer:?}: {session:?}"
         );
+        // The answer is audited like a phrase's.
+        let answers: Vec<_> = session
+            .iter()
+            .filter(|r| r.action == Action::Confirmation && r.step.as_deref() == Some("wait"))
+            .filter_map(|r| r.outcome.as_deref())
+            .collect();
+        let want = if answer.is_some() { "wrong" } else { "missing" };
+        assert_eq!(answers, [want], "{answer:?}");
         let end = session
             .iter()
             .find(|r| r.action == Action::SessionEnd)
