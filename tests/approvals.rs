@@ -270,6 +270,21 @@ async fn production_takes_the_seed_defaults_and_an_emergency_needs_one_owner_app
         "{no_owner}"
     );
     assert_eq!(s.approve(&rb, &s.bob, "owner", &[]).code, 0);
+    // Everything else in order, the production question still wants the
+    // database's own name, exactly: another one, or none, refuses (exit 3)
+    // before any change.
+    let upper = format!("--confirm=@production={}", database.to_uppercase());
+    for answer in [
+        Some("--confirm=@production=postgres"),
+        Some(upper.as_str()),
+        None,
+    ] {
+        let mut args = vec!["--env", "production", "--emergency", "checkout down: INC-9"];
+        args.extend(answer);
+        let refused = s.run(&rb, &args);
+        assert_eq!(refused.code, 3, "{answer:?}: {refused}");
+        assert!(!s.applied().await, "{answer:?}: applied without the name");
+    }
     let ran = s.run(&rb, &emergency);
     assert_eq!(ran.code, 0, "{ran}");
     assert!(
