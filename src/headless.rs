@@ -11,20 +11,28 @@ use crate::engine::{Ask, Control, EngineEvent, Outcome, Reply, StepOutcome};
 
 /// A line of output. Notices, values, names and messages come from outside:
 /// they reach the terminal as [`shown`] makes them.
+// A reader that went away (`pgpilot run … | head`) must not stop a session
+// between a statement and its audit record: what cannot be written is
+// dropped, and the run goes on to its end with its audit whole.
 macro_rules! say {
-    ($($arg:tt)*) => {
-        println!("{}", shown(&format!($($arg)*)))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{}", shown(&format!($($arg)*)));
+    }};
 }
 macro_rules! say_err {
-    ($($arg:tt)*) => {
-        eprintln!("{}", shown(&format!($($arg)*)))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{}", shown(&format!($($arg)*)));
+    }};
 }
 macro_rules! say_part {
-    ($($arg:tt)*) => {
-        print!("{}", shown(&format!($($arg)*)))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = write!(out, "{}", shown(&format!($($arg)*)));
+        let _ = out.flush();
+    }};
 }
 
 /// Output as the terminal gets it: passwords masked, controls made
