@@ -95,7 +95,13 @@ fn percent(done: i64, total: i64) -> Option<u8> {
 }
 
 pub fn to_text(runbook: &Runbook, target: &str, steps: &[StepStatus]) -> String {
-    let mut out = format!("{} ({}) on {target}\n", runbook.title, runbook.id);
+    // One line, controls visible: a runbook's title must not print lines
+    // that pass for the status of steps.
+    let mut out = format!(
+        "{} ({}) on {target}\n",
+        crate::text::one_line(&runbook.title),
+        crate::text::one_line(&runbook.id)
+    );
     let width = steps.iter().map(|s| s.id.len()).max().unwrap_or(4);
     // "backfill" is longer than "change": the widest kind sets the column.
     let kinds = steps.iter().map(|s| s.kind.len()).max().unwrap_or(7);

@@ -48,7 +48,7 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
     let _ = writeln!(
         out,
         "{} {}",
-        st.bold(&safe(&r.title)),
+        st.bold(&title(&r.title)),
         st.dim(&format!("({})", safe(&r.id)))
     );
     let mut facts = vec![
@@ -108,7 +108,7 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
         let _ = writeln!(
             out,
             "  health gate {} ({}), before each step: {}",
-            safe(&g.name),
+            title(&g.name),
             bounds.join(", "),
             one_line(&crate::text::redact(&g.sql.text), 80)
         );
@@ -122,7 +122,7 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
             "\n{} {} {}",
             st.bold("Phase"),
             st.bold(&safe(&phase.id)),
-            st.dim(&format!("— {}", safe(&phase.title)))
+            st.dim(&format!("— {}", title(&phase.title)))
         );
         while let Some(((p, step), a)) = steps_iter.peek() {
             if p.id != phase.id {
@@ -160,7 +160,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
     let title = step
         .title
         .as_deref()
-        .map(|t| format!(" — {}", safe(t)))
+        .map(|t| format!(" — {}", title(t)))
         .unwrap_or_default();
     let _ = writeln!(
         out,
@@ -360,6 +360,13 @@ fn concurrently(sql: &str) -> bool {
             .iter()
             .any(|t| t.token == pg_query::protobuf::Token::Concurrently as i32)
     })
+}
+
+/// A title or a name on one line, controls visible: a line break in a
+/// runbook under review must not print a line that passes for the plan's
+/// own (a step that is not there, a risk that is not its).
+fn title(text: &str) -> String {
+    crate::text::one_line(text)
 }
 
 /// Runbook text as the plan shows it: controls and bidi overrides visible.
