@@ -12,6 +12,10 @@ fn runbook(dir: &std::path::Path) -> String {
 [runbook]
 id = "titles"
 title = "Harmless{FAKE}"
+ticket = "CHG-1{FAKE}"
+
+[target]
+database = "titles{FAKE}"
 
 [[health]]
 name = "gate{FAKE}"
@@ -27,6 +31,7 @@ title = "Phase{FAKE}"
   title = "Step{FAKE}"
   kind = "change"
   sql = "CREATE TABLE t (a int)"
+  irreversible = "gone{FAKE}"
 "#
     );
     let path = dir.join("titles.toml");
@@ -55,8 +60,8 @@ fn plan_prints_each_title_on_one_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     no_fake_line(&text);
-    // Four titles, each kept on its own line.
-    assert_eq!(text.matches("9. drop-nothing").count(), 4, "{text}");
+    // Seven titles and names, each kept on its line.
+    assert_eq!(text.matches("9. drop-nothing").count(), 7, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,7 +65,7 @@ pub fn to_text_with(c: &Checked, forecasts: Option<&[Forecast]>, st: Style) -> S
         format!("{} phases, {steps} steps", r.phases.len()),
     ];
     if let Some(t) = &r.ticket {
-        facts.insert(2, format!("ticket {}", safe(t)));
+        facts.insert(2, format!("ticket {}", title(t)));
     }
     let _ = writeln!(out, "  {}", facts.join(" · "));
     if let Some(d) = &r.description {
@@ -143,13 +143,16 @@ fn target_line(out: &mut String, r: &Runbook) {
     let t = &r.target;
     let mut parts = Vec::new();
     if let Some(db) = &t.database {
-        parts.push(format!("database {}", safe(db)));
+        parts.push(format!("database {}", title(db)));
     }
     if t.require_primary {
         parts.push("primary only".into());
     }
     if !t.environments.is_empty() {
-        parts.push(format!("environments {}", safe(&t.environments.join(", "))));
+        parts.push(format!(
+            "environments {}",
+            title(&t.environments.join(", "))
+        ));
     }
     if !parts.is_empty() {
         let _ = writeln!(out, "  target: {}", parts.join(", "));
@@ -157,14 +160,14 @@ fn target_line(out: &mut String, r: &Runbook) {
 }
 
 fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Style) {
-    let title = step
+    let step_title = step
         .title
         .as_deref()
         .map(|t| format!(" — {}", title(t)))
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "\n  {n}. {} [{}]{title}  {} risk{}",
+        "\n  {n}. {} [{}]{step_title}  {} risk{}",
         st.bold(&safe(&step.id)),
         step.kind.as_str(),
         st.risk(a.risk),
@@ -296,7 +299,7 @@ fn step_text(out: &mut String, n: usize, step: &Step, a: &StepAnalysis, st: Styl
             );
         }
     } else if let Some(why) = &step.irreversible {
-        let _ = writeln!(out, "     {} {}", st.red("irreversible:"), safe(why.trim()));
+        let _ = writeln!(out, "     {} {}", st.red("irreversible:"), title(why));
     }
     if let Some(phrase) = &a.confirm {
         let _ = writeln!(

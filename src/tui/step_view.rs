@@ -73,7 +73,6 @@ pub struct StepView {
     /// Why a high-risk step asks no phrase.
     pub no_phrase: Option<&'static str>,
     pub settings: String,
-    /// Attempts retried after a lock timeout in this session.
     /// Lock-timeout (55P03) retries in this session.
     pub retries: u32,
     /// Yields of the lock queue (`max_queue_stall`) in this session.

@@ -69,6 +69,7 @@ impl Exec<'_> {
                 self.emit(progress.event(&step.id, size, false, Some("standby lag")));
             }
             if self.sleep_or_cancel(LAG_POLL).await {
+                self.emit(progress.event(&step.id, size, false, None));
                 return Err(self.backfill_stopped(phase, step, progress).await);
             }
         }

@@ -155,7 +155,12 @@ impl Walk {
         // ORDER BY, not max(): uuid and other keys have no max() aggregate.
         let end: Option<String> = client
             .query_opt(
-                &format!("SELECT {col}::text AS last FROM {table} ORDER BY {col} DESC LIMIT 1"),
+                // NULL keys sort first in DESC order and are never walked
+                // (no batch's bounds can hold them).
+                &format!(
+                    "SELECT {col}::text AS last FROM {table} WHERE {col} IS NOT NULL
+                      ORDER BY {col} DESC LIMIT 1"
+                ),
                 &[],
             )
             .await

@@ -21,7 +21,14 @@ pub fn backfill_gauge(p: &BackfillProgress) -> Line<'static> {
         Span::styled("░".repeat(BAR - filled), theme::dim()),
         Span::raw(format!(
             " {}, batch {}",
-            describe(p.done, p.total_estimate, p.rate_per_s, p.eta),
+            // While it waits by itself the rate and ETA of its batches say
+            // nothing of when it ends.
+            describe(
+                p.done,
+                p.total_estimate,
+                p.rate_per_s,
+                if p.waiting.is_some() { None } else { p.eta }
+            ),
             p.batch_size
         )),
         if p.paused {
@@ -94,7 +101,7 @@ mod tests {
         });
         let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
         assert!(
-            text.ends_with(", batch 2000 WAITING: standby lag"),
+            text.ends_with("ETA unknown, batch 2000 WAITING: standby lag"),
             "{text}"
         );
     }

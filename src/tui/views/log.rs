@@ -55,7 +55,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut row = String::new();
     let mut used = 0usize;
     let indent = |rows: &Vec<String>| if rows.is_empty() { 0 } else { 2 };
-    for word in text.split(' ') {
+    for word in text.split(char::is_whitespace).filter(|w| !w.is_empty()) {
         let mut word: Vec<char> = word.chars().collect();
         loop {
             let room = width - indent(&rows);
