@@ -191,17 +191,28 @@ async fn a_text_key_index_is_forecast_longer_than_an_integer_key_on_the_same_tab
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let runbook = write_runbook(&dir, KEYS_RUNBOOK);
-    let plan = plan_json(&lab, &runbook, Some(&lab.conninfo("forecast_keys")));
-    let int = &step(&plan, "int-key")["forecast"];
+    // The forecast comes from sorts timed on the target: on a machine
+    // shared with other jobs one sample can be slowed by them, so the best
+    // of three plans is judged (a model that ignored the key fails all
+    // three: it once gave both 0.0752 s).
+    let mut seen = Vec::new();
+    let mut plan = Value::Null;
+    let mut longer = false;
+    for _ in 0..3 {
+        plan = plan_json(&lab, &runbook, Some(&lab.conninfo("forecast_keys")));
+        let secs = |id: &str| {
+            let f = &step(&plan, id)["forecast"];
+            f["seconds"].as_f64().unwrap_or_else(|| panic!("{f}"))
+        };
+        let (int_s, text_s) = (secs("int-key"), secs("text-key"));
+        seen.push(format!("text key {text_s} s against int key {int_s} s"));
+        longer = text_s > 1.5 * int_s;
+        if longer {
+            break;
+        }
+    }
     let text = &step(&plan, "text-key")["forecast"];
-    let (int_s, text_s) = (
-        int["seconds"].as_f64().unwrap_or_else(|| panic!("{int}")),
-        text["seconds"].as_f64().unwrap_or_else(|| panic!("{text}")),
-    );
-    assert!(
-        text_s > 1.5 * int_s,
-        "text key {text_s} s against int key {int_s} s\n{text}\n{int}"
-    );
+    assert!(longer, "{}\n{text}", seen.join("\n"));
     // The sample behind it: the key, its rows, its width from pg_stats.
     let sorts = text["tables"][0]["key_sorts"]
         .as_array()
@@ -444,23 +455,41 @@ async fn a_rewrite_is_forecast_with_the_rebuild_of_every_index_of_its_table() {
     }
     let dir = tempfile::tempdir().unwrap();
     let runbook = write_runbook(&dir, REWRITES);
-    let plan = plan_json(&lab, &runbook, Some(&lab.conninfo("forecast_rewrites")));
+    // Clearly longer: three rebuilds, each more than the heap's rewrite.
+    // Timed on the target, each table's read rate and each key's sort can
+    // be slowed by other jobs on a shared machine: the best of three plans
+    // is judged (a forecast without the rebuilds fails all three).
+    let mut seen = Vec::new();
+    let mut plan = Value::Null;
+    for attempt in 1..=3 {
+        plan = plan_json(&lab, &runbook, Some(&lab.conninfo("forecast_rewrites")));
+        let seconds = |id: &str| {
+            let f = &step(&plan, id)["forecast"];
+            f["seconds"].as_f64().unwrap_or_else(|| panic!("{id}: {f}"))
+        };
+        let mut clear = true;
+        for (plain, indexed) in [
+            ("retype-plain", "retype-indexed"),
+            ("vacuum-plain", "vacuum-indexed"),
+        ] {
+            let (p, i) = (seconds(plain), seconds(indexed));
+            seen.push(format!("plan {attempt}: {indexed}: {i} s, {plain}: {p} s"));
+            clear &= i > 4.0 * p;
+        }
+        if clear {
+            break;
+        }
+        assert!(
+            attempt < 3,
+            "{}\n{}",
+            seen.join("\n"),
+            step(&plan, "retype-indexed")["forecast"]
+        );
+    }
     let seconds = |id: &str| {
         let f = &step(&plan, id)["forecast"];
         f["seconds"].as_f64().unwrap_or_else(|| panic!("{id}: {f}"))
     };
-    // Clearly longer: three rebuilds, each more than the heap's rewrite.
-    for (plain, indexed) in [
-        ("retype-plain", "retype-indexed"),
-        ("vacuum-plain", "vacuum-indexed"),
-    ] {
-        let (p, i) = (seconds(plain), seconds(indexed));
-        assert!(
-            i > 4.0 * p,
-            "{indexed}: {i} s, {plain}: {p} s\n{}",
-            step(&plan, indexed)["forecast"]
-        );
-    }
     // The indexes it rebuilds, each by its key.
     let rebuilds = &step(&plan, "retype-indexed")["forecast"]["tables"][0]["rebuilds"];
     let keys: Vec<&Value> = rebuilds
