@@ -125,6 +125,29 @@ id = "p"
   batch_pause = "100ms"
 "#;
 
+/// The 20,000 rows BACKFILL walks, in database `db`, with `name`'s replay
+/// paused until its lag is past a second.
+async fn lagging_walk(
+    lab: &Lab,
+    standby: &pgpilot::sandbox::Standby,
+    db: &str,
+    name: &str,
+) -> tokio_postgres::Client {
+    let client = lab.database(db, &[]).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g; ANALYZE t;
+             CREATE TABLE w (a int)",
+        )
+        .await
+        .unwrap();
+    standby::streams(lab, name).await;
+    standby.pause_replay().expect("pause replay");
+    standby::lags_past_a_second(lab, &client, name).await;
+    client
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_waits_while_its_standby_lags_and_finishes_once_it_catches_up() {
     use std::io::BufRead;
@@ -134,18 +157,7 @@ async fn a_backfill_waits_while_its_standby_lags_and_finishes_once_it_catches_up
     let Some(standby) = standby::start(&lab, "standby3") else {
         return;
     };
-    let client = lab.database("lagfill", &[]).await;
-    client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g; ANALYZE t;
-             CREATE TABLE w (a int)",
-        )
-        .await
-        .unwrap();
-    standby::streams(&lab, "standby3").await;
-    standby.pause_replay().expect("pause replay");
-    standby::lags_past_a_second(&lab, &client, "standby3").await;
+    let client = lagging_walk(&lab, &standby, "lagfill", "standby3").await;
 
     let dir = tempfile::tempdir().unwrap();
     let rb = runbooks::write(&dir, "fill.toml", BACKFILL);
@@ -282,18 +294,7 @@ async fn the_tui_gauge_says_a_backfill_waits_for_a_lagging_standby() {
     let Some(standby) = standby::start(&lab, "standby4") else {
         return;
     };
-    let client = lab.database("lagtui", &[]).await;
-    client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g; ANALYZE t;
-             CREATE TABLE w (a int)",
-        )
-        .await
-        .unwrap();
-    standby::streams(&lab, "standby4").await;
-    standby.pause_replay().expect("pause replay");
-    standby::lags_past_a_second(&lab, &client, "standby4").await;
+    let client = lagging_walk(&lab, &standby, "lagtui", "standby4").await;
 
     let dir = tempfile::tempdir().unwrap();
     let rb = runbooks::write(&dir, "fill.toml", BACKFILL);
